@@ -22,6 +22,7 @@ ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1, 
             "int16": 2, "uint16": 2, "int32": 4, "uint32": 4, "int64": 8, "uint64": 8, "bool": 1}
 # numpy has no bfloat16: its bits are read as uint16 and widened by hand.
 _NUMPY_DTYPE = {"bfloat16": np.uint16}
+_BLOCK = 1 << 22  # elements converted at a time (16 MiB of float32)
 
 
 @dataclass
@@ -85,34 +86,43 @@ class TensorSource:
         return flat.reshape(info.shape)
 
     def float32(self, name: str, out: np.ndarray | None = None) -> np.ndarray:
-        """The tensor as a new float32 array, converted chunk by chunk."""
+        """The tensor as a new float32 array, converted block by block.
+
+        Each block's file pages are released as soon as it is converted, so the
+        memory in flight is one block, not one (possibly 1 GB) tensor.
+        """
         info = self.tensors[name]
         if out is None:
             out = np.empty(info.shape, np.float32)
         flat_out = out.reshape(-1)
         pos = 0
-        for part in self.chunk_arrays(name):
-            dest = flat_out[pos:pos + part.size]
-            if info.dtype == "bfloat16":
-                bf16_bits_to_float32(part, out=dest)
-            else:
-                dest[...] = part
-            pos += part.size
-        self.release(name)
+        itemsize = ITEMSIZE[info.dtype]
+        for (offset, _), part in zip(info.chunks, self.chunk_arrays(name)):
+            for begin in range(0, part.size, _BLOCK):
+                block = part[begin:begin + _BLOCK]
+                dest = flat_out[pos:pos + block.size]
+                if info.dtype == "bfloat16":
+                    bf16_bits_to_float32(block, out=dest)
+                else:
+                    dest[...] = block
+                pos += block.size
+                self._release_range(offset + begin * itemsize, block.size * itemsize)
         return out
 
     def release(self, name: str) -> None:
         """Tell the OS we are done with a tensor's pages, so RSS stays near the weights."""
-        advice = getattr(mmap, "MADV_DONTNEED", None)
+        for off, n in self.tensors[name].chunks:
+            self._release_range(off, n)
+
+    def _release_range(self, offset: int, nbytes: int) -> None:
+        advice = getattr(mmap, "MADV_DONTNEED", None)  # absent on Windows: pages age out instead
         if advice is None:
             return
-        page = mmap.PAGESIZE
-        for off, n in self.tensors[name].chunks:
-            start = off - off % page
-            try:
-                self._map.madvise(advice, start, n + off - start)
-            except (OSError, ValueError):
-                pass
+        start = offset - offset % mmap.PAGESIZE
+        try:
+            self._map.madvise(advice, start, nbytes + offset - start)
+        except (OSError, ValueError):
+            pass
 
     @property
     def total_bytes(self) -> int:

@@ -1,0 +1,150 @@
+"""The streaming, cancellable generation loop, independent of any backend.
+
+``generate`` prefills the prompt (reusing whatever prefix the executor's cache
+already holds), then decodes one token at a time, calling ``on_token`` with the
+id and the text it adds. It stops on a stop id (eos/eot), a stop string,
+``max_new_tokens``, the end of the context, or when ``cancel`` is set from
+another thread; the stats say which and how fast.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from .errors import GenerationError
+from .executor import Executor
+from .memory import peak_rss_bytes
+from .sampling import Sampler, SamplingSettings
+from .text_stream import IncrementalDecoder, StopStringFilter
+
+TokenCallback = Callable[[int, str], None]
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    prefilled_tokens: int = 0   # prompt tokens actually computed (the rest came from the cache)
+    generated_tokens: int = 0
+    ttft_s: float = 0.0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    finish_reason: str = ""     # "stop", "stop_string", "length", "context", "cancelled"
+    peak_rss_bytes: int = 0
+
+    @property
+    def prefill_tokens_per_s(self) -> float:
+        return self.prefilled_tokens / self.prefill_s if self.prefill_s > 0 else 0.0
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        n = self.generated_tokens - 1  # the first token comes from the prefill
+        return n / self.decode_s if n > 0 and self.decode_s > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {"prompt_tokens": self.prompt_tokens, "prefilled_tokens": self.prefilled_tokens,
+                "generated_tokens": self.generated_tokens, "ttft_s": round(self.ttft_s, 4),
+                "prefill_tokens_per_s": round(self.prefill_tokens_per_s, 2),
+                "decode_tokens_per_s": round(self.decode_tokens_per_s, 2),
+                "finish_reason": self.finish_reason, "peak_rss_bytes": self.peak_rss_bytes}
+
+
+@dataclass
+class Completion:
+    prompt_ids: list[int]
+    output_ids: list[int] = field(default_factory=list)
+    text: str = ""
+    stats: GenerationStats = field(default_factory=GenerationStats)
+
+
+class KVCacheState:
+    """Which token ids the executor's cache holds, so a new prompt can skip its shared prefix."""
+
+    def __init__(self):
+        self.ids: list[int] = []
+
+    def reusable_prefix(self, prompt: Sequence[int]) -> int:
+        n = 0
+        for a, b in zip(self.ids, prompt):
+            if a != b:
+                break
+            n += 1
+        return min(n, len(prompt) - 1)  # recompute at least one token to get its logits
+
+
+def generate(executor: Executor, prompt_ids: Sequence[int], *, max_new_tokens: int = 256,
+             sampling: SamplingSettings = SamplingSettings(), stop_ids: Sequence[int] = (),
+             stop_strings: Sequence[str] = (), tokenizer=None, on_token: TokenCallback | None = None,
+             cancel: threading.Event | None = None, cache: KVCacheState | None = None) -> Completion:
+    prompt = [int(i) for i in prompt_ids]
+    if not prompt:
+        raise GenerationError("The prompt is empty: give at least one token or some text.")
+    vocab = executor.config.vocab_size
+    if any(i < 0 or i >= vocab for i in prompt):
+        raise GenerationError(f"Prompt ids must be between 0 and {vocab - 1} (the model's vocabulary).")
+    if len(prompt) >= executor.max_seq_len:
+        raise GenerationError(f"The prompt has {len(prompt)} tokens but the context holds {executor.max_seq_len}: "
+                              "shorten it (or raise seq_length in the config, if memory allows).")
+    cache = cache or KVCacheState()
+    result = Completion(prompt_ids=prompt)
+    stats = result.stats
+    stats.prompt_tokens = len(prompt)
+    sampler = Sampler(sampling)
+    stops = set(stop_ids)
+    decoder = IncrementalDecoder(tokenizer, prompt) if tokenizer is not None else None
+    stop_filter = StopStringFilter(stop_strings if tokenizer is not None else ())
+    pieces: list[str] = []
+
+    start = time.perf_counter()
+    reuse = cache.reusable_prefix(prompt)
+    cache.ids = prompt[:reuse]
+    logits = executor.prefill(prompt[reuse:], reuse)
+    cache.ids = list(prompt)
+    stats.prefilled_tokens = len(prompt) - reuse
+    stats.prefill_s = time.perf_counter() - start
+    seen = list(prompt)
+    pos = len(prompt)
+    decode_start = None
+    while True:
+        if cancel is not None and cancel.is_set():
+            stats.finish_reason = "cancelled"
+            break
+        token = sampler(logits, seen)
+        if stats.generated_tokens == 0:
+            stats.ttft_s = time.perf_counter() - start
+            decode_start = time.perf_counter()
+        if token in stops:
+            stats.finish_reason = "stop"
+            break
+        result.output_ids.append(token)
+        seen.append(token)
+        stats.generated_tokens += 1
+        text = stop_filter.push(decoder.push(token)) if decoder else ""
+        pieces.append(text)
+        if on_token:
+            on_token(token, text)
+        if stop_filter.stopped:
+            stats.finish_reason = "stop_string"
+            break
+        if stats.generated_tokens >= max_new_tokens:
+            stats.finish_reason = "length"
+            break
+        if pos >= executor.max_seq_len:
+            stats.finish_reason = "context"
+            break
+        logits = executor.decode(token, pos)
+        cache.ids.append(token)
+        pos += 1
+    if decode_start is not None:
+        stats.decode_s = time.perf_counter() - decode_start
+    if decoder and not stop_filter.stopped:
+        tail = stop_filter.push(decoder.flush()) + (stop_filter.flush() if not stop_filter.stopped else "")
+        if tail:
+            pieces.append(tail)
+            if on_token:
+                on_token(-1, tail)
+    result.text = "".join(pieces)
+    stats.peak_rss_bytes = peak_rss_bytes()
+    return result

@@ -1,0 +1,30 @@
+"""Peak resident memory of this process, on Windows and POSIX alike."""
+
+from __future__ import annotations
+
+import sys
+
+
+def peak_rss_bytes() -> int:
+    try:
+        import psutil  # MindSpore depends on it; Windows reports the peak directly
+        info = psutil.Process().memory_info()
+        peak = getattr(info, "peak_wset", None)
+        if peak:
+            return int(peak)
+    except ImportError:
+        pass
+    try:
+        import resource
+        usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(usage if sys.platform == "darwin" else usage * 1024)
+    except ImportError:  # pragma: no cover - Windows without psutil
+        return 0
+
+
+def current_rss_bytes() -> int:
+    try:
+        import psutil
+        return int(psutil.Process().memory_info().rss)
+    except ImportError:  # pragma: no cover
+        return 0

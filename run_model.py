@@ -1,0 +1,193 @@
+"""Chat with LLaMA2 / LLaMA3 MindSpore checkpoints (or the built-in model) from a terminal.
+
+    python run_model.py -V 2 -C configs/predict_llama2_7b.yaml -F tokenizer.model -M llama2_7b.ckpt
+    python run_model.py --builtin --prompt "What is the capital of France?" --greedy --json
+
+Without a checkpoint it runs the small built-in model (and says so), so the
+program works end to end offline. Errors are printed as one message, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from engine import EngineError, GenerationSettings, load_engine
+from engine.paths import default_model_files
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Chat with a local LLaMA2/LLaMA3 model on MindSpore.")
+    p.add_argument("-V", "--version", type=int, choices=(2, 3), default=2, help="LLaMA version (2 or 3)")
+    p.add_argument("-C", "--config", help="MindFormers yaml (default: configs/predict_llama{V}_*.yaml)")
+    p.add_argument("-F", "--tokenizer", help="tokenizer.model (default: checkpoint_download/llama{V}/)")
+    p.add_argument("-M", "--model", help="checkpoint .ckpt or .safetensors (default: checkpoint_download/llama{V}/)")
+    p.add_argument("--fast", action="store_true", help="LLaMA2: use the fast (HF tokenizers) tokenizer")
+    p.add_argument("--builtin", action="store_true", help="use the built-in SmolLM2-135M-Instruct model")
+    p.add_argument("--prompt", help="answer this one prompt and exit")
+    p.add_argument("--prompt-ids", help="comma-separated token ids to continue (raw), e.g. 1,15043,3186")
+    p.add_argument("--system", help="system prompt for chat")
+    p.add_argument("--raw", action="store_true", help="no chat template: continue the text as is")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--greedy", action="store_true", help="always pick the most likely token")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-k", type=int, default=40)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--repetition-penalty", type=float,
+                   help="penalise repeated tokens (default 1.1 when sampling, 1.0 with --greedy)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--max-seq-len", type=int, help="context length to allocate (default: the config's)")
+    p.add_argument("--compute-dtype", choices=("float32", "float16"), default="float32")
+    p.add_argument("--json", action="store_true", help="print one JSON object (last line of stdout)")
+    return p.parse_args(argv)
+
+
+_last_shown: dict[str, int] = {}
+
+
+def _progress(stage: str, done: int, total: int) -> None:
+    """One line per stage, rewritten in place, only when the percentage moves."""
+    percent = 100 * done // total if total else 100
+    if _last_shown.get(stage) == percent:
+        return
+    _last_shown[stage] = percent
+    end = "\n" if percent >= 100 else ""
+    print(f"\r{stage}: {percent:3d}%", end=end, file=sys.stderr, flush=True)
+
+
+def _parse_ids(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise EngineError(f"--prompt-ids must be comma-separated integers, got {text!r}") from None
+
+
+def _load(args):
+    use_builtin = args.builtin
+    if not use_builtin and not args.model:
+        default_ckpt = default_model_files(args.version)["checkpoint"]
+        if not default_ckpt.is_file():
+            print(f"No LLaMA{args.version} checkpoint at {default_ckpt}; running the built-in "
+                  f"SmolLM2-135M-Instruct model instead. To get LLaMA{args.version}, run "
+                  f"{default_model_files(args.version)['download_script']} or pass -M.", file=sys.stderr)
+            use_builtin = True
+    if args.fast and args.version == 3 and not use_builtin:
+        print("Note: LLaMA3's tokenizer is already the fast (tiktoken) kind; --fast changes nothing.",
+              file=sys.stderr)
+    need_tokenizer = not args.prompt_ids or bool(args.tokenizer)
+    if args.prompt_ids and not args.tokenizer and not use_builtin:
+        need_tokenizer = default_model_files(args.version)["tokenizer"].is_file()
+    return load_engine(args.version, args.config, args.tokenizer, args.model, fast=args.fast,
+                       builtin=use_builtin, need_tokenizer=need_tokenizer, max_seq_len=args.max_seq_len,
+                       compute_dtype=args.compute_dtype, progress=_progress)
+
+
+def _settings(args) -> GenerationSettings:
+    return GenerationSettings(max_new_tokens=args.max_new_tokens, greedy=args.greedy,
+                              temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                              repetition_penalty=(args.repetition_penalty if args.repetition_penalty is not None
+                                                  else 1.0 if args.greedy else 1.1),
+                              seed=args.seed,
+                              stop_strings=tuple(args.stop))
+
+
+def _stream(text_only: bool):
+    def on_token(token: int, text: str) -> None:
+        if text_only and text:
+            print(text, end="", flush=True)
+    return on_token
+
+
+def _stats_line(completion) -> str:
+    s = completion.stats
+    return (f"[{s.generated_tokens} tokens, {s.decode_tokens_per_s:.1f} tok/s, first token after "
+            f"{s.ttft_s:.2f} s, prompt {s.prompt_tokens} tokens at {s.prefill_tokens_per_s:.1f} tok/s]")
+
+
+def run_once(engine, args) -> int:
+    settings = _settings(args)
+    messages = []
+    if args.prompt_ids:
+        completion = engine.complete_ids(_parse_ids(args.prompt_ids), settings, _stream(not args.json))
+    elif args.raw:
+        completion = engine.complete_text(args.prompt, settings, _stream(not args.json))
+    else:
+        if args.system:
+            messages.append({"role": "system", "content": args.system})
+        messages.append({"role": "user", "content": args.prompt})
+        completion = engine.chat(messages, settings, _stream(not args.json))
+    if args.json:
+        result = {"model": engine.info.as_dict(), "prompt_ids": completion.prompt_ids,
+                  "output_ids": completion.output_ids, "text": completion.text,
+                  "stats": completion.stats.as_dict()}
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print()
+        print(_stats_line(completion), file=sys.stderr)
+    return 0
+
+
+def run_chat(engine, args) -> int:
+    print(f"{engine.info.name}: type a message, /reset to start over, /exit to quit. "
+          "Ctrl-C stops an answer.", file=sys.stderr)
+    history = [{"role": "system", "content": args.system}] if args.system else []
+    settings = _settings(args)
+    while True:
+        try:
+            line = input(">>> ")
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if line.strip() in ("/exit", "/quit"):
+            return 0
+        if line.strip() == "/reset":
+            history = history[:1] if args.system else []
+            continue
+        if not line.strip():
+            continue
+        history.append({"role": "user", "content": line})
+        shown: list[str] = []
+
+        def on_token(token: int, text: str) -> None:
+            shown.append(text)
+            print(text, end="", flush=True)
+        try:
+            completion = engine.chat(history, settings, on_token)
+            print()
+            print(_stats_line(completion), file=sys.stderr)
+        except KeyboardInterrupt:
+            print("\n[stopped]", file=sys.stderr)  # the partial answer stays in the history
+        except EngineError as exc:
+            print(f"\n{exc}", file=sys.stderr)
+            history.pop()
+            continue
+        history.append({"role": "assistant", "content": "".join(shown)})
+
+
+def main(argv=None) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(encoding="utf-8", errors="replace")
+    args = parse_args(argv)
+    try:
+        if args.prompt is not None and args.prompt_ids:
+            raise EngineError("Give either --prompt or --prompt-ids, not both.")
+        if args.prompt is not None and not args.prompt.strip():
+            raise EngineError("The prompt is empty: pass some text with --prompt.")
+        engine = _load(args)
+        if args.prompt is not None or args.prompt_ids:
+            return run_once(engine, args)
+        return run_chat(engine, args)
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: not enough memory to load this model. Close other programs, or use a smaller "
+              "--max-seq-len.", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
