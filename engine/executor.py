@@ -32,6 +32,9 @@ class Executor(abc.ABC):
     def decode(self, token: int, pos: int) -> np.ndarray:
         """Run one token at ``pos`` and return its float32 logits [vocab]."""
 
+    def warmup(self) -> None:
+        """Do any one-time compilation before the first request (optional)."""
+
     def reset(self) -> None:
         """Forget the cache; positions are explicit, so most executors need do nothing."""
 

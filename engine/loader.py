@@ -91,6 +91,11 @@ def load_engine(version: int | None = None, config_path: str | Path | None = Non
         runner = _build(cfg, source, executor, max_seq_len, compute_dtype, progress)
     finally:
         source.close()
+    if progress:
+        progress("compiling", 0, 1)
+    runner.warmup()
+    if progress:
+        progress("compiling", 1, 1)
     info = ModelInfo(name=name, version=None if builtin else version, checkpoint=ckpt,
                      tokenizer=getattr(tokenizer, "name", None), template=template.name if tokenizer else None,
                      executor=runner.name, weight_bytes=weight_bytes, load_s=time.perf_counter() - start,

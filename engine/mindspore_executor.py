@@ -9,8 +9,6 @@ the weights in the compute dtype plus one tensor in flight.
 
 from __future__ import annotations
 
-import os
-import time
 from typing import Callable, Sequence
 
 import numpy as np
@@ -83,6 +81,15 @@ class MindSporeExecutor(Executor):
             if progress:
                 progress(done, total)
 
+    def warmup(self) -> None:
+        """Compile the prefill and decode graphs now, so the first answer is not 10 s late.
+
+        This writes junk into cache positions 0..PREFILL_CHUNK; harmless, since
+        every later prefill starts by overwriting the positions it uses.
+        """
+        self._run(np.zeros(PREFILL_CHUNK, np.int32), 0, 0)
+        self._run(np.zeros(1, np.int32), 0, 0)
+
     def _run(self, ids: np.ndarray, start_pos: int, last_row: int) -> np.ndarray:
         Tensor = self._Tensor
         logits = self._step(Tensor(ids.astype(np.int32)), Tensor(np.array([start_pos], np.int32)),
@@ -110,12 +117,3 @@ class MindSporeExecutor(Executor):
         self.net = None
         self._step = None
 
-
-def default_threads() -> int:
-    return max(1, os.cpu_count() or 1)
-
-
-def time_it(fn, *args):  # small helper for benches that want a single step timed
-    start = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - start
