@@ -31,6 +31,17 @@ def _import_mindspore():
     return ms
 
 
+def _use_device(ms, device: str) -> None:
+    """Pick the device once per process; MindSpore refuses a change after the first kernel ran."""
+    try:
+        ms.set_device(device)
+    except RuntimeError:
+        current = ms.get_context("device_target")
+        if current != device:
+            raise EngineError(f"MindSpore is already running on {current} in this process; "
+                              f"restart the program to use {device}.") from None
+
+
 def _convert(source: TensorSource, name: str, dtype: str) -> np.ndarray:
     if dtype == "float32":
         return source.float32(name)
@@ -52,7 +63,7 @@ class MindSporeExecutor(Executor):
 
         from .ms_llama import LlamaForCausalLM
 
-        ms.set_device(device)
+        _use_device(ms, device)
         if compute_dtype not in ("float32", "float16"):
             raise EngineError(f"compute dtype {compute_dtype!r} is not supported by MindSpore on {device}; "
                               "use float32 (default) or float16.")

@@ -42,7 +42,7 @@ class TinySpec:
 
 
 # LLaMA2-shaped: multi-head attention, float16.
-LLAMA2_TINY = TinySpec("llama2_tiny_fp16", dim=64, layers=2, heads=4, kv_heads=4, vocab=1000, ffn=172,
+LLAMA2_TINY = TinySpec("llama2_tiny_fp16", dim=64, layers=2, heads=4, kv_heads=4, vocab=32000, ffn=172,
                        theta=10000.0, dtype="float16")
 # LLaMA3-shaped: grouped-query attention, bfloat16, and a vocabulary big enough that the
 # embedding and lm_head exceed 512 MiB, so MindSpore splits them into several records.

@@ -1,0 +1,154 @@
+"""The interface every tokenizer backend implements, plus shared file checks.
+
+The chat loop only needs ids in, text out and the ids that end a turn, so the
+backends (SentencePiece, HF ``tokenizers``, tiktoken) hide behind one small
+class. The file checks live here so that every backend reports a missing,
+empty or wrong-kind file the same way: a ``TokenizerError`` naming the file,
+what was expected and what to do, never a library traceback.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.errors import TokenizerError
+
+# How to get each version's tokenizer file; used in "file not found" messages.
+DOWNLOAD_HINT = {
+    2: "run checkpoint_download/llama2/download.cmd to download it",
+    3: "run checkpoint_download/llama3/download.cmd to download it",
+}
+VERSION_NAME = {2: "LLaMA2 (SentencePiece)", 3: "LLaMA3 (tiktoken)"}
+
+# A tiktoken BPE file is lines of "<base64 token> <rank>".
+_TIKTOKEN_LINE = re.compile(rb"^[A-Za-z0-9+/]+=* \d+\r?$")
+
+
+class Tokenizer(abc.ABC):
+    """Text <-> token ids for one model family; user text is always plain text."""
+
+    name: str
+    path: Path
+    bos_id: int | None
+    eos_id: int
+    stop_ids: frozenset[int]
+    vocab_size: int
+    vocab_size_with_added: int
+
+    @abc.abstractmethod
+    def encode(self, text: str, bos: bool = False) -> list[int]:
+        """Ids for ``text``; special-token text typed by a user stays text."""
+
+    @abc.abstractmethod
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text for ``ids``; bos/eos/control ids decode to ""."""
+
+    @abc.abstractmethod
+    def special_id(self, token: str) -> int:
+        """Id of a special (control) token such as "<|eot_id|>"."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.path}>"
+
+    # -- helpers shared by the backends ------------------------------------
+
+    def _check_ids(self, ids: Sequence[int]) -> list[int]:
+        """Reject ids the vocabulary does not have (model/tokenizer mismatch)."""
+        ids = [int(i) for i in ids]
+        limit = self.vocab_size_with_added
+        for i in ids:
+            if not 0 <= i < limit:
+                raise TokenizerError(
+                    f"Token id {i} is outside the vocabulary of {self.path} "
+                    f"(0..{limit - 1}). The model and the tokenizer file do not "
+                    f"belong together: use the tokenizer that came with the model."
+                )
+        return ids
+
+    def _unknown_special(self, token: str, known: Sequence[str]) -> TokenizerError:
+        shown = ", ".join(list(known)[:8])
+        return TokenizerError(
+            f"{token!r} is not a special token of {self.path} ({self.name}). "
+            f"Known special tokens include: {shown}."
+        )
+
+
+def require_module(module: str, pip_name: str):
+    """Import a backend library, or explain which package to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise TokenizerError(
+            f"The Python package '{pip_name}' is needed to load this tokenizer "
+            f"but could not be imported ({exc}). Install it with "
+            f"'python -m pip install {pip_name}' in the app's environment."
+        ) from None
+
+
+def sniff(data: bytes) -> str:
+    """Guess a tokenizer file's kind from its first bytes.
+
+    Returns "gguf", "lfs-pointer", "json", "tiktoken", "sentencepiece",
+    "empty" or "unknown". Good enough to tell LLaMA2 and LLaMA3 files apart
+    and give a useful message; the real parsers still validate everything.
+    """
+    if not data:
+        return "empty"
+    if data[:4] == b"GGUF":
+        return "gguf"
+    if data.startswith(b"version https://git-lfs"):
+        return "lfs-pointer"
+    if data.lstrip()[:1] == b"{":
+        return "json"
+    first_line = data.lstrip()[:256].split(b"\n", 1)[0]
+    if _TIKTOKEN_LINE.match(first_line):
+        return "tiktoken"
+    # A SentencePiece ModelProto starts with field 1 (pieces), length-delimited.
+    if data[:1] == b"\x0a":
+        return "sentencepiece"
+    return "unknown"
+
+
+def read_tokenizer_file(path: str | Path, version: int) -> tuple[Path, bytes]:
+    """Read a LLaMA2/LLaMA3 tokenizer file, refusing the other kinds clearly."""
+    path = Path(path)
+    what = VERSION_NAME.get(version, f"version {version}")
+    if not path.exists():
+        raise TokenizerError(
+            f"Tokenizer file not found: {path}. Expected the {what} tokenizer.model; "
+            f"{DOWNLOAD_HINT.get(version, 'download it')}, or give the right path."
+        )
+    if path.is_dir():
+        raise TokenizerError(
+            f"{path} is a folder; expected the {what} tokenizer.model file inside it."
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TokenizerError(f"Cannot read tokenizer file {path}: {exc}.") from None
+
+    kind = sniff(data)
+    want = "sentencepiece" if version == 2 else "tiktoken"
+    if kind == want:
+        return path, data
+    other = {"sentencepiece": 2, "tiktoken": 3}.get(kind)
+    if other is not None:
+        raise TokenizerError(
+            f"{path} looks like a {VERSION_NAME[other]} tokenizer, but it was loaded "
+            f"as {what}. Use version {other} (-V {other}) for this file, or give "
+            f"the {what} tokenizer.model ({DOWNLOAD_HINT[version]})."
+        )
+    reason = {
+        "empty": "it is empty (an interrupted download?)",
+        "gguf": "it is a GGUF model file, not a tokenizer.model",
+        "lfs-pointer": "it is a Git LFS pointer, not the real file",
+        "json": "it is a JSON file (a Hugging Face tokenizer.json?), not a tokenizer.model",
+    }.get(kind, "its content is not a tokenizer.model of that kind")
+    raise TokenizerError(
+        f"{path} cannot be used as the {what} tokenizer: {reason}. "
+        f"Expected Meta's tokenizer.model; {DOWNLOAD_HINT.get(version, 'download it again')}."
+    )

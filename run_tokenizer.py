@@ -1,0 +1,120 @@
+"""Try a LLaMA2/LLaMA3 tokenizer from the command line: text -> ids -> text.
+
+    python run_tokenizer.py -V 2                       # interactive, LLaMA2
+    python run_tokenizer.py -V 3 --text "Hello world" --json
+
+Useful to check that a downloaded tokenizer.model is the right one before
+loading a multi-gigabyte checkpoint. Errors a user can fix are printed as one
+message on stderr with exit code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from engine.errors import EngineError
+from engine.tokenizers import Tokenizer, load_tokenizer
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_FILES = {
+    2: ROOT / "checkpoint_download" / "llama2" / "tokenizer.model",
+    3: ROOT / "checkpoint_download" / "llama3" / "tokenizer.model",
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Encode text with a LLaMA tokenizer and decode it back.")
+    parser.add_argument("-V", "--version", type=int, choices=(2, 3), required=True,
+                        help="LLaMA version: 2 (SentencePiece) or 3 (tiktoken)")
+    parser.add_argument("-F", "--tokenizer-file", type=Path, default=None,
+                        help="tokenizer.model (default: checkpoint_download/llama<V>/tokenizer.model)")
+    parser.add_argument("--fast", action="store_true",
+                        help="LLaMA2: use the Rust 'tokenizers' build (same ids, faster)")
+    parser.add_argument("--text", default=None, help="encode this text and exit (else: interactive)")
+    parser.add_argument("--json", action="store_true", help="with --text: print one JSON object")
+    parser.add_argument("--no-bos", action="store_true", help="do not prepend the BOS token")
+    args = parser.parse_args(argv)
+    if args.json and args.text is None:
+        parser.error("--json needs --text")
+    return args
+
+
+def _utf8_stdio() -> None:
+    """Windows consoles/pipes default to a legacy code page; Chinese text needs UTF-8."""
+    for stream in (sys.stdout, sys.stderr, sys.stdin):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(encoding="utf-8", errors="replace")
+
+
+def result(tok: Tokenizer, text: str, bos: bool) -> dict:
+    ids = tok.encode(text, bos=bos)
+    decoded = tok.decode(ids)
+    return {
+        "tokenizer": tok.name,
+        "file": str(tok.path),
+        "text": text,
+        "ids": ids,
+        "count": len(ids),
+        "decoded": decoded,
+        "round_trip": decoded == text,
+        "bos": bos and tok.bos_id is not None,
+        "vocab_size": tok.vocab_size,
+        "vocab_size_with_added": tok.vocab_size_with_added,
+    }
+
+
+def print_result(res: dict) -> None:
+    print(f"ids ({res['count']}): {res['ids']}")
+    mark = "" if res["round_trip"] else "   (differs from the input)"
+    print(f"decoded: {res['decoded']}{mark}")
+
+
+def interactive(tok: Tokenizer, bos: bool) -> None:
+    print(f"tokenizer: {tok.name} ({tok.path})")
+    print(f"vocab size: {tok.vocab_size} ({tok.vocab_size_with_added} with special tokens)")
+    print("Type a line of text; an empty line, Ctrl-Z/Ctrl-D or Ctrl-C quits.")
+    while True:
+        try:
+            line = input("text> ")
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return
+        if not line:
+            return
+        print_result(result(tok, line, bos))
+
+
+def main(argv: list[str] | None = None) -> int:
+    _utf8_stdio()
+    args = parse_args(argv)
+    if args.fast and args.version == 3:
+        print("note: LLaMA3's tokenizer is already the fast (tiktoken) kind; --fast changes nothing.",
+              file=sys.stderr)
+    path = args.tokenizer_file or DEFAULT_FILES[args.version]
+    bos = not args.no_bos
+    try:
+        tok = load_tokenizer(path, args.version, fast=args.fast)
+        if args.text is None:
+            interactive(tok, bos)
+            return 0
+        res = result(tok, args.text, bos)
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    if args.json:
+        print(json.dumps(res, ensure_ascii=False))
+    else:
+        print(f"tokenizer: {tok.name} ({tok.path})")
+        print(f"vocab size: {tok.vocab_size} ({tok.vocab_size_with_added} with special tokens)")
+        print_result(res)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
