@@ -106,12 +106,14 @@ def generate(executor: Executor, prompt_ids: Sequence[int], *, max_new_tokens: i
     stats.prefill_s = time.perf_counter() - start
     seen = list(prompt)
     pos = len(prompt)
+    # A checkpoint's vocabulary may be padded past the tokenizer's: never pick an id it cannot decode.
+    limit = tokenizer.vocab_size_with_added if tokenizer is not None else vocab
     decode_start = None
     while True:
         if cancel is not None and cancel.is_set():
             stats.finish_reason = "cancelled"
             break
-        token = sampler(logits, seen)
+        token = sampler(logits[:limit], seen)
         if stats.generated_tokens == 0:
             stats.ttft_s = time.perf_counter() - start
             decode_start = time.perf_counter()

@@ -14,6 +14,8 @@ from pathlib import Path
 import assets
 import pytest
 
+from fixtures import llama2_executor, llama2_tiny, llama3_chunked, llama3_executor  # noqa: F401  (model fixtures)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 _EN = ("the quick brown fox jumps over lazy dog model token chat assistant user hello world "

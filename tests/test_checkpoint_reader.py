@@ -12,7 +12,6 @@ from engine.ckpt_reader import CkptReader
 from engine.errors import CheckpointError
 from engine.safetensors_reader import SafetensorsReader, write_safetensors
 from engine.weights import open_weights
-from fixtures import llama2_tiny, llama3_chunked  # noqa: F401
 
 
 def test_every_tensor_is_bit_identical_to_mindspore_load_checkpoint(llama2_tiny):

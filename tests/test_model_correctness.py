@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import reference_llama as ref
-from fixtures import llama2_executor, llama2_tiny, llama3_chunked, llama3_executor  # noqa: F401
 
 RTOL = 1e-4
 
