@@ -16,6 +16,8 @@ import pytest
 import model_factory as mf
 
 ROOT = Path(__file__).resolve().parent.parent
+# Converted built-in models and settings go to the test cache, never the user's real folder.
+os.environ.setdefault("LLAMA_DESK_HOME", str(mf.CACHE / "home"))
 
 
 @pytest.fixture(scope="session")
