@@ -16,13 +16,9 @@ import sys
 from pathlib import Path
 
 from engine.errors import EngineError
+from engine.paths import default_model_files
 from engine.tokenizers import Tokenizer, load_tokenizer
 
-ROOT = Path(__file__).resolve().parent
-DEFAULT_FILES = {
-    2: ROOT / "checkpoint_download" / "llama2" / "tokenizer.model",
-    3: ROOT / "checkpoint_download" / "llama3" / "tokenizer.model",
-}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -94,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fast and args.version == 3:
         print("note: LLaMA3's tokenizer is already the fast (tiktoken) kind; --fast changes nothing.",
               file=sys.stderr)
-    path = args.tokenizer_file or DEFAULT_FILES[args.version]
+    path = args.tokenizer_file or default_model_files(args.version)["tokenizer"]
     bos = not args.no_bos
     try:
         tok = load_tokenizer(path, args.version, fast=args.fast)
