@@ -1,0 +1,1 @@
+"""Download scripts for the model files (see download.py)."""
