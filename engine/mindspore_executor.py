@@ -19,6 +19,8 @@ from .executor import Executor
 from .tensor_source import TensorSource
 
 PREFILL_CHUNK = 64
+# Attention windows: a graph per bucket is compiled when a conversation first reaches it.
+MIN_WINDOW = 512
 ProgressFn = Callable[[int, int], None]
 
 
@@ -71,6 +73,7 @@ class MindSporeExecutor(Executor):
         self.max_seq_len = min(max_seq_len or cfg.seq_length, cfg.seq_length)
         self._ms, self._Tensor = ms, Tensor
         cache_len = self.max_seq_len + PREFILL_CHUNK
+        self._cache_len = cache_len
         with no_init_parameters():
             self.net = LlamaForCausalLM(cfg, cache_len, compute_dtype)
         self._load(source, compute_dtype, progress)
@@ -101,10 +104,18 @@ class MindSporeExecutor(Executor):
         self._run(np.zeros(PREFILL_CHUNK, np.int32), 0, 0)
         self._run(np.zeros(1, np.int32), 0, 0)
 
+    def window_for(self, end: int) -> int:
+        """Smallest bucket (MIN_WINDOW, doubling, capped at the cache) holding positions < end."""
+        window = MIN_WINDOW
+        while window < end and window < self._cache_len:
+            window *= 2
+        return min(window, self._cache_len)
+
     def _run(self, ids: np.ndarray, start_pos: int, last_row: int) -> np.ndarray:
         Tensor = self._Tensor
+        window = self.window_for(start_pos + len(ids))
         logits = self._step(Tensor(ids.astype(np.int32)), Tensor(np.array([start_pos], np.int32)),
-                            Tensor(np.array([last_row], np.int32)))
+                            Tensor(np.array([last_row], np.int32)), window)
         return logits.asnumpy().reshape(-1)
 
     def prefill(self, ids: Sequence[int], start_pos: int) -> np.ndarray:

@@ -2,11 +2,11 @@
 
 One ``construct`` serves both prefill and decode: it takes a fixed-size block
 of token ids (a prefill chunk, or a single token), their first position and
-the row whose logits are wanted. Shapes never depend on the conversation's
-length, so graph mode compiles once per block size. The cache is a Parameter
-written in place with ScatterNdUpdate; attention reads all of it and masks
-positions not yet written, which keeps shapes static at the cost of reading
-the whole cache each step.
+the row whose logits are wanted. The cache is a Parameter written in place
+with ScatterNdUpdate. Attention reads a window of the cache whose length is a
+compile-time constant from a few buckets (masking positions not yet written),
+so graph mode compiles once per (block size, bucket) and a short chat costs
+little attention time and memory.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class Attention(nn.Cell):
         rotated = ops.concat((-x[..., half:], x[..., :half]), -1)
         return x * cos + rotated * sin
 
-    def construct(self, x, cos, sin, cache_index, mask):
+    def construct(self, x, cos, sin, cache_index, mask, window: int):
         c = x.shape[0]
         q = self.wq(x).reshape(c, self.n_heads, self.head_dim)
         k = self.wk(x).reshape(c, self.kv_heads, self.head_dim)
@@ -102,8 +102,8 @@ class Attention(nn.Cell):
         # cache_index [kvh, c, 2] holds (head, position) pairs
         k_done = self.scatter(self.k_cache, cache_index, k.transpose(1, 0, 2))
         v_done = self.scatter(self.v_cache, cache_index, v.transpose(1, 0, 2))
-        keys = ops.depend(self.k_cache, k_done)
-        values = ops.depend(self.v_cache, v_done)
+        keys = ops.depend(self.k_cache, k_done)[:, :window, :]
+        values = ops.depend(self.v_cache, v_done)[:, :window, :]
         q = q.reshape(c, self.kv_heads, self.rep, self.head_dim).transpose(1, 2, 0, 3)
         q = q.reshape(self.kv_heads, self.rep * c, self.head_dim)
         scores = self.scores(q, keys) * self.scale                      # [kvh, rep*c, S]
@@ -133,8 +133,8 @@ class DecoderLayer(nn.Cell):
         self.ffn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.feed_forward = FeedForward(cfg, dtype)
 
-    def construct(self, x, cos, sin, cache_index, mask):
-        x = x + self.attention(self.attention_norm(x), cos, sin, cache_index, mask)
+    def construct(self, x, cos, sin, cache_index, mask, window: int):
+        x = x + self.attention(self.attention_norm(x), cos, sin, cache_index, mask, window)
         return x + self.feed_forward(self.ffn_norm(x))
 
 
@@ -164,8 +164,13 @@ class LlamaForCausalLM(nn.Cell):
         self.head_matmul = ops.MatMul(transpose_b=True)
         self.dtype = dtype
 
-    def construct(self, ids, start_pos, last_row):
-        """ids [c] int32, start_pos [1] int32, last_row [1] int32 -> logits [1, vocab]."""
+    def construct(self, ids, start_pos, last_row, window: int):
+        """ids [c] int32, start_pos [1] int32, last_row [1] int32 -> logits [1, vocab].
+
+        ``window`` (a compile-time constant) is how many cache positions attention
+        reads: the executor rounds the conversation's length up to a bucket, so
+        a short chat neither reads nor allocates attention for the whole context.
+        """
         c = ids.shape[0]
         positions = start_pos + ops.arange(0, c, dtype=ms.int32)
         cos = ops.gather(self.cos_table, positions, 0).reshape(c, 1, -1)
@@ -173,12 +178,12 @@ class LlamaForCausalLM(nn.Cell):
         heads = ops.arange(0, self.kv_heads, dtype=ms.int32)
         cache_index = ops.stack((ops.broadcast_to(heads.reshape(-1, 1), (self.kv_heads, c)),
                                  ops.broadcast_to(positions.reshape(1, -1), (self.kv_heads, c))), -1)
-        allowed = self.key_positions.reshape(1, -1) <= positions.reshape(-1, 1)
+        allowed = self.key_positions[:window].reshape(1, -1) <= positions.reshape(-1, 1)
         mask = ops.select(allowed, ops.zeros_like(allowed.astype(ms.float32)),
                           ops.full_like(allowed.astype(ms.float32), _NEG))
         x = self.model.tok_embeddings(ids)
         for layer in self.model.layers:
-            x = layer(x, cos, sin, cache_index, mask)
+            x = layer(x, cos, sin, cache_index, mask, window)
         x = self.model.norm_out(ops.gather(x, last_row, 0))
         if self.tied:
             weight = self.model.tok_embeddings.embedding_weight
