@@ -101,7 +101,19 @@ class ChatEngine:
              on_token: TokenCallback | None = None, cancel: threading.Event | None = None) -> Completion:
         """Answer the last user message of a conversation, streaming through ``on_token``."""
         _, ids = self.chat_prompt(messages, settings.max_new_tokens)
-        return self.complete_ids(ids, settings, on_token, cancel)
+        started = False
+
+        def strip_leading_space(token: int, text: str) -> None:
+            # "[/INST] Paris": the space belongs to the template, not to the answer the user sees
+            nonlocal started
+            if not started:
+                text = text.lstrip(" ")
+                started = bool(text)
+            if on_token:
+                on_token(token, text)
+        completion = self.complete_ids(ids, settings, strip_leading_space, cancel)
+        completion.text = completion.text.lstrip(" ")
+        return completion
 
     def reset_cache(self) -> None:
         self._cache = KVCacheState()
