@@ -39,7 +39,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int)
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--max-seq-len", type=int, help="context length to allocate (default: the config's)")
-    p.add_argument("--compute-dtype", choices=("float32", "float16"), default="float32")
     p.add_argument("--json", action="store_true", help="print one JSON object (last line of stdout)")
     return p.parse_args(argv)
 
@@ -81,7 +80,7 @@ def _load(args):
         need_tokenizer = default_model_files(args.version)["tokenizer"].is_file()
     return load_engine(args.version, args.config, args.tokenizer, args.model, fast=args.fast,
                        builtin=use_builtin, need_tokenizer=need_tokenizer, max_seq_len=args.max_seq_len,
-                       compute_dtype=args.compute_dtype, progress=_progress)
+                       progress=_progress)
 
 
 def _settings(args) -> GenerationSettings:

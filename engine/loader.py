@@ -7,6 +7,7 @@ are converted and handed to the executor.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -17,8 +18,8 @@ from .builtin_model import builtin_model_dir
 from .chat_engine import ChatEngine, ModelInfo
 from .chat_template import template_for
 from .config import ModelConfig, load_config
-from .errors import CheckpointError, TokenizerError
-from .memory import peak_rss_bytes
+from .errors import CheckpointError, EngineError, TokenizerError
+from .memory import available_bytes, estimate_model_bytes, peak_rss_bytes
 from .paths import default_model_files
 from .weights import open_weights, validate_weights
 
@@ -37,6 +38,20 @@ def _check_vocab_fits(tokenizer, cfg: ModelConfig, tok_path: Path) -> None:
             f"{tok_path} has {tokenizer.vocab_size_with_added} tokens but the model's vocabulary is "
             f"{cfg.vocab_size}: this tokenizer belongs to another model (LLaMA2 uses 32000, LLaMA3 128256). "
             "Pass the tokenizer.model that came with the checkpoint.")
+
+
+def _check_memory(cfg: ModelConfig, compute_dtype: str, max_seq_len: int, source) -> None:
+    """Refuse, before allocating, a model this PC cannot hold: swapping would take hours."""
+    need, free = estimate_model_bytes(cfg, compute_dtype, max_seq_len), available_bytes()
+    if free is None or need <= free or os.environ.get("LLAMA_DESK_SKIP_MEMORY_CHECK"):
+        return
+    source.close()
+    gb = 1e9
+    raise EngineError(
+        f"Running {source.path.name} with MindSpore on the CPU needs about {need / gb:.1f} GB of memory "
+        f"(weights in {compute_dtype}: MindSpore's CPU kernels cannot compute in 2-byte types), but only "
+        f"{free / gb:.1f} GB is free. Close other programs or lower --max-seq-len; a 7-8B model needs a "
+        "PC with 32 GB. Set LLAMA_DESK_SKIP_MEMORY_CHECK=1 to try anyway.")
 
 
 def _build(cfg, source, executor, max_seq_len, compute_dtype, progress):
@@ -87,6 +102,7 @@ def load_engine(version: int | None = None, config_path: str | Path | None = Non
         template = template_for(f"llama{version}")
         name = f"LLaMA{version} ({ckpt.name})"
     weight_bytes = source.total_bytes
+    _check_memory(cfg, compute_dtype, min(max_seq_len or cfg.seq_length, cfg.seq_length), source)
     try:
         runner = _build(cfg, source, executor, max_seq_len, compute_dtype, progress)
     finally:

@@ -44,6 +44,16 @@ def _use_device(ms, device: str) -> None:
                               f"restart the program to use {device}.") from None
 
 
+def _explain_failure(exc: BaseException) -> str:
+    """MindSpore's errors are pages of C++ context; keep the line a user can act on."""
+    text = str(exc)
+    if "Memory" in text or isinstance(exc, MemoryError):
+        return ("MindSpore ran out of memory while running the model. Close other programs or use a smaller "
+                "--max-seq-len.")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith(("-", "mindspore/"))]
+    return "MindSpore failed while running the model: " + (lines[0] if lines else type(exc).__name__)
+
+
 def _convert(source: TensorSource, name: str, dtype: str) -> np.ndarray:
     if dtype == "float32":
         return source.float32(name)
@@ -114,9 +124,12 @@ class MindSporeExecutor(Executor):
     def _run(self, ids: np.ndarray, start_pos: int, last_row: int) -> np.ndarray:
         Tensor = self._Tensor
         window = self.window_for(start_pos + len(ids))
-        logits = self._step(Tensor(ids.astype(np.int32)), Tensor(np.array([start_pos], np.int32)),
-                            Tensor(np.array([last_row], np.int32)), window)
-        return logits.asnumpy().reshape(-1)
+        try:
+            logits = self._step(Tensor(ids.astype(np.int32)), Tensor(np.array([start_pos], np.int32)),
+                                Tensor(np.array([last_row], np.int32)), window)
+            return logits.asnumpy().reshape(-1)
+        except (RuntimeError, MemoryError) as exc:
+            raise EngineError(_explain_failure(exc)) from None
 
     def prefill(self, ids: Sequence[int], start_pos: int) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int32)

@@ -143,3 +143,10 @@ def test_invalid_yaml_value_is_named(tmp_path, llama2_tiny):
     yml = mf.write_yaml(mf.LLAMA2_TINY, tmp_path / "bad.yaml", num_heads="many")
     _refused(run_cli("run_model.py", "-V", "2", "-C", yml, "-M", llama2_tiny[0], "--prompt-ids", "1"),
              "bad.yaml", "num_heads")
+
+
+def test_model_that_does_not_fit_in_memory_is_refused_before_loading(llama3_chunked, tmp_path):
+    ckpt, _, _, spec = llama3_chunked
+    yml = mf.write_yaml(spec, tmp_path / "huge_context.yaml", seq_length=100_000_000)  # a 100 GB KV cache
+    _refused(run_cli("run_model.py", "-V", "3", "-C", yml, "-M", ckpt, "--prompt-ids", "1,2"),
+             "needs about", "GB is free")
