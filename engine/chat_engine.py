@@ -8,7 +8,7 @@ turns a conversation into a prompt that fits the context.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field, asdict
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -21,19 +21,14 @@ from .sampling import SamplingSettings
 
 
 @dataclass(frozen=True)
-class GenerationSettings:
+class GenerationSettings(SamplingSettings):
+    """Everything one answer needs: the sampling rules plus when to stop."""
+
     max_new_tokens: int = 512
-    greedy: bool = False
-    temperature: float = 0.7
-    top_k: int = 40
-    top_p: float = 0.95
-    repetition_penalty: float = 1.1
-    seed: int | None = None
     stop_strings: tuple[str, ...] = ()
 
     def sampling(self) -> SamplingSettings:
-        return SamplingSettings(self.greedy, self.temperature, self.top_k, self.top_p,
-                                self.repetition_penalty, self.seed)
+        return SamplingSettings(**{f.name: getattr(self, f.name) for f in fields(SamplingSettings)})
 
 
 @dataclass
