@@ -25,10 +25,10 @@ from engine.paths import default_model_files  # noqa: E402
 from engine.weights import expected_shapes  # noqa: E402
 
 
-def write(version: int, out: Path) -> None:
+def write(version: int, out: Path, layers: int | None = None) -> None:
     import mindspore as ms
 
-    cfg = load_config(default_model_files(version)["config"])
+    cfg = load_config(default_model_files(version)["config"]).with_overrides(num_layers=layers)
     dtype = ms.float16 if version == 2 else ms.bfloat16
     rng = np.random.default_rng(0)
     pool = (rng.standard_normal(1 << 24, dtype=np.float32) * 0.02)  # tiled: values need not be unique
@@ -51,8 +51,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-V", "--version", type=int, choices=(2, 3), required=True)
     p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--layers", type=int, help="fewer layers than the real model (same layer shapes), to fit in RAM")
     args = p.parse_args()
-    write(args.version, args.output)
+    write(args.version, args.output, args.layers)
     return 0
 
 

@@ -19,6 +19,8 @@ from .executor import Executor
 from .tensor_source import TensorSource
 
 PREFILL_CHUNK = 64
+# A short chat turn is padded to this instead: prefill is compute-bound, so padding costs time.
+SHORT_CHUNK = 16
 # Attention windows: a graph per bucket is compiled when a conversation first reaches it.
 MIN_WINDOW = 512
 ProgressFn = Callable[[int, int], None]
@@ -112,6 +114,7 @@ class MindSporeExecutor(Executor):
         every later prefill starts by overwriting the positions it uses.
         """
         self._run(np.zeros(PREFILL_CHUNK, np.int32), 0, 0)
+        self._run(np.zeros(SHORT_CHUNK, np.int32), 0, 0)
         self._run(np.zeros(1, np.int32), 0, 0)
 
     def window_for(self, end: int) -> int:
@@ -138,7 +141,7 @@ class MindSporeExecutor(Executor):
         logits = None
         for begin in range(0, len(ids), PREFILL_CHUNK):
             chunk = ids[begin:begin + PREFILL_CHUNK]
-            padded = np.zeros(PREFILL_CHUNK, np.int32)
+            padded = np.zeros(SHORT_CHUNK if len(chunk) <= SHORT_CHUNK else PREFILL_CHUNK, np.int32)
             padded[:len(chunk)] = chunk
             logits = self._run(padded, start_pos + begin, len(chunk) - 1)
         return logits
