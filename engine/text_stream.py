@@ -22,6 +22,9 @@ class IncrementalDecoder:
         self.ids: list[int] = list(context_ids)[-4:]
         self.prefix_offset = 0
         self.read_offset = len(self.ids)
+        # A raw prompt may end inside a character: its bytes belong to the first delta.
+        while self.read_offset and tokenizer.decode(self.ids[:self.read_offset]).endswith(_INCOMPLETE):
+            self.read_offset -= 1
 
     def push(self, token: int) -> str:
         self.ids.append(token)

@@ -442,3 +442,13 @@ def test_draws_follow_temperature_top_k_and_top_p():
     counts = np.bincount([sampler(logits, []) for _ in range(n)], minlength=6)
     assert counts[0] == counts[4] == counts[5] == 0
     assert _chi_square(counts[1:4], p[1:4] / p[1:4].sum(), n) < CHI2_999[2]
+
+
+def test_prompt_ending_inside_a_character_streams_the_whole_character(llama3_model):
+    """Raw --prompt-ids may stop mid-character; the answer that completes it shows the character."""
+    tok = load_tokenizer(llama3_model, 3)
+    ids = tok.encode("ab 龘 ok")
+    cut = next(n for n in range(1, len(ids)) if tok.decode(ids[:n]).endswith(FFFD))
+    deltas, tail = _stream(tok, ids[cut:], ids[:cut])
+    assert "".join(deltas) + tail == tok.decode(ids)[len(tok.decode(ids[:cut - 1])):]
+    assert "龘" in "".join(deltas)
