@@ -150,3 +150,25 @@ def test_model_that_does_not_fit_in_memory_is_refused_before_loading(llama3_chun
     yml = mf.write_yaml(spec, tmp_path / "huge_context.yaml", seq_length=100_000_000)  # a 100 GB KV cache
     _refused(run_cli("run_model.py", "-V", "3", "-C", yml, "-M", ckpt, "--prompt-ids", "1,2"),
              "needs about", "GB is free")
+
+
+def test_hf_named_safetensors_checkpoint_runs_like_the_ckpt(llama2_tiny, tmp_path):
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    ckpt, yml, weights, spec = llama2_tiny
+    hf = {"model.tok_embeddings.embedding_weight": "model.embed_tokens.weight",
+          "model.norm_out.weight": "model.norm.weight", "lm_head.weight": "lm_head.weight"}
+    parts = {"attention.wq": "self_attn.q_proj", "attention.wk": "self_attn.k_proj", "attention.wv": "self_attn.v_proj",
+             "attention.wo": "self_attn.o_proj", "feed_forward.w1": "mlp.gate_proj", "feed_forward.w2": "mlp.down_proj",
+             "feed_forward.w3": "mlp.up_proj", "attention_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm"}
+    tensors = {}
+    for name, value in weights.items():
+        new = hf.get(name, name)
+        for ours, theirs in parts.items():
+            new = new.replace(f".{ours}.", f".{theirs}.")
+        tensors[new] = value.astype(np.float16) if value.ndim == 2 else value
+    path = tmp_path / "model.safetensors"
+    safetensors_numpy.save_file(tensors, str(path))
+    prompt = [1, 15, 300, 7]
+    out = _json(run_cli("run_model.py", "-V", "2", "-C", yml, "-M", path, "--prompt-ids", ",".join(map(str, prompt)),
+                        "--greedy", "--max-new-tokens", "8", "--json"))
+    assert out["output_ids"] == ref.greedy(weights, spec.hp, prompt, 8, stop={spec.eos})[:8]
