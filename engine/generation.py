@@ -20,7 +20,7 @@ from .memory import peak_rss_bytes
 from .sampling import Sampler, SamplingSettings
 from .text_stream import IncrementalDecoder, StopStringFilter
 
-TokenCallback = Callable[[int, str], None]
+TokenCallback = Callable[[int, str], None]  # (token id, text it adds); id -1 carries text flushed at the end
 
 
 @dataclass
