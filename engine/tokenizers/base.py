@@ -39,9 +39,14 @@ class Tokenizer(abc.ABC):
     vocab_size: int
     vocab_size_with_added: int
 
-    @abc.abstractmethod
     def encode(self, text: str, bos: bool = False) -> list[int]:
         """Ids for ``text``; special-token text typed by a user stays text."""
+        ids = self._encode_text(text)
+        return [self.bos_id] + ids if bos and self.bos_id is not None else ids
+
+    @abc.abstractmethod
+    def _encode_text(self, text: str) -> list[int]:
+        """Ids for ``text`` alone, no BOS."""
 
     @abc.abstractmethod
     def decode(self, ids: Sequence[int]) -> str:

@@ -195,11 +195,8 @@ class FastSentencePieceTokenizer(Tokenizer):
         self.eos_id = eos
         self.stop_ids = frozenset({eos})
 
-    def encode(self, text: str, bos: bool = False) -> list[int]:
-        ids = self._tok.encode(text, add_special_tokens=False).ids
-        if bos and self.bos_id is not None:
-            ids.insert(0, self.bos_id)
-        return ids
+    def _encode_text(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids: Sequence[int]) -> str:
         return self._decode(self._check_ids(ids))

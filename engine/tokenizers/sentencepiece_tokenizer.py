@@ -72,11 +72,8 @@ class SentencePieceTokenizer(Tokenizer):
             if self._sp.is_control(i) or self._sp.is_unknown(i)
         }
 
-    def encode(self, text: str, bos: bool = False) -> list[int]:
-        ids = list(self._sp.encode(text, out_type=int))
-        if bos and self.bos_id is not None:
-            ids.insert(0, self.bos_id)
-        return ids
+    def _encode_text(self, text: str) -> list[int]:
+        return list(self._sp.encode(text, out_type=int))
 
     def decode(self, ids: Sequence[int]) -> str:
         return self._sp.decode(self._check_ids(ids))

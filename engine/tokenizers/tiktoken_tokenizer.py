@@ -112,8 +112,8 @@ class TiktokenTokenizer(Tokenizer):
         self.eos_id = self._specials["<|end_of_text|>"]
         self.stop_ids = frozenset({self.eos_id, self._specials["<|eot_id|>"]})
 
-    def encode(self, text: str, bos: bool = False) -> list[int]:
-        ids: list[int] = [self.bos_id] if bos else []
+    def _encode_text(self, text: str) -> list[int]:
+        ids: list[int] = []
         for i in range(0, len(text), TIKTOKEN_MAX_ENCODE_CHARS):
             chunk = text[i : i + TIKTOKEN_MAX_ENCODE_CHARS]
             for piece in split_long_runs(chunk, MAX_NO_WHITESPACES_CHARS):
