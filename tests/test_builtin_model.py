@@ -105,3 +105,22 @@ def test_run_model_without_a_checkpoint_falls_back_to_the_builtin_model(builtin_
     assert result.returncode == 0, result.stderr[-2000:]
     assert "built-in" in result.stderr and "download.cmd" in result.stderr
     assert result.stdout.strip()
+
+
+def test_wrong_builtin_file_and_leftover_half_conversion(tmp_path, monkeypatch):
+    from engine.builtin_model import FOLDER_NAME, builtin_model_dir
+    from engine.errors import CheckpointError
+
+    monkeypatch.setenv("LLAMA_DESK_HOME", str(tmp_path))
+    half = tmp_path / "models" / FOLDER_NAME
+    half.mkdir(parents=True)
+    (half / "model.safetensors").write_bytes(b"half")  # no .complete marker: an interrupted conversion
+    fake = tmp_path / "fake.gguf"
+    fake.write_bytes(b"GGUF" + bytes(100))
+    monkeypatch.setenv("LLAMA_DESK_BUILTIN_GGUF", str(fake))
+    with pytest.raises(CheckpointError, match="checksum differs"):
+        builtin_model_dir()
+    monkeypatch.setenv("LLAMA_DESK_BUILTIN_GGUF", str(require_asset("smollm2-gguf")))
+    folder = builtin_model_dir()
+    assert (folder / ".complete").is_file() and (folder / "model.safetensors").stat().st_size > 500_000_000
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [FOLDER_NAME]
