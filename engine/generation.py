@@ -1,10 +1,12 @@
 """The streaming, cancellable generation loop, independent of any backend.
 
 ``generate`` prefills the prompt (reusing whatever prefix the executor's cache
-already holds), then decodes one token at a time, calling ``on_token`` with the
-id and the text it adds. It stops on a stop id (eos/eot), a stop string,
-``max_new_tokens``, the end of the context, or when ``cancel`` is set from
-another thread; the stats say which and how fast.
+already holds, when the executor supports that), then decodes one token at a
+time, calling ``on_token`` with the id and the text it adds. It stops on a stop
+id (eos/eot), a stop string, ``max_new_tokens``, the end of the context, or
+when ``cancel`` is set from another thread (also during a long prefill); the
+stats say which and how fast. Logits that are not finite stop it with a
+message that the weights are likely damaged, instead of printing garbage.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from .errors import GenerationError
-from .executor import Executor
+import numpy as np
+
+from .errors import CheckpointError, GenerationError
+from .executor import Executor, PrefillCancelled
 from .memory import peak_rss_bytes
 from .sampling import Sampler, SamplingSettings
 from .text_stream import IncrementalDecoder, StopStringFilter
@@ -30,7 +34,8 @@ class GenerationStats:
     generated_tokens: int = 0
     ttft_s: float = 0.0
     prefill_s: float = 0.0
-    decode_s: float = 0.0
+    decode_calls: int = 0       # one-token forward passes after the prefill
+    decode_s: float = 0.0       # time spent in exactly those calls
     finish_reason: str = ""     # "stop", "stop_string", "length", "context", "cancelled"
     peak_rss_bytes: int = 0
 
@@ -40,14 +45,13 @@ class GenerationStats:
 
     @property
     def decode_tokens_per_s(self) -> float:
-        n = self.generated_tokens - 1  # the first token comes from the prefill
-        return n / self.decode_s if n > 0 and self.decode_s > 0 else 0.0
+        return self.decode_calls / self.decode_s if self.decode_calls and self.decode_s > 0 else 0.0
 
     def as_dict(self) -> dict:
         return {"prompt_tokens": self.prompt_tokens, "prefilled_tokens": self.prefilled_tokens,
                 "generated_tokens": self.generated_tokens, "ttft_s": round(self.ttft_s, 4),
                 "prefill_tokens_per_s": round(self.prefill_tokens_per_s, 2),
-                "decode_tokens_per_s": round(self.decode_tokens_per_s, 2),
+                "decode_tokens_per_s": round(self.decode_tokens_per_s, 2), "decode_calls": self.decode_calls,
                 "finish_reason": self.finish_reason, "peak_rss_bytes": self.peak_rss_bytes}
 
 
@@ -57,6 +61,7 @@ class Completion:
     output_ids: list[int] = field(default_factory=list)
     text: str = ""
     stats: GenerationStats = field(default_factory=GenerationStats)
+    dropped_messages: int = 0   # chat only: oldest messages left out so the prompt fits the context
 
 
 class KVCacheState:
@@ -74,11 +79,7 @@ class KVCacheState:
         return min(n, len(prompt) - 1)  # recompute at least one token to get its logits
 
 
-def generate(executor: Executor, prompt_ids: Sequence[int], *, max_new_tokens: int = 256,
-             sampling: SamplingSettings = SamplingSettings(), stop_ids: Sequence[int] = (),
-             stop_strings: Sequence[str] = (), tokenizer=None, on_token: TokenCallback | None = None,
-             cancel: threading.Event | None = None, cache: KVCacheState | None = None) -> Completion:
-    prompt = [int(i) for i in prompt_ids]
+def _check_prompt(prompt: list[int], executor: Executor) -> None:
     if not prompt:
         raise GenerationError("The prompt is empty: give at least one token or some text.")
     vocab = executor.config.vocab_size
@@ -86,42 +87,73 @@ def generate(executor: Executor, prompt_ids: Sequence[int], *, max_new_tokens: i
         raise GenerationError(f"Prompt ids must be between 0 and {vocab - 1} (the model's vocabulary).")
     if len(prompt) >= executor.max_seq_len:
         raise GenerationError(f"The prompt has {len(prompt)} tokens but the context holds {executor.max_seq_len}: "
-                              "shorten it (or raise seq_length in the config, if memory allows).")
+                              "shorten it, or allow a longer context if memory allows.")
+
+
+def _check_finite(logits: np.ndarray, step: int) -> None:
+    if not np.isfinite(logits).all():
+        raise CheckpointError(
+            f"The model computed invalid numbers (NaN or Inf) at output token {step + 1}: its weights are most "
+            "likely damaged. Verify the checkpoint for bad tensors, or download it again.", subject="weights")
+
+
+def _prefill(executor, prompt, cache, cancel, stats) -> np.ndarray | None:
+    """Logits of the prompt's last token, or None when cancelled (the cache then says what is valid)."""
+    if not executor.supports_prefix_reuse:
+        cache.ids = []
+        executor.reset()
+    reuse = cache.reusable_prefix(prompt)
+    cache.ids = prompt[:reuse]
+    start = time.perf_counter()
+    try:
+        logits = executor.prefill(prompt[reuse:], reuse, cancel=cancel)
+        computed = len(prompt) - reuse
+    except PrefillCancelled as stop:
+        logits, computed = None, stop.computed
+    cache.ids = prompt[:reuse + computed]
+    stats.prefilled_tokens = computed
+    stats.prefill_s = time.perf_counter() - start
+    return logits
+
+
+def generate(executor: Executor, prompt_ids: Sequence[int], *, max_new_tokens: int = 256,
+             sampling: SamplingSettings = SamplingSettings(), stop_ids: Sequence[int] = (),
+             stop_strings: Sequence[str] = (), tokenizer=None, on_token: TokenCallback | None = None,
+             cancel: threading.Event | None = None, cache: KVCacheState | None = None) -> Completion:
+    prompt = [int(i) for i in prompt_ids]
+    _check_prompt(prompt, executor)
     cache = cache or KVCacheState()
     result = Completion(prompt_ids=prompt)
     stats = result.stats
     stats.prompt_tokens = len(prompt)
-    sampler = Sampler(sampling)
+    if max_new_tokens == 0:
+        stats.finish_reason = "length"
+        return result
+    # A checkpoint's vocabulary may be padded past the tokenizer's: never pick an id it cannot decode.
+    limit = tokenizer.vocab_size_with_added if tokenizer is not None else executor.config.vocab_size
+    sampler = Sampler(sampling, getattr(tokenizer, "control_ids", frozenset()), limit)
+    sampler.remember(prompt)
     stops = set(stop_ids)
     decoder = IncrementalDecoder(tokenizer, prompt) if tokenizer is not None else None
     stop_filter = StopStringFilter(stop_strings if tokenizer is not None else ())
     pieces: list[str] = []
 
     start = time.perf_counter()
-    reuse = cache.reusable_prefix(prompt)
-    cache.ids = prompt[:reuse]
-    logits = executor.prefill(prompt[reuse:], reuse)
-    cache.ids = list(prompt)
-    stats.prefilled_tokens = len(prompt) - reuse
-    stats.prefill_s = time.perf_counter() - start
-    seen = list(prompt)
+    logits = _prefill(executor, prompt, cache, cancel, stats)
     pos = len(prompt)
-    # A checkpoint's vocabulary may be padded past the tokenizer's: never pick an id it cannot decode.
-    limit = tokenizer.vocab_size_with_added if tokenizer is not None else vocab
-    decode_start = None
-    while True:
+    while logits is not None:
         if cancel is not None and cancel.is_set():
-            stats.finish_reason = "cancelled"
             break
-        token = sampler(logits[:limit], seen)
+        logits = logits[:limit]
+        _check_finite(logits, stats.generated_tokens)
+        token = sampler(logits)
         if stats.generated_tokens == 0:
             stats.ttft_s = time.perf_counter() - start
-            decode_start = time.perf_counter()
         if token in stops:
             stats.finish_reason = "stop"
             break
         result.output_ids.append(token)
-        seen.append(token)
+        sampler.remember([token])
         stats.generated_tokens += 1
         text = stop_filter.push(decoder.push(token)) if decoder else ""
         pieces.append(text)
@@ -136,11 +168,14 @@ def generate(executor: Executor, prompt_ids: Sequence[int], *, max_new_tokens: i
         if pos >= executor.max_seq_len:
             stats.finish_reason = "context"
             break
+        step = time.perf_counter()
         logits = executor.decode(token, pos)
+        stats.decode_s += time.perf_counter() - step
+        stats.decode_calls += 1
         cache.ids.append(token)
         pos += 1
-    if decode_start is not None:
-        stats.decode_s = time.perf_counter() - decode_start
+    if not stats.finish_reason:
+        stats.finish_reason = "cancelled"
     if decoder and not stop_filter.stopped:
         tail = stop_filter.push(decoder.flush()) + (stop_filter.flush() if not stop_filter.stopped else "")
         if tail:

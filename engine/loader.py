@@ -1,35 +1,37 @@
 """``load_engine``: the one factory. Files are checked, in order, before memory is spent.
 
 Order: config -> checkpoint index -> names/shapes/dtypes against the config ->
-tokenizer (and that its vocabulary fits the model) -> only then the weights
-are converted and handed to the executor.
+tokenizer (and that its vocabulary fits the model) -> CRC when the file has
+one -> backend and its memory estimate against free RAM -> only then the
+executor reads the weights. Any refusal closes the checkpoint at once.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import yaml
 
+from .backends import ExecutorOptions, check_choice, resolve
 from .builtin_model import builtin_model_dir
 from .chat_engine import ChatEngine, ModelInfo
 from .chat_template import template_for
 from .config import ModelConfig, load_config
-from .errors import CheckpointError, EngineError, TokenizerError
-from .memory import available_bytes, estimate_model_bytes, peak_rss_bytes
+from .errors import Cancelled, CheckpointError, EngineError, TokenizerError
+from .executor import MemoryNeed
+from .integrity import scan_nonfinite, verify_crc_once
+from .memory import available_bytes, peak_rss_bytes
+from .names import expected_shapes
 from .paths import default_model_files
+from .tensor_source import TensorSource
 from .weights import open_weights, validate_weights
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
-
-
-def _missing(kind: str, path: Path, version: int) -> str:
-    script = default_model_files(version)["download_script"]
-    return (f"{kind} not found: {path}. Download the LLaMA{version} files with {script} "
-            f"(or pass the path with {'-M' if kind == 'Checkpoint' else '-F'}).")
 
 
 def _check_vocab_fits(tokenizer, cfg: ModelConfig, tok_path: Path) -> None:
@@ -37,83 +39,168 @@ def _check_vocab_fits(tokenizer, cfg: ModelConfig, tok_path: Path) -> None:
         raise TokenizerError(
             f"{tok_path} has {tokenizer.vocab_size_with_added} tokens but the model's vocabulary is "
             f"{cfg.vocab_size}: this tokenizer belongs to another model (LLaMA2 uses 32000, LLaMA3 128256). "
-            "Pass the tokenizer.model that came with the checkpoint.")
+            "Use the tokenizer.model that came with the checkpoint.", path=tok_path)
 
 
-def _check_memory(cfg: ModelConfig, compute_dtype: str, max_seq_len: int, source) -> None:
+def _check_memory(entry, cfg, source, options: ExecutorOptions) -> MemoryNeed:
     """Refuse, before allocating, a model this PC cannot hold: swapping would take hours."""
-    need, free = estimate_model_bytes(cfg, compute_dtype, max_seq_len), available_bytes()
-    if free is None or need <= free or os.environ.get("LLAMA_DESK_SKIP_MEMORY_CHECK"):
-        return
-    source.close()
+    cls = entry.executor_class()
+    need = cls.estimate_memory(cfg, source, options)
+    free = available_bytes()
+    if free is None or need.total <= free or os.environ.get("LLAMA_DESK_SKIP_MEMORY_CHECK"):
+        return need
     gb = 1e9
+    alternative, suggested = "", None
+    if options.weight_format != "int8" and entry.name == "cpu":
+        small = cls.estimate_memory(cfg, source, ExecutorOptions(**{**options.__dict__, "weight_format": "int8"}))
+        if small.total <= free:
+            alternative, suggested = f" With 8-bit (int8) weights it would need {small.total / gb:.1f} GB.", "int8"
     raise EngineError(
-        f"Running {source.path.name} with MindSpore on the CPU needs about {need / gb:.1f} GB of memory "
-        f"(weights in {compute_dtype}: MindSpore's CPU kernels cannot compute in 2-byte types), but only "
-        f"{free / gb:.1f} GB is free. Close other programs or lower --max-seq-len; a 7-8B model needs a "
-        "PC with 32 GB. Set LLAMA_DESK_SKIP_MEMORY_CHECK=1 to try anyway.")
+        f"Running {source.path.name} with the {entry.name} backend needs about {need.summary()}: "
+        f"{need.description}. Only {free / gb:.1f} GB is free.{alternative} Close other programs or allow a "
+        "shorter context. (Set LLAMA_DESK_SKIP_MEMORY_CHECK=1 to try anyway.)",
+        subject="memory", suggested_format=suggested)
 
 
-def _build(cfg, source, executor, max_seq_len, compute_dtype, progress):
-    if executor != "mindspore":
-        raise CheckpointError(f"Unknown executor {executor!r}; available: mindspore")
-    from .mindspore_executor import MindSporeExecutor
-    report = (lambda d, t: progress("weights", d, t)) if progress else None
-    return MindSporeExecutor(cfg, source, max_seq_len=max_seq_len, compute_dtype=compute_dtype, progress=report)
+@dataclass
+class ModelFiles:
+    """A model's files, checked against each other; the weights are indexed, not read."""
+
+    name: str
+    cfg: ModelConfig
+    checkpoint: Path
+    source: TensorSource
+    tokenizer: object | None
+    template: object
+
+    def summary(self) -> dict:
+        stored = sorted({self.source.tensors[n].dtype for n in expected_shapes(self.cfg)})
+        return {"name": self.name, "checkpoint": str(self.checkpoint), "format": self.source.format_name,
+                "layers": self.cfg.num_layers, "hidden_size": self.cfg.hidden_size,
+                "vocab_size": self.cfg.vocab_size, "context_length": self.cfg.seq_length,
+                "stored_dtypes": stored, "weight_bytes": self.source.total_bytes,
+                "tokenizer": getattr(self.tokenizer, "name", None)}
+
+
+def _builtin_files(progress):
+    folder = builtin_model_dir((lambda d, t: progress("converting built-in model", d, t)) if progress else None)
+    cfg = load_config(folder / "config.yaml")
+    extra = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")).get("llama_desk", {})
+    return folder, cfg, extra
+
+
+def open_model_files(version: int | None = None, config_path: str | Path | None = None,
+                     tokenizer_path: str | Path | None = None, checkpoint_path: str | Path | None = None, *,
+                     fast: bool = False, builtin: bool = False, need_tokenizer: bool = True,
+                     progress: ProgressFn | None = None) -> ModelFiles:
+    """Config, checkpoint index and tokenizer, each checked against the others (raises EngineError)."""
+    from .tokenizers import load_tokenizer, load_tokenizer_json
+
+    if builtin:
+        folder, cfg, extra = _builtin_files(progress)
+        ckpt, config_name = folder / "model.safetensors", str(folder / "config.yaml")
+        tok_path = folder / "tokenizer.json"
+        template = template_for(extra.get("chat_template", "chatml"), extra.get("default_system"))
+        name = extra.get("name", "built-in model")
+    else:
+        if version not in (2, 3):
+            raise EngineError(f"The LLaMA version must be 2 or 3 (got {version!r}).", subject="version")
+        defaults = default_model_files(version)
+        config_name = str(config_path or defaults["config"])
+        cfg = load_config(config_name)
+        ckpt = Path(checkpoint_path or defaults["checkpoint"])
+        if not ckpt.exists():
+            raise CheckpointError(f"Checkpoint not found: {ckpt}. The LLaMA{version} files can be downloaded "
+                                  "with checkpoint_download.", path=ckpt)
+        tok_path = Path(tokenizer_path or defaults["tokenizer"]) if (need_tokenizer or tokenizer_path) else None
+        template = template_for(f"llama{version}")
+        name = f"LLaMA{version} ({ckpt.name})"
+    source = open_weights(ckpt)
+    try:
+        validate_weights(source, cfg, config_name)
+        tokenizer = None
+        if tok_path is not None:
+            if not tok_path.is_file():
+                raise TokenizerError(f"Tokenizer not found: {tok_path}. It comes with the checkpoint "
+                                     "(checkpoint_download fetches both).", path=tok_path)
+            tokenizer = load_tokenizer_json(tok_path) if builtin else load_tokenizer(tok_path, version, fast=fast)
+            _check_vocab_fits(tokenizer, cfg, tok_path)
+    except BaseException:
+        source.close()
+        raise
+    return ModelFiles(name, cfg, ckpt, source, tokenizer, template)
+
+
+def check_model_files(version: int | None = None, config_path=None, tokenizer_path=None, checkpoint_path=None, *,
+                      fast: bool = False, builtin: bool = False) -> dict:
+    """Check a model's files against each other without loading weights; a summary dict, or EngineError."""
+    files = open_model_files(version, config_path, tokenizer_path, checkpoint_path, fast=fast, builtin=builtin)
+    try:
+        return files.summary()
+    finally:
+        files.source.close()
+
+
+def verify_checkpoint(checkpoint_path: str | Path, progress: Callable[[int, int], None] | None = None,
+                      cancel: threading.Event | None = None) -> list[str]:
+    """Read every tensor of a checkpoint: names of those holding NaN/Inf (CRC checked first, if any)."""
+    with open_weights(checkpoint_path) as source:
+        verify_crc_once(source, progress, cancel)
+        return scan_nonfinite(source, progress, cancel)
 
 
 def load_engine(version: int | None = None, config_path: str | Path | None = None,
                 tokenizer_path: str | Path | None = None, checkpoint_path: str | Path | None = None, *,
                 fast: bool = False, builtin: bool = False, need_tokenizer: bool = True,
-                max_seq_len: int | None = None, compute_dtype: str = "float32",
-                executor: str = "mindspore", progress: ProgressFn | None = None) -> ChatEngine:
-    """Load LLaMA2 (version=2), LLaMA3 (version=3) or the built-in model (builtin=True)."""
-    from .tokenizers import load_tokenizer, load_tokenizer_json
+                max_seq_len: int | None = None, backend: str = "auto", device: str = "auto",
+                weight_format: str = "auto", threads: int | None = None, verify_crc: bool = True,
+                progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> ChatEngine:
+    """Load LLaMA2 (version=2), LLaMA3 (version=3) or the built-in model (builtin=True).
 
+    ``backend``: "auto" (a usable GPU through MindSpore, else the cpu executor), "cpu",
+    "mindspore", or any registered name. ``weight_format``: "auto"/"stored" (as in the file) or
+    "int8". ``threads``: compute threads (default: one per physical core). ``cancel`` stops
+    loading (raises ``Cancelled``) between tensors.
+    """
     start = time.perf_counter()
-    if builtin:
-        folder = builtin_model_dir((lambda d, t: progress("converting built-in model", d, t)) if progress else None)
-        doc = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
-        cfg = load_config(folder / "config.yaml")
-        extra = doc.get("llama_desk", {})
-        source = open_weights(folder / "model.safetensors")
-        validate_weights(source, cfg, str(folder / "config.yaml"))
-        tokenizer = load_tokenizer_json(folder / "tokenizer.json")
-        _check_vocab_fits(tokenizer, cfg, folder / "tokenizer.json")
-        template = template_for(extra.get("chat_template", "chatml"), extra.get("default_system"))
-        name, ckpt = extra.get("name", "built-in model"), folder / "model.safetensors"
-    else:
-        if version not in (2, 3):
-            raise CheckpointError(f"Model version must be 2 or 3 (got {version!r}).")
-        defaults = default_model_files(version)
-        cfg = load_config(config_path or defaults["config"])
-        ckpt = Path(checkpoint_path or defaults["checkpoint"])
-        if not ckpt.is_file():
-            raise CheckpointError(_missing("Checkpoint", ckpt, version))
-        source = open_weights(ckpt)
-        validate_weights(source, cfg, str(config_path or defaults["config"]))
-        tokenizer = None
-        if need_tokenizer or tokenizer_path:
-            tok_path = Path(tokenizer_path or defaults["tokenizer"])
-            if not tok_path.is_file():
-                raise TokenizerError(_missing("Tokenizer", tok_path, version))
-            tokenizer = load_tokenizer(tok_path, version, fast=fast)
-            _check_vocab_fits(tokenizer, cfg, tok_path)
-        template = template_for(f"llama{version}")
-        name = f"LLaMA{version} ({ckpt.name})"
-    weight_bytes = source.total_bytes
-    _check_memory(cfg, compute_dtype, min(max_seq_len or cfg.seq_length, cfg.seq_length), source)
+    check_choice(backend, device, weight_format)
+    if max_seq_len is not None and (isinstance(max_seq_len, bool) or not isinstance(max_seq_len, int)
+                                    or max_seq_len < 2):
+        raise EngineError(f"The context length must be a whole number of at least 2 tokens, got {max_seq_len!r}.",
+                          subject="settings")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise EngineError(f"threads must be a whole number of at least 1, got {threads!r}.", subject="settings")
+    files = open_model_files(version, config_path, tokenizer_path, checkpoint_path, fast=fast, builtin=builtin,
+                             need_tokenizer=need_tokenizer, progress=progress)
+    cfg, source, tokenizer, template = files.cfg, files.source, files.tokenizer, files.template
     try:
-        runner = _build(cfg, source, executor, max_seq_len, compute_dtype, progress)
-    finally:
+        if verify_crc:
+            verify_crc_once(source, (lambda d, t: progress("checking", d, t)) if progress else None, cancel)
+        entry, ms_device = resolve(backend, device)
+        reason = entry.executor_class().unavailable_reason(ms_device)
+        if reason:
+            raise EngineError(f"The {entry.name} backend cannot run here: {reason}", subject="settings")
+        options = ExecutorOptions(max_seq_len=min(max_seq_len or cfg.seq_length, cfg.seq_length), device=ms_device,
+                                  weight_format="stored" if weight_format == "auto" else weight_format,
+                                  threads=threads)
+        need = _check_memory(entry, cfg, source, options)
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("Loading was cancelled.")
+    except BaseException:
         source.close()
-    if progress:
-        progress("compiling", 0, 1)
-    runner.warmup()
-    if progress:
-        progress("compiling", 1, 1)
-    info = ModelInfo(name=name, version=None if builtin else version, checkpoint=ckpt,
+        raise
+    weight_bytes = source.total_bytes
+    report = (lambda d, t: progress("weights", d, t)) if progress else None
+    # The executor owns the source from here on, and closes it even if it fails to build.
+    runner = entry.executor_class()(cfg, source, options, progress=report, cancel=cancel)
+    try:
+        runner.warmup(progress)
+    except BaseException:
+        runner.close()
+        raise
+    info = ModelInfo(name=files.name, version=None if builtin else version, checkpoint=files.checkpoint,
                      tokenizer=getattr(tokenizer, "name", None), template=template.name if tokenizer else None,
-                     executor=runner.name, weight_bytes=weight_bytes, load_s=time.perf_counter() - start,
-                     peak_rss_after_load=peak_rss_bytes())
+                     executor=runner.name, device=runner.device, weight_format=runner.weight_format,
+                     context_length=runner.max_seq_len, weight_bytes=weight_bytes, memory_estimate=need.total,
+                     load_s=time.perf_counter() - start, peak_rss_after_load=peak_rss_bytes())
     return ChatEngine(runner, tokenizer, template if tokenizer else None, info)

@@ -1,4 +1,4 @@
-"""Peak resident memory of this process, on Windows and POSIX alike."""
+"""Resident memory of this process (now and at peak) and what the machine has free, on Windows and POSIX."""
 
 from __future__ import annotations
 
@@ -36,20 +36,3 @@ def available_bytes() -> int | None:
         return int(psutil.virtual_memory().available)
     except ImportError:  # pragma: no cover
         return None
-
-
-def estimate_model_bytes(cfg, compute_dtype: str, max_seq_len: int) -> int:
-    """Weights in the compute dtype + float32 KV cache + MindSpore and graph overhead."""
-    from .weights import expected_shapes
-
-    params = sum(int(_prod(shape)) for shape in expected_shapes(cfg).values())
-    itemsize = 4 if compute_dtype == "float32" else 2
-    kv_cache = cfg.num_layers * 2 * cfg.kv_heads * cfg.head_dim * (max_seq_len + 64) * 4
-    return params * itemsize + kv_cache + (1 << 30)
-
-
-def _prod(shape) -> int:
-    out = 1
-    for d in shape:
-        out *= d
-    return out

@@ -4,18 +4,25 @@ The network is created under ``no_init_parameters`` so no weight memory is
 allocated up front; each tensor is then converted once (bf16/fp16 -> compute
 dtype) straight from the memory-mapped file and handed to its Parameter with
 ``Tensor.from_numpy``, which shares the numpy buffer. Peak memory is therefore
-the weights in the compute dtype plus one tensor in flight.
+the weights in the compute dtype plus one tensor in flight. MindSpore's CPU
+kernels compute in float32 only (bf16 is refused; fp16 MatMul casts the
+weights on every call), so on the CPU this executor is the exact float32
+reference; on a GPU it computes in float16.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import Callable, Sequence
 
 import numpy as np
 
 from .config import ModelConfig
-from .errors import EngineError
-from .executor import Executor
+from .errors import Cancelled, EngineError
+from .executor import Executor, MemoryNeed, PrefillCancelled
+from .names import expected_shapes
+from .paths import user_data_dir
 from .tensor_source import TensorSource
 
 PREFILL_CHUNK = 64
@@ -23,10 +30,17 @@ PREFILL_CHUNK = 64
 SHORT_CHUNK = 16
 # Attention windows: a graph per bucket is compiled when a conversation first reaches it.
 MIN_WINDOW = 512
+# MindSpore itself (~0.5 GB after import) plus compiled graphs and their work buffers.
+RUNTIME_BYTES = 1 << 30
 ProgressFn = Callable[[int, int], None]
 
 
 def _import_mindspore():
+    """Import MindSpore with its logs and compile-failure dumps kept out of the user's working folder."""
+    logs = user_data_dir() / "logs" / "mindspore"
+    os.environ.setdefault("MS_DEV_SAVE_GRAPHS_PATH", str(logs))
+    os.environ.setdefault("GLOG_log_dir", str(logs))
+    os.environ.setdefault("GLOG_v", "3")
     try:
         import mindspore as ms
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -50,71 +64,107 @@ def _explain_failure(exc: BaseException) -> str:
     """MindSpore's errors are pages of C++ context; keep the line a user can act on."""
     text = str(exc)
     if "Memory" in text or isinstance(exc, MemoryError):
-        return ("MindSpore ran out of memory while running the model. Close other programs or use a smaller "
-                "--max-seq-len.")
+        return ("MindSpore ran out of memory while running the model. Close other programs or allow a shorter "
+                "context.")
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith(("-", "mindspore/"))]
-    return "MindSpore failed while running the model: " + (lines[0] if lines else type(exc).__name__)
+    return "MindSpore failed while running the model: " + (lines[0][:300] if lines else type(exc).__name__)
 
 
-def _convert(source: TensorSource, name: str, dtype: str) -> np.ndarray:
-    array = source.float32(name)
-    return array if dtype == "float32" else array.astype(np.float16)
+def _compute_dtype(device: str, weight_format: str) -> str:
+    if weight_format == "int8":
+        raise EngineError("The mindspore backend has no 8-bit weights; use the cpu backend for int8.",
+                          subject="settings")
+    return "float16" if device == "GPU" and weight_format == "stored" else "float32"
 
 
 class MindSporeExecutor(Executor):
-    """LLaMA on MindSpore (CPU by default) with graph-compiled prefill and decode steps."""
+    """LLaMA on MindSpore (CPU, or GPU when usable) with graph-compiled prefill and decode steps."""
 
     name = "mindspore"
 
-    def __init__(self, cfg: ModelConfig, source: TensorSource, max_seq_len: int | None = None,
-                 compute_dtype: str = "float32", progress: ProgressFn | None = None,
-                 device: str = "CPU"):
+    @classmethod
+    def unavailable_reason(cls, device: str) -> str | None:
+        import importlib.util
+
+        if importlib.util.find_spec("mindspore") is None:
+            return "MindSpore is not installed (pip install mindspore==2.10.0)."
+        if device == "GPU":
+            from .devices import gpu_unavailable_reason
+            return gpu_unavailable_reason()
+        return None
+
+    @classmethod
+    def estimate_memory(cls, cfg: ModelConfig, source, options) -> MemoryNeed:
+        dtype = _compute_dtype(options.device, options.weight_format)
+        params = sum(int(np.prod(shape)) for shape in expected_shapes(cfg).values())
+        seq = min(options.max_seq_len, cfg.seq_length) + PREFILL_CHUNK
+        kv_cache = cfg.num_layers * 2 * cfg.kv_heads * cfg.head_dim * seq * 4
+        why = "MindSpore's CPU kernels compute only in float32" if dtype == "float32" else "float16 on the GPU"
+        return MemoryNeed(params * (4 if dtype == "float32" else 2), kv_cache, RUNTIME_BYTES,
+                          f"weights in {dtype} ({why}), float32 KV cache")
+
+    def __init__(self, cfg: ModelConfig, source: TensorSource, options, progress: ProgressFn | None = None,
+                 cancel: threading.Event | None = None):
+        try:
+            self._build(cfg, source, options, progress, cancel)
+        finally:
+            source.close()  # every weight is converted into MindSpore's own memory: the file is not needed
+
+    def _build(self, cfg, source, options, progress, cancel) -> None:
         ms = _import_mindspore()
         from mindspore import Tensor
         from mindspore.nn.utils import no_init_parameters
 
         from .ms_llama import LlamaForCausalLM
 
-        _use_device(ms, device)
-        if compute_dtype != "float32" and (device == "CPU" or compute_dtype != "float16"):
-            # On CPU, MindSpore's float16 MatMul casts the weights to float32 on every call:
-            # slower than float32 and out of memory on a 7B model (measured).
-            raise EngineError(f"MindSpore cannot compute in {compute_dtype} on {device}; use float32.")
+        self.device = options.device
+        _use_device(ms, self.device)
+        compute_dtype = _compute_dtype(self.device, options.weight_format)
+        self.weight_format = compute_dtype
         self.config = cfg
-        self.max_seq_len = min(max_seq_len or cfg.seq_length, cfg.seq_length)
+        self.max_seq_len = min(options.max_seq_len, cfg.seq_length)
         self._ms, self._Tensor = ms, Tensor
         cache_len = self.max_seq_len + PREFILL_CHUNK
         self._cache_len = cache_len
         with no_init_parameters():
             self.net = LlamaForCausalLM(cfg, cache_len, compute_dtype)
-        self._load(source, compute_dtype, progress)
+        self._load(source, compute_dtype, progress, cancel)
         self._step = ms.jit(self.net.construct)
 
-    def _load(self, source: TensorSource, dtype: str, progress: ProgressFn | None) -> None:
+    def _load(self, source: TensorSource, dtype: str, progress: ProgressFn | None,
+              cancel: threading.Event | None) -> None:
         Tensor = self._Tensor
         params = dict(self.net.parameters_and_names())
         total = sum(source.tensors[n].nbytes for n in params if n in source.tensors)
         done = 0
         for name, param in params.items():
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("Loading was cancelled.")
             if name.endswith(("k_cache", "v_cache")):
                 param.set_data(Tensor.from_numpy(np.zeros(param.shape, np.float32)))
                 continue
+            array = source.float32(name)
             is_norm = name.endswith("norm.weight") or name.endswith("norm_out.weight")
-            array = source.float32(name) if is_norm else _convert(source, name, dtype)
+            if dtype == "float16" and not is_norm:
+                array = array.astype(np.float16)
             param.set_data(Tensor.from_numpy(array))
             done += source.tensors[name].nbytes
             if progress:
                 progress(done, total)
 
-    def warmup(self) -> None:
+    def warmup(self, progress=None) -> None:
         """Compile the prefill and decode graphs now, so the first answer is not 10 s late.
 
         This writes junk into cache positions 0..PREFILL_CHUNK; harmless, since
         every later prefill starts by overwriting the positions it uses.
         """
-        self._run(np.zeros(PREFILL_CHUNK, np.int32), 0, 0)
-        self._run(np.zeros(SHORT_CHUNK, np.int32), 0, 0)
-        self._run(np.zeros(1, np.int32), 0, 0)
+        blocks = (PREFILL_CHUNK, SHORT_CHUNK, 1)
+        for n, size in enumerate(blocks):
+            if progress:
+                progress("compiling MindSpore graphs", n, len(blocks))
+            self._run(np.zeros(size, np.int32), 0, 0)
+        if progress:
+            progress("compiling MindSpore graphs", len(blocks), len(blocks))
 
     def window_for(self, end: int) -> int:
         """Smallest bucket (MIN_WINDOW, doubling, capped at the cache) holding positions < end."""
@@ -133,12 +183,14 @@ class MindSporeExecutor(Executor):
         except (RuntimeError, MemoryError) as exc:
             raise EngineError(_explain_failure(exc)) from None
 
-    def prefill(self, ids: Sequence[int], start_pos: int) -> np.ndarray:
+    def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int32)
         if start_pos + len(ids) > self.max_seq_len:
             raise EngineError(f"{start_pos + len(ids)} tokens do not fit the context of {self.max_seq_len}")
         logits = None
         for begin in range(0, len(ids), PREFILL_CHUNK):
+            if cancel is not None and cancel.is_set():
+                raise PrefillCancelled(begin)
             chunk = ids[begin:begin + PREFILL_CHUNK]
             padded = np.zeros(SHORT_CHUNK if len(chunk) <= SHORT_CHUNK else PREFILL_CHUNK, np.int32)
             padded[:len(chunk)] = chunk

@@ -16,16 +16,15 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import initializer
 
-from .config import ModelConfig
+from .config import ModelConfig, rope_inv_frequencies
 
 MS_DTYPES = {"float32": ms.float32, "float16": ms.float16}
 _NEG = -1e30
 
 
-def rope_tables(head_dim: int, positions: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
+def rope_tables(cfg: ModelConfig, positions: int) -> tuple[np.ndarray, np.ndarray]:
     """cos/sin in rotate-half layout: frequency i repeated at i and i + head_dim/2."""
-    inv = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
-    angles = np.outer(np.arange(positions, dtype=np.float64), inv)
+    angles = np.outer(np.arange(positions, dtype=np.float64), rope_inv_frequencies(cfg))
     angles = np.concatenate([angles, angles], axis=1)
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
@@ -156,7 +155,7 @@ class LlamaForCausalLM(nn.Cell):
         self.model = LlamaModel(cfg, cache_len, dtype)
         if not self.tied:
             self.lm_head = Linear(cfg.vocab_size, cfg.hidden_size, dtype)
-        cos, sin = rope_tables(cfg.head_dim, cache_len, cfg.theta)
+        cos, sin = rope_tables(cfg, cache_len)
         self.cos_table = Tensor(cos)
         self.sin_table = Tensor(sin)
         self.key_positions = Tensor(np.arange(cache_len, dtype=np.int32))

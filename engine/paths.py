@@ -29,10 +29,15 @@ def user_data_dir() -> Path:
 
 
 def default_model_files(version: int) -> dict[str, Path]:
-    """The paths the download scripts write to, which the command lines default to."""
-    folder = PROJECT_ROOT / "checkpoint_download" / f"llama{version}"
+    """The paths the download scripts write to, which the command lines default to.
+
+    ``LLAMA_DESK_MODELS_DIR`` moves the model folders (``<dir>/llama2``, ``<dir>/llama3``).
+    """
+    models = os.environ.get("LLAMA_DESK_MODELS_DIR")
+    folder = (Path(models) if models else PROJECT_ROOT / "checkpoint_download") / f"llama{version}"
     ckpt = "llama2_7b.ckpt" if version == 2 else "llama3-8B.ckpt"
     yaml_name = "predict_llama2_7b.yaml" if version == 2 else "predict_llama3_8b.yaml"
     return {"checkpoint": folder / ckpt, "tokenizer": folder / "tokenizer.model",
             "config": PROJECT_ROOT / "configs" / yaml_name,
-            "download_script": folder / "download.cmd"}
+            "download_script": PROJECT_ROOT / "checkpoint_download" / f"llama{version}"
+            / ("download.cmd" if os.name == "nt" else "download.sh")}

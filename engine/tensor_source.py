@@ -1,10 +1,11 @@
-"""What every weight file reader offers: an index of tensors and cheap access.
+"""What every weight file reader offers: an index of tensors and cheap access to their bytes.
 
-A reader maps the file once and records, per tensor, its dtype, shape and the
-byte ranges ("chunks") holding its data. Nothing is read until asked for, so a
-checkpoint can be validated against the config before memory is spent on it.
-``float32(name)`` converts chunk by chunk straight into the destination, so a
-split or 2-byte tensor never needs a second full-size temporary.
+A reader maps its file(s) once and records, per tensor, its dtype, shape and
+the byte ranges ("chunks") holding its data. Nothing is read until asked for,
+so a checkpoint can be validated against the config before memory is spent
+on it. Views handed out (``raw``, ``chunk_arrays``) point into the memory map;
+whoever holds them must drop them before ``close()``, which then really
+closes the map and the file (Windows keeps a mapped file locked otherwise).
 """
 
 from __future__ import annotations
@@ -16,13 +17,54 @@ from pathlib import Path
 
 import numpy as np
 
+from .dtypes import bf16_bits_to_float32, itemsize, numpy_view_dtype
 from .errors import CheckpointError
 
-ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1, "uint8": 1,
-            "int16": 2, "uint16": 2, "int32": 4, "uint32": 4, "int64": 8, "uint64": 8, "bool": 1}
-# numpy has no bfloat16: its bits are read as uint16 and widened by hand.
-_NUMPY_DTYPE = {"bfloat16": np.uint16}
 _BLOCK = 1 << 22  # elements converted at a time (16 MiB of float32)
+
+
+class MappedFile:
+    """One read-only memory-mapped file; closed for sure, even when indexing it fails."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CheckpointError(f"Checkpoint not found: {self.path}")
+        self.size = self.path.stat().st_size
+        if self.size == 0:
+            raise CheckpointError(f"{self.path} is empty (0 bytes): an interrupted download? Download it again.")
+        self._file = open(self.path, "rb")
+        try:
+            self.map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as exc:
+            self._file.close()
+            raise CheckpointError(f"Cannot map {self.path} into memory ({exc}).") from None
+        self.buffer = memoryview(self.map)
+
+    def array(self, dtype, count: int, offset: int) -> np.ndarray:
+        return np.frombuffer(self.map, dtype=dtype, count=count, offset=offset)
+
+    def release_range(self, offset: int, nbytes: int) -> None:
+        """Tell the OS we are done with these pages, so resident memory stays near what we keep."""
+        advice = getattr(mmap, "MADV_DONTNEED", None)  # absent on Windows: pages age out instead
+        if advice is None or self.map.closed:
+            return
+        start = offset - offset % mmap.PAGESIZE
+        try:
+            self.map.madvise(advice, start, nbytes + offset - start)
+        except (OSError, ValueError):
+            pass
+
+    @property
+    def closed(self) -> bool:
+        return self.map.closed
+
+    def close(self) -> None:
+        """Close the map and the file. Raises BufferError if a numpy view of the map is still alive."""
+        if not self.map.closed:
+            self.buffer.release()
+            self.map.close()
+        self._file.close()
 
 
 @dataclass
@@ -30,73 +72,65 @@ class TensorInfo:
     name: str
     dtype: str                       # "float16", "bfloat16", "float32", ...
     shape: tuple[int, ...]
-    chunks: list[tuple[int, int]] = field(default_factory=list)  # (offset, nbytes)
+    file: MappedFile = field(repr=False)
+    chunks: list[tuple[int, int]] = field(default_factory=list)  # (offset, nbytes) in ``file``
 
     @property
     def nbytes(self) -> int:
-        return prod(self.shape) * ITEMSIZE[self.dtype]
-
-
-def bf16_bits_to_float32(bits: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """bfloat16 is the top half of a float32: shift the 16 bits into place."""
-    if out is None:
-        out = np.empty(bits.shape, np.float32)
-    wide = out.view(np.uint32)
-    np.left_shift(bits, 16, out=wide, dtype=np.uint32)
-    return out
+        return prod(self.shape) * itemsize(self.dtype)
 
 
 class TensorSource:
-    """Base for memory-mapped weight files; subclasses fill ``self.tensors``."""
+    """Base for memory-mapped weight files; subclasses open files and fill ``self.tensors``."""
 
     format_name = "weights"
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.tensors: dict[str, TensorInfo] = {}
-        if not self.path.is_file():
-            raise CheckpointError(f"Checkpoint not found: {self.path}")
-        self._file = open(self.path, "rb")
-        self._size = self.path.stat().st_size
-        if self._size == 0:
-            self._file.close()
-            raise CheckpointError(f"{self.path} is empty (0 bytes). Download it again.")
-        self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
-        self._buf = memoryview(self._map)
+        self.files: list[MappedFile] = []
+
+    def _open(self, path: Path) -> MappedFile:
+        mapped = MappedFile(path)
+        self.files.append(mapped)
+        return mapped
+
+    def _index_or_close(self, index) -> None:
+        """Run ``index()``; on any failure close every file before the error propagates."""
+        try:
+            index()
+        except BaseException:
+            self.tensors.clear()
+            self.close()
+            raise
 
     # -- access -------------------------------------------------------------
     def __contains__(self, name: str) -> bool:
         return name in self.tensors
 
-    def info(self, name: str) -> TensorInfo:
-        return self.tensors[name]
-
     def chunk_arrays(self, name: str) -> list[np.ndarray]:
-        """Zero-copy numpy views of each stored chunk (flat, raw dtype)."""
+        """Zero-copy flat numpy views of each stored chunk, in the stored dtype (bf16 as uint16)."""
         info = self.tensors[name]
-        dtype = _NUMPY_DTYPE.get(info.dtype, info.dtype)
-        return [np.frombuffer(self._map, dtype=dtype, count=n // ITEMSIZE[info.dtype], offset=off)
-                for off, n in info.chunks]
+        dtype, size = numpy_view_dtype(info.dtype), itemsize(info.dtype)
+        return [info.file.array(dtype, n // size, off) for off, n in info.chunks]
 
     def raw(self, name: str) -> np.ndarray:
-        """The tensor in its stored dtype (bf16 as uint16 bits); a view when unsplit."""
+        """The tensor in its stored dtype (bf16 as uint16 bits); a view when stored in one chunk."""
         info = self.tensors[name]
         parts = self.chunk_arrays(name)
         flat = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return flat.reshape(info.shape)
 
-    def float32(self, name: str, out: np.ndarray | None = None) -> np.ndarray:
+    def float32(self, name: str) -> np.ndarray:
         """The tensor as a new float32 array, converted block by block.
 
         Each block's file pages are released as soon as it is converted, so the
         memory in flight is one block, not one (possibly 1 GB) tensor.
         """
         info = self.tensors[name]
-        if out is None:
-            out = np.empty(info.shape, np.float32)
+        out = np.empty(info.shape, np.float32)
         flat_out = out.reshape(-1)
-        pos = 0
-        itemsize = ITEMSIZE[info.dtype]
+        pos, size = 0, itemsize(info.dtype)
         for (offset, _), part in zip(info.chunks, self.chunk_arrays(name)):
             for begin in range(0, part.size, _BLOCK):
                 block = part[begin:begin + _BLOCK]
@@ -106,36 +140,31 @@ class TensorSource:
                 else:
                     dest[...] = block
                 pos += block.size
-                self._release_range(offset + begin * itemsize, block.size * itemsize)
+                info.file.release_range(offset + begin * size, block.size * size)
         return out
 
     def release(self, name: str) -> None:
-        """Tell the OS we are done with a tensor's pages, so RSS stays near the weights."""
-        for off, n in self.tensors[name].chunks:
-            self._release_range(off, n)
-
-    def _release_range(self, offset: int, nbytes: int) -> None:
-        advice = getattr(mmap, "MADV_DONTNEED", None)  # absent on Windows: pages age out instead
-        if advice is None:
-            return
-        start = offset - offset % mmap.PAGESIZE
-        try:
-            self._map.madvise(advice, start, nbytes + offset - start)
-        except (OSError, ValueError):
-            pass
+        """Drop a tensor's file pages from this process's resident memory (it stays readable)."""
+        info = self.tensors[name]
+        for offset, nbytes in info.chunks:
+            info.file.release_range(offset, nbytes)
 
     @property
     def total_bytes(self) -> int:
         return sum(t.nbytes for t in self.tensors.values())
 
+    @property
+    def file_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
     # -- lifetime -----------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return all(f.closed for f in self.files)
+
     def close(self) -> None:
-        try:
-            self._buf.release()
-            self._map.close()
-        except (BufferError, ValueError):
-            pass  # a caller still holds a view; the map closes when it is freed
-        self._file.close()
+        for mapped in self.files:
+            mapped.close()
 
     def __enter__(self):
         return self

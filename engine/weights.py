@@ -1,75 +1,79 @@
-"""Open a weight file and check it against the config before any memory is spent.
+"""Open a weight file (or folder) and check it against the config before any memory is spent.
 
-Every name, shape and dtype is compared with what the config implies; all
-problems are collected and reported in one message that names the file, so a
-LLaMA2 checkpoint given with ``-V 3`` is refused in a second, not after
-minutes of loading.
+Accepted: a MindSpore ``.ckpt`` (with or without extra training records), one
+``.safetensors`` file, HF shards through their ``*.safetensors.index.json``, or
+a folder holding exactly one of those. Every name, shape and dtype is compared
+with what the config implies; all problems are collected and reported in one
+message that names the file, so a LLaMA2 checkpoint given as LLaMA3 is refused
+in a second, not after minutes of loading. On refusal the file is closed at
+once (Windows would otherwise keep it locked).
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from .ckpt_reader import CkptReader
 from .config import ModelConfig
-from .errors import CheckpointError
-from .safetensors_reader import SafetensorsReader
+from .dtypes import FLOAT_DTYPES
+from .errors import CheckpointError, quote
+from .names import EMBEDDING, LAYER_RE, LM_HEAD, MODEL_PREFIXES, expected_shapes, is_recomputed_buffer
+from .safetensors_reader import SafetensorsReader, ShardedSafetensors
 from .tensor_source import TensorSource
 
-FLOAT_DTYPES = ("float32", "float16", "bfloat16")
-EMBEDDING = "model.tok_embeddings.embedding_weight"
-LM_HEAD = "lm_head.weight"
-# Training checkpoints also carry optimizer state and counters; those are not ours to judge.
-_MODEL_PREFIXES = ("model.", "lm_head.")
-_LAYER_RE = re.compile(r"^model\.layers\.(\d+)\.")
+_INDEX_SUFFIX = ".safetensors.index.json"
 
 
-def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    h, kv = cfg.hidden_size, cfg.kv_heads * cfg.head_dim
-    shapes: dict[str, tuple[int, ...]] = {EMBEDDING: (cfg.vocab_size, h)}
-    for i in range(cfg.num_layers):
-        p = f"model.layers.{i}."
-        shapes.update({
-            p + "attention.wq.weight": (h, h), p + "attention.wk.weight": (kv, h),
-            p + "attention.wv.weight": (kv, h), p + "attention.wo.weight": (h, h),
-            p + "feed_forward.w1.weight": (cfg.ffn_size, h), p + "feed_forward.w2.weight": (h, cfg.ffn_size),
-            p + "feed_forward.w3.weight": (cfg.ffn_size, h),
-            p + "attention_norm.weight": (h,), p + "ffn_norm.weight": (h,),
-        })
-    shapes["model.norm_out.weight"] = (h,)
-    if not cfg.tie_word_embeddings:
-        shapes[LM_HEAD] = (cfg.vocab_size, h)
-    return shapes
+def _pick_in_folder(folder: Path) -> Path:
+    indexes = sorted(folder.glob("*" + _INDEX_SUFFIX))
+    if len(indexes) == 1:
+        return indexes[0]
+    for pattern in ("*.safetensors", "*.ckpt"):
+        found = sorted(folder.glob(pattern))
+        if len(found) == 1:
+            return found[0]
+    listing = ", ".join(p.name for p in sorted(folder.iterdir())[:6]) or "nothing"
+    raise CheckpointError(
+        f"{folder} is a folder; it should hold one checkpoint: a .ckpt, a .safetensors, or safetensors shards with "
+        f"their {_INDEX_SUFFIX.lstrip('.')} file. It holds: {quote(listing, 200)}. Choose the file itself.",
+        path=folder)
 
 
 def open_weights(path: str | Path) -> TensorSource:
-    """Pick the reader by extension; ``.ckpt`` is the MindSpore format."""
+    """Pick the reader by name; anything else is read as a MindSpore ``.ckpt``."""
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"Checkpoint not found: {path}")
+        raise CheckpointError(f"Checkpoint not found: {path}", path=path)
+    if path.is_dir():
+        path = _pick_in_folder(path)
+    if path.name.endswith(_INDEX_SUFFIX):
+        return ShardedSafetensors(path)
     if path.suffix.lower() == ".safetensors":
         return SafetensorsReader(path)
     return CkptReader(path)
 
 
-def _hint(cfg: ModelConfig, source: TensorSource) -> str:
-    """Say which model the file looks like, when it plainly is another one."""
+def _looks_like(source: TensorSource) -> int | None:
     emb = source.tensors.get(EMBEDDING)
-    layers = {int(m.group(1)) for n in source.tensors if (m := _LAYER_RE.match(n))}
+    if emb and len(emb.shape) == 2:
+        return {32000: 2, 128256: 3}.get(emb.shape[0])
+    return None
+
+
+def _found(cfg: ModelConfig, source: TensorSource) -> str:
+    """Say what the file holds beside what the config expects."""
+    emb = source.tensors.get(EMBEDDING)
+    layers = {int(m.group(1)) for n in source.tensors if (m := LAYER_RE.match(n))}
     found = f"{len(layers)} layers" + (f", vocabulary {emb.shape[0]}, hidden size {emb.shape[1]}"
                                        if emb and len(emb.shape) == 2 else "")
-    guess = ""
-    if emb and emb.shape[0] == 32000:
-        guess = " It looks like a LLaMA2 checkpoint: use -V 2 with configs/predict_llama2_7b.yaml."
-    elif emb and emb.shape[0] == 128256:
-        guess = " It looks like a LLaMA3 checkpoint: use -V 3 with configs/predict_llama3_8b.yaml."
+    version = _looks_like(source)
+    guess = f" It looks like a LLaMA{version} checkpoint." if version else ""
     return (f" The file has {found}; the config expects {cfg.num_layers} layers, vocabulary "
             f"{cfg.vocab_size}, hidden size {cfg.hidden_size}.{guess}")
 
 
 def validate_weights(source: TensorSource, cfg: ModelConfig, config_name: str = "the config") -> None:
-    """Raise one CheckpointError listing every mismatch between file and config."""
+    """Raise one CheckpointError listing every mismatch between file and config (and close the file)."""
     expected = expected_shapes(cfg)
     problems: list[str] = []
     missing = [n for n in expected if n not in source.tensors]
@@ -78,17 +82,18 @@ def validate_weights(source: TensorSource, cfg: ModelConfig, config_name: str = 
         if info is None:
             continue
         if tuple(info.shape) != shape:
-            problems.append(f"{name} has shape {list(info.shape)}, expected {list(shape)}")
+            problems.append(f"{name} has shape {list(info.shape)[:8]}, expected {list(shape)}")
         elif info.dtype not in FLOAT_DTYPES:
             problems.append(f"{name} has dtype {info.dtype}, expected one of {', '.join(FLOAT_DTYPES)}")
-    unexpected = [n for n in source.tensors if n.startswith(_MODEL_PREFIXES) and n not in expected
-                  and not (cfg.tie_word_embeddings and n == LM_HEAD)]
+    unexpected = [n for n in source.tensors if n.startswith(MODEL_PREFIXES) and n not in expected
+                  and not is_recomputed_buffer(n) and not (cfg.tie_word_embeddings and n == LM_HEAD)]
     if missing:
         problems.append(f"{len(missing)} tensors are missing (e.g. {', '.join(missing[:3])})")
     if unexpected:
-        problems.append(f"{len(unexpected)} tensors are not part of this model (e.g. {', '.join(unexpected[:3])})")
+        problems.append(f"{len(unexpected)} tensors are not part of this model "
+                        f"(e.g. {', '.join(quote(n) for n in unexpected[:3])})")
     if problems:
-        raise CheckpointError(
-            f"{source.path} does not match {config_name}: " + "; ".join(problems[:6])
-            + ("; ..." if len(problems) > 6 else "") + "." + _hint(cfg, source)
-        )
+        message = (f"{source.path} does not match {config_name}: " + "; ".join(problems[:6])
+                   + ("; ..." if len(problems) > 6 else "") + "." + _found(cfg, source))
+        source.close()
+        raise CheckpointError(message, path=source.path, suggested_version=_looks_like(source))

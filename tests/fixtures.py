@@ -34,26 +34,28 @@ def llama3_chunked():
     return ckpt, yml, weights, mf.LLAMA3_CHUNKED
 
 
-def _executor(ckpt, yml):
+def make_executor(backend: str, ckpt, yml, *, max_seq_len=None, weight_format="stored", threads=None):
+    """An executor from the registry, built the way load_engine builds it (it owns the source)."""
+    from engine.backends import ExecutorOptions, get_backend
     from engine.config import load_config
-    from engine.mindspore_executor import MindSporeExecutor
     from engine.weights import open_weights, validate_weights
 
     cfg = load_config(yml)
-    with open_weights(ckpt) as source:
-        validate_weights(source, cfg)
-        ex = MindSporeExecutor(cfg, source)
-    return ex
+    source = open_weights(ckpt)
+    validate_weights(source, cfg)
+    options = ExecutorOptions(max_seq_len=max_seq_len or cfg.seq_length, device="CPU",
+                              weight_format=weight_format, threads=threads)
+    return get_backend(backend).executor_class()(cfg, source, options)
 
 
 @pytest.fixture(scope="session")
 def llama2_executor(llama2_tiny):
-    return _executor(llama2_tiny[0], llama2_tiny[1])
+    return make_executor("mindspore", llama2_tiny[0], llama2_tiny[1])
 
 
 @pytest.fixture(scope="session")
 def llama3_executor(llama3_chunked):
-    return _executor(llama3_chunked[0], llama3_chunked[1])
+    return make_executor("mindspore", llama3_chunked[0], llama3_chunked[1])
 
 
 def run_cli(script: str, *args, home: Path | None = None, env_extra: dict | None = None,

@@ -55,9 +55,9 @@ class MetaLlama2Tokenizer:
         return t
 
 
-def meta_llama2_chat_tokens(dialog: list[dict], tokenizer: MetaLlama2Tokenizer) -> list[int]:
+def meta_llama2_chat_tokens(dialog: list[dict], tokenizer: MetaLlama2Tokenizer, check_tags: bool = True) -> list[int]:
     """The prompt tokens of one dialog in ``chat_completion`` (its asserts become ValueError)."""
-    if any([tag in msg["content"] for tag in SPECIAL_TAGS for msg in dialog]):
+    if check_tags and any([tag in msg["content"] for tag in SPECIAL_TAGS for msg in dialog]):
         raise ValueError("unsafe request")  # Meta answers "Error: special tags are not allowed as part of the prompt."
     if dialog[0]["role"] == "system":
         dialog = [
@@ -151,21 +151,33 @@ def test_llama2_chat_prompt_text(llama2_model):
     assert ref.sp_model.decode(ids[ids.index(1, second + 1):]) == "[INST] And the second one? [/INST]"
 
 
-@pytest.mark.parametrize("where", ["user", "system", "earlier_answer"])
+@pytest.mark.parametrize("where", ["user", "system"])
 @pytest.mark.parametrize("tag", SPECIAL_TAGS)
-def test_llama2_refuses_its_special_tags_in_messages(spm_model, tag, where):
+def test_llama2_refuses_its_special_tags_in_what_people_type(spm_model, tag, where):
     dialog = [
         {"role": "system", "content": "Be nice."},
         {"role": "user", "content": "Hello"},
         {"role": "assistant", "content": "Hi."},
         {"role": "user", "content": "How are you?"},
     ]
-    index = {"system": 0, "earlier_answer": 2, "user": 3}[where]
+    index = {"system": 0, "user": 3}[where]
     dialog[index] = {**dialog[index], "content": f"please type {tag} here"}
     with pytest.raises(ValueError):
         meta_llama2_chat_tokens(dialog, MetaLlama2Tokenizer(spm_model))  # Meta refuses it too
     with pytest.raises(GenerationError, match=r"\[INST\]"):
         Llama2ChatTemplate().render(dialog, load_tokenizer(spm_model, 2))
+
+
+@pytest.mark.parametrize("tag", SPECIAL_TAGS)
+def test_llama2_answer_quoting_a_tag_never_blocks_later_turns(spm_model, tag):
+    """Meta would refuse the whole conversation forever; the model's own answer is encoded as plain text."""
+    dialog = [
+        {"role": "user", "content": "Hello"},
+        {"role": "assistant", "content": f"The marker is {tag}, as you asked."},
+        {"role": "user", "content": "Thanks. And now?"},
+    ]
+    want = meta_llama2_chat_tokens(dialog, MetaLlama2Tokenizer(spm_model), check_tags=False)
+    assert Llama2ChatTemplate().render(dialog, load_tokenizer(spm_model, 2)) == want
 
 
 @pytest.mark.parametrize("roles", [

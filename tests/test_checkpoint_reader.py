@@ -23,20 +23,25 @@ def test_every_tensor_is_bit_identical_to_mindspore_load_checkpoint(llama2_tiny)
             mine = reader.raw(name)
             assert mine.dtype == param.asnumpy().dtype and mine.shape == param.shape
             assert mine.tobytes() == param.asnumpy().tobytes(), name
+            del mine  # a view into the map: closing refuses while one is alive
 
 
 def test_unsplit_tensors_are_views_into_the_file(llama2_tiny):
     with CkptReader(llama2_tiny[0]) as reader:
         view = reader.raw("model.layers.0.attention.wq.weight")
         assert not view.flags.owndata and not view.flags.writeable
+        with pytest.raises(BufferError):
+            reader.close()  # never leave a view pointing at an unmapped file
+        del view
+    assert reader.closed
 
 
 def test_split_bf16_records_are_joined(llama3_chunked):
     ckpt, _, weights, spec = llama3_chunked
     with CkptReader(ckpt) as reader:
-        emb = reader.info("model.tok_embeddings.embedding_weight")
+        emb = reader.tensors["model.tok_embeddings.embedding_weight"]
         assert emb.dtype == "bfloat16" and len(emb.chunks) >= 2  # > 512 MiB: MindSpore split it
-        assert len(reader.info("lm_head.weight").chunks) >= 2
+        assert len(reader.tensors["lm_head.weight"].chunks) >= 2
         got = reader.float32("model.tok_embeddings.embedding_weight")
         np.testing.assert_array_equal(got, weights["model.tok_embeddings.embedding_weight"])
         np.testing.assert_array_equal(reader.float32("model.layers.1.attention.wk.weight"),

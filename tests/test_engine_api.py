@@ -90,12 +90,14 @@ def test_long_conversation_drops_oldest_turns_but_keeps_the_system_prompt(engine
         messages += [{"role": "user", "content": f"question number {i} about the weather today"},
                      {"role": "assistant", "content": f"answer number {i} it is sunny and warm"}]
     messages.append({"role": "user", "content": "last question"})
-    kept, ids = engine.chat_prompt(messages, GREEDY.max_new_tokens)
+    prompt = engine.prepare_chat(messages, GREEDY.max_new_tokens)
+    kept, ids = prompt.messages, prompt.ids
+    assert prompt.dropped == len(messages) - len(kept) > 0
     assert len(ids) <= engine.context_length - GREEDY.max_new_tokens
     assert kept[0] == messages[0] and kept[-1] == messages[-1] and len(kept) < len(messages)
     assert [m["role"] for m in kept[1:]] == ["user", "assistant"] * ((len(kept) - 2) // 2) + ["user"]
     result = engine.chat(messages, GREEDY)
-    assert result.stats.prompt_tokens == len(ids)
+    assert result.stats.prompt_tokens == len(ids) and result.dropped_messages == prompt.dropped
 
 
 def test_empty_and_oversized_messages_are_refused(engine):

@@ -83,14 +83,11 @@ def test_reference_rope_is_rotate_half(theta):
 def test_attention_windows_grow_with_the_conversation(llama2_tiny, tmp_path):
     """Past 512 positions the executor switches to larger attention windows; results must not change."""
     import model_factory as mf
-    from engine.config import load_config
-    from engine.mindspore_executor import MindSporeExecutor
-    from engine.weights import open_weights
+    from fixtures import make_executor
 
     ckpt, _, weights, spec = llama2_tiny
     yml = mf.write_yaml(spec, tmp_path / "long.yaml", seq_length=1100)
-    with open_weights(ckpt) as source:
-        ex = MindSporeExecutor(load_config(yml), source)
+    ex = make_executor("mindspore", ckpt, yml)
     ids = list(np.random.default_rng(3).integers(3, spec.vocab, 600))
     assert [ex.window_for(n) for n in (1, 512, 513, 1025, 1100)] == [512, 512, 1024, 1164, 1164]
     _close(ex.prefill(ids, 0), ref.forward(weights, spec.hp, ids)[-1])

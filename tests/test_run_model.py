@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -103,10 +104,11 @@ def test_truncated_checkpoint_is_refused(llama2_tiny, tmp_path):
 
 
 def test_missing_files_say_how_to_get_them(llama2_tiny, tmp_path):
+    script = "download.cmd" if os.name == "nt" else "download.sh"  # the command line names its own platform's
     _refused(run_cli("run_model.py", "-V", "2", "-C", llama2_tiny[1], "-M", tmp_path / "nope.ckpt", "--prompt", "hi"),
-             "not found", "download.cmd")
+             "not found", "-M", script)
     _refused(run_cli("run_model.py", "-V", "2", "-C", llama2_tiny[1], "-M", llama2_tiny[0], "-F",
-                     tmp_path / "nope.model", "--prompt", "hi"), "Tokenizer not found", "download.cmd")
+                     tmp_path / "nope.model", "--prompt", "hi"), "Tokenizer not found", "-F", script)
     _refused(run_cli("run_model.py", "-V", "2", "-C", tmp_path / "nope.yaml", "-M", llama2_tiny[0],
                      "--prompt-ids", "1"), "Config file not found")
 
@@ -129,7 +131,7 @@ def test_wrong_kind_of_tokenizer_file_is_refused(llama2_tiny, llama3_model):
 def test_empty_prompt_and_bad_ids_are_refused(llama2_tiny):
     base = ["-V", "2", "-C", llama2_tiny[1], "-M", llama2_tiny[0]]
     _refused(run_cli("run_model.py", *base, "--prompt", "   "), "empty")
-    _refused(run_cli("run_model.py", *base, "--prompt-ids", "1,x"), "comma-separated integers")
+    _refused(run_cli("run_model.py", *base, "--prompt-ids", "1,x"), "comma-separated whole numbers")
     _refused(run_cli("run_model.py", *base, "--prompt-ids", "1,32000"), "between 0 and 31999")
 
 

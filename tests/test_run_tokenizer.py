@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,7 +60,8 @@ def test_missing_file_is_a_clean_error(tmp_path):
     missing = tmp_path / "no" / "tokenizer.model"
     proc = run("-V", "3", "-F", str(missing), "--text", "hi")
     assert proc.returncode == 2
-    assert str(missing) in proc.stderr and "llama3/download.cmd" in proc.stderr
+    script = "download.cmd" if os.name == "nt" else "download.sh"
+    assert str(missing) in proc.stderr and f"llama3{os.sep}{script}" in proc.stderr and "-F" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
 
 

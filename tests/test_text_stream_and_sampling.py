@@ -384,7 +384,8 @@ def test_sampler_same_seed_same_sequence():
     def run(s):
         sampler, seen = Sampler(s), []
         for logits in steps:
-            seen.append(sampler(logits, seen))
+            seen.append(sampler(logits))
+            sampler.remember(seen[-1:])
         return seen
 
     first = run(settings)
@@ -399,11 +400,13 @@ def test_greedy_is_argmax():
         logits = rng.normal(size=300)
         for s in (SamplingSettings(greedy=True, repetition_penalty=1.0, seed=1),
                   SamplingSettings(greedy=False, temperature=0.0, repetition_penalty=1.0, seed=1)):
-            assert Sampler(s)(logits, []) == int(np.argmax(logits))
+            assert Sampler(s)(logits) == int(np.argmax(logits))
     # repetition penalty applies before the argmax, as in HF
     logits = np.array([2.0, 1.9, -1.0])
-    assert Sampler(SamplingSettings(greedy=True, repetition_penalty=1.1))(logits, [0]) == 1
-    assert Sampler(SamplingSettings(greedy=True, repetition_penalty=1.0))(logits, [0]) == 0
+    for penalty, want in ((1.1, 1), (1.0, 0)):
+        sampler = Sampler(SamplingSettings(greedy=True, repetition_penalty=penalty))
+        sampler.remember([0])
+        assert sampler(logits) == want
 
 
 # chi-square 99.9% quantiles (df -> value), from standard tables
@@ -421,7 +424,7 @@ def test_draws_follow_the_distribution(seed):
     logits = np.log(p) + 3.0  # any constant shift
     n = 20000
     sampler = Sampler(SamplingSettings(temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0, seed=seed))
-    counts = np.bincount([sampler(logits, []) for _ in range(n)], minlength=5)
+    counts = np.bincount([sampler(logits) for _ in range(n)], minlength=5)
     assert _chi_square(counts, p, n) < CHI2_999[4]
     np.testing.assert_allclose(counts / n, p, atol=0.015)
 
@@ -433,13 +436,13 @@ def test_draws_follow_temperature_top_k_and_top_p():
     # temperature 0.5 squares the probabilities; top_k 4 keeps ids 1, 2, 3, 4
     s = SamplingSettings(temperature=0.5, top_k=4, top_p=1.0, repetition_penalty=1.0, seed=11)
     sampler = Sampler(s)
-    counts = np.bincount([sampler(logits, []) for _ in range(n)], minlength=6)
+    counts = np.bincount([sampler(logits) for _ in range(n)], minlength=6)
     assert counts[0] == counts[5] == 0
     q = p[1:5] ** 2 / (p[1:5] ** 2).sum()
     assert _chi_square(counts[1:5], q, n) < CHI2_999[3]
     # top_p 0.7 at temperature 1: 0.4 + 0.25 < 0.7 <= 0.4 + 0.25 + 0.15, so ids 1, 2, 3
     sampler = Sampler(SamplingSettings(temperature=1.0, top_k=0, top_p=0.7, repetition_penalty=1.0, seed=12))
-    counts = np.bincount([sampler(logits, []) for _ in range(n)], minlength=6)
+    counts = np.bincount([sampler(logits) for _ in range(n)], minlength=6)
     assert counts[0] == counts[4] == counts[5] == 0
     assert _chi_square(counts[1:4], p[1:4] / p[1:4].sum(), n) < CHI2_999[2]
 

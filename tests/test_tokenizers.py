@@ -137,8 +137,9 @@ def test_missing_file_says_how_to_get_it(tmp_path, version, fast):
     path = tmp_path / "nowhere" / "tokenizer.model"
     with pytest.raises(TokenizerError) as err:
         load_tokenizer(path, version, fast=fast)
-    assert str(path) in str(err.value)
-    assert f"checkpoint_download/llama{version}/download.cmd" in str(err.value)
+    assert str(path) in str(err.value) and err.value.path == path and err.value.subject == "tokenizer"
+    assert f"comes with the LLaMA{version} checkpoint (checkpoint_download fetches both)" in str(err.value)
+    assert "download.cmd" not in str(err.value) and " -F" not in str(err.value)  # front ends add their own hint
 
 
 def test_wrong_version_is_named(spm_model, tiktoken_file):

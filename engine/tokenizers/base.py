@@ -19,8 +19,8 @@ from engine.errors import TokenizerError
 
 # How to get each version's tokenizer file; used in "file not found" messages.
 DOWNLOAD_HINT = {
-    2: "run checkpoint_download/llama2/download.cmd to download it",
-    3: "run checkpoint_download/llama3/download.cmd to download it",
+    2: "it comes with the LLaMA2 checkpoint (checkpoint_download fetches both)",
+    3: "it comes with the LLaMA3 checkpoint (checkpoint_download fetches both)",
 }
 VERSION_NAME = {2: "LLaMA2 (SentencePiece)", 3: "LLaMA3 (tiktoken)"}
 
@@ -40,9 +40,21 @@ class Tokenizer(abc.ABC):
     vocab_size_with_added: int
 
     def encode(self, text: str, bos: bool = False) -> list[int]:
-        """Ids for ``text``; special-token text typed by a user stays text."""
-        ids = self._encode_text(text)
+        """Ids for ``text``; special-token text typed by a user stays text.
+
+        Text that is not valid Unicode (a lone surrogate from a broken paste or a
+        command line in another encoding) is encoded with U+FFFD in its place.
+        """
+        ids = self._encode_text(clean_text(text))
         return [self.bos_id] + ids if bos and self.bos_id is not None else ids
+
+    @property
+    def control_ids(self) -> frozenset[int]:
+        """Ids that mark structure (bos, eos, end of turn, headers), never words of the text."""
+        ids = set(getattr(self, "_specials", {}).values()) | set(self.stop_ids) | {self.eos_id}
+        if self.bos_id is not None:
+            ids.add(self.bos_id)
+        return frozenset(ids)
 
     @abc.abstractmethod
     def _encode_text(self, text: str) -> list[int]:
@@ -80,6 +92,17 @@ class Tokenizer(abc.ABC):
             f"{token!r} is not a special token of {self.path} ({self.name}). "
             f"Known special tokens include: {shown}."
         )
+
+
+def clean_text(text) -> str:
+    """``text`` as valid Unicode: lone surrogates become U+FFFD; anything but a str is refused."""
+    if not isinstance(text, str):
+        raise TokenizerError(f"Tokenizers take text (str), got {type(text).__name__}.")
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def require_module(module: str, pip_name: str):
@@ -125,7 +148,7 @@ def read_tokenizer_file(path: str | Path, version: int) -> tuple[Path, bytes]:
     if not path.exists():
         raise TokenizerError(
             f"Tokenizer file not found: {path}. Expected the {what} tokenizer.model; "
-            f"{DOWNLOAD_HINT.get(version, 'download it')}, or give the right path."
+            f"{DOWNLOAD_HINT.get(version, 'download it')}, or give the right path.", path=path
         )
     if path.is_dir():
         raise TokenizerError(
@@ -144,8 +167,8 @@ def read_tokenizer_file(path: str | Path, version: int) -> tuple[Path, bytes]:
     if other is not None:
         raise TokenizerError(
             f"{path} looks like a {VERSION_NAME[other]} tokenizer, but it was loaded "
-            f"as {what}. Use version {other} (-V {other}) for this file, or give "
-            f"the {what} tokenizer.model ({DOWNLOAD_HINT[version]})."
+            f"as {what}. Choose LLaMA version {other} for this file, or give "
+            f"the {what} tokenizer.model ({DOWNLOAD_HINT[version]}).", path=path, suggested_version=other
         )
     reason = {
         "empty": "it is empty (an interrupted download?)",

@@ -24,7 +24,7 @@ def load_processor(path: Path, data: bytes):
         raise TokenizerError(
             f"{path} is not a valid SentencePiece model ({exc}). Expected Meta's "
             f"LLaMA2 tokenizer.model (about 500 KB); the file may be truncated: "
-            f"run checkpoint_download/llama2/download.cmd again."
+            f"download it again."
         ) from None
     return processor
 
@@ -40,7 +40,7 @@ def load_model_proto(path: Path, data: bytes):
     except Exception as exc:  # protobuf's DecodeError
         raise TokenizerError(
             f"{path} is not a valid SentencePiece model ({exc}). Expected Meta's "
-            f"LLaMA2 tokenizer.model; run checkpoint_download/llama2/download.cmd again."
+            f"LLaMA2 tokenizer.model; download it again."
         ) from None
     if not proto.pieces:
         raise TokenizerError(f"{path} is a SentencePiece model with no pieces; download it again.")

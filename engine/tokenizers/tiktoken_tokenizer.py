@@ -53,14 +53,14 @@ def parse_ranks(path: Path, data: bytes) -> dict[bytes, int]:
             raise TokenizerError(
                 f"{path} line {lineno} is not '<base64 token> <rank>': the file is not "
                 f"a valid LLaMA3 tokenizer.model (truncated or a different format). "
-                f"Run checkpoint_download/llama3/download.cmd again."
+                f"download it again."
             ) from None
     if not ranks:
-        raise TokenizerError(f"{path} has no tokens; run checkpoint_download/llama3/download.cmd again.")
+        raise TokenizerError(f"{path} has no tokens; download it again.")
     if sorted(ranks.values()) != list(range(len(ranks))):
         raise TokenizerError(
             f"{path} has {len(ranks)} tokens but their ranks are not 0..{len(ranks) - 1}: "
-            f"the file is damaged; run checkpoint_download/llama3/download.cmd again."
+            f"the file is damaged; download it again."
         )
     return ranks
 
@@ -104,7 +104,7 @@ class TiktokenTokenizer(Tokenizer):
         except Exception as exc:  # tiktoken validates ranks in Rust
             raise TokenizerError(
                 f"{self.path} could not be loaded as a LLaMA3 tokenizer ({exc}); "
-                f"run checkpoint_download/llama3/download.cmd again."
+                f"download it again."
             ) from None
         self.vocab_size = base
         self.vocab_size_with_added = base + len(SPECIAL_TOKENS)

@@ -1,0 +1,49 @@
+"""What both command lines share: UTF-8 console streams and engine errors turned into one line with flag hints.
+
+The engine's messages talk about files and choices; only here do they learn
+this front end's spelling of them (-M, -F, -C, -V, --quantize, the download
+script for this platform).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from engine import EngineError
+from engine.paths import default_model_files
+
+_FLAG = {"checkpoint": "-M", "tokenizer": "-F", "config": "-C"}
+
+
+def utf8_stdio() -> None:
+    """Windows consoles/pipes default to a legacy code page; Chinese text needs UTF-8. Bad input bytes become U+FFFD."""
+    for stream in (sys.stdout, sys.stderr, sys.stdin):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(encoding="utf-8", errors="replace")
+
+
+def hint(exc: EngineError, version: int | None = None) -> str:
+    """This command line's advice for an engine error, or ''."""
+    parts = []
+    if exc.suggested_version:
+        v = exc.suggested_version
+        yaml_name = "predict_llama2_7b.yaml" if v == 2 else "predict_llama3_8b.yaml"
+        parts.append(f"use -V {v}" + (f" -C configs/{yaml_name}" if exc.subject == "checkpoint" else ""))
+    if exc.suggested_format == "int8":
+        parts.append("use --quantize int8")
+    if exc.subject == "weights":
+        parts.append("run with --verify to list damaged tensors")
+    if exc.subject in _FLAG and exc.path is not None and not exc.path.exists():
+        flag = _FLAG[exc.subject]
+        where = f"pass the right path with {flag}"
+        if version in (2, 3) and exc.subject in ("checkpoint", "tokenizer"):
+            where += f", or download the files with {default_model_files(version)['download_script']}"
+        parts.append(where)
+    return ("; ".join(parts)).join(("(", ")")) if parts else ""
+
+
+def report(exc: EngineError, version: int | None = None) -> int:
+    """Print the error as one line (plus this front end's hint) and return the exit code 2."""
+    extra = hint(exc, version)
+    print(f"error: {exc}" + (f" {extra}" if extra else ""), file=sys.stderr)
+    return 2

@@ -1,0 +1,106 @@
+"""Which executors exist, what each needs, and how ``auto`` chooses between them.
+
+An executor class is named here by module and class, and imported only when
+chosen, so importing ``engine`` never pulls in MindSpore or the JIT compiler.
+Each executor class answers two questions before anything is loaded:
+``unavailable_reason(device)`` (None when it can run) and
+``estimate_memory(cfg, source, options)`` (a ``MemoryNeed``), so a model that
+cannot run or does not fit is refused with the reason and the numbers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+
+from .errors import EngineError
+
+DEVICES = ("auto", "cpu", "gpu")
+WEIGHT_FORMATS = ("auto", "stored", "int8", "float32")
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """What the user chose for running a model (``auto`` values already resolved)."""
+
+    max_seq_len: int
+    device: str = "CPU"              # "CPU" or "GPU" (MindSpore's spelling)
+    weight_format: str = "stored"    # "stored" (as in the file), "int8", "float32"
+    threads: int | None = None       # None: one per physical core
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    name: str
+    summary: str
+    target: str                      # "module:Class", imported on first use
+
+    def executor_class(self):
+        module, _, cls = self.target.partition(":")
+        return getattr(importlib.import_module(module, __package__), cls)
+
+
+_REGISTRY: dict[str, BackendEntry] = {}
+
+
+def register(entry: BackendEntry) -> None:
+    _REGISTRY[entry.name] = entry
+
+
+register(BackendEntry("cpu", "JIT-compiled CPU kernels over the stored 2-byte weights or 8-bit blocks",
+                      ".cpu_executor:CpuExecutor"))
+register(BackendEntry("mindspore", "MindSpore graphs (float32 on the CPU; the GPU when MindSpore can use one)",
+                      ".mindspore_executor:MindSporeExecutor"))
+
+
+def backend_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_backend(name: str) -> BackendEntry:
+    entry = _REGISTRY.get(name)
+    if entry is None:
+        raise EngineError(f"Unknown backend {name!r}. Available: auto, {', '.join(_REGISTRY)}.")
+    return entry
+
+
+def check_choice(backend: str, device: str, weight_format: str) -> None:
+    if backend != "auto":
+        get_backend(backend)
+    if device not in DEVICES:
+        raise EngineError(f"Unknown device {device!r}. Use one of: {', '.join(DEVICES)}.")
+    if weight_format not in WEIGHT_FORMATS:
+        raise EngineError(f"Unknown weight format {weight_format!r}. Use one of: {', '.join(WEIGHT_FORMATS)}.")
+
+
+def resolve(backend: str, device: str) -> tuple[BackendEntry, str]:
+    """Pick (backend, MindSpore device name). ``auto``: a usable GPU via MindSpore, else the CPU executor.
+
+    An explicit ``gpu`` that cannot work raises with the reason; ``auto`` falls back quietly
+    (the reason is kept in the engine's notes by the caller).
+    """
+    from .devices import gpu_unavailable_reason
+
+    if device == "gpu":
+        if backend not in ("auto", "mindspore"):
+            raise EngineError(f"The {backend} backend runs on the CPU only; use --backend mindspore for a GPU.")
+        reason = gpu_unavailable_reason()
+        if reason:
+            raise EngineError(f"Cannot use a GPU: {reason}")
+        return get_backend("mindspore"), "GPU"
+    if backend == "auto":
+        if device == "auto" and not os.environ.get("LLAMA_DESK_NO_GPU") and gpu_unavailable_reason() is None:
+            return get_backend("mindspore"), "GPU"
+        return (get_backend("cpu") if _usable("cpu") else get_backend("mindspore")), "CPU"
+    entry = get_backend(backend)
+    if device == "auto" and backend == "mindspore" and gpu_unavailable_reason() is None:
+        return entry, "GPU"
+    return entry, "CPU"
+
+
+def _usable(name: str) -> bool:
+    try:
+        return get_backend(name).executor_class().unavailable_reason("CPU") is None
+    except ImportError:
+        return False
