@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import requests
 
 from .errors import DownloadCancelled, DownloadError
-from .local_files import PartFile, ensure_free_space, human, move_aside, sha256_of
+from .local_files import DownloadLock, PartFile, ensure_free_space, human, move_aside, sha256_of
 from .manifest import FileSpec, auth_headers, is_hugging_face, resolve_url
 from .progress import ProgressCallback, Reporter, State
 from .records import Records
@@ -112,6 +112,10 @@ class FileFetcher:
     # -- the steps --------------------------------------------------------------------------
 
     def run(self) -> Path:
+        with DownloadLock(self.target):
+            return self._run()
+
+    def _run(self) -> Path:
         expect = self.expectation()
         self.rep.total = expect.size
         if self.target.exists() and self._existing_is_good(expect):

@@ -1,4 +1,5 @@
-"""The files on the user's disk: the growing ``.part``, hashing, free space, and moving bad files aside.
+"""The files on the user's disk: the growing ``.part``, hashing, free space, moving bad files aside,
+and a lock so that two programs never append to the same ``.part``.
 
 A download is written to ``<name>.part`` and gets its real name only once verified, so the
 engine never loads a half-written or corrupt checkpoint.
@@ -108,3 +109,39 @@ class PartFile:
     def reject(self) -> Path:
         self.close()
         return self._guard(lambda: move_aside(self.path))
+
+
+class DownloadLock:
+    """An OS lock on ``<name>.lock``: held while one program downloads a file, freed even if it is killed."""
+
+    def __init__(self, target: Path):
+        self.path = target.with_name(target.name + ".lock")
+        self._file = None
+
+    def __enter__(self) -> "DownloadLock":
+        self._file = open(self.path, "a+b")
+        try:
+            if os.name == "nt":
+                import msvcrt
+                self._file.seek(0)
+                msvcrt.locking(self._file.fileno(), msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._file.close()
+            raise DownloadError(f"{self.path.name.removesuffix('.lock')} is already being downloaded into "
+                                f"{self.path.parent} by another program. Wait for it to finish, or close it "
+                                "and try again.") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if os.name == "nt":
+            import msvcrt
+            self._file.seek(0)
+            msvcrt.locking(self._file.fileno(), msvcrt.LK_UNLCK, 1)
+        self._file.close()
+        try:
+            self.path.unlink()
+        except OSError:
+            pass  # another program opened it meanwhile: it is only a lock, leave it

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from checkpoint_download import DownloadCancelled, DownloadError, RetryPolicy, State, download_model, fetch
+from checkpoint_download.local_files import DownloadLock
 from checkpoint_download.manifest import auth_headers, resolve_url
 from download_server import Behaviour, DownloadServer, payload, sha256
 
@@ -281,6 +282,19 @@ def test_unknown_hash_is_recorded_and_a_later_tampered_file_is_detected(server, 
     with pytest.raises(DownloadError, match="model.ckpt is corrupt: .* but the checksum recorded at its first download"):
         get(tmp_path, files)
     assert not path.exists()
+
+
+def test_a_file_another_program_is_downloading_is_left_alone(server, behaviour, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    with DownloadLock(out / "model.ckpt"):
+        with pytest.raises(DownloadError) as err:
+            get(tmp_path, [{"name": "model.ckpt", "mirrors": [f"{server}/model.ckpt"]}])
+    assert str(err.value) == (f"model.ckpt is already being downloaded into {out} by another program. "
+                              "Wait for it to finish, or close it and try again.")
+    assert behaviour.requests == []
+    (path,) = get(tmp_path, [{"name": "model.ckpt", "mirrors": [f"{server}/model.ckpt"]}])  # freed
+    assert path.read_bytes() == DATA and not (out / "model.ckpt.lock").exists()
 
 
 def test_fetch_one_file_from_mirrors_with_a_checksum(server, tmp_path):
