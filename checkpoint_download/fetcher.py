@@ -256,7 +256,10 @@ class FileFetcher:
                         return False  # closes the connection: a long pause would time it out anyway
             except requests.RequestException as exc:
                 raise _Transient(f"broke the connection at {human(part.size)} ({_reason(exc)})", answered=True) from None
-        if total is not None and part.size != total:
+        if total is not None and part.size > total:
+            part.restart()  # those bytes cannot be trusted
+            raise _Transient(f"sent more than the {total:,} bytes it announced", answered=True)
+        if total is not None and part.size < total:
             raise _Transient(f"closed the connection at {part.size:,} of {total:,} bytes", answered=True)
         return part.size if total is None else total
 
