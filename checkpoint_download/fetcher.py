@@ -63,7 +63,8 @@ class _Transient(Exception):
 
 
 def _host(url: str) -> str:
-    return urlsplit(url).netloc or url
+    parts = urlsplit(url)
+    return parts.netloc if parts.scheme in ("http", "https") and parts.netloc else url
 
 
 def _reason(exc: requests.RequestException) -> str:
@@ -227,6 +228,8 @@ class FileFetcher:
         try:
             response = self.session.get(url, headers=headers, stream=True, allow_redirects=True,
                                         timeout=(self.retry.connect_timeout_s, self.retry.read_timeout_s))
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema):
+            raise _MirrorUnusable("is not an http(s) address") from None
         except requests.RequestException as exc:
             raise _Transient(f"cannot be reached ({_reason(exc)})", answered=False) from None
         with response:

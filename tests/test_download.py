@@ -192,7 +192,7 @@ def test_server_without_range_support_restarts_from_zero_and_says_so(server, beh
 
 
 def test_pause_and_cancel_from_another_thread_keep_the_part_file(server, behaviour, tmp_path):
-    behaviour.bytes_per_s = 2_000_000
+    behaviour.bytes_per_s = 1_000_000
     files = [{"name": "model.ckpt", "size": len(DATA), "sha256": sha256(DATA), "mirrors": [f"{server}/model.ckpt"]}]
     events, progressed = Events(), threading.Event()
     pause, cancel = threading.Event(), threading.Event()

@@ -70,7 +70,7 @@ def test_fetch_that_cannot_succeed_exits_2_with_one_line(server, tmp_path):
 
 
 def test_killed_download_resumes_where_it_stopped(server, behaviour, tmp_path):
-    behaviour.bytes_per_s = 2_000_000
+    behaviour.bytes_per_s = 1_500_000
     out, part = tmp_path / "model.ckpt", tmp_path / "model.ckpt.part"
     args = [sys.executable, "-m", "checkpoint_download", "fetch", f"{server}/model.ckpt", "-o", str(out),
             "--sha256", sha256(DATA)]
