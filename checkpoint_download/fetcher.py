@@ -113,8 +113,13 @@ class FileFetcher:
     # -- the steps --------------------------------------------------------------------------
 
     def run(self) -> Path:
-        with DownloadLock(self.target):
-            return self._run()
+        try:
+            with DownloadLock(self.target):
+                return self._run()
+        except DownloadError as exc:
+            if self.rep.last_state not in (State.FAILED, State.CANCELLED):  # e.g. no disk space: say it there too
+                self.rep.emit(State.FAILED, 0, str(exc))
+            raise
 
     def _run(self) -> Path:
         expect = self.expectation()

@@ -77,9 +77,11 @@ class Reporter:
         self.meter = SpeedMeter()
         self.total: int | None = None
         self.mirror: str | None = None
+        self.last_state: State | None = None
         self._last = 0.0
 
     def emit(self, state: State, done: int, message: str | None = None) -> None:
+        self.last_state = state
         if self.callback is None:
             return
         self._last = time.monotonic()

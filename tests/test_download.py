@@ -171,8 +171,10 @@ def test_not_enough_disk_space_is_refused_before_downloading(server, behaviour, 
 
 def test_not_enough_disk_space_for_a_file_of_unknown_size_uses_content_length(server, behaviour, tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda path: DiskUsage(10**9, 10**9 - 1_000_000, 1_000_000))
-    with pytest.raises(DownloadError, match="it needs 3.0 MB more but only 1.0 MB is free"):
-        get(tmp_path, [{"name": "model.ckpt", "mirrors": [f"{server}/model.ckpt"]}])
+    events = Events()
+    with pytest.raises(DownloadError, match="it needs 3.0 MB more but only 1.0 MB is free") as err:
+        get(tmp_path, [{"name": "model.ckpt", "mirrors": [f"{server}/model.ckpt"]}], events)
+    assert events[-1].state == State.FAILED and events[-1].message == str(err.value)  # the app's dialog says it too
     assert len(behaviour.requests) == 1
     assert not (tmp_path / "out" / "model.ckpt.part").exists() and not (tmp_path / "out" / "model.ckpt").exists()
 
