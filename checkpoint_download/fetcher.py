@@ -22,7 +22,7 @@ from .manifest import FileSpec, auth_headers, is_hugging_face, resolve_url
 from .progress import ProgressCallback, Reporter, State
 from .records import Records
 
-CHUNK = 64 * 1024  # small enough that pause and cancel answer within a fraction of a second
+CHUNK = 64 * 1024  # pause and cancel are looked at after every chunk
 USER_AGENT = "llama-desk-downloader/1"
 
 
@@ -199,7 +199,7 @@ class FileFetcher:
         self.rep.emit(State.FAILED, part.size, message)
         raise DownloadError(message)
 
-    def _from_mirror(self, url: str, part: PartFile, expect: Expectation) -> int | None:
+    def _from_mirror(self, url: str, part: PartFile, expect: Expectation) -> int:
         """Read from one mirror until the file is complete; retries what may pass."""
         failures, answered = 0, False
         while True:
