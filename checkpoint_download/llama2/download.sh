@@ -1,3 +1,7 @@
 #!/usr/bin/env sh
-# Download the llama2 checkpoint and tokenizer into this folder (resumes; shows progress).
-exec python3 "$(dirname "$0")/../download.py" llama2 "$@"
+# Download the llama2 checkpoint (llama2_7b.ckpt) and tokenizer into this folder: resumes, verifies, shows progress.
+# The same as: python -m checkpoint_download llama2 [-o DIR]   (see python -m checkpoint_download --help)
+here="$(dirname "$0")"
+py=python3
+if [ -x "$here/../../.venv/bin/python" ]; then py="$here/../../.venv/bin/python"; fi
+exec "$py" "$here/../download.py" llama2 "$@"
