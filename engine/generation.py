@@ -134,7 +134,8 @@ def generate(executor: Executor, prompt_ids: Sequence[int], *, max_new_tokens: i
     sampler = Sampler(sampling, getattr(tokenizer, "control_ids", frozenset()), limit)
     sampler.remember(prompt)
     stops = set(stop_ids)
-    decoder = IncrementalDecoder(tokenizer, prompt) if tokenizer is not None else None
+    # Its left context too: a raw prompt may hold ids past the tokenizer, which it cannot decode.
+    decoder = IncrementalDecoder(tokenizer, [i for i in prompt if i < limit]) if tokenizer is not None else None
     stop_filter = StopStringFilter(stop_strings if tokenizer is not None else ())
     pieces: list[str] = []
 
