@@ -39,6 +39,9 @@ def _import_mindspore():
     """Import MindSpore with its logs and compile-failure dumps kept out of the user's working folder."""
     logs = user_data_dir() / "logs" / "mindspore"
     os.environ.setdefault("MS_DEV_SAVE_GRAPHS_PATH", str(logs))
+    # A graph that fails to compile is dumped to $MS_OM_PATH/rank_0/om/analyze_fail.ir (the working folder
+    # when unset); MS_DEV_SAVE_GRAPHS_PATH does not move that dump.
+    os.environ.setdefault("MS_OM_PATH", str(logs))
     os.environ.setdefault("GLOG_log_dir", str(logs))
     os.environ.setdefault("GLOG_v", "3")
     try:
