@@ -14,7 +14,8 @@ from pathlib import Path
 import assets
 import pytest
 
-from fixtures import llama2_executor, llama2_tiny, llama3_chunked, llama3_executor  # noqa: F401  (model fixtures)
+from fixtures import (  # noqa: F401  (model fixtures)
+    cli_compile_cache, llama2_engine, llama2_executor, llama2_tiny, llama3_chunked, llama3_executor)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,9 @@ executors are built once per session, because graph compilation takes seconds.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +50,16 @@ def make_executor(backend: str, ckpt, yml, *, max_seq_len=None, weight_format="s
     return get_backend(backend).executor_class()(cfg, source, options)
 
 
+def chat_engine(executor, tokenizer=None, template=None, name: str = "test model"):
+    """The public ChatEngine around an executor from ``make_executor``: its graphs compile on first use only,
+    where ``load_engine`` compiles all of them up front (seconds each), for tests that need one or two."""
+    from engine import ChatEngine, ModelInfo
+
+    info = ModelInfo(name=name, version=None, checkpoint=None, tokenizer=getattr(tokenizer, "name", None),
+                     template=getattr(template, "name", None), executor=executor.name)
+    return ChatEngine(executor, tokenizer, template, info)
+
+
 @pytest.fixture(scope="session")
 def llama2_executor(llama2_tiny):
     return make_executor("mindspore", llama2_tiny[0], llama2_tiny[1])
@@ -58,12 +70,64 @@ def llama3_executor(llama3_chunked):
     return make_executor("mindspore", llama3_chunked[0], llama3_chunked[1])
 
 
+@pytest.fixture(scope="session")
+def llama2_engine(llama2_tiny, spm_model):
+    """The LLaMA2-shaped tiny model (vocabulary 32000) with the 1000-piece SentencePiece tokenizer, on MindSpore.
+
+    Shared by the generation tests: each leaves the engine idle, and any test that drives its
+    executor directly resets the engine's cache afterwards.
+    """
+    from engine import load_engine
+
+    ckpt, yml, _, _ = llama2_tiny
+    engine = load_engine(2, yml, spm_model, ckpt, backend="mindspore")
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def cli_compile_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("mindspore-compile-cache")
+
+
+def compile_cache_env(cache: Path, yml) -> dict:
+    """Environment sharing MindSpore's graph compile cache between CLI runs of the same yaml.
+
+    A run that loads a model spends ~15 s compiling its graphs; with the cache, later runs of the
+    same model take seconds. MindSpore keys the cache by the network's code, not by the constants
+    compiled into it (RoPE tables, sizes from the yaml): a cache shared across configs silently
+    gives wrong answers, so there is one cache per yaml content. Runs must not pass --max-seq-len.
+    """
+    key = hashlib.sha256(Path(yml).read_bytes()).hexdigest()[:12]
+    return {"MS_COMPILER_CACHE_ENABLE": "1", "MS_COMPILER_CACHE_PATH": str(cache / key)}
+
+
 def run_cli(script: str, *args, home: Path | None = None, env_extra: dict | None = None,
-            stdin: str | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run one of the root scripts the way a user does, with UTF-8 output."""
+            stdin: str | bytes | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run one of the root scripts the way a user does, with UTF-8 output.
+
+    ``stdin`` as bytes is sent unchanged (e.g. invalid UTF-8); stdout/stderr are still decoded as UTF-8.
+    """
     env = dict(os.environ, PYTHONIOENCODING="utf-8", GLOG_v="3")
     if home is not None:
         env["LLAMA_DESK_HOME"] = str(home)
     env.update({k: str(v) for k, v in (env_extra or {}).items()})
-    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], capture_output=True,
-                          input=stdin, text=True, encoding="utf-8", env=env, cwd=ROOT, timeout=timeout)
+    command = [sys.executable, str(ROOT / script), *map(str, args)]
+    if isinstance(stdin, bytes):
+        done = subprocess.run(command, capture_output=True, input=stdin, env=env, cwd=ROOT, timeout=timeout)
+        done.stdout, done.stderr = done.stdout.decode("utf-8"), done.stderr.decode("utf-8")
+        return done
+    return subprocess.run(command, capture_output=True, input=stdin, text=True, encoding="utf-8", env=env,
+                          cwd=ROOT, timeout=timeout)
+
+
+_PROGRESS = re.compile(r"^[\w -]+: *\d+%$")  # "weights:  48%", rewritten in place with \r
+
+
+def error_line(result: subprocess.CompletedProcess) -> str:
+    """The one line a refused command prints (progress lines aside): exit code 2, no traceback."""
+    assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not _PROGRESS.match(line.strip())]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-3000:]
+    return lines[0]

@@ -86,7 +86,8 @@ def make_weights(spec: TinySpec, seed: int = 0) -> dict[str, np.ndarray]:
     return weights
 
 
-def write_ckpt(spec: TinySpec, weights: dict[str, np.ndarray], path: Path) -> None:
+def write_ckpt(spec: TinySpec, weights: dict[str, np.ndarray], path: Path, **save_options) -> None:
+    """``save_options`` go to ``mindspore.save_checkpoint`` (append_dict, crc_check, enc_key...)."""
     import mindspore as ms
     items = []
     for name, a in weights.items():
@@ -98,7 +99,7 @@ def write_ckpt(spec: TinySpec, weights: dict[str, np.ndarray], path: Path) -> No
             tensor = ms.Tensor(a).astype(ms.bfloat16)
         items.append({"name": name, "data": tensor})
     tmp = path.with_name(path.stem + ".part.ckpt")  # save_checkpoint insists on the .ckpt suffix
-    ms.save_checkpoint(items, str(tmp))
+    ms.save_checkpoint(items, str(tmp), **save_options)
     os.chmod(tmp, 0o600)
     tmp.replace(path)
 

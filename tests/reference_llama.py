@@ -20,10 +20,14 @@ def rotate_half(x):
     return np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
 
 
-def rope(x, positions, theta):
-    """x [T, heads, hd], rotate-half layout (HF / MindFormers)."""
+def inverse_frequencies(head_dim, theta):
+    return 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+
+
+def rope(x, positions, theta, inv_freq=None):
+    """x [T, heads, hd], rotate-half layout (HF / MindFormers); ``inv_freq`` overrides theta's frequencies."""
     hd = x.shape[-1]
-    inv = 1.0 / theta ** (np.arange(0, hd, 2, dtype=np.float64) / hd)
+    inv = inverse_frequencies(hd, theta) if inv_freq is None else np.asarray(inv_freq, np.float64)
     ang = np.outer(positions, inv)
     ang = np.concatenate([ang, ang], axis=-1)[:, None, :]
     return x * np.cos(ang).astype(x.dtype) + rotate_half(x) * np.sin(ang).astype(x.dtype)
@@ -34,7 +38,8 @@ def silu(x):
 
 
 def forward(weights: dict, hp: dict, ids: list[int], dtype=np.float32) -> np.ndarray:
-    """Logits [T, vocab] for the whole sequence. hp: dim, layers, heads, kv_heads, eps, theta, tied."""
+    """Logits [T, vocab] for the whole sequence. hp: dim, layers, heads, kv_heads, eps, theta, tied,
+    and optionally inv_freq (RoPE's inverse frequencies, e.g. after long-context scaling)."""
     w = {k: np.asarray(v, dtype=dtype) for k, v in weights.items()}
     t = len(ids)
     heads, kvh = hp["heads"], hp["kv_heads"]
@@ -48,7 +53,7 @@ def forward(weights: dict, hp: dict, ids: list[int], dtype=np.float32) -> np.nda
         q = (h @ w[p + "attention.wq.weight"].T).reshape(t, heads, hd)
         k = (h @ w[p + "attention.wk.weight"].T).reshape(t, kvh, hd)
         v = (h @ w[p + "attention.wv.weight"].T).reshape(t, kvh, hd)
-        q, k = rope(q, pos, hp["theta"]), rope(k, pos, hp["theta"])
+        q, k = rope(q, pos, hp["theta"], hp.get("inv_freq")), rope(k, pos, hp["theta"], hp.get("inv_freq"))
         k = np.repeat(k, heads // kvh, axis=1)
         v = np.repeat(v, heads // kvh, axis=1)
         scores = np.einsum("qhd,khd->hqk", q, k) / np.sqrt(hd) + causal
@@ -64,14 +69,21 @@ def forward(weights: dict, hp: dict, ids: list[int], dtype=np.float32) -> np.nda
     return x @ head.T
 
 
-def greedy(weights: dict, hp: dict, prompt: list[int], n: int, stop: set[int] = frozenset()) -> list[int]:
-    """Greedy continuation, recomputing from scratch each step."""
+def greedy(weights: dict, hp: dict, prompt: list[int], n: int, stop: set[int] = frozenset(),
+           limit: int | None = None) -> list[int]:
+    """Greedy continuation, recomputing from scratch each step; ``limit``: choose among ids below it only."""
     ids = list(prompt)
     out = []
     for _ in range(n):
-        nxt = int(np.argmax(forward(weights, hp, ids)[-1]))
+        nxt = int(np.argmax(forward(weights, hp, ids)[-1][:limit]))
         out.append(nxt)
         ids.append(nxt)
         if nxt in stop:
             break
     return out
+
+
+def answer(weights: dict, hp: dict, prompt: list[int], n: int, stop: set[int], limit: int | None = None) -> list[int]:
+    """What an engine reports for a greedy answer: at most n tokens, ending before the first stop token."""
+    out = greedy(weights, hp, prompt, n, stop=stop, limit=limit)
+    return out[:-1] if out and out[-1] in stop else out
