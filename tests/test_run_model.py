@@ -148,10 +148,15 @@ def test_invalid_yaml_value_is_named(tmp_path, llama2_tiny):
 
 
 def test_model_that_does_not_fit_in_memory_is_refused_before_loading(llama3_chunked, tmp_path):
-    ckpt, _, _, spec = llama3_chunked
+    ckpt, _, weights, spec = llama3_chunked
     yml = mf.write_yaml(spec, tmp_path / "huge_context.yaml", seq_length=100_000_000)  # a 100 GB KV cache
-    _refused(run_cli("run_model.py", "-V", "3", "-C", yml, "-M", ckpt, "--prompt-ids", "1,2"),
-             "needs about", "GB is free")
+    result = run_cli("run_model.py", "-V", "3", "-C", yml, "-M", ckpt, "--backend", "mindspore", "--prompt-ids", "1,2")
+    # the backend and its numbers: float32 weights (MindSpore's CPU kernels), float32 K and V per position
+    float32_weights = sum(a.size for a in weights.values()) * 4 / 1e9
+    kv_cache = spec.layers * 2 * spec.kv_heads * (spec.dim // spec.heads) * 100_000_000 * 4 / 1e9
+    _refused(result, f"{ckpt.name} with the mindspore backend needs about", f"{float32_weights:.1f} GB weights",
+             f"{kv_cache:.1f} GB KV cache", "float32", "GB is free")
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_hf_named_safetensors_checkpoint_runs_like_the_ckpt(llama2_tiny, tmp_path):
