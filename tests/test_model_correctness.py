@@ -71,13 +71,41 @@ def test_llama3_bf16_gqa_chunked_checkpoint_greedy_matches_reference(llama3_chun
 
 @pytest.mark.parametrize("theta", [10000.0, 500000.0])
 def test_reference_rope_is_rotate_half(theta):
-    """Guard the reference itself: rotating by position p then q gives the angle for p - q in dot products."""
+    """Guard the reference itself: dimension i turns with dimension i + hd/2 (not i + 1, the interleaved
+    layout), by the angle position * theta^(-2i/hd); and dot products see only the relative position."""
     rng = np.random.default_rng(0)
-    q = rng.standard_normal((1, 1, 8))
-    k = rng.standard_normal((1, 1, 8))
-    a = (ref.rope(q, np.array([5]), theta) * ref.rope(k, np.array([3]), theta)).sum()
-    b = (ref.rope(q, np.array([9]), theta) * ref.rope(k, np.array([7]), theta)).sum()
+    hd, pos = 8, 5
+    x = rng.standard_normal((1, 1, hd))
+    angle = pos * theta ** (-np.arange(0, hd, 2) / hd)
+    first, second = x[0, 0, :hd // 2], x[0, 0, hd // 2:]
+    rotate_half = np.concatenate([first * np.cos(angle) - second * np.sin(angle),
+                                  second * np.cos(angle) + first * np.sin(angle)])
+    even, odd = x[0, 0, 0::2], x[0, 0, 1::2]
+    interleaved = np.stack([even * np.cos(angle) - odd * np.sin(angle),
+                            odd * np.cos(angle) + even * np.sin(angle)], axis=-1).reshape(-1)
+    got = ref.rope(x, np.array([pos]), theta)[0, 0]
+    np.testing.assert_allclose(got, rotate_half, rtol=0, atol=1e-12)
+    assert not np.allclose(got, interleaved, atol=1e-3)
+    k = rng.standard_normal((1, 1, hd))
+    a = (ref.rope(x, np.array([5]), theta) * ref.rope(k, np.array([3]), theta)).sum()
+    b = (ref.rope(x, np.array([9]), theta) * ref.rope(k, np.array([7]), theta)).sum()
     assert abs(a - b) < 1e-9
+
+
+@pytest.mark.parametrize("theta", [10000.0, 500000.0])
+def test_engine_rope_is_the_references_rotate_half(theta):
+    """The engine's own tables and rotation (not just the whole model) against the reference, head by head."""
+    import mindspore as ms
+
+    from engine.config import ModelConfig
+    from engine.ms_llama import Attention, rope_tables
+
+    cfg = ModelConfig(hidden_size=64, num_layers=1, num_heads=4, vocab_size=10, theta=theta)
+    positions = np.array([0, 1, 7, 300])
+    x = np.random.default_rng(1).standard_normal((len(positions), 4, 16)).astype(np.float32)
+    cos, sin = rope_tables(cfg, 301)
+    got = Attention._rope(ms.Tensor(x), ms.Tensor(cos[positions][:, None, :]), ms.Tensor(sin[positions][:, None, :]))
+    np.testing.assert_allclose(got.asnumpy(), ref.rope(x, positions, theta), rtol=0, atol=2e-5)
 
 
 def test_attention_windows_grow_with_the_conversation(llama2_tiny, tmp_path):
