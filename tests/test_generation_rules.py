@@ -213,13 +213,13 @@ def eager_to_stop(tmp_path_factory, spm_model):
 
 def test_end_of_turn_tokens_of_earlier_turns_are_not_penalised(eager_to_stop):
     engine, prompt, logits = eager_to_stop
-    # penalising every token seen, as before, would make RUNNER_UP win over the end of turn
-    everything = Sampler(SamplingSettings(greedy=True, repetition_penalty=1.3))
-    everything.remember(prompt)
-    assert everything(logits) == RUNNER_UP
     done = engine.chat(CONVERSATION, GenerationSettings(greedy=True, repetition_penalty=1.3, max_new_tokens=4))
     assert done.prompt_ids == prompt
     assert done.stats.finish_reason == "stop" and done.output_ids == []
+    # the case is a real one: penalising every token seen would have made RUNNER_UP win over the end of turn
+    everything = Sampler(SamplingSettings(greedy=True, repetition_penalty=1.3))
+    everything.remember(prompt)
+    assert everything(logits) == RUNNER_UP
 
 
 # -- LLaMA2 answers that quote the prompt markers -----------------------------
@@ -229,8 +229,8 @@ def test_llama2_chat_continues_after_an_answer_that_quoted_inst(llama2_engine, l
     conversation = [{"role": "user", "content": "How do I write a prompt?"},
                     {"role": "assistant", "content": "Like this: [INST] your question [/INST] <<SYS>>"},
                     {"role": "user", "content": "Thanks, and then?"}]
-    prompt = llama2_engine.prepare_chat(conversation, GREEDY.max_new_tokens)
     done = llama2_engine.chat(conversation, GREEDY)
+    prompt = llama2_engine.prepare_chat(conversation, GREEDY.max_new_tokens)
     assert done.prompt_ids == prompt.ids and prompt.dropped == 0
     assert done.output_ids == reference_answer(weights, spec, prompt.ids, GREEDY.max_new_tokens)
     assert done.stats.finish_reason in ("length", "stop")
