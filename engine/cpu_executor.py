@@ -265,9 +265,23 @@ class CpuExecutor(Executor):
         return self._project(np.ascontiguousarray(last))
 
     def close(self) -> None:
-        """Drop every view into the memory map, then close the file (Windows keeps it locked otherwise)."""
+        """Drop every view into the memory map, then close the file (Windows keeps it locked otherwise).
+
+        A traceback still held somewhere (say, a saved exception) can keep a view
+        alive; then a garbage collection usually frees it, and if not the file
+        closes when that last view goes.
+        """
         self.layers = []
         self.lm_head = self.embedding = None
-        if getattr(self, "source", None) is not None:
-            self.source.close()
-            self.source = None
+        source, self.source = getattr(self, "source", None), None
+        if source is None:
+            return
+        try:
+            source.close()
+        except BufferError:
+            import gc
+            gc.collect()
+            try:
+                source.close()
+            except BufferError:
+                pass

@@ -17,15 +17,18 @@ from pathlib import Path
 
 from ..paths import user_data_dir
 
-CACHE_DIR = user_data_dir() / "jit-cache"
-os.environ.setdefault("NUMBA_CACHE_DIR", str(CACHE_DIR))
+_user_choice = os.environ.get("NUMBA_CACHE_DIR")
+CACHE_DIR = Path(_user_choice) if _user_choice else user_data_dir() / "jit-cache"
+os.environ["NUMBA_CACHE_DIR"] = str(CACHE_DIR)  # numba reads it once, at import
 
 import numba  # noqa: E402  (after the cache folder is chosen)
 from llvmlite import ir  # noqa: E402
 from numba import types  # noqa: E402
 from numba.extending import intrinsic  # noqa: E402
 
-numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
+numba.config.CACHE_DIR = str(CACHE_DIR)
+if _user_choice is None:
+    del os.environ["NUMBA_CACHE_DIR"]  # child processes choose their own (their LLAMA_DESK_HOME may differ)
 # What the kernels are compiled with: fastmath lets LLVM reorder sums (vectorized reductions).
 KERNEL = dict(nogil=True, fastmath=True, cache=True, error_model="numpy", boundscheck=False)
 PARALLEL = dict(KERNEL, parallel=True)

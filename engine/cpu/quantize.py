@@ -16,7 +16,9 @@ from .jit import PARALLEL, widen
 from .matvec import BLOCK
 
 
-@njit(**PARALLEL)
+# Exact IEEE arithmetic (no fastmath): the scale and the rounding must be what the rule says,
+# not a reciprocal approximation that moves values across a rounding boundary.
+@njit(**dict(PARALLEL, fastmath=False))
 def quantize_rows(W, out_q, out_s):
     """Quantize stored rows ``W`` (fp16/bf16/float32) into ``out_q`` (int8) and ``out_s`` (float32 scales)."""
     n, k = W.shape
