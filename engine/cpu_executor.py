@@ -154,6 +154,9 @@ class CpuExecutor(Executor):
         self._up = np.zeros(cfg.ffn_size, np.float32)
         self._scores = np.zeros((cfg.num_heads, seq), np.float32)
         self._logits = np.zeros(cfg.vocab_size, np.float32)
+        widest = max(h, q_dim, cfg.ffn_size)
+        self._xq = np.zeros(widest, np.int16)   # an input vector in 8-bit blocks, for int8 weights
+        self._xs = np.zeros(widest // 32 + 1, np.float32)
         self._tiles = TileBuffer()
 
     # -- running ------------------------------------------------------------
@@ -164,6 +167,8 @@ class CpuExecutor(Executor):
         marker = jit.compiled_marker(f"{self.weight_format.replace('/', '+')}-{self.kv_cache}")
         stage = ("loading compiled CPU kernels" if marker.exists() else
                  "compiling CPU kernels once (a minute or two; later starts take a second)")
+        if not marker.exists():
+            jit.remove_stale_caches()
         if progress:
             progress(stage, 0, 2)
         started = time.perf_counter()
@@ -198,7 +203,7 @@ class CpuExecutor(Executor):
                          layer.w3.data, layer.w3.scales, layer.w2.data, layer.w2.scales,
                          self.k_cache[i], self.v_cache[i], self.cos, self.sin, cfg.rms_norm_eps,
                          cfg.num_heads, cfg.kv_heads, h, self._q, self._kv, self._att, self._gate,
-                         self._up, self._scores)
+                         self._up, self._scores, self._xq, self._xs)
         rms_norm(x, self.norm_out, cfg.rms_norm_eps, h)
         return self._project(h)
 
@@ -206,7 +211,7 @@ class CpuExecutor(Executor):
         from .cpu.matvec import matvec
 
         for first, data, scales in self.lm_head.parts:
-            matvec(data, scales, h, self._logits[first:first + data.shape[0]])
+            matvec(data, scales, h, self._xq, self._xs, self._logits[first:first + data.shape[0]])
         return self._logits.copy()
 
     def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None) -> np.ndarray:

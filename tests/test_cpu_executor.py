@@ -175,3 +175,59 @@ def test_first_start_compiles_kernels_and_later_starts_load_them(tmp_path, llama
     second = run_cli(*args, home=tmp_path)
     assert second.returncode == 0 and "loading compiled CPU kernels" in second.stderr
     assert "compiling" not in second.stderr
+
+
+def test_int8_product_matches_float64_within_rounding():
+    """The 8-bit kernel (integer products, activations in 16-bit blocks) against float64, with an outlier."""
+    from engine.cpu.matvec import matvec
+    from engine.cpu.quantize import quantize_rows
+
+    rng = np.random.default_rng(0)
+    n, k = 256, 1536
+    w = (rng.standard_normal((n, k)) * 0.05).astype(np.float16)
+    x = rng.standard_normal(k).astype(np.float32) * 3
+    x[7] = 80.0  # activations have outliers; one must not spoil its block
+    q, s = np.empty((n, k), np.int8), np.empty((n, k // 32), np.float32)
+    quantize_rows(w.view(np.uint16), q, s)
+    want = q8_0_reference(w.astype(np.float32)).astype(np.float64) @ x.astype(np.float64)
+    out = np.empty(n, np.float32)
+    matvec(q, s, x, np.empty(k, np.int16), np.empty(k // 32, np.float32), out)
+    assert np.abs(out - want).max() <= 1e-4 * np.abs(want).max()
+
+
+def test_int8_moves_the_builtin_models_perplexity_by_less_than_one_percent(tmp_path):
+    """On real weights (SmolLM2-135M) and a fixed English text: the README quotes these figures."""
+    import sys
+
+    from assets import require_asset
+    from fixtures import ROOT
+
+    require_asset("smollm2-gguf")
+    sys.path.insert(0, str(ROOT / "bench"))
+    from perplexity import TEXT, perplexity
+
+    from engine import load_engine
+
+    text = TEXT.read_text(encoding="utf-8")
+    results = {}
+    for fmt in ("stored", "int8"):
+        engine = load_engine(builtin=True, backend="cpu", weight_format=fmt)
+        results[fmt], scored = perplexity(engine, text)
+        engine.close()
+        assert scored > 300
+    assert 10 < results["stored"] < 100  # a real model reading real text, not noise (vocabulary 49152)
+    assert abs(results["int8"] / results["stored"] - 1) < 0.01
+
+
+def test_compiled_kernels_live_in_the_user_data_folder_only(llama2_tiny):
+    """Never next to the sources (an installed program's folder may be read-only, and numba's in-tree
+    cache goes stale when a helper in another file changes)."""
+    from fixtures import ROOT
+
+    from engine.paths import user_data_dir
+
+    ex = make_executor("cpu", llama2_tiny[0], llama2_tiny[1], weight_format="int8")
+    ex.decode(3, 0)
+    ex.close()
+    assert not list((ROOT / "engine" / "cpu").rglob("*.nbi"))
+    assert list((user_data_dir() / "jit-cache").rglob("*.nbi"))

@@ -17,9 +17,33 @@ from pathlib import Path
 
 from ..paths import user_data_dir
 
-_user_choice = os.environ.get("NUMBA_CACHE_DIR")
-CACHE_DIR = Path(_user_choice) if _user_choice else user_data_dir() / "jit-cache"
-os.environ["NUMBA_CACHE_DIR"] = str(CACHE_DIR)  # numba reads it once, at import
+def _kernel_sources_digest() -> str:
+    """Changes whenever any kernel source (or numba) changes.
+
+    numba's own cache checks only the file a function is defined in, not the
+    files it calls into, so a kernel whose helper changed would load stale
+    code; a folder per digest makes every change a clean start.
+    """
+    import hashlib
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(version("numba").encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+# numba re-reads NUMBA_CACHE_DIR from the environment more than once (and otherwise writes next to
+# the source files, which an installed program may not even be allowed to), so it stays set for the
+# whole process. A child process inherits it; _OURS tells a child it was our choice, not the user's,
+# so the child picks its own folder (its LLAMA_DESK_HOME may differ).
+_OURS, _USERS = "LLAMA_DESK_NUMBA_CACHE_DIR", "LLAMA_DESK_USER_NUMBA_CACHE_DIR"
+_inherited = os.environ.get("NUMBA_CACHE_DIR")
+if _inherited and _inherited != os.environ.get(_OURS):
+    os.environ[_USERS] = os.environ.get(_USERS) or _inherited   # the user's own choice of base folder
+_base = Path(os.environ[_USERS]) if os.environ.get(_USERS) else user_data_dir() / "jit-cache"
+CACHE_DIR = _base / _kernel_sources_digest()
+os.environ["NUMBA_CACHE_DIR"] = os.environ[_OURS] = str(CACHE_DIR)
 
 import numba  # noqa: E402  (after the cache folder is chosen)
 from llvmlite import ir  # noqa: E402
@@ -27,8 +51,6 @@ from numba import types  # noqa: E402
 from numba.extending import intrinsic  # noqa: E402
 
 numba.config.CACHE_DIR = str(CACHE_DIR)
-if _user_choice is None:
-    del os.environ["NUMBA_CACHE_DIR"]  # child processes choose their own (their LLAMA_DESK_HOME may differ)
 # What the kernels are compiled with: fastmath lets LLVM reorder sums (vectorized reductions).
 KERNEL = dict(nogil=True, fastmath=True, cache=True, error_model="numpy", boundscheck=False)
 PARALLEL = dict(KERNEL, parallel=True)
@@ -85,14 +107,14 @@ def threading_layer() -> str:
         return "not started"
 
 
-def _kernel_sources_digest() -> str:
-    import hashlib
-    digest = hashlib.sha256(numba.__version__.encode())
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def compiled_marker(variant: str) -> Path:
     """A file that exists once the kernels for ``variant`` (formats, cache type) were compiled and cached."""
-    return Path(numba.config.CACHE_DIR) / f"compiled-{_kernel_sources_digest()}-{variant}.ok"
+    return CACHE_DIR / f"compiled-{variant}.ok"
+
+
+def remove_stale_caches() -> None:
+    """Delete kernel caches of earlier versions (each is tens of MB)."""
+    import shutil
+    for folder in CACHE_DIR.parent.iterdir() if CACHE_DIR.parent.is_dir() else ():
+        if folder.is_dir() and folder != CACHE_DIR and len(folder.name) == 16:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -6,9 +6,12 @@ long contiguous inner loop that LLVM vectorizes (the widening cast included).
 Formats:
   * 2-byte (fp16 as uint16, bf16 as int16) and float32: ``W[n, k]``;
   * ``int8`` blocks (Q8_0-like): ``W[n, k]`` int8 plus ``S[n, k // 32]`` float32
-    scales; a row's value is ``S[r, j // 32] * W[r, j]``.
-``matvec_rows`` is what the fused layer step calls; ``matvec`` is a parallel
-product on its own (the vocabulary projection, tensors split in chunks).
+    scales; a row's value is ``S[r, j // 32] * W[r, j]``. The input vector is
+    quantized the same way first (``prepare_input``), so the inner loop is
+    integer (``int8_dot``), as in llama.cpp's Q8_0.
+Every kernel takes (x, xq, xs): the float32 input and its 8-bit blocks; each
+format reads what it needs. ``matvec_rows`` is what the fused layer step calls;
+``matvec`` is a parallel product on its own (the vocabulary projection).
 """
 
 from __future__ import annotations
@@ -17,14 +20,19 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
+from .int8_dot import BLOCK, int8_row_dot, quantize_activation
 from .jit import KERNEL, PARALLEL, widen
 
-BLOCK = 32   # weights per int8 block (one scale each)
 ROWS = 4     # rows per kernel step
 
 
-def matvec_rows(W, S, x, out, r0, r1):
+def matvec_rows(W, S, x, xq, xs, out, r0, r1):
     """out[r] = W[r] . x for r in r0..r1 (r1 - r0 a multiple of ROWS, or the matrix's end)."""
+    raise NotImplementedError  # compiled through the overload below
+
+
+def prepare_input(W, x, xq, xs):
+    """Quantize ``x`` into (xq, xs) when ``W`` is int8; nothing for the other formats."""
     raise NotImplementedError  # compiled through the overload below
 
 
@@ -53,53 +61,33 @@ def _wide_rows(W, S, x, out, r0, r1):
 
 
 @njit(**KERNEL)
-def _int8_rows(W, S, x, out, r0, r1):
-    k = W.shape[1]
-    nb = k // BLOCK
-    r = r0
-    while r + ROWS <= r1:
-        w0, w1, w2, w3 = W[r], W[r + 1], W[r + 2], W[r + 3]
-        a0 = a1 = a2 = a3 = np.float32(0.0)
-        for b in range(nb):
-            s0 = s1 = s2 = s3 = np.float32(0.0)
-            for j in range(b * BLOCK, b * BLOCK + BLOCK):
-                xj = x[j]
-                s0 += np.float32(w0[j]) * xj
-                s1 += np.float32(w1[j]) * xj
-                s2 += np.float32(w2[j]) * xj
-                s3 += np.float32(w3[j]) * xj
-            a0 += s0 * S[r, b]
-            a1 += s1 * S[r + 1, b]
-            a2 += s2 * S[r + 2, b]
-            a3 += s3 * S[r + 3, b]
-        out[r], out[r + 1], out[r + 2], out[r + 3] = a0, a1, a2, a3
-        r += ROWS
-    while r < r1:
-        w0 = W[r]
-        a0 = np.float32(0.0)
-        for b in range(nb):
-            s0 = np.float32(0.0)
-            for j in range(b * BLOCK, b * BLOCK + BLOCK):
-                s0 += np.float32(w0[j]) * x[j]
-            a0 += s0 * S[r, b]
-        out[r] = a0
-        r += 1
+def _int8_rows(W, S, xq, xs, out, r0, r1):
+    for r in range(r0, r1):
+        out[r] = int8_row_dot(W, r, xq, S, xs)
 
 
 @overload(matvec_rows, jit_options=KERNEL)
-def _matvec_rows_for(W, S, x, out, r0, r1):
+def _matvec_rows_for(W, S, x, xq, xs, out, r0, r1):
     if W.dtype == types.int8:
-        return lambda W, S, x, out, r0, r1: _int8_rows(W, S, x, out, r0, r1)
-    return lambda W, S, x, out, r0, r1: _wide_rows(W, S, x, out, r0, r1)
+        return lambda W, S, x, xq, xs, out, r0, r1: _int8_rows(W, S, xq, xs, out, r0, r1)
+    return lambda W, S, x, xq, xs, out, r0, r1: _wide_rows(W, S, x, out, r0, r1)
+
+
+@overload(prepare_input, jit_options=KERNEL)
+def _prepare_input_for(W, x, xq, xs):
+    if W.dtype == types.int8:
+        return lambda W, x, xq, xs: quantize_activation(x, xq, xs)
+    return lambda W, x, xq, xs: None
 
 
 @njit(**PARALLEL)
-def matvec(W, S, x, out):
-    """out = W @ x over all rows, split across threads in steps of ROWS rows."""
+def matvec(W, S, x, xq, xs, out):
+    """out = W @ x over all rows, split across threads in steps of ROWS rows (xq, xs: scratch)."""
+    prepare_input(W, x, xq, xs)
     n = W.shape[0]
     steps = (n + ROWS - 1) // ROWS
     for t in prange(steps):
-        matvec_rows(W, S, x, out, t * ROWS, min(n, t * ROWS + ROWS))
+        matvec_rows(W, S, x, xq, xs, out, t * ROWS, min(n, t * ROWS + ROWS))
 
 
 def widen_rows(W, S, r0, r1, out):
