@@ -138,7 +138,7 @@ def generation_settings(body: dict) -> GenerationSettings:
     temperature = fields.number(body, "temperature", 0.0, 2.0)
     top_p = fields.number(body, "top_p", 0.0, 1.0)
     top_k = fields.integer(body, "top_k", 0)
-    seed = fields.integer(body, "seed")
+    seed = fields.integer(body, "seed", high=2 ** 63 - 1)
     greedy = temperature == 0.0 or top_p == 0.0
     defaults = GenerationSettings()
     try:

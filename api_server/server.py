@@ -167,7 +167,8 @@ def serve(engine: ChatEngine, host: str = "127.0.0.1", port: int = 8080, api_key
     log.info("Serving %s at %s (OpenAI-compatible%s). Ctrl-C stops.", model_id(engine), handle.url,
              ", API key required" if api_key else "")
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _STOP_SIGNALS}
+    in_main_thread = threading.current_thread() is threading.main_thread()   # only it may take signals
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _STOP_SIGNALS if in_main_thread}
     try:
         while handle.running and not stop.wait(0.2):
             pass
