@@ -68,8 +68,9 @@ class Job:
         start = time.perf_counter()
         try:
             self._wait_for_engine()
-            if self.cancel.is_set():
+            if self.cancel.is_set():     # the client left, or the server is stopping
                 self.record.finish_reason = "skipped"
+                self.fail(QueueClosed("The server is stopping; this request was not answered."))
                 return
             on_token = self._on_token if self.request.stream else None
             if self.request.kind == "chat":

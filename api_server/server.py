@@ -50,21 +50,22 @@ def open_listener(host: str, port: int) -> socket.socket:
     """A listening socket on host:port, or a ServerStartError that says why not."""
     host = host.strip("[]")
     try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise ServerStartError(f"Cannot listen on {host!r}: no such address on this computer ({exc}).") from None
+    # "localhost" may list ::1 first (Windows does); IPv4 is what clients of "localhost" reach everywhere
+    family, _, _, _, address = next((f for f in found if f[0] == socket.AF_INET), found[0])
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         if os.name != "nt":  # on Windows SO_REUSEADDR would let two servers share a port; there it is not needed
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
+        sock.bind(address)
         sock.listen(128)
     except OSError as exc:
         sock.close()
         why = "the port is already in use (another server?); choose another port" \
             if exc.errno in (98, 48, 10048) else exc.strerror or str(exc)
         raise ServerStartError(f"Cannot listen on {host}:{port}: {why}.") from None
-    sock.set_inheritable(False)
     return sock
 
 
@@ -158,10 +159,10 @@ def serve(engine: ChatEngine, host: str = "127.0.0.1", port: int = 8080, api_key
           *, max_waiting: int = 8, max_body_bytes: int = MAX_BODY_BYTES) -> None:
     """Serve ``engine`` until Ctrl-C (or SIGTERM / Ctrl-Break), then stop cleanly and return.
 
-    uvicorn runs on a thread and this (main) thread waits for a signal: MindSpore
-    installs its own native Ctrl-C handler when a model loads, which would kill
-    the process instead of letting uvicorn shut down, so the signals are taken
-    back here and turned into a plain stop.
+    uvicorn runs on a thread and this (main) thread waits for a signal. MindSpore
+    installs its own native Ctrl-C handler when it first runs and again when it
+    compiles, and that handler sends SIGTERM; so Ctrl-C and SIGTERM both end in
+    the same clean stop here, rather than in uvicorn's handlers or a killed process.
     """
     handle = _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config=_console_log_config())
     log.info("Serving %s at %s (OpenAI-compatible%s). Ctrl-C stops.", model_id(engine), handle.url,
