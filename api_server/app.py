@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from engine import ChatEngine, Completion, EngineError, GenerationError
+from engine import ChatEngine, Completion, ContextOverflow, EngineError, GenerationError
 
 from .access_guard import AccessGuard
 from .errors import ApiError, error_body, invalid
@@ -35,10 +35,7 @@ DRAIN_LIMIT_BYTES = 32 << 20   # read (and drop) this much of a too-large body s
 
 def model_id(engine: ChatEngine) -> str:
     """The name clients pass as "model": the built-in model's name, else the checkpoint's file name."""
-    info = engine.info
-    if info.version is None or info.checkpoint is None:
-        return info.name
-    return info.checkpoint.stem
+    return engine.info.model_id
 
 
 class ApiService:
@@ -137,10 +134,10 @@ class ApiService:
                 return
             if not req.prompt.strip():
                 raise GenerationError("The prompt is empty: send some text to continue.")
-            count = await anyio.to_thread.run_sync(self.engine.count_tokens, req.prompt)
+            count = await anyio.to_thread.run_sync(lambda: self.engine.count_tokens(req.prompt, bos=True))
         except GenerationError as exc:
             raise _engine_refusal(exc, "messages" if req.kind == "chat" else "prompt") from None
-        if count + 1 >= self.engine.context_length:   # +1: the start token the engine may add
+        if count >= self.engine.context_length:
             raise invalid(f"The prompt is too long: {count} tokens, but the context holds "
                           f"{self.engine.context_length}. Shorten it.", "prompt", code="context_length_exceeded")
 
@@ -210,8 +207,7 @@ class EventStream(StreamingResponse):
 def _engine_refusal(exc: Exception, param: str | None = None) -> ApiError:
     """The client's share of an engine error: its own mistakes are 400s, the rest 500/503."""
     if isinstance(exc, GenerationError):
-        # the engine says "context" only in its too-long messages (it has no separate error class for them)
-        code = "context_length_exceeded" if "context" in str(exc) else "invalid_value"
+        code = "context_length_exceeded" if isinstance(exc, ContextOverflow) else "invalid_value"
         return invalid(str(exc), param, code=code)
     if isinstance(exc, QueueClosed):
         return ApiError(503, str(exc), type="server_error", code="server_stopping")
