@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from cli_support import report, utf8_stdio
@@ -48,9 +49,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quantize", choices=("none", "int8"), default="none",
                    help="int8: 8-bit weights in blocks of 32 (half the memory of fp16/bf16; cpu backend)")
     p.add_argument("--threads", type=int, help="compute threads (default: one per physical core)")
+    p.add_argument("--kv-cache", choices=("float16", "float32"), default="float16",
+                   help="KV cache element type (cpu backend): float16 halves its memory (default)")
     p.add_argument("--verify", action="store_true",
                    help="read every tensor of the checkpoint, report any holding NaN/Inf, and exit")
     p.add_argument("--json", action="store_true", help="print one JSON object (last line of stdout)")
+    p.add_argument("--serve", action="store_true", help="serve the model with an OpenAI-compatible HTTP API")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="--serve: address to listen on (default 127.0.0.1: this computer only)")
+    p.add_argument("--port", type=int, default=8080, help="--serve: port (default 8080)")
+    p.add_argument("--api-key", default=os.environ.get("LLAMA_DESK_API_KEY") or None,
+                   help="--serve: require 'Authorization: Bearer KEY' (default: $LLAMA_DESK_API_KEY)")
+    p.add_argument("--max-waiting", type=int, default=8,
+                   help="--serve: requests that may wait for the model before others get 429 (default 8)")
     return p.parse_args(argv)
 
 
@@ -93,7 +104,7 @@ def _load(args):
                          builtin=use_builtin, need_tokenizer=need_tokenizer, max_seq_len=args.max_seq_len,
                          backend=args.backend, device=args.device,
                          weight_format="int8" if args.quantize == "int8" else "auto", threads=args.threads,
-                         progress=_progress)
+                         kv_cache=args.kv_cache, progress=_progress)
     for note in engine.info.notes:
         print(f"note: {note}", file=sys.stderr)
     return engine
@@ -193,6 +204,19 @@ def run_verify(args) -> int:
     return 0
 
 
+def run_server(args) -> int:
+    import api_server  # only --serve needs the web stack
+
+    if args.prompt is not None or args.prompt_ids:
+        raise EngineError("Give either --serve or a one-shot prompt, not both.")
+    if args.max_waiting < 0:
+        raise EngineError(f"--max-waiting must be 0 or more, got {args.max_waiting}.")
+    api_server.check_address(args.host, args.port, args.api_key)
+    api_server.open_listener(args.host, args.port).close()  # a port in use is reported before loading
+    api_server.serve(_load(args), args.host, args.port, args.api_key, max_waiting=args.max_waiting)
+    return 0
+
+
 def main(argv=None) -> int:
     utf8_stdio()
     args = parse_args(argv)
@@ -206,6 +230,8 @@ def main(argv=None) -> int:
         if args.prompt_ids:
             _parse_ids(args.prompt_ids)
         _settings(args)  # refuse bad option values before spending a minute on loading
+        if args.serve:
+            return run_server(args)
         engine = _load(args)
         if args.prompt is not None or args.prompt_ids:
             return run_once(engine, args)

@@ -7,6 +7,7 @@ sequence of records, so this is exactly what one big save would write),
 keeping memory to one tensor at a time instead of the whole model.
 
     python bench/synthetic_checkpoint.py -V 2 -o D:\\tmp\\llama2_7b_synthetic.ckpt
+    python bench/synthetic_checkpoint.py --shape tinyllama -o tiny.ckpt   # ~1.1B, writes tiny.yaml too
 """
 
 from __future__ import annotations
@@ -20,16 +21,38 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.config import load_config  # noqa: E402
+from engine.config import config_from_dict, load_config  # noqa: E402
+from engine.names import expected_shapes  # noqa: E402
 from engine.paths import default_model_files  # noqa: E402
-from engine.weights import expected_shapes  # noqa: E402
+
+# TinyLlama-1.1B's shape: a real LLaMA2-architecture model (GQA), 1.1e9 parameters.
+SHAPES = {"tinyllama": dict(hidden_size=2048, num_layers=22, num_heads=32, n_kv_heads=4, intermediate_size=5632,
+                            vocab_size=32000, seq_length=2048, rms_norm_eps=1e-5, theta=10000.0)}
 
 
-def write(version: int, out: Path, layers: int | None = None) -> None:
+def shape_config(version: int | None, shape: str | None, layers: int | None):
+    if shape:
+        return config_from_dict(dict(SHAPES[shape], **({"num_layers": layers} if layers else {})), shape)
+    return load_config(default_model_files(version)["config"]).with_overrides(num_layers=layers)
+
+
+def write_yaml(cfg, path: Path) -> None:
+    """A MindFormers-style yaml for ``cfg`` next to the checkpoint."""
+    import yaml
+    keys = ("hidden_size", "num_layers", "num_heads", "n_kv_heads", "intermediate_size", "vocab_size",
+            "seq_length", "rms_norm_eps", "theta", "bos_token_id", "eos_token_id")
+    doc = {"model": {"model_config": {k: getattr(cfg, k) for k in keys}}}
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+
+
+def write(version: int | None, out: Path, layers: int | None = None, shape: str | None = None,
+          dtype_name: str | None = None) -> None:
     import mindspore as ms
 
-    cfg = load_config(default_model_files(version)["config"]).with_overrides(num_layers=layers)
-    dtype = ms.float16 if version == 2 else ms.bfloat16
+    cfg = shape_config(version, shape, layers)
+    dtype_name = dtype_name or ("float16" if version in (2, None) else "bfloat16")
+    dtype = {"float16": ms.float16, "bfloat16": ms.bfloat16}[dtype_name]
+    write_yaml(cfg, out.with_suffix(".yaml"))
     rng = np.random.default_rng(0)
     pool = (rng.standard_normal(1 << 24, dtype=np.float32) * 0.02)  # tiled: values need not be unique
     shapes = expected_shapes(cfg)
@@ -49,11 +72,15 @@ def write(version: int, out: Path, layers: int | None = None) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-V", "--version", type=int, choices=(2, 3), required=True)
+    p.add_argument("-V", "--version", type=int, choices=(2, 3))
+    p.add_argument("--shape", choices=sorted(SHAPES), help="a preset shape instead of -V's config")
+    p.add_argument("--dtype", choices=("float16", "bfloat16"), help="default: float16 for LLaMA2, bfloat16 for 3")
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--layers", type=int, help="fewer layers than the real model (same layer shapes), to fit in RAM")
     args = p.parse_args()
-    write(args.version, args.output, args.layers)
+    if not args.version and not args.shape:
+        p.error("give -V 2/3 or --shape")
+    write(args.version, args.output, args.layers, args.shape, args.dtype)
     return 0
 
 

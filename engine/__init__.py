@@ -11,8 +11,8 @@ a model is loaded), so the GUI starts fast.
 from .backends import backend_names
 from .chat_engine import ChatEngine, ChatPrompt, GenerationSettings, ModelInfo
 from .config import ModelConfig, load_config
-from .errors import (Cancelled, CheckpointError, ConfigError, EngineBusy, EngineError, GenerationError,
-                     TokenizerError)
+from .errors import (Cancelled, CheckpointError, ConfigError, ContextOverflow, EngineBusy, EngineError,
+                     GenerationError, TokenizerError)
 from .generation import Completion, GenerationStats
 from .loader import check_model_files, load_engine, verify_checkpoint
 from .memory import available_bytes, current_rss_bytes
@@ -21,5 +21,6 @@ __all__ = [
     "ChatEngine", "ChatPrompt", "GenerationSettings", "ModelInfo", "ModelConfig", "load_config", "load_engine",
     "check_model_files", "verify_checkpoint", "backend_names", "available_bytes", "current_rss_bytes",
     "Completion", "GenerationStats",
-    "EngineError", "CheckpointError", "ConfigError", "TokenizerError", "GenerationError", "Cancelled", "EngineBusy",
+    "EngineError", "CheckpointError", "ConfigError", "TokenizerError", "GenerationError", "ContextOverflow",
+    "Cancelled", "EngineBusy",
 ]

@@ -18,7 +18,7 @@ from typing import Sequence
 
 from .chat_template import ChatTemplate, Message, check_messages, fit_to_context
 from .config import ModelConfig
-from .errors import EngineBusy, GenerationError
+from .errors import Cancelled, EngineBusy, GenerationError
 from .executor import Executor
 from .generation import Completion, KVCacheState, TokenCallback, generate
 from .sampling import SamplingSettings
@@ -60,9 +60,18 @@ class ModelInfo:
     peak_rss_after_load: int = 0
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def model_id(self) -> str:
+        """A short name for APIs and file names: the checkpoint's stem (e.g. llama2_7b), or the built-in's name."""
+        if self.version is None or self.checkpoint is None:
+            return self.name
+        stem = self.checkpoint.stem if self.checkpoint.is_file() else self.checkpoint.name
+        return stem.replace(".safetensors", "").replace(".index", "")
+
     def as_dict(self) -> dict:
         d = asdict(self)
         d["checkpoint"] = str(self.checkpoint) if self.checkpoint else None
+        d["model_id"] = self.model_id
         return d
 
 
@@ -98,9 +107,13 @@ class ChatEngine:
         return self._lock.locked()
 
     @contextmanager
-    def _turn(self, wait: bool):
-        if not self._lock.acquire(blocking=wait):
-            raise EngineBusy("The model is busy with another answer; try again when it has finished.")
+    def _turn(self, wait: bool, cancel: threading.Event | None = None):
+        """Hold the engine for one request; a waiting caller can still be cancelled."""
+        while not self._lock.acquire(timeout=0.05 if wait else 0):
+            if not wait:
+                raise EngineBusy("The model is busy with another answer; try again when it has finished.")
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("The request was cancelled while waiting for the model.")
         try:
             yield
         finally:
@@ -110,7 +123,7 @@ class ChatEngine:
                      on_token: TokenCallback | None = None, cancel: threading.Event | None = None,
                      stop_ids: Sequence[int] | None = None, wait: bool = True) -> Completion:
         """Continue a raw token sequence (no chat template)."""
-        with self._turn(wait):
+        with self._turn(wait, cancel):
             return generate(self.executor, prompt_ids, max_new_tokens=settings.max_new_tokens,
                             sampling=settings.sampling(), stop_ids=self.stop_ids if stop_ids is None else stop_ids,
                             stop_strings=settings.stop_strings, tokenizer=self.tokenizer, on_token=on_token,
@@ -124,8 +137,10 @@ class ChatEngine:
         bos = self.tokenizer.bos_id is not None and self.info.version in (2, 3)
         return self.complete_ids(self.tokenizer.encode(text, bos=bos), settings, on_token, cancel, wait=wait)
 
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text))
+    def count_tokens(self, text: str, bos: bool = False) -> int:
+        """Tokens of ``text``; ``bos=True`` counts it as ``complete_text`` sends it (with the start token)."""
+        add = bos and self.tokenizer.bos_id is not None and self.info.version in (2, 3)
+        return len(self.tokenizer.encode(text, bos=add))
 
     def prepare_chat(self, messages: Sequence[Message], max_new_tokens: int = 512) -> ChatPrompt:
         """The messages that fit (oldest turns dropped, system kept), their prompt ids, and what was dropped."""
@@ -138,11 +153,11 @@ class ChatEngine:
         kept, ids = fit_to_context(messages, self.template, self.tokenizer, self.context_length - reserve)
         return ChatPrompt(kept, ids, len(messages) - len(kept))
 
-    def chat(self, messages: Sequence[Message], settings: GenerationSettings = GenerationSettings(),
+    def chat(self, messages: Sequence[Message] | ChatPrompt, settings: GenerationSettings = GenerationSettings(),
              on_token: TokenCallback | None = None, cancel: threading.Event | None = None,
              wait: bool = True) -> Completion:
-        """Answer the last user message of a conversation, streaming through ``on_token``."""
-        prompt = self.prepare_chat(messages, settings.max_new_tokens)
+        """Answer the last user message of a conversation (or a ``prepare_chat`` result), streaming."""
+        prompt = messages if isinstance(messages, ChatPrompt) else self.prepare_chat(messages, settings.max_new_tokens)
         started = False
 
         def strip_leading_space(token: int, text: str) -> None:

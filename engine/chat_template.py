@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 from typing import Mapping, Sequence
 
-from .errors import GenerationError
+from .errors import ContextOverflow, GenerationError
 
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 
@@ -132,9 +132,10 @@ def fit_to_context(messages: Sequence[Message], template: ChatTemplate, tokenize
             return kept, ids
         first = 1 if kept and kept[0]["role"] == "system" else 0
         if len(kept) - first <= 1:
-            raise GenerationError(
+            raise ContextOverflow(
                 f"The message is too long: {len(ids)} tokens, but only {budget} fit in the context "
-                "(with room for the answer). Shorten it, or lower the maximum answer length.")
+                "(with room for the answer). Shorten it, or lower the maximum answer length.",
+                tokens=len(ids), limit=budget)
         # drop one whole exchange: the oldest user message and the replies that follow it
         del kept[first]
         while len(kept) - first > 1 and kept[first]["role"] == "assistant":

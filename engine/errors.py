@@ -52,6 +52,15 @@ class GenerationError(EngineError):
     default_subject = "settings"
 
 
+class ContextOverflow(GenerationError):
+    """A prompt does not fit the model's context: ``tokens`` needed, ``limit`` available."""
+
+    def __init__(self, message: str, *, tokens: int, limit: int, **kw):
+        super().__init__(message, **kw)
+        self.tokens = tokens
+        self.limit = limit
+
+
 class Cancelled(EngineError):
     """The user stopped a long operation (loading, verifying) before it finished."""
 

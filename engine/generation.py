@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import CheckpointError, GenerationError
+from .errors import CheckpointError, ContextOverflow, GenerationError
 from .executor import Executor, PrefillCancelled
 from .memory import peak_rss_bytes
 from .sampling import Sampler, SamplingSettings
@@ -86,8 +86,9 @@ def _check_prompt(prompt: list[int], executor: Executor) -> None:
     if any(i < 0 or i >= vocab for i in prompt):
         raise GenerationError(f"Prompt ids must be between 0 and {vocab - 1} (the model's vocabulary).")
     if len(prompt) >= executor.max_seq_len:
-        raise GenerationError(f"The prompt has {len(prompt)} tokens but the context holds {executor.max_seq_len}: "
-                              "shorten it, or allow a longer context if memory allows.")
+        raise ContextOverflow(f"The prompt has {len(prompt)} tokens but the context holds {executor.max_seq_len}: "
+                              "shorten it, or allow a longer context if memory allows.",
+                              tokens=len(prompt), limit=executor.max_seq_len)
 
 
 def _check_finite(logits: np.ndarray, step: int) -> None:

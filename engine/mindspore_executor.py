@@ -52,6 +52,14 @@ def _import_mindspore():
     return ms
 
 
+def _keep_ctrl_c() -> None:
+    """MindSpore replaces Python's Ctrl-C handler (its handler ends the process) when it starts and when
+    it compiles; put Python's back, so Ctrl-C stops an answer instead of the program."""
+    import signal
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _use_device(ms, device: str) -> None:
     """Pick the device once per process; MindSpore refuses a change after the first kernel ran."""
     try:
@@ -182,6 +190,7 @@ class MindSporeExecutor(Executor):
         try:
             logits = self._step(Tensor(ids.astype(np.int32)), Tensor(np.array([start_pos], np.int32)),
                                 Tensor(np.array([last_row], np.int32)), window)
+            _keep_ctrl_c()
             return logits.asnumpy().reshape(-1)
         except (RuntimeError, MemoryError) as exc:
             raise EngineError(_explain_failure(exc)) from None

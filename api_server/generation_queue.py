@@ -1,0 +1,218 @@
+"""One model, many clients: generation jobs wait in arrival order and run one at a time on a worker thread.
+
+The engine computes one answer at a time (it has one KV cache). Jobs wait here
+rather than in the engine's lock, so the number waiting is known and bounded (a
+full queue refuses at once, saying when to retry), a client that leaves while
+waiting is simply taken out, and one that leaves mid-answer stops it between two
+tokens. The event loop never runs the model: the worker thread does, and hands
+each piece of text back to the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+from engine import ChatEngine, Completion, EngineError
+
+from .openai_requests import GenerationRequest
+
+log = logging.getLogger("api_server")
+ENGINE_POLL_S = 0.05
+
+
+class QueueFull(Exception):
+    """Too many requests are already waiting; ``retry_after`` is a guess in seconds."""
+
+    def __init__(self, retry_after: int):
+        super().__init__("queue full")
+        self.retry_after = retry_after
+
+
+class QueueClosed(EngineError):
+    """The server is stopping: the job will never run."""
+
+
+@dataclass
+class JobRecord:
+    """What one job did, kept for the log and for tests (was a cancelled answer really cut short?)."""
+
+    kind: str
+    max_tokens: int
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    finish_reason: str = ""          # the engine's, "error", or "skipped" (the client left before its turn)
+    seconds: float = 0.0
+    client_left: bool = False
+
+
+class Job:
+    """One request's generation: run on the worker thread, listened to on the event loop."""
+
+    def __init__(self, engine: ChatEngine, request: GenerationRequest):
+        self.engine = engine
+        self.request = request
+        self.cancel = threading.Event()
+        self.record = JobRecord(request.kind, request.settings.max_new_tokens)
+        self._loop = asyncio.get_running_loop()
+        self._events: asyncio.Queue = asyncio.Queue()
+
+    # -- worker thread --------------------------------------------------------
+
+    def run(self) -> None:
+        start = time.perf_counter()
+        try:
+            self._wait_for_engine()
+            if self.cancel.is_set():     # the client left, or the server is stopping
+                self.record.finish_reason = "skipped"
+                self.fail(QueueClosed("The server is stopping; this request was not answered."))
+                return
+            on_token = self._on_token if self.request.stream else None
+            if self.request.kind == "chat":
+                completion = self.engine.chat(self.request.prompt, self.request.settings, on_token, self.cancel)
+            else:
+                completion = self.engine.complete_text(self.request.prompt, self.request.settings, on_token,
+                                                       self.cancel)
+        except EngineError as exc:
+            self.record.finish_reason = "error"
+            self.fail(exc)
+        except Exception as exc:  # a bug: the client gets a 500, the log gets the traceback
+            log.exception("generation failed")
+            self.record.finish_reason = "error"
+            self.fail(exc)
+        else:
+            stats = completion.stats
+            self.record.prompt_tokens = stats.prompt_tokens
+            self.record.generated_tokens = stats.generated_tokens
+            self.record.finish_reason = stats.finish_reason
+            self._emit(("done", completion))
+        finally:
+            self.record.seconds = time.perf_counter() - start
+
+    def fail(self, exc: Exception) -> None:
+        self._emit(("error", exc))
+
+    def _wait_for_engine(self) -> None:
+        # Someone else (the desktop app's own chat) may hold the engine: wait where leaving is still possible.
+        while self.engine.busy and not self.cancel.is_set():
+            self.cancel.wait(ENGINE_POLL_S)
+
+    def _on_token(self, token: int, text: str) -> None:
+        if text:
+            self._emit(("text", text))
+
+    def _emit(self, event: tuple) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._events.put_nowait, event)
+        except RuntimeError:         # the event loop has closed: nobody is listening any more
+            self.cancel.set()
+
+    # -- event loop -----------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[tuple[str, object]]:
+        """("text", piece)* then one ("done", Completion) or ("error", exception)."""
+        while True:
+            kind, value = await self._events.get()
+            yield kind, value
+            if kind != "text":
+                return
+
+    async def outcome(self) -> Completion:
+        async for kind, value in self.events():
+            if kind == "done":
+                return value
+            if kind == "error":
+                raise value
+        raise AssertionError("the event stream ended without an outcome")
+
+
+class GenerationQueue:
+    """A FIFO of jobs with a bound on how many may wait, served by one worker thread."""
+
+    def __init__(self, max_waiting: int = 8):
+        if max_waiting < 0:
+            raise ValueError("max_waiting must be 0 or more")
+        self.max_waiting = max_waiting
+        self.finished: deque[JobRecord] = deque(maxlen=200)
+        self._cond = threading.Condition()
+        self._waiting: deque[Job] = deque()
+        self._running: Job | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name="api-server-generation", daemon=True)
+        self._thread.start()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def submit(self, job: Job) -> None:
+        with self._cond:
+            if self._closed:
+                raise QueueClosed("The server is stopping.")
+            if len(self._waiting) >= self.max_waiting:
+                raise QueueFull(self._retry_after())
+            self._waiting.append(job)
+            self._cond.notify()
+
+    def abandon(self, job: Job) -> None:
+        """The client left: take the job out if it still waits, else stop it at the next token."""
+        job.record.client_left = True
+        job.cancel.set()
+        with self._cond:
+            try:
+                self._waiting.remove(job)
+            except ValueError:
+                return                   # running or done: the cancel event does the rest
+        job.record.finish_reason = "skipped"
+        self._finished(job)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Refuse new jobs, fail the waiting ones, stop the running one, and let the worker end."""
+        with self._cond:
+            self._closed = True
+            waiting, self._waiting = list(self._waiting), deque()
+            running = self._running
+            self._cond.notify_all()
+        for job in waiting:
+            job.fail(QueueClosed("The server is stopping; this request was not answered."))
+        if running is not None:
+            running.cancel.set()
+        self._thread.join(timeout)
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                job = self._running = self._waiting.popleft()
+            try:
+                job.run()
+            finally:
+                with self._cond:
+                    self._running = None
+                self._finished(job)
+
+    def _finished(self, job: Job) -> None:
+        self.finished.append(job.record)
+        r = job.record
+        if r.finish_reason == "skipped":
+            log.info("%s: the client left before its turn", r.kind)
+        elif r.client_left:
+            log.info("%s: the client left; stopped after %d of at most %d tokens", r.kind, r.generated_tokens,
+                     r.max_tokens)
+        elif r.finish_reason != "error":
+            log.info("%s: %d prompt + %d answer tokens in %.1f s (%s)", r.kind, r.prompt_tokens,
+                     r.generated_tokens, r.seconds, r.finish_reason)
+
+    def _retry_after(self) -> int:
+        """Seconds until a slot frees up, guessed from the recent answers' durations."""
+        recent = [r.seconds for r in list(self.finished)[-10:] if r.seconds > 0]
+        average = sum(recent) / len(recent) if recent else 5.0
+        return max(1, min(120, round(average)))

@@ -1,0 +1,86 @@
+"""Write our checkpoint's weights as a llama.cpp GGUF (F16 or Q8_0), so llama.cpp runs the same model.
+
+Only for the benchmark's peer: the values are the same (Q/K rows permuted into
+llama.cpp's interleaved RoPE layout, as its own converter does), the
+vocabulary is a placeholder of the right size (the benchmark feeds token ids,
+never text). Tensors are added one at a time from the memory-mapped file.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from engine.config import load_config  # noqa: E402
+from engine.names import EMBEDDING, LM_HEAD, NORM_OUT, layer_name  # noqa: E402
+from engine.weights import open_weights  # noqa: E402
+
+_GGUF_LAYER = {"wq": "attn_q", "wk": "attn_k", "wv": "attn_v", "wo": "attn_output", "w1": "ffn_gate",
+               "w3": "ffn_up", "w2": "ffn_down", "attention_norm": "attn_norm", "ffn_norm": "ffn_norm"}
+
+
+def permute_for_llama_cpp(w: np.ndarray, heads: int) -> np.ndarray:
+    """Rotate-half rows -> llama.cpp's interleaved pairs (the inverse of builtin_model.unpermute_rope)."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, -1).swapaxes(1, 2).reshape(w.shape)
+
+
+def _vocabulary(size: int):
+    tokens, types = ["<unk>", "<s>", "</s>"], [2, 3, 3]
+    tokens += [f"<0x{b:02X}>" for b in range(256)]
+    types += [6] * 256
+    tokens += [f"\u2581t{i}" for i in range(size - len(tokens))]
+    types += [1] * (size - len(types))
+    return tokens, [0.0] * size, types
+
+
+def export(checkpoint: Path, config: Path, out: Path, kind: str = "F16") -> Path:
+    import gguf
+
+    cfg = load_config(config)
+    qtype = {"F16": gguf.GGMLQuantizationType.F16, "Q8_0": gguf.GGMLQuantizationType.Q8_0}[kind]
+    writer = gguf.GGUFWriter(str(out), "llama")
+    writer.add_context_length(cfg.seq_length)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_block_count(cfg.num_layers)
+    writer.add_feed_forward_length(cfg.ffn_size)
+    writer.add_head_count(cfg.num_heads)
+    writer.add_head_count_kv(cfg.kv_heads)
+    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    writer.add_rope_freq_base(cfg.theta)
+    writer.add_rope_dimension_count(cfg.head_dim)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if kind == "F16" else gguf.LlamaFileType.MOSTLY_Q8_0)
+    tokens, scores, types = _vocabulary(cfg.vocab_size)
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    names = {EMBEDDING: "token_embd.weight", NORM_OUT: "output_norm.weight"}
+    if not cfg.tie_word_embeddings:
+        names[LM_HEAD] = "output.weight"
+    for i in range(cfg.num_layers):
+        for short, gname in _GGUF_LAYER.items():
+            names[layer_name(i, short)] = f"blk.{i}.{gname}.weight"
+    with open_weights(checkpoint) as source:
+        for ours, theirs in names.items():
+            w = source.float32(ours)
+            if ours.endswith("attention.wq.weight"):
+                w = permute_for_llama_cpp(w, cfg.num_heads)
+            elif ours.endswith("attention.wk.weight"):
+                w = permute_for_llama_cpp(w, cfg.kv_heads)
+            if w.ndim == 1:
+                writer.add_tensor(theirs, w)
+            elif kind == "F16":
+                writer.add_tensor(theirs, w.astype(np.float16))
+            else:
+                writer.add_tensor(theirs, gguf.quants.quantize(w, qtype), raw_dtype=qtype)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    return out
