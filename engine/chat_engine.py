@@ -132,7 +132,9 @@ class ChatEngine:
     def complete_text(self, text: str, settings: GenerationSettings = GenerationSettings(),
                       on_token: TokenCallback | None = None, cancel: threading.Event | None = None,
                       wait: bool = True) -> Completion:
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str):
+            raise GenerationError(f"The prompt must be text (str), got {type(text).__name__}.")
+        if not text.strip():
             raise GenerationError("The prompt is empty: type some text.")
         bos = self.tokenizer.bos_id is not None and self.info.version in (2, 3)
         return self.complete_ids(self.tokenizer.encode(text, bos=bos), settings, on_token, cancel, wait=wait)

@@ -20,7 +20,10 @@ Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 
 def check_messages(messages: Sequence[Message]) -> list[Message]:
     """Each message a mapping with a known role and text content; the last one the user's."""
-    if isinstance(messages, (str, bytes)) or not messages:
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+        raise GenerationError(f"A conversation is a list of messages ({{'role': ..., 'content': ...}}), "
+                              f"got {type(messages).__name__}.")
+    if not messages:
         raise GenerationError("The conversation is empty: type a message first.")
     for n, m in enumerate(messages, 1):
         if not isinstance(m, Mapping):

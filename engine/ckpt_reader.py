@@ -101,7 +101,7 @@ class CkptReader(TensorSource):
         super().__init__(path)
         self._file = self._open(self.path)
         self.crc: tuple[int, int] | None = None   # (stored CRC32, bytes it covers)
-        self.skipped: list[str] = []               # records that are not numeric tensors
+        self.skipped: dict[str, str] = {}          # records that are not numeric tensors: tag -> stored type
         self._index_or_close(self._index)
 
     def _index(self) -> None:
@@ -144,7 +144,7 @@ class CkptReader(TensorSource):
         dtype = CKPT_NAMES.get(type_name)
         if dtype is None:
             # Training extras (append_dict strings, Int4 or unknown types): not model weights.
-            self.skipped.append(tag)
+            self.skipped.setdefault(tag, type_name)
             return
         if same_as_last:
             info = self.tensors[tag]

@@ -87,6 +87,12 @@ def validate_weights(source: TensorSource, cfg: ModelConfig, config_name: str = 
             problems.append(f"{name} has dtype {info.dtype}, expected one of {', '.join(FLOAT_DTYPES)}")
     unexpected = [n for n in source.tensors if n.startswith(MODEL_PREFIXES) and n not in expected
                   and not is_recomputed_buffer(n) and not (cfg.tie_word_embeddings and n == LM_HEAD)]
+    unreadable = {n: t for n, t in getattr(source, "skipped", {}).items() if n in expected}
+    if unreadable:
+        missing = [n for n in missing if n not in unreadable]
+        name, kind = next(iter(unreadable.items()))
+        problems.append(f"{len(unreadable)} tensors are stored in a type the engine cannot read "
+                        f"(e.g. {name} as {quote(kind)}; expected {', '.join(FLOAT_DTYPES)})")
     if missing:
         problems.append(f"{len(missing)} tensors are missing (e.g. {', '.join(missing[:3])})")
     if unexpected:
