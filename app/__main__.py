@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 
@@ -41,7 +42,9 @@ def _report_first_paint(window, app) -> None:
         def eventFilter(self, obj, event):
             if event.type() == QEvent.Type.Paint:
                 obj.removeEventFilter(self)
-                report = {"first_paint_s": round(_process_age(), 3), "mindspore_imported": "mindspore" in sys.modules}
+                import psutil
+                report = {"first_paint_s": round(_process_age(), 3), "rss_bytes": psutil.Process().memory_info().rss,
+                          "engine_imported": "engine" in sys.modules, "mindspore_imported": "mindspore" in sys.modules}
                 print(json.dumps(report), flush=True)
                 app.exit(0)
             return False
@@ -50,12 +53,14 @@ def _report_first_paint(window, app) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if sys.stdout is None or sys.stderr is None:  # the console-less launcher (pythonw) has neither
+        import os
+        sys.stdout = sys.stdout or open(os.devnull, "w", encoding="utf-8")
+        sys.stderr = sys.stderr or open(os.devnull, "w", encoding="utf-8")
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from PySide6.QtWidgets import QApplication
 
-    from engine.paths import user_data_dir
-
-    from .application import Application, prepare_qt, setup_logging
+    from .application import Application, prepare_qt, setup_logging, user_data_dir
     from .preferences import load_preferences
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -77,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         application.window.close()
         return code
     window = application.show()
+    _exit_even_if_busy(application)
     if args.send:
         def send_once(_info) -> None:
             window.modelReady.disconnect(send_once)
@@ -84,6 +90,21 @@ def main(argv: list[str] | None = None) -> int:
             window.session.send(args.send)
         window.modelReady.connect(send_once)
     return app.exec()
+
+
+def _exit_even_if_busy(application) -> None:
+    """Leave at once when the model's thread cannot stop in time (MindSpore compiling is not cancellable).
+
+    The history is closed by then; a QThread still running at interpreter exit would abort the process.
+    """
+    import atexit
+    import os
+
+    def check() -> None:
+        if application.services.engine.thread.isRunning():
+            logging.getLogger(__name__).warning("the engine thread was still busy at exit")
+            os._exit(0)
+    atexit.register(check)
 
 
 if __name__ == "__main__":

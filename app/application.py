@@ -7,7 +7,9 @@ thread, so MindSpore is imported there and never before the window is on screen.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import sys
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
@@ -19,6 +21,23 @@ from .first_run import FirstRunDialog
 from .main_window import MainWindow, Services
 from .preferences import Preferences, save_preferences
 from .theme import apply_font, apply_theme, follow_system_changes
+
+
+def user_data_dir() -> Path:
+    """``engine.paths.user_data_dir()``, without importing the ``engine`` package before the first paint.
+
+    ``import engine`` imports numpy, yaml and the tokenizers (0.3-1 s here); ``engine/paths.py``
+    needs none of them, so it is loaded on its own (and registered, so ``engine`` reuses it).
+    """
+    module = sys.modules.get("engine.paths")
+    if module is None:
+        package = importlib.util.find_spec("engine")
+        spec = importlib.util.spec_from_file_location(
+            "engine.paths", Path(package.submodule_search_locations[0]) / "paths.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["engine.paths"] = module
+    return module.user_data_dir()
 
 
 def setup_logging(home: Path) -> Path:
@@ -55,6 +74,7 @@ class Application(QObject):
         self.first_run = first_run and not prefs.setup_done
         self.window = self._new_window()
         self.first_run_dialog: FirstRunDialog | None = None
+        self._rebuild_waiting = False
 
     def _new_window(self) -> MainWindow:
         window = MainWindow(self.prefs, self.home, self.services)
@@ -80,11 +100,18 @@ class Application(QObject):
         self.prefs.setup_done = True
         save_preferences(self.prefs, self.home)
 
+    def _rebuild_after_answer(self, answering: bool) -> None:
+        if not answering and self._rebuild_waiting:
+            self._rebuild_waiting = False
+            QTimer.singleShot(0, self._rebuild)
+
     def _rebuild(self) -> None:
         """Show the window again in the new language, on the same model and history."""
         old = self.window
         if old.session.answering:  # the answer's stream belongs to the old window: wait for its end
-            old.session.answeringChanged.connect(lambda answering: answering or QTimer.singleShot(0, self._rebuild))
+            if not self._rebuild_waiting:
+                self._rebuild_waiting = True
+                old.session.answeringChanged.connect(self._rebuild_after_answer)
             return
         translations.install(self.app, self.prefs.language)
         conversation = old.session.conversation

@@ -33,8 +33,7 @@ class StatusBar(QStatusBar):
         self.show_loading(False)
         self._timer = QTimer(self, interval=RAM_REFRESH_MS)
         self._timer.timeout.connect(self.refresh_ram)
-        self._timer.start()
-        self.refresh_ram()
+        self._timer.start()  # the first reading comes after the first paint: it imports the engine
 
     def refresh_ram(self) -> None:
         from engine import current_rss_bytes  # light: no MindSpore
