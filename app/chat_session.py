@@ -3,9 +3,9 @@
 The order that makes a crash harmless: the question and an empty, unfinished answer are
 committed first, and only that commit's reply starts the model. The engine thread sends the
 answer's text both to the window and, directly, to the storage thread (``Services`` connects
-them; the storage commits it every quarter second); the end of the answer then replaces it with the engine's final text and marks it
-complete, stopped or failed. One answer is written at a time; it keeps being saved if the user
-switches to another conversation meanwhile.
+them; the storage commits it every quarter second); the end of the answer then replaces it with
+the engine's final text and marks it complete, stopped or failed. One answer is written at a
+time; it keeps being saved if the user switches to another conversation meanwhile.
 """
 
 from __future__ import annotations
@@ -141,7 +141,9 @@ class ChatSession(QObject):
         """Commit ``new_messages`` and an empty answer, then (once committed) start the model."""
         conv = self.conversation
         answer = Message(new_uid(), "assistant", "", time.time(), complete=False)
-        history = [{"role": m.role, "content": m.content} for m in self.messages]
+        # an answer that failed before writing anything is shown, but not sent back to the model
+        history = [{"role": m.role, "content": m.content} for m in self.messages
+                   if m.role == "user" or m.content.strip()]
         system = conv.system_prompt if conv.system_prompt is not None else self.prefs.chat.system_prompt
         if system.strip():
             history.insert(0, {"role": "system", "content": system})

@@ -32,6 +32,8 @@ class ConversationList(QWidget):
         self._debounce.timeout.connect(lambda: self.searchChanged.emit(self.search.text().strip()))
         self.search.textChanged.connect(lambda _t: self._debounce.start())
         self.list = QListWidget(self)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._menu)
         self.list.currentItemChanged.connect(self._current_changed)
@@ -42,6 +44,7 @@ class ConversationList(QWidget):
         layout.addWidget(self.list, 1)
         self._conversations: list[Conversation] = []
         self._matches: set[str] | None = None
+        self._wanted: str | None = None
 
     # -- contents -----------------------------------------------------------------------------------
 
@@ -75,6 +78,7 @@ class ConversationList(QWidget):
         return [self.list.item(i).text() for i in range(self.list.count())]
 
     def select(self, uid: str) -> None:
+        self._wanted = uid  # kept for when the stored list arrives
         for i in range(self.list.count()):
             if self.list.item(i).data(UID_ROLE) == uid:
                 self.list.setCurrentRow(i)
@@ -85,7 +89,7 @@ class ConversationList(QWidget):
         return item.data(UID_ROLE) if item else None
 
     def _rebuild(self) -> None:
-        current = self.current_uid()
+        current = self.current_uid() or self._wanted
         self.list.blockSignals(True)
         self.list.clear()
         for c in self._conversations:
@@ -116,18 +120,17 @@ class ConversationList(QWidget):
         menu.addAction(self.tr("Delete…"), lambda: self.ask_delete(uid))
         menu.exec(self.list.mapToGlobal(pos))
 
-    def _title(self, uid: str) -> str:
+    def title_of(self, uid: str) -> str:
         return next((c.title for c in self._conversations if c.uid == uid), "")
 
     def ask_rename(self, uid: str) -> None:
         title, ok = QInputDialog.getText(self, self.tr("Rename conversation"), self.tr("Title:"),
-                                         text=self._title(uid))
+                                         text=self.title_of(uid))
         if ok and title.strip():
             self.renamed.emit(uid, title.strip())
 
     def ask_delete(self, uid: str) -> None:
-        answer = QMessageBox.question(
-            self, self.tr("Delete conversation"),
-            self.tr("Delete “{0}”? Its text is erased from the disk; this cannot be undone.").format(self._title(uid)))
+        question = self.tr("Delete “{0}”? Its text is erased from the disk; this cannot be undone.")
+        answer = QMessageBox.question(self, self.tr("Delete conversation"), question.format(self.title_of(uid)))
         if answer == QMessageBox.StandardButton.Yes:
             self.deleted.emit(uid)

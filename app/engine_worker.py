@@ -61,6 +61,9 @@ class EngineWorker(QObject):
         if self.engine is not None and choice == self.choice:
             self.loaded.emit(self.engine.info)
             return
+        if cancel.is_set():  # a newer choice came in while this one waited its turn
+            self.loadFailed.emit("Loading was cancelled.", {"cancelled": True})
+            return
         try:
             self._check(choice)            # bad files are refused while the current model keeps working
             self._close_engine()           # then memory is freed before the next model takes it
@@ -277,7 +280,7 @@ class EngineHost(QObject):
     def _unloaded(self) -> None:
         self.info = None
 
-    def shutdown(self, timeout_ms: int = 30_000) -> bool:
+    def shutdown(self, timeout_ms: int = 10_000) -> bool:
         """Stop everything, close the model on its thread and end the thread."""
         self.stop()
         self.cancel_load()

@@ -58,6 +58,9 @@ class Services:
         return cls(Storage(Path(home) / "chats.sqlite3"), EngineHost())
 
     def close(self) -> None:
+        if getattr(self, "closed", False):
+            return
+        self.closed = True
         self.engine.worker.tokens.disconnect(self.storage.worker.append_text)
         self.storage.close()
         if self.owns_engine:
@@ -120,7 +123,8 @@ class MainWindow(QMainWindow):
         chat.addSeparator()
         self._action(chat, self.tr("&Quit"), self.close, QKeySequence.StandardKey.Quit)
         settings = self.menuBar().addMenu(self.tr("&Settings"))
-        self._action(settings, self.tr("&Settings…"), lambda: self.open_settings(), QKeySequence.StandardKey.Preferences)
+        self._action(settings, self.tr("&Settings…"), lambda: self.open_settings(),
+                     QKeySequence.StandardKey.Preferences)
         self._action(settings, self.tr("&Model…"), lambda: self.open_settings("model"))
         self._action(settings, self.tr("&Conversation settings…"), self.edit_conversation_settings)
 
@@ -142,6 +146,7 @@ class MainWindow(QMainWindow):
         self.status.cancelLoad.connect(self.engine.cancel_load)
         self.storage.error.connect(lambda m: self.notice.show_message(self.tr("The chat could not be saved: {0}")
                                                                       .format(m)))
+        self.messages.copied.connect(lambda _uid: self.status.showMessage(self.tr("Copied."), 2000))
         self.composer.send.connect(self.session.send)
         self.composer.stop.connect(self.session.stop)
         self.session.answeringChanged.connect(self.composer.set_answering)
@@ -191,6 +196,8 @@ class MainWindow(QMainWindow):
         self.composer.set_ready(False)
 
     def _on_load_failed(self, message: str, hint: dict) -> None:
+        if self.engine.loading:  # replaced by a newer choice, which is loading now
+            return
         self.status.show_loading(False)
         current = self.engine.info                 # bad files are refused before the current model is closed
         self.status.show_model(current)
@@ -199,14 +206,16 @@ class MainWindow(QMainWindow):
             message += "\n" + self.tr("Still using {0}.").format(current.name)
         choice, actions = self.prefs.model, []
         if hint.get("suggested_format") == "int8":
-            actions.append((self.tr("Use 8-bit weights"), lambda: self.use_model(replace(choice, weight_format="int8"))))
+            actions.append((self.tr("Use 8-bit weights"),
+                            lambda: self.use_model(replace(choice, weight_format="int8"))))
         version = hint.get("suggested_version")
         if version in (2, 3) and choice.version != version:
             actions.append((self.tr("Load as LLaMA{0}").format(version),
                             lambda: self.use_model(replace(choice, source=f"llama{version}"))))
         actions.append((self.tr("Model settings…"), lambda: self.open_settings("model")))
         if choice.source != "builtin":
-            actions.append((self.tr("Use the built-in model"), lambda: self.use_model(replace(choice, source="builtin"))))
+            actions.append((self.tr("Use the built-in model"),
+                            lambda: self.use_model(replace(choice, source="builtin"))))
         else:
             actions.append((self.tr("Try again"), lambda: self.load_model(choice)))
         self.notice.show_message(message, actions, kind="load")
@@ -258,7 +267,7 @@ class MainWindow(QMainWindow):
 
     def export(self, uid: str, path: str | None = None) -> None:
         if path is None:
-            title = next((c.title for c in self.conversations._conversations if c.uid == uid), "chat")
+            title = self.conversations.title_of(uid)
             safe = "".join(ch for ch in title if ch not in '\\/:*?"<>|').strip() or "chat"
             path, _ = QFileDialog.getSaveFileName(self, self.tr("Export conversation"),
                                                   str(Path.home() / f"{safe}.md"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QColor, QFontDatabase, QPalette, QTextBlockFormat, QTextCharFormat, QTextCursor, \
     QTextFormat
-from PySide6.QtWidgets import QFrame, QSizePolicy, QTextBrowser
+from PySide6.QtWidgets import QApplication, QFrame, QSizePolicy, QTextBrowser
 
 
 def code_background(palette: QPalette) -> QColor:
@@ -49,7 +49,8 @@ class MarkdownView(QTextBrowser):
         self._fit()
 
     def _style_code_blocks(self) -> None:
-        background = code_background(self.palette())
+        # the application's palette: this widget's own Base is transparent (it sits on its card)
+        background = code_background(QApplication.palette())
         mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         block = self.document().begin()
         while block.isValid():

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QCoreApplication, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QScrollArea, QSizePolicy,
-                               QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QScrollArea, QToolButton,
+                               QVBoxLayout, QWidget)
 
 from .markdown_view import MarkdownView
 from .storage import Message
@@ -20,7 +20,9 @@ def stats_line(stats: dict) -> str:
     """'42 tokens · 18.3 tokens/s · first token 0.41 s' (what the user sees under an answer)."""
     if not stats or "generated_tokens" not in stats:
         return ""
-    parts = [QCoreApplication.translate("MessageView", "%n token(s)", None, int(stats["generated_tokens"]))]
+    count = int(stats["generated_tokens"])
+    parts = [QCoreApplication.translate("MessageView", "1 token") if count == 1 else
+             QCoreApplication.translate("MessageView", "{0} tokens").format(count)]
     if stats.get("tokens_per_s"):
         parts.append(QCoreApplication.translate("MessageView", "{0:.1f} tokens/s").format(stats["tokens_per_s"]))
     if stats.get("ttft_s"):
@@ -34,7 +36,8 @@ def state_line(message: Message) -> str:
     if message.finish_reason == "cancelled":
         return QCoreApplication.translate("MessageView", "Stopped: this answer is incomplete.")
     if message.finish_reason == "error":
-        return QCoreApplication.translate("MessageView", "This answer failed: {0}").format(message.stats.get("error", ""))
+        failed = QCoreApplication.translate("MessageView", "This answer failed: {0}")
+        return failed.format(message.stats.get("error", ""))
     return QCoreApplication.translate("MessageView", "Incomplete: the app closed while this answer was being written.")
 
 
@@ -56,8 +59,10 @@ class MessageCard(QFrame):
         header.addWidget(self.speaker)
         header.addStretch(1)
         self.copy_button = self._tool(self.tr("Copy"), self.tr("Copy this message"), self._copy)
-        self.edit_button = self._tool(self.tr("Edit"), self.tr("Edit this question and answer it again"), self._start_edit)
-        self.regenerate_button = self._tool(self.tr("Regenerate"), self.tr("Write this answer again"), self.regenerate.emit)
+        self.edit_button = self._tool(self.tr("Edit"), self.tr("Edit this question and answer it again"),
+                                      self._start_edit)
+        self.regenerate_button = self._tool(self.tr("Regenerate"), self.tr("Write this answer again"),
+                                            self.regenerate.emit)
         for button in (self.edit_button, self.copy_button, self.regenerate_button):
             header.addWidget(button)
         self.edit_button.setVisible(message.role == "user")

@@ -22,7 +22,7 @@ from .preferences import ModelChoice, Preferences
 from .storage_worker import Storage
 
 QUESTIONS = ("Write a Python function that checks whether a number is prime.",
-             "用一句话介绍一下长城。")
+             "中国的首都是哪里？")
 TIMEOUT_MS = 15 * 60 * 1000
 
 

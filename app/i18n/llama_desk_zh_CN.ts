@@ -265,6 +265,10 @@
         <translation>无法保存对话：{0}</translation>
     </message>
     <message>
+        <source>Copied.</source>
+        <translation>已复制。</translation>
+    </message>
+    <message>
         <source>Starting</source>
         <translation>正在启动</translation>
     </message>
@@ -370,11 +374,13 @@
 </context>
 <context>
     <name>MessageView</name>
-    <message numerus="yes">
-        <source>%n token(s)</source>
-        <translation>
-            <numerusform>%n 个词元</numerusform>
-        </translation>
+    <message>
+        <source>1 token</source>
+        <translation>1 个词元</translation>
+    </message>
+    <message>
+        <source>{0} tokens</source>
+        <translation>{0} 个词元</translation>
     </message>
     <message>
         <source>{0:.1f} tokens/s</source>
