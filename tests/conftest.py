@@ -15,6 +15,7 @@ import assets
 import pytest
 
 from fixtures import llama2_executor, llama2_tiny, llama3_chunked, llama3_executor  # noqa: F401  (model fixtures)
+from app_fixtures import app_qt, engine_host, home, open_window  # noqa: F401,E402  (desktop app fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
 
