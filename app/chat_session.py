@@ -51,6 +51,7 @@ class ChatSession(QObject):
         self.messages: list[Message] = []
         self.streaming: tuple[str, Message] | None = None    # (conversation uid, answer being written)
         self._wanted: str | None = None                       # the conversation last asked for
+        self._stopped_early: str | None = None                # an answer stopped before the model started it
         engine.worker.tokens.connect(self._on_tokens)
         engine.worker.contextReport.connect(self._on_context)
         engine.worker.finished.connect(self._on_finished)
@@ -156,12 +157,21 @@ class ChatSession(QObject):
         self.answeringChanged.emit(True)
         self.list.upsert(conv)
         self.storage.call("add_messages", conv.uid, [Message(**vars(m)) for m in new_messages + [answer]],
-                          then=lambda _r: self.engine.chat(answer.uid, history, values),
+                          then=lambda _r: self._start_model(answer.uid, history, values),
                           otherwise=lambda error: self._on_failed(answer.uid, error))
+
+    def _start_model(self, uid: str, history: list[dict], values: dict) -> None:
+        if self._stopped_early == uid:  # Stop came before the model had the question
+            self._end(uid, "", "cancelled", {"generated_tokens": 0}, False)
+        else:
+            self.engine.chat(uid, history, values)
 
     def stop(self) -> None:
         if self.streaming:
-            self.engine.stop(self.streaming[1].uid)
+            uid = self.streaming[1].uid
+            if self.engine.answering != uid:  # not sent to the model yet: it is not started at all
+                self._stopped_early = uid
+            self.engine.stop(uid)
 
     # -- the engine's replies -----------------------------------------------------------------------
 

@@ -163,3 +163,28 @@ def test_a_conversation_longer_than_the_context_shows_what_was_left_out(qtbot, o
     assert dropped >= 2
     left_out = [c.left_out.isVisible() for c in window.messages.cards]
     assert left_out == [True] * dropped + [False] * (8 - dropped)
+
+
+def test_stop_during_a_long_prompts_prefill_ends_the_answer_before_its_first_token(qtbot, open_window, home):
+    window = open_window(quick_prefs(max_new_tokens=16))
+    long_prompt = "Summarise this: " + " ".join(["The quick brown fox jumps over the lazy dog."] * 40)  # ~420 tokens
+    send(qtbot, window, long_prompt, wait=False)
+    # the status bar shows the prompt's size when the model starts on it: the prefill is running then
+    qtbot.waitUntil(lambda: int(window.status.context.text().split()[1] or 0) > 300, timeout=60_000)
+    window.composer.button.click()  # "Stop"
+    wait_idle(qtbot, window, timeout=30_000)
+    answer = answer_cards(window)[0]
+    assert answer.message.stats["generated_tokens"] == 0 and answer.body.source_text == ""
+    assert "Stopped" in answer.footer.text()
+    assert stored(home)[1][2:] == (0, "cancelled")
+
+
+def test_stop_before_the_model_has_the_question_is_not_lost(qtbot, open_window, home):
+    window = open_window(quick_prefs(max_new_tokens=64))
+    send(qtbot, window, "Tell me about the sea.", wait=False)
+    window.composer.button.click()  # at once: the question may not even be committed yet
+    wait_idle(qtbot, window, timeout=30_000)
+    answer = answer_cards(window)[0]
+    assert "Stopped" in answer.footer.text()
+    assert answer.message.stats["generated_tokens"] <= 1
+    assert [(r[0], r[2], r[3]) for r in stored(home)] == [("user", 1, None), ("assistant", 0, "cancelled")]
