@@ -262,3 +262,19 @@ def test_every_ui_string_has_a_chinese_translation_and_the_qm_is_current():
         assert (work / "fresh.qm").read_bytes() == TS.with_suffix(".qm").read_bytes(), "rebuild the .qm"
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_the_ui_font_has_chinese_glyphs(app_qt):
+    from PySide6.QtGui import QFont, QFontDatabase, QFontMetrics
+
+    from app.theme import ui_font_families
+
+    families = ui_font_families()
+    if not any(QFontDatabase.writingSystems(f).count(QFontDatabase.WritingSystem.SimplifiedChinese)
+               for f in QFontDatabase.families()):
+        pytest.skip("no CJK font on this machine (Debian: apt-get install fonts-wqy-microhei)")
+    cjk = [f for f in families if QFontDatabase.WritingSystem.SimplifiedChinese in QFontDatabase.writingSystems(f)]
+    assert cjk, f"the app's font families {families} have no Chinese font"
+    assert cjk[0] in app_qt.font().families()
+    metrics = QFontMetrics(QFont(cjk[0]))
+    assert all(metrics.inFontUcs4(ord(ch)) for ch in "长城你好")
