@@ -137,7 +137,11 @@ def send(qtbot, window, text: str, wait: bool = True) -> None:
 
 
 def wait_idle(qtbot, window, timeout: int = ANSWER_TIMEOUT_MS) -> None:
+    """Until the answer has ended and the history thread has written everything asked of it so far."""
     qtbot.waitUntil(lambda: not window.session.answering, timeout=timeout)
+    synced = []
+    window.storage.call("conversations", then=synced.append)  # requests run in order: this one is last
+    qtbot.waitUntil(lambda: bool(synced), timeout=10_000)
 
 
 def stored(home: Path) -> list[tuple]:

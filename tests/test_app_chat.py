@@ -37,6 +37,7 @@ def test_enter_sends_and_the_answer_streams_in_and_is_saved(qtbot, open_window, 
     assert window.messages.cards[0].body.toPlainText() == "Hello\nwhat is the capital of France?"
     assert window.composer.button.text() == "Stop"
     qtbot.waitUntil(watch, timeout=240_000)
+    wait_idle(qtbot, window)
 
     answer = answer_cards(window)[0]
     shown = answer.body.source_text
