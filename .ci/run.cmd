@@ -1,5 +1,5 @@
 @echo off
-rem CI entry point on Windows: the same as .ci/run.
+rem CI entry point on Windows: the same as .ci/run (Windows already has what Qt needs, and Microsoft YaHei).
 cd /d "%~dp0.."
 python install.py --tests
 exit /b %ERRORLEVEL%

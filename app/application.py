@@ -1,0 +1,127 @@
+"""The running app: one window at a time over the same model and history, the first-run dialog, scripting hooks.
+
+Start-up order keeps the first paint fast: preferences (a small JSON), translations, theme, the
+two worker threads (idle), the window; only after it is shown does the model start loading on its
+thread, so MindSpore is imported there and never before the window is on screen.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtWidgets import QApplication
+
+from . import translations
+from .first_run import FirstRunDialog
+from .main_window import MainWindow, Services
+from .preferences import Preferences, save_preferences
+from .theme import apply_font, apply_theme, follow_system_changes
+
+
+def user_data_dir() -> Path:
+    """``engine.paths.user_data_dir()``, without importing the ``engine`` package before the first paint.
+
+    ``import engine`` imports numpy, yaml and the tokenizers (0.3-1 s here); ``engine/paths.py``
+    needs none of them, so it is loaded on its own (and registered, so ``engine`` reuses it).
+    """
+    module = sys.modules.get("engine.paths")
+    if module is None:
+        package = importlib.util.find_spec("engine")
+        spec = importlib.util.spec_from_file_location(
+            "engine.paths", Path(package.submodule_search_locations[0]) / "paths.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["engine.paths"] = module
+    return module.user_data_dir()
+
+
+def setup_logging(home: Path) -> Path:
+    """Unexpected errors go to a log file in the user-data folder; the window shows one line."""
+    folder = Path(home) / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "app.log"
+    handler = RotatingFileHandler(path, maxBytes=1_000_000, backupCount=3, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    if not any(isinstance(h, RotatingFileHandler) for h in root.handlers):
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return path
+
+
+def prepare_qt(app: QApplication, prefs: Preferences) -> str:
+    """Language, font and theme, before any widget exists; returns the language in use."""
+    app.setApplicationName("llama-desk")
+    app.setOrganizationName("llama-desk")
+    language = translations.install(app, prefs.language)
+    apply_font(app)
+    apply_theme(prefs.theme)
+    follow_system_changes(app)
+    return language
+
+
+class Application(QObject):
+    def __init__(self, app: QApplication, prefs: Preferences, home: Path, services: Services | None = None,
+                 first_run: bool = True):
+        super().__init__()
+        self.app, self.prefs, self.home = app, prefs, Path(home)
+        self.services = services or Services.start(self.home)
+        self.first_run = first_run and not prefs.setup_done
+        self.window = self._new_window()
+        self.first_run_dialog: FirstRunDialog | None = None
+        self._rebuild_waiting = False
+
+    def _new_window(self) -> MainWindow:
+        window = MainWindow(self.prefs, self.home, self.services)
+        window.rebuildRequested.connect(self._rebuild)
+        return window
+
+    def show(self, load_model: bool = True) -> MainWindow:
+        self.window.show()
+        QTimer.singleShot(0, lambda: self.window.start(load_model))
+        if self.first_run:
+            QTimer.singleShot(0, self._ask_first_run)
+        return self.window
+
+    def _ask_first_run(self) -> None:
+        dialog = FirstRunDialog(self.prefs.model, self.window)
+        dialog.chosen.connect(lambda choice: self.window.use_model(choice))
+        dialog.finished.connect(self._first_run_done)
+        dialog.setModal(False)
+        dialog.show()
+        self.first_run_dialog = dialog
+
+    def _first_run_done(self, _result: int) -> None:
+        self.prefs.setup_done = True
+        save_preferences(self.prefs, self.home)
+
+    def _rebuild_after_answer(self, answering: bool) -> None:
+        if not answering and self._rebuild_waiting:
+            self._rebuild_waiting = False
+            QTimer.singleShot(0, self._rebuild)
+
+    def _rebuild(self) -> None:
+        """Show the window again in the new language, on the same model and history."""
+        old = self.window
+        if old.session.answering:  # the answer's stream belongs to the old window: wait for its end
+            if not self._rebuild_waiting:
+                self._rebuild_waiting = True
+                old.session.answeringChanged.connect(self._rebuild_after_answer)
+            return
+        translations.install(self.app, self.prefs.language)
+        conversation = old.session.conversation
+        geometry = old.saveGeometry()
+        self.window = self._new_window()
+        self.window.restoreGeometry(geometry)
+        self.window.show()
+        self.window.start(load_model=False)
+        if conversation is not None:
+            self.window.session.open(conversation.uid)
+            self.window.conversations.select(conversation.uid)
+        old.hand_over()
+        old.deleteLater()

@@ -1,0 +1,290 @@
+"""The model on its own thread (GPT4All's pattern): the window talks to it only through queued signals.
+
+``EngineWorker`` lives on the engine thread and owns the ``ChatEngine``: loading, answering and
+closing all run there, so MindSpore is imported there too and the window never waits on it.
+``EngineHost`` is the window's handle. Every request carries its own ``threading.Event``, set by
+the window to stop an answer (checked between tokens and between prefill chunks) or a load; a
+stop therefore cannot be lost between two requests. Streamed text is gathered and sent every
+``BATCH_S`` seconds, so a fast model cannot flood the window's event loop.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+import time
+
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
+
+from .preferences import ModelChoice
+from .worker_thread import WorkerThread
+
+BATCH_S = 0.03
+PROGRESS_S = 0.05
+log = logging.getLogger(__name__)
+
+
+def _hint(exc) -> dict:
+    """What the window needs to offer a way out of an engine error (never the traceback)."""
+    return {"subject": getattr(exc, "subject", None), "path": str(exc.path) if getattr(exc, "path", None) else None,
+            "suggested_format": getattr(exc, "suggested_format", None),
+            "suggested_version": getattr(exc, "suggested_version", None)}
+
+
+def _unexpected(what: str, exc: BaseException) -> str:
+    log.exception("%s failed", what)
+    return f"{what} failed unexpectedly ({type(exc).__name__}: {exc}). The details are in the log file."
+
+
+class EngineWorker(QObject):
+    progress = Signal(str, int, int)              # stage, done, total
+    loaded = Signal(object)                       # engine.ModelInfo
+    loadFailed = Signal(str, object)              # message, hint dict
+    unloaded = Signal()
+    contextReport = Signal(str, int, int, int)    # answer uid, dropped messages, prompt tokens, context length
+    tokens = Signal(str, str)                     # answer uid, text added
+    finished = Signal(str, object)                # answer uid, result dict
+    failed = Signal(str, str)                     # answer uid, message
+    apiState = Signal(bool, str)                  # running, address or the reason it is not
+
+    def __init__(self):
+        super().__init__()
+        self.engine = None
+        self.choice: ModelChoice | None = None
+        self.api = None
+
+    # -- loading ------------------------------------------------------------------------------------
+
+    @Slot(object, object)
+    def load(self, choice: ModelChoice, cancel: threading.Event) -> None:
+        if self.engine is not None and choice == self.choice:
+            self.loaded.emit(self.engine.info)
+            return
+        if cancel.is_set():  # a newer choice came in while this one waited its turn
+            self.loadFailed.emit("Loading was cancelled.", {"cancelled": True})
+            return
+        try:
+            self._check(choice)            # bad files are refused while the current model keeps working
+            self._close_engine()           # then memory is freed before the next model takes it
+            self.engine = self._load(choice, cancel)
+            self.choice = choice
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a message in the window
+            from engine import EngineError
+            if isinstance(exc, EngineError):
+                self.loadFailed.emit(str(exc), _hint(exc))
+            elif isinstance(exc, MemoryError):
+                self.loadFailed.emit("The computer ran out of memory while loading the model. Close other "
+                                     "programs, or choose 8-bit weights.", {"subject": "memory"})
+            else:
+                self.loadFailed.emit(_unexpected("Loading the model", exc), {})
+            return
+        self.loaded.emit(self.engine.info)
+
+    def _check(self, choice: ModelChoice) -> None:
+        """The files against each other (no weights read) and a first memory check, with the numbers."""
+        if choice.source == "builtin":  # its check would convert it, without progress: load_engine does both
+            return
+        from engine import EngineError, available_bytes, check_model_files
+        summary = check_model_files(**choice.load_arguments())
+        free = available_bytes()
+        if free is not None and self.engine is not None:  # the current model is closed before loading
+            free += self.engine.info.memory_estimate
+        need = summary["weight_bytes"] // (2 if choice.weight_format == "int8" else 1)
+        if free is not None and need > free:
+            raise EngineError(f"This model's weights alone take {need / 1e9:.1f} GB of memory and only "
+                              f"{free / 1e9:.1f} GB is free. Close other programs, or choose 8-bit weights or "
+                              "a smaller model.", subject="memory")
+
+    def _load(self, choice: ModelChoice, cancel: threading.Event):
+        from engine import load_engine
+        last = [0.0, ""]
+
+        def report(stage: str, done: int, total: int) -> None:
+            now = time.monotonic()
+            if stage != last[1] or done >= total or now - last[0] >= PROGRESS_S:
+                last[:] = [now, stage]
+                self.progress.emit(stage, int(done), int(total))
+        return load_engine(**choice.load_arguments(), **choice.run_arguments(), progress=report, cancel=cancel)
+
+    @Slot()
+    def unload(self) -> None:
+        self._close_engine()
+
+    def _close_engine(self) -> None:
+        self._stop_api()
+        if self.engine is not None:
+            engine, self.engine, self.choice = self.engine, None, None
+            try:
+                engine.close()
+            except Exception:  # noqa: BLE001 - closing must not stop the next load
+                log.exception("closing the engine failed")
+            self.unloaded.emit()
+
+    # -- answering ----------------------------------------------------------------------------------
+
+    @Slot(str, object, object, object)
+    def chat(self, uid: str, messages: list, values: dict, cancel: threading.Event) -> None:
+        from engine import EngineError, GenerationSettings
+
+        if self.engine is None:
+            self.failed.emit(uid, "No model is loaded: choose one in Settings > Model.")
+            return
+        pending, last = [], [time.monotonic()]
+
+        def flush() -> None:
+            if pending:
+                self.tokens.emit(uid, "".join(pending))
+                pending.clear()
+            last[0] = time.monotonic()
+
+        def on_token(_token: int, text: str) -> None:
+            if text:
+                pending.append(text)
+            if time.monotonic() - last[0] >= BATCH_S:
+                flush()
+        try:
+            settings = GenerationSettings(**values)
+            prompt = self.engine.prepare_chat(messages, settings.max_new_tokens)
+            self.contextReport.emit(uid, prompt.dropped, len(prompt.ids), self.engine.context_length)
+            completion = self.engine.chat(messages, settings, on_token=on_token, cancel=cancel)
+        except EngineError as exc:
+            flush()
+            self.failed.emit(uid, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001
+            flush()
+            self.failed.emit(uid, _unexpected("The answer", exc))
+            return
+        flush()
+        s = completion.stats
+        self.finished.emit(uid, {
+            "text": completion.text, "finish_reason": s.finish_reason, "prompt_tokens": s.prompt_tokens,
+            "generated_tokens": s.generated_tokens, "ttft_s": round(s.ttft_s, 3),
+            "tokens_per_s": round(s.decode_tokens_per_s, 2), "prefill_tokens_per_s": round(s.prefill_tokens_per_s, 1),
+            "dropped_messages": completion.dropped_messages, "context_length": self.engine.context_length})
+
+    # -- local API server ---------------------------------------------------------------------------
+
+    @Slot(bool, int)
+    def set_api_server(self, wanted: bool, port: int) -> None:
+        self._stop_api()
+        if not wanted:
+            self.apiState.emit(False, "")
+            return
+        if importlib.util.find_spec("api_server") is None:
+            self.apiState.emit(False, "The local API server is not installed in this version.")
+            return
+        if self.engine is None:
+            self.apiState.emit(False, "Load a model first.")
+            return
+        try:
+            import api_server
+            self.api = api_server.start_background(self.engine, host="127.0.0.1", port=port)
+        except Exception as exc:  # noqa: BLE001 - a port in use must not take the app down
+            self.apiState.emit(False, f"The local API server could not start: {exc}")
+            return
+        self.apiState.emit(True, str(self.api.url))
+
+    def _stop_api(self) -> None:
+        if self.api is not None:
+            api, self.api = self.api, None
+            try:
+                api.stop()
+            except Exception:  # noqa: BLE001
+                log.exception("stopping the API server failed")
+
+    @Slot()
+    def shutdown(self) -> None:
+        self._close_engine()
+        self.moveToThread(QCoreApplication.instance().thread())
+        QThread.currentThread().quit()
+
+
+class EngineHost(QObject):
+    """The window's handle on the engine thread. Only ``stop``/``cancel_load`` touch shared state."""
+
+    _load = Signal(object, object)
+    _chat = Signal(str, object, object, object)
+    _unload = Signal()
+    _api = Signal(bool, int)
+    _shutdown = Signal()
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.thread = WorkerThread("engine")
+        self.worker = EngineWorker()
+        self.worker.moveToThread(self.thread)
+        self._load.connect(self.worker.load)
+        self._chat.connect(self.worker.chat)
+        self._unload.connect(self.worker.unload)
+        self._api.connect(self.worker.set_api_server)
+        self._shutdown.connect(self.worker.shutdown)
+        self.worker.finished.connect(self._answer_done)
+        self.worker.failed.connect(self._answer_done)
+        self.worker.loaded.connect(self._loaded)
+        self.worker.loadFailed.connect(self._load_failed)
+        self.worker.unloaded.connect(self._unloaded)
+        self.info = None                  # the loaded model's ModelInfo, None while there is none
+        self._load_cancel: threading.Event | None = None
+        self._loads_pending = 0
+        self._answers: dict[str, threading.Event] = {}
+        self.thread.start()
+
+    @property
+    def loading(self) -> bool:
+        return self._loads_pending > 0
+
+    @property
+    def answering(self) -> str | None:
+        return next(iter(self._answers), None)
+
+    def load(self, choice: ModelChoice) -> None:
+        if self._load_cancel is not None:
+            self._load_cancel.set()
+        self._load_cancel = threading.Event()
+        self._loads_pending += 1
+        self._load.emit(choice, self._load_cancel)
+
+    def cancel_load(self) -> None:
+        if self._load_cancel is not None:
+            self._load_cancel.set()
+
+    def chat(self, uid: str, messages: list[dict], values: dict) -> None:
+        self._answers[uid] = threading.Event()
+        self._chat.emit(uid, messages, values, self._answers[uid])
+
+    def stop(self, uid: str | None = None) -> None:
+        """Stop one answer (or all): takes effect at the next token or prefill chunk."""
+        for key, event in self._answers.items():
+            if uid is None or key == uid:
+                event.set()
+
+    def set_api_server(self, wanted: bool, port: int) -> None:
+        self._api.emit(wanted, port)
+
+    @Slot(str, object)
+    def _answer_done(self, uid: str, _result) -> None:
+        self._answers.pop(uid, None)
+
+    @Slot(object)
+    def _loaded(self, info) -> None:
+        self.info = info
+        self._loads_pending = max(self._loads_pending - 1, 0)
+
+    @Slot(str, object)
+    def _load_failed(self, _message: str, _hint) -> None:
+        self._loads_pending = max(self._loads_pending - 1, 0)
+
+    @Slot()
+    def _unloaded(self) -> None:
+        self.info = None
+
+    def shutdown(self, timeout_ms: int = 10_000) -> bool:
+        """Stop everything, close the model on its thread and end the thread."""
+        self.stop()
+        self.cancel_load()
+        if not self.thread.isRunning():
+            return True
+        self._shutdown.emit()
+        return self.thread.wait(timeout_ms)

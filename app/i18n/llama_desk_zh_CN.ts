@@ -1,0 +1,637 @@
+<?xml version="1.0" encoding="utf-8"?>
+<!DOCTYPE TS>
+<TS version="2.1" language="zh_CN">
+<context>
+    <name>ChatSession</name>
+    <message>
+        <source>You</source>
+        <translation>你</translation>
+    </message>
+    <message>
+        <source>Assistant</source>
+        <translation>助手</translation>
+    </message>
+</context>
+<context>
+    <name>Composer</name>
+    <message>
+        <source>Type a message. Enter sends, Shift+Enter starts a new line.</source>
+        <translation>输入消息。Enter 发送，Shift+Enter 换行。</translation>
+    </message>
+    <message>
+        <source>Stop</source>
+        <translation>停止</translation>
+    </message>
+    <message>
+        <source>Send</source>
+        <translation>发送</translation>
+    </message>
+    <message>
+        <source>Stop the answer now</source>
+        <translation>立即停止回答</translation>
+    </message>
+    <message>
+        <source>Send (Enter)</source>
+        <translation>发送 (Enter)</translation>
+    </message>
+</context>
+<context>
+    <name>ConversationList</name>
+    <message>
+        <source>New chat</source>
+        <translation>新对话</translation>
+    </message>
+    <message>
+        <source>Search conversations</source>
+        <translation>搜索对话</translation>
+    </message>
+    <message>
+        <source>Rename…</source>
+        <translation>重命名…</translation>
+    </message>
+    <message>
+        <source>Export…</source>
+        <translation>导出…</translation>
+    </message>
+    <message>
+        <source>Delete…</source>
+        <translation>删除…</translation>
+    </message>
+    <message>
+        <source>Rename conversation</source>
+        <translation>重命名对话</translation>
+    </message>
+    <message>
+        <source>Title:</source>
+        <translation>标题：</translation>
+    </message>
+    <message>
+        <source>Delete conversation</source>
+        <translation>删除对话</translation>
+    </message>
+    <message>
+        <source>Delete “{0}”? Its text is erased from the disk; this cannot be undone.</source>
+        <translation>删除“{0}”？其内容将从磁盘上彻底抹除，无法恢复。</translation>
+    </message>
+</context>
+<context>
+    <name>ConversationSettingsDialog</name>
+    <message>
+        <source>Conversation settings: {0}</source>
+        <translation>对话设置：{0}</translation>
+    </message>
+    <message>
+        <source>Use the default system prompt</source>
+        <translation>使用默认系统提示词</translation>
+    </message>
+    <message>
+        <source>How the assistant should behave, e.g. “Answer in Chinese.”</source>
+        <translation>助手应当如何表现，例如“用中文回答。”</translation>
+    </message>
+    <message>
+        <source>System prompt</source>
+        <translation>系统提示词</translation>
+    </message>
+</context>
+<context>
+    <name>DownloadPanel</name>
+    <message>
+        <source>Download</source>
+        <translation>下载</translation>
+    </message>
+    <message>
+        <source>Pause</source>
+        <translation>暂停</translation>
+    </message>
+    <message>
+        <source>Cancel</source>
+        <translation>取消</translation>
+    </message>
+    <message>
+        <source>Download {0} into {1}. Mirrors are tried in turn; an interrupted download resumes where it stopped.</source>
+        <translation>将 {0} 下载到 {1}。会依次尝试各个镜像；中断的下载会从中断处继续。</translation>
+    </message>
+    <message>
+        <source>Starting…</source>
+        <translation>正在开始…</translation>
+    </message>
+    <message>
+        <source>Resume</source>
+        <translation>继续</translation>
+    </message>
+    <message>
+        <source>{0}: {1} of {2} · {3}/s · {4} left</source>
+        <translation>{0}：{1} / {2} · {3}/秒 · 剩余 {4}</translation>
+    </message>
+    <message>
+        <source>{0}: paused at {1}</source>
+        <translation>{0}：已暂停于 {1}</translation>
+    </message>
+    <message>
+        <source>Done: {0} file(s) verified and in place.</source>
+        <translation>完成：{0} 个文件已校验并就位。</translation>
+    </message>
+</context>
+<context>
+    <name>FirstRunDialog</name>
+    <message>
+        <source>Welcome to llama-desk</source>
+        <translation>欢迎使用 llama-desk</translation>
+    </message>
+    <message>
+        <source>&lt;p&gt;llama-desk runs LLaMA2 and LLaMA3 on this computer, offline.&lt;/p&gt;&lt;p&gt;The small built-in model is loading now, so you can start chatting at once. For better answers, choose your LLaMA2/LLaMA3 MindSpore files below, or download them (13-16 GB; loading them needs about 30 GB of memory today, or half with 8-bit weights).&lt;/p&gt;</source>
+        <translation>&lt;p&gt;llama-desk 在这台电脑上离线运行 LLaMA2 和 LLaMA3。&lt;/p&gt;&lt;p&gt;小型内置模型正在加载，您马上就可以开始聊天。想要更好的回答，请在下面选择您的 LLaMA2/LLaMA3 MindSpore 文件，或者下载它们（13-16 GB；目前加载需要约 30 GB 内存，使用 8 位权重约减半）。&lt;/p&gt;</translation>
+    </message>
+    <message>
+        <source>Keep the built-in model</source>
+        <translation>继续使用内置模型</translation>
+    </message>
+    <message>
+        <source>Use this model</source>
+        <translation>使用此模型</translation>
+    </message>
+</context>
+<context>
+    <name>GenerationForm</name>
+    <message>
+        <source>0 always picks the most likely token</source>
+        <translation>0 表示总是选择可能性最大的词元</translation>
+    </message>
+    <message>
+        <source>Only the k most likely tokens are considered (0: off)</source>
+        <translation>只考虑可能性最大的 k 个词元（0：关闭）</translation>
+    </message>
+    <message>
+        <source>Smallest set of tokens whose probability adds up to p (1: off)</source>
+        <translation>概率累计达到 p 的最小词元集合（1：关闭）</translation>
+    </message>
+    <message>
+        <source>Above 1 makes repeating recent words less likely (1: off)</source>
+        <translation>大于 1 时降低重复最近用词的可能性（1：关闭）</translation>
+    </message>
+    <message>
+        <source>Random</source>
+        <translation>随机</translation>
+    </message>
+    <message>
+        <source>The same seed and settings give the same answer</source>
+        <translation>相同的种子和设置会得到相同的回答</translation>
+    </message>
+    <message>
+        <source>Temperature</source>
+        <translation>温度</translation>
+    </message>
+    <message>
+        <source>Top-k</source>
+        <translation>Top-k</translation>
+    </message>
+    <message>
+        <source>Top-p</source>
+        <translation>Top-p</translation>
+    </message>
+    <message>
+        <source>Repetition penalty</source>
+        <translation>重复惩罚</translation>
+    </message>
+    <message>
+        <source>Maximum answer length (tokens)</source>
+        <translation>最长回答（词元）</translation>
+    </message>
+    <message>
+        <source>Seed</source>
+        <translation>随机种子</translation>
+    </message>
+</context>
+<context>
+    <name>MainWindow</name>
+    <message>
+        <source>Compiling</source>
+        <translation>正在编译</translation>
+    </message>
+    <message>
+        <source>Preparing the built-in model</source>
+        <translation>正在准备内置模型</translation>
+    </message>
+    <message>
+        <source>Checking the checkpoint</source>
+        <translation>正在检查权重文件</translation>
+    </message>
+    <message>
+        <source>Reading weights</source>
+        <translation>正在读取权重</translation>
+    </message>
+    <message>
+        <source>New conversation</source>
+        <translation>新对话</translation>
+    </message>
+    <message>
+        <source>Conversation settings…</source>
+        <translation>对话设置…</translation>
+    </message>
+    <message>
+        <source>&amp;Chat</source>
+        <translation>对话(&amp;C)</translation>
+    </message>
+    <message>
+        <source>&amp;New chat</source>
+        <translation>新对话(&amp;N)</translation>
+    </message>
+    <message>
+        <source>&amp;Export…</source>
+        <translation>导出(&amp;E)…</translation>
+    </message>
+    <message>
+        <source>&amp;Quit</source>
+        <translation>退出(&amp;Q)</translation>
+    </message>
+    <message>
+        <source>&amp;Settings</source>
+        <translation>设置(&amp;S)</translation>
+    </message>
+    <message>
+        <source>&amp;Settings…</source>
+        <translation>设置(&amp;S)…</translation>
+    </message>
+    <message>
+        <source>&amp;Model…</source>
+        <translation>模型(&amp;M)…</translation>
+    </message>
+    <message>
+        <source>&amp;Conversation settings…</source>
+        <translation>对话设置(&amp;C)…</translation>
+    </message>
+    <message>
+        <source>The chat could not be saved: {0}</source>
+        <translation>无法保存对话：{0}</translation>
+    </message>
+    <message>
+        <source>Copied.</source>
+        <translation>已复制。</translation>
+    </message>
+    <message>
+        <source>Starting</source>
+        <translation>正在启动</translation>
+    </message>
+    <message>
+        <source>Still using {0}.</source>
+        <translation>仍在使用 {0}。</translation>
+    </message>
+    <message>
+        <source>Use 8-bit weights</source>
+        <translation>使用 8 位权重</translation>
+    </message>
+    <message>
+        <source>Load as LLaMA{0}</source>
+        <translation>按 LLaMA{0} 加载</translation>
+    </message>
+    <message>
+        <source>Model settings…</source>
+        <translation>模型设置…</translation>
+    </message>
+    <message>
+        <source>Use the built-in model</source>
+        <translation>使用内置模型</translation>
+    </message>
+    <message>
+        <source>Try again</source>
+        <translation>重试</translation>
+    </message>
+    <message>
+        <source>Local API server: {0}</source>
+        <translation>本地 API 服务：{0}</translation>
+    </message>
+    <message>
+        <source>Export conversation</source>
+        <translation>导出对话</translation>
+    </message>
+    <message>
+        <source>Markdown (*.md);;JSON (*.json)</source>
+        <translation>Markdown (*.md);;JSON (*.json)</translation>
+    </message>
+    <message>
+        <source>Exported to {0}</source>
+        <translation>已导出到 {0}</translation>
+    </message>
+    <message>
+        <source>Export failed: {0}</source>
+        <translation>导出失败：{0}</translation>
+    </message>
+    <message>
+        <source>The settings could not be saved: {0}</source>
+        <translation>无法保存设置：{0}</translation>
+    </message>
+    <message>
+        <source>Send a first message, then adjust this conversation&apos;s settings. Defaults for new conversations are in Settings.</source>
+        <translation>请先发送第一条消息，再调整此对话的设置。新对话的默认值在“设置”中。</translation>
+    </message>
+    <message>
+        <source>Stopping the answer…</source>
+        <translation>正在停止回答…</translation>
+    </message>
+</context>
+<context>
+    <name>MessageCard</name>
+    <message>
+        <source>Copy</source>
+        <translation>复制</translation>
+    </message>
+    <message>
+        <source>Copy this message</source>
+        <translation>复制这条消息</translation>
+    </message>
+    <message>
+        <source>Edit</source>
+        <translation>编辑</translation>
+    </message>
+    <message>
+        <source>Edit this question and answer it again</source>
+        <translation>编辑这个问题并重新回答</translation>
+    </message>
+    <message>
+        <source>Regenerate</source>
+        <translation>重新生成</translation>
+    </message>
+    <message>
+        <source>Write this answer again</source>
+        <translation>重新生成这个回答</translation>
+    </message>
+    <message>
+        <source>Left out: no longer fits in the model&apos;s context.</source>
+        <translation>已略去：超出了模型的上下文长度。</translation>
+    </message>
+    <message>
+        <source>Cancel</source>
+        <translation>取消</translation>
+    </message>
+    <message>
+        <source>Send</source>
+        <translation>发送</translation>
+    </message>
+    <message>
+        <source>Writing…</source>
+        <translation>正在生成…</translation>
+    </message>
+</context>
+<context>
+    <name>MessageView</name>
+    <message>
+        <source>1 token</source>
+        <translation>1 个词元</translation>
+    </message>
+    <message>
+        <source>{0} tokens</source>
+        <translation>{0} 个词元</translation>
+    </message>
+    <message>
+        <source>{0:.1f} tokens/s</source>
+        <translation>{0:.1f} 词元/秒</translation>
+    </message>
+    <message>
+        <source>first token {0:.2f} s</source>
+        <translation>首词元 {0:.2f} 秒</translation>
+    </message>
+    <message>
+        <source>Stopped: this answer is incomplete.</source>
+        <translation>已停止：此回答不完整。</translation>
+    </message>
+    <message>
+        <source>This answer failed: {0}</source>
+        <translation>此回答失败：{0}</translation>
+    </message>
+    <message>
+        <source>Incomplete: the app closed while this answer was being written.</source>
+        <translation>不完整：生成此回答时程序被关闭了。</translation>
+    </message>
+    <message>
+        <source>{0} earlier message(s) no longer fit in the model&apos;s context ({1} tokens) and were left out of the latest answer.</source>
+        <translation>较早的 {0} 条消息超出了模型的上下文（{1} 个词元），生成最新回答时已被略去。</translation>
+    </message>
+</context>
+<context>
+    <name>ModelSetupForm</name>
+    <message>
+        <source>Built-in: SmolLM2-135M-Instruct (small, no download)</source>
+        <translation>内置：SmolLM2-135M-Instruct（小型，无需下载）</translation>
+    </message>
+    <message>
+        <source>LLaMA2-7B (MindSpore checkpoint)</source>
+        <translation>LLaMA2-7B（MindSpore 权重）</translation>
+    </message>
+    <message>
+        <source>LLaMA3-8B (MindSpore checkpoint)</source>
+        <translation>LLaMA3-8B（MindSpore 权重）</translation>
+    </message>
+    <message>
+        <source>Checkpoint</source>
+        <translation>权重文件</translation>
+    </message>
+    <message>
+        <source>Checkpoints (*.ckpt *.safetensors);;All files (*)</source>
+        <translation>权重文件 (*.ckpt *.safetensors);;所有文件 (*)</translation>
+    </message>
+    <message>
+        <source>Tokenizer</source>
+        <translation>分词器</translation>
+    </message>
+    <message>
+        <source>Tokenizer (*.model *.json);;All files (*)</source>
+        <translation>分词器 (*.model *.json);;所有文件 (*)</translation>
+    </message>
+    <message>
+        <source>Config</source>
+        <translation>配置</translation>
+    </message>
+    <message>
+        <source>Config (*.yaml *.yml);;All files (*)</source>
+        <translation>配置 (*.yaml *.yml);;所有文件 (*)</translation>
+    </message>
+    <message>
+        <source>Automatic</source>
+        <translation>自动</translation>
+    </message>
+    <message>
+        <source>As stored in the file</source>
+        <translation>与文件中相同</translation>
+    </message>
+    <message>
+        <source>8-bit (int8, cpu backend; about half the memory)</source>
+        <translation>8 位（int8，cpu 后端；内存约减半）</translation>
+    </message>
+    <message>
+        <source>Automatic (one per core)</source>
+        <translation>自动（每个核心一个）</translation>
+    </message>
+    <message>
+        <source>The model&apos;s own</source>
+        <translation>模型自身的长度</translation>
+    </message>
+    <message>
+        <source>Tokens the model sees at once: less needs less memory, and older turns are left out sooner</source>
+        <translation>模型一次能看到的词元数：越少越省内存，但较早的对话会更早被略去</translation>
+    </message>
+    <message>
+        <source>Check files</source>
+        <translation>检查文件</translation>
+    </message>
+    <message>
+        <source>Model</source>
+        <translation>模型</translation>
+    </message>
+    <message>
+        <source>Backend</source>
+        <translation>后端</translation>
+    </message>
+    <message>
+        <source>Weights</source>
+        <translation>权重</translation>
+    </message>
+    <message>
+        <source>Threads</source>
+        <translation>线程数</translation>
+    </message>
+    <message>
+        <source>Context length</source>
+        <translation>上下文长度</translation>
+    </message>
+    <message>
+        <source>Download the model</source>
+        <translation>下载模型</translation>
+    </message>
+    <message>
+        <source>The built-in model needs no files.</source>
+        <translation>内置模型不需要任何文件。</translation>
+    </message>
+    <message>
+        <source>Checking…</source>
+        <translation>正在检查…</translation>
+    </message>
+    <message>
+        <source>OK: {0} layers, hidden size {1}, vocabulary {2}, context {3}, {4:.1f} GB of {5} weights.</source>
+        <translation>正常：{0} 层，隐藏维度 {1}，词表 {2}，上下文 {3}，{4:.1f} GB 的 {5} 权重。</translation>
+    </message>
+    <message>
+        <source>The files could not be checked: {0}</source>
+        <translation>无法检查这些文件：{0}</translation>
+    </message>
+</context>
+<context>
+    <name>NoticeBar</name>
+    <message>
+        <source>Hide this message</source>
+        <translation>隐藏此消息</translation>
+    </message>
+</context>
+<context>
+    <name>PathField</name>
+    <message>
+        <source>Browse…</source>
+        <translation>浏览…</translation>
+    </message>
+</context>
+<context>
+    <name>SettingsDialog</name>
+    <message>
+        <source>Settings</source>
+        <translation>设置</translation>
+    </message>
+    <message>
+        <source>General</source>
+        <translation>常规</translation>
+    </message>
+    <message>
+        <source>Model</source>
+        <translation>模型</translation>
+    </message>
+    <message>
+        <source>Answers</source>
+        <translation>回答</translation>
+    </message>
+    <message>
+        <source>System language</source>
+        <translation>跟随系统语言</translation>
+    </message>
+    <message>
+        <source>Follow the system</source>
+        <translation>跟随系统</translation>
+    </message>
+    <message>
+        <source>Light</source>
+        <translation>浅色</translation>
+    </message>
+    <message>
+        <source>Dark</source>
+        <translation>深色</translation>
+    </message>
+    <message>
+        <source>Empty: the model&apos;s own default</source>
+        <translation>留空：使用模型自带的默认值</translation>
+    </message>
+    <message>
+        <source>Local API server (OpenAI-style, this computer only)</source>
+        <translation>本地 API 服务（OpenAI 风格，仅限本机）</translation>
+    </message>
+    <message>
+        <source>Port</source>
+        <translation>端口</translation>
+    </message>
+    <message>
+        <source>The local API server is not part of this version yet.</source>
+        <translation>此版本尚未包含本地 API 服务。</translation>
+    </message>
+    <message>
+        <source>Not available in this version.</source>
+        <translation>此版本不可用。</translation>
+    </message>
+    <message>
+        <source>Will listen on http://127.0.0.1:{0}</source>
+        <translation>将监听 http://127.0.0.1:{0}</translation>
+    </message>
+    <message>
+        <source>Language</source>
+        <translation>语言</translation>
+    </message>
+    <message>
+        <source>Theme</source>
+        <translation>主题</translation>
+    </message>
+    <message>
+        <source>Default system prompt</source>
+        <translation>默认系统提示词</translation>
+    </message>
+    <message>
+        <source>API</source>
+        <translation>API</translation>
+    </message>
+    <message>
+        <source>New conversations start with these settings; each conversation can change them (Conversation settings).</source>
+        <translation>新对话使用这些设置；每个对话都可以单独修改（对话设置）。</translation>
+    </message>
+</context>
+<context>
+    <name>StatusBar</name>
+    <message>
+        <source>No model loaded</source>
+        <translation>未加载模型</translation>
+    </message>
+    <message>
+        <source>Cancel</source>
+        <translation>取消</translation>
+    </message>
+    <message>
+        <source>RAM {0}</source>
+        <translation>内存 {0}</translation>
+    </message>
+    <message>
+        <source>{0} on {1} · {2}</source>
+        <translation>{0}，运行于 {1} · {2}</translation>
+    </message>
+    <message>
+        <source>Context {0} / {1}</source>
+        <translation>上下文 {0} / {1}</translation>
+    </message>
+    <message>
+        <source>Loading the model…</source>
+        <translation>正在加载模型…</translation>
+    </message>
+</context>
+</TS>

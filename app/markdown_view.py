@@ -1,0 +1,84 @@
+"""Read-only rich text that grows to fit its content: Qt's own Markdown, code blocks on a tinted background."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QColor, QFontDatabase, QPalette, QTextBlockFormat, QTextCharFormat, QTextCursor, \
+    QTextFormat
+from PySide6.QtWidgets import QApplication, QFrame, QSizePolicy, QTextBrowser
+
+
+def code_background(palette: QPalette) -> QColor:
+    """A tint between the text and its background, readable in light and dark themes."""
+    base, text = palette.color(QPalette.ColorRole.Base), palette.color(QPalette.ColorRole.Text)
+    mix = 0.08 if base.lightness() > 128 else 0.14
+    return QColor(*(round(a + (b - a) * mix) for a, b in ((base.red(), text.red()), (base.green(), text.green()),
+                                                          (base.blue(), text.blue()))))
+
+
+def is_code_block(block_format: QTextBlockFormat) -> bool:
+    return (block_format.nonBreakableLines() or block_format.hasProperty(QTextFormat.Property.BlockCodeFence)
+            or block_format.hasProperty(QTextFormat.Property.BlockCodeLanguage))
+
+
+class MarkdownView(QTextBrowser):
+    """One message's text. ``set_text`` re-renders; the widget's height follows the document."""
+
+    def __init__(self, parent=None, markdown: bool = True):
+        super().__init__(parent)
+        self.markdown = markdown
+        self.source_text = ""
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setOpenExternalLinks(True)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+        self.viewport().setAutoFillBackground(False)
+        self.setStyleSheet("QTextBrowser { background: transparent; }")
+        self.document().setDocumentMargin(2)
+        self.document().documentLayout().documentSizeChanged.connect(self._fit)
+
+    def set_text(self, text: str) -> None:
+        self.source_text = text
+        if self.markdown:
+            self.setMarkdown(text)
+            self._style_code_blocks()
+        else:
+            self.setPlainText(text)
+        self._fit()
+
+    def _style_code_blocks(self) -> None:
+        # the application's palette: this widget's own Base is transparent (it sits on its card)
+        background = code_background(QApplication.palette())
+        mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        block = self.document().begin()
+        while block.isValid():
+            if is_code_block(block.blockFormat()):
+                cursor = QTextCursor(block)
+                fmt = QTextBlockFormat()
+                fmt.setBackground(background)
+                fmt.setLeftMargin(6)
+                fmt.setRightMargin(6)
+                cursor.mergeBlockFormat(fmt)
+                cursor.select(QTextCursor.SelectionType.BlockUnderCursor)
+                chars = QTextCharFormat()
+                chars.setFontFamilies([mono.family()])
+                cursor.mergeCharFormat(chars)
+            block = block.next()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self, *_args) -> None:
+        self.document().setTextWidth(self.viewport().width())
+        height = int(self.document().size().height()) + 2 * self.frameWidth()
+        bar = self.horizontalScrollBar()
+        if bar.isVisible():
+            height += bar.sizeHint().height()
+        if height != self.height():
+            self.setFixedHeight(max(height, self.fontMetrics().height() + 4))
+
+    def sizeHint(self) -> QSize:
+        return QSize(super().sizeHint().width(), self.height())

@@ -1,0 +1,166 @@
+"""Choosing the model: built-in or LLaMA2/3 files, backend, weight format, threads; files checked before loading.
+
+"Check files" runs the engine's ``check_model_files`` off the UI thread and shows its summary or
+its message (the engine's words, never a traceback). The LLaMA downloads are offered next to the
+file fields, and fill them in when done.
+"""
+
+from __future__ import annotations
+
+import os
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from .background import Task
+from .download_panel import DownloadPanel
+from .preferences import ModelChoice
+
+
+class PathField(QWidget):
+    def __init__(self, caption: str, file_filter: str, parent=None):
+        super().__init__(parent)
+        self.caption, self.file_filter = caption, file_filter
+        self.edit = QLineEdit(self)
+        browse = QPushButton(self.tr("Browse…"), self)
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.edit, 1)
+        row.addWidget(browse)
+
+    def _browse(self) -> None:
+        start = self.edit.text() or self.edit.placeholderText()
+        path, _ = QFileDialog.getOpenFileName(self, self.caption, start, self.file_filter)
+        if path:
+            self.edit.setText(path)
+
+    def text(self) -> str:
+        return self.edit.text().strip()
+
+
+class ModelSetupForm(QWidget):
+    checked = Signal(bool, str)           # files are fine, what the user sees
+
+    def __init__(self, choice: ModelChoice, parent=None):
+        super().__init__(parent)
+        self.source = QComboBox()
+        self.source.addItem(self.tr("Built-in: SmolLM2-135M-Instruct (small, no download)"), "builtin")
+        self.source.addItem(self.tr("LLaMA2-7B (MindSpore checkpoint)"), "llama2")
+        self.source.addItem(self.tr("LLaMA3-8B (MindSpore checkpoint)"), "llama3")
+        self.checkpoint = PathField(self.tr("Checkpoint"), self.tr("Checkpoints (*.ckpt *.safetensors);;All files (*)"))
+        self.tokenizer = PathField(self.tr("Tokenizer"), self.tr("Tokenizer (*.model *.json);;All files (*)"))
+        self.config = PathField(self.tr("Config"), self.tr("Config (*.yaml *.yml);;All files (*)"))
+        self.backend = QComboBox()
+        self.backend.addItem(self.tr("Automatic"), "auto")
+        from engine import backend_names  # light: names only, no backend is imported
+        for name in backend_names():
+            self.backend.addItem(name, name)
+        self.weight_format = QComboBox()
+        self.weight_format.addItem(self.tr("As stored in the file"), "auto")
+        self.weight_format.addItem(self.tr("8-bit (int8, cpu backend; about half the memory)"), "int8")
+        self.threads = QSpinBox(minimum=0, maximum=max(os.cpu_count() or 1, 1))
+        self.threads.setSpecialValueText(self.tr("Automatic (one per core)"))
+        self.context_length = QSpinBox(minimum=0, maximum=131072, singleStep=512)
+        self.context_length.setSpecialValueText(self.tr("The model's own"))
+        self.context_length.setToolTip(self.tr("Tokens the model sees at once: less needs less memory, and older "
+                                               "turns are left out sooner"))
+        self.check_button = QPushButton(self.tr("Check files"))
+        self.check_button.clicked.connect(self.check)
+        self.result = QLabel()
+        self.result.setWordWrap(True)
+        self.result.setObjectName("checkResult")
+        form = QFormLayout()
+        form.addRow(self.tr("Model"), self.source)
+        form.addRow(self.tr("Checkpoint"), self.checkpoint)
+        form.addRow(self.tr("Tokenizer"), self.tokenizer)
+        form.addRow(self.tr("Config"), self.config)
+        form.addRow(self.tr("Backend"), self.backend)
+        form.addRow(self.tr("Weights"), self.weight_format)
+        form.addRow(self.tr("Threads"), self.threads)
+        form.addRow(self.tr("Context length"), self.context_length)
+        self.downloads = QGroupBox(self.tr("Download the model"))
+        self.download = DownloadPanel(self.downloads)
+        QVBoxLayout(self.downloads).addWidget(self.download)
+        self.download.downloaded.connect(self._downloaded)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        row = QHBoxLayout()
+        row.addWidget(self.check_button)
+        row.addWidget(self.result, 1)
+        layout.addLayout(row)
+        layout.addWidget(self.downloads)
+        layout.addStretch(1)
+        self.task: Task | None = None
+        self.source.currentIndexChanged.connect(self._source_changed)
+        self.set_choice(choice)
+
+    def set_choice(self, choice: ModelChoice) -> None:
+        self.source.setCurrentIndex(max(self.source.findData(choice.source), 0))
+        self.checkpoint.edit.setText(choice.checkpoint)
+        self.tokenizer.edit.setText(choice.tokenizer)
+        self.config.edit.setText(choice.config)
+        self.backend.setCurrentIndex(max(self.backend.findData(choice.backend), 0))
+        self.weight_format.setCurrentIndex(max(self.weight_format.findData(choice.weight_format), 0))
+        self.threads.setValue(choice.threads)
+        self.context_length.setValue(choice.context_length)
+        self._source_changed()
+
+    def choice(self) -> ModelChoice:
+        return ModelChoice(source=self.source.currentData(), checkpoint=self.checkpoint.text(),
+                           tokenizer=self.tokenizer.text(), config=self.config.text(),
+                           backend=self.backend.currentData(), weight_format=self.weight_format.currentData(),
+                           threads=self.threads.value(), context_length=self.context_length.value())
+
+    def _source_changed(self) -> None:
+        source = self.source.currentData()
+        llama = source != "builtin"
+        for field in (self.checkpoint, self.tokenizer, self.config):
+            field.setEnabled(llama)
+        self.downloads.setVisible(llama)
+        if llama:
+            from engine.paths import default_model_files
+            defaults = default_model_files(2 if source == "llama2" else 3)
+            self.checkpoint.edit.setPlaceholderText(str(defaults["checkpoint"]))
+            self.tokenizer.edit.setPlaceholderText(str(defaults["tokenizer"]))
+            self.config.edit.setPlaceholderText(str(defaults["config"]))
+            self.download.set_model(source)
+        self.result.clear()
+
+    def check(self) -> None:
+        """Validate the chosen files against each other (no weights are read); shows the outcome."""
+        choice = self.choice()
+        if choice.source == "builtin":
+            self._show(True, self.tr("The built-in model needs no files."))
+            return
+        if self.task is not None and self.task.running:
+            return
+
+        def job(_report):
+            from engine import check_model_files
+            return check_model_files(**choice.load_arguments())
+        self.check_button.setEnabled(False)
+        self.result.setText(self.tr("Checking…"))
+        self.task = Task(job, then=self._summary, otherwise=self._problem, parent=self).start()
+
+    def _summary(self, s: dict) -> None:
+        self._show(True, self.tr("OK: {0} layers, hidden size {1}, vocabulary {2}, context {3}, {4:.1f} GB of "
+                                 "{5} weights.").format(s["layers"], s["hidden_size"], s["vocab_size"],
+                                                        s["context_length"], s["weight_bytes"] / 1e9,
+                                                        "/".join(s["stored_dtypes"])))
+
+    def _problem(self, exc) -> None:
+        self._show(False, str(exc) if hasattr(exc, "subject") else
+                   self.tr("The files could not be checked: {0}").format(exc))
+
+    def _show(self, ok: bool, text: str) -> None:
+        self.check_button.setEnabled(True)
+        self.result.setProperty("ok", ok)
+        self.result.setStyleSheet("" if ok else "color: #c0392b;")
+        self.result.setText(text)
+        self.checked.emit(ok, text)
+
+    def _downloaded(self, name: str) -> None:
+        if self.source.currentData() == name:
+            self.check()

@@ -1,0 +1,117 @@
+"""Settings: General (language, theme, default system prompt, local API server), Model, Answers."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout, QLabel,
+                               QPlainTextEdit, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
+
+from .conversation_settings import GenerationForm, check_values
+from .model_setup import ModelSetupForm
+from .preferences import GENERATION_FIELDS, Preferences, generation_values
+
+
+def api_server_available() -> bool:
+    return importlib.util.find_spec("api_server") is not None
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, prefs: Preferences, parent=None, page: str = "general", api_address: str = ""):
+        super().__init__(parent)
+        self.prefs = copy.deepcopy(prefs)
+        self.setWindowTitle(self.tr("Settings"))
+        self.resize(720, 560)
+        self.tabs = QTabWidget(self)
+        self.tabs.addTab(self._general(api_address), self.tr("General"))
+        self.model = ModelSetupForm(self.prefs.model)
+        self.tabs.addTab(self.model, self.tr("Model"))
+        self.tabs.addTab(self._answers(), self.tr("Answers"))
+        self.tabs.setCurrentIndex({"general": 0, "model": 1, "answers": 2}.get(page, 0))
+        self.error = QLabel()
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #c0392b;")
+        self.error.hide()
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.tabs, 1)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+
+    def _general(self, api_address: str) -> QWidget:
+        page = QWidget()
+        self.language = QComboBox()
+        self.language.addItem(self.tr("System language"), "")
+        self.language.addItem("English", "en")
+        self.language.addItem("简体中文", "zh_CN")
+        self.language.setCurrentIndex(max(self.language.findData(self.prefs.language), 0))
+        self.theme = QComboBox()
+        self.theme.addItem(self.tr("Follow the system"), "system")
+        self.theme.addItem(self.tr("Light"), "light")
+        self.theme.addItem(self.tr("Dark"), "dark")
+        self.theme.setCurrentIndex(max(self.theme.findData(self.prefs.theme), 0))
+        self.system_prompt = QPlainTextEdit(self.prefs.chat.system_prompt)
+        self.system_prompt.setPlaceholderText(self.tr("Empty: the model's own default"))
+        self.api = QCheckBox(self.tr("Local API server (OpenAI-style, this computer only)"))
+        self.api.setChecked(self.prefs.api_server)
+        self.port = QSpinBox(minimum=1024, maximum=65535, value=self.prefs.api_port)
+        self.api_address = QLabel()
+        api_row = QHBoxLayout()
+        api_row.addWidget(self.api)
+        api_row.addWidget(QLabel(self.tr("Port")))
+        api_row.addWidget(self.port)
+        api_row.addStretch(1)
+        if not api_server_available():
+            for widget in (self.api, self.port):
+                widget.setEnabled(False)
+                widget.setToolTip(self.tr("The local API server is not part of this version yet."))
+            self.api.setChecked(False)
+            self.api_address.setText(self.tr("Not available in this version."))
+        else:
+            self.api_address.setText(api_address or self.tr("Will listen on http://127.0.0.1:{0}").format(
+                self.port.value()))
+            self.port.valueChanged.connect(lambda p: self.api_address.setText(
+                self.tr("Will listen on http://127.0.0.1:{0}").format(p)))
+        form = QFormLayout(page)
+        form.addRow(self.tr("Language"), self.language)
+        form.addRow(self.tr("Theme"), self.theme)
+        form.addRow(self.tr("Default system prompt"), self.system_prompt)
+        form.addRow(self.tr("API"), api_row)
+        form.addRow("", self.api_address)
+        return page
+
+    def _answers(self) -> QWidget:
+        page = QWidget()
+        self.generation = GenerationForm()
+        self.generation.set_values(generation_values(self.prefs.chat, {}))
+        layout = QVBoxLayout(page)
+        layout.addWidget(QLabel(self.tr("New conversations start with these settings; each conversation can "
+                                        "change them (Conversation settings).")))
+        layout.addWidget(self.generation)
+        layout.addStretch(1)
+        return page
+
+    def accept(self) -> None:
+        problem = check_values(self.generation.values())
+        if problem:
+            self.tabs.setCurrentIndex(2)
+            self.error.setText(problem)
+            self.error.show()
+            return
+        super().accept()
+
+    def result_prefs(self) -> Preferences:
+        prefs = self.prefs
+        prefs.language = self.language.currentData()
+        prefs.theme = self.theme.currentData()
+        prefs.chat.system_prompt = self.system_prompt.toPlainText()
+        for name, value in self.generation.values().items():
+            if name in GENERATION_FIELDS:
+                setattr(prefs.chat, name, value)
+        prefs.api_server = self.api.isChecked()
+        prefs.api_port = self.port.value()
+        prefs.model = self.model.choice()
+        return prefs

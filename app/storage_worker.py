@@ -1,0 +1,140 @@
+"""The chat history on its own thread, so a slow disk never freezes the window.
+
+``Storage`` (UI thread) sends requests as queued signals to ``StorageWorker`` (storage thread),
+which owns the only SQLite connection. Replies come back as signals and run the caller's
+callback on the UI thread. Streamed answer text may be sent straight from the engine's thread
+(``append_text``); it is gathered and committed every ``FLUSH_MS``, so a killed process loses at
+most the last quarter second of an answer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Callable
+
+from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
+
+from .export import write_export
+from .storage import ChatStore, StorageError
+from .worker_thread import WorkerThread
+
+FLUSH_MS = 250
+log = logging.getLogger(__name__)
+
+
+class StorageWorker(QObject):
+    replied = Signal(int, object)        # request id, result
+    failed = Signal(int, str)            # request id (0: nobody waits), message for the user
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+        self.store: ChatStore | None = None
+        self._pending: dict[str, str] = {}
+        self._timer = QTimer(self)       # a child: it moves to the storage thread with its parent
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(FLUSH_MS)
+        self._timer.timeout.connect(self._flush)
+
+    def _open(self) -> ChatStore:
+        if self.store is None:
+            self.store = ChatStore(self.path)
+        return self.store
+
+    @Slot(str, object, int)
+    def run(self, op: str, args: tuple, request_id: int) -> None:
+        try:
+            self._flush()  # earlier streamed text first: requests apply in the order they were sent
+            handler = getattr(self, "op_" + op, None)
+            result = handler(*args) if handler else getattr(self._open(), op)(*args)
+        except (StorageError, sqlite3.Error, OSError) as exc:
+            log.warning("storage %s failed: %s", op, exc)
+            self.failed.emit(request_id, str(exc))
+            return
+        if request_id:
+            self.replied.emit(request_id, result)
+
+    @Slot(str, str)
+    def append_text(self, message_uid: str, text: str) -> None:
+        self._pending[message_uid] = self._pending.get(message_uid, "") + text
+        if not self._timer.isActive():
+            self._timer.start()
+
+    @Slot()
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        pieces, self._pending = self._pending, {}
+        try:
+            self._open().append_texts(pieces)
+        except (StorageError, sqlite3.Error) as exc:
+            self.failed.emit(0, str(exc))
+
+    def op_load(self, conversation_uid: str):
+        store = self._open()
+        return store.conversation(conversation_uid), store.messages(conversation_uid)
+
+    def op_export(self, conversation_uid: str, path: str) -> str:
+        conversation, messages = self.op_load(conversation_uid)
+        if conversation is None:
+            raise StorageError("This conversation no longer exists.")
+        return str(write_export(path, conversation, messages))
+
+    def op_close(self) -> None:
+        self._timer.stop()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        # back to the main thread, where this object (and its timer) will be destroyed
+        self.moveToThread(QCoreApplication.instance().thread())
+        QThread.currentThread().quit()   # after every request sent before this one
+
+
+class Storage(QObject):
+    """The UI thread's handle: ``call(op, *args, then=callback)``; errors go to ``error``."""
+
+    error = Signal(str)
+    _request = Signal(str, object, int)
+
+    def __init__(self, path: Path, parent: QObject | None = None):
+        super().__init__(parent)
+        self.path = Path(path)
+        self._ids = itertools.count(1)
+        self._callbacks: dict[int, tuple[Callable | None, Callable | None]] = {}
+        self.thread = WorkerThread("storage")
+        self.worker = StorageWorker(self.path)
+        self.worker.moveToThread(self.thread)
+        self._request.connect(self.worker.run)
+        self.worker.replied.connect(self._on_reply)
+        self.worker.failed.connect(self._on_failed)
+        self.thread.start()
+
+    def call(self, op: str, *args, then: Callable | None = None, otherwise: Callable | None = None) -> None:
+        request_id = next(self._ids) if (then or otherwise) else 0
+        if request_id:
+            self._callbacks[request_id] = (then, otherwise)
+        self._request.emit(op, args, request_id)
+
+    @Slot(int, object)
+    def _on_reply(self, request_id: int, result) -> None:
+        then, _ = self._callbacks.pop(request_id, (None, None))
+        if then:
+            then(result)
+
+    @Slot(int, str)
+    def _on_failed(self, request_id: int, message: str) -> None:
+        _, otherwise = self._callbacks.pop(request_id, (None, None))
+        if otherwise:
+            otherwise(message)
+        else:
+            self.error.emit(message)
+
+    def close(self, timeout_ms: int = 10_000) -> None:
+        """Write what is pending, close the file and end the thread (waits for the disk, at exit only)."""
+        if self.thread.isRunning():
+            self._request.emit("close", (), 0)
+            if not self.thread.wait(timeout_ms):
+                log.error("the storage thread did not finish in %d ms", timeout_ms)
