@@ -8,8 +8,9 @@ imports it, and does, in order:
 1. refuse any version but 2.0.0 (the release made for MindSpore 2.10; the
    patches below replace named methods of that release's source);
 2. point its log folder at our user-data folder (it writes ``./output/log``
-   by default, which fails in a read-only working folder) and keep its INFO
-   lines off the console, where they would interleave with the chat;
+   by default, which fails in a read-only working folder), keep its INFO
+   lines off the console, where they would interleave with the chat, and
+   undo its takeover of ``warnings.showwarning``;
 3. stand in for ``hyper_parallel`` (required, not on PyPI): ``models/__init__``
    imports the DeepSeek models, which import names from it and call one at
    import time; the LLaMA we run never uses it, so any attribute is a
@@ -36,6 +37,7 @@ import logging
 import os
 import sys
 import types
+import warnings
 
 from .errors import EngineError
 from .paths import user_data_dir
@@ -77,6 +79,7 @@ def import_mindformers():
     os.environ["ENFORCE_EAGER"] = "false"
     if importlib.util.find_spec("hyper_parallel") is None:
         sys.meta_path.insert(0, _HyperParallelStandIn())
+    showwarning = warnings.showwarning  # MindFormers replaces it, for the whole process, on import
     try:
         import mindformers
         from mindformers.modules import infer_attention, paged_attention_mgr
@@ -85,6 +88,8 @@ def import_mindformers():
     except Exception as exc:  # noqa: BLE001 - any import failure means the install is broken
         raise EngineError(f"MindFormers failed to import ({type(exc).__name__}: {exc}). Reinstall it: "
                           f"{INSTALL_HINT}", subject="settings") from None
+    finally:
+        warnings.showwarning = showwarning
     _quiet_console()
     if not _applied:
         infer_attention.InferRotaryEmbedding.construct = kernels.rotary_embedding

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
 import pytest
 
 import reference_llama as ref
-from fixtures import make_executor, run_cli
+from fixtures import ROOT, make_executor
 
 RTOL = 1e-4
 LLAMA2_PROMPT = [1, 15, 300, 7, 999]
@@ -131,11 +134,21 @@ def test_stop_between_prefill_chunks(mf_llama2):
 
 
 @needs_mindformers
-def test_run_model_backend_mindformers_with_a_real_tokenizer(llama2_tiny, llama2_model):
+def test_run_model_backend_mindformers_with_a_real_tokenizer(llama2_tiny, llama2_model, tmp_path):
+    """Also: MindFormers writes nothing into the working folder (its logs go to the user-data folder)."""
     ckpt, yml, weights, spec = llama2_tiny
-    result = run_cli("run_model.py", "-V", "2", "-C", yml, "-M", ckpt, "-F", llama2_model, "--backend", "mindformers",
-                     "--prompt", "Hello, 世界", "--greedy", "--max-new-tokens", "8", "--json")
+    work, home = tmp_path / "work", tmp_path / "home"
+    work.mkdir()
+    env = dict(os.environ, PYTHONIOENCODING="utf-8", GLOG_v="3", LLAMA_DESK_HOME=str(home))
+    env.pop("LOCAL_DEFAULT_PATH", None)
+    env.pop("LOG_MF_PATH", None)
+    result = subprocess.run([sys.executable, str(ROOT / "run_model.py"), "-V", "2", "-C", str(yml), "-M", str(ckpt),
+                             "-F", str(llama2_model), "--backend", "mindformers", "--prompt", "Hello, 世界",
+                             "--greedy", "--max-new-tokens", "8", "--json"], capture_output=True, text=True,
+                            encoding="utf-8", env=env, cwd=work, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert list(work.iterdir()) == []
+    assert any((home / "logs" / "mindformers").rglob("*.log"))
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["model"]["executor"] == "mindformers"
     want = ref.greedy(weights, spec.hp, out["prompt_ids"], 8, stop={spec.eos})
