@@ -177,3 +177,32 @@ def test_gpu_and_int8_are_refused(llama2_tiny):
     if _mindformers_missing() is None:
         with pytest.raises(EngineError, match="int8"):
             make_executor("mindformers", llama2_tiny[0], llama2_tiny[1], weight_format="int8")
+
+
+@needs_mindformers
+def test_mindformers_own_prefill_attention_agrees_with_our_kernels(llama2_tiny, mf_llama2):
+    """The backend's attention and RoPE are our CPU stand-ins for Ascend kernels; MindFormers' standard
+    (non-chunked) prefill computes attention with its own plain ops. Both must give the same logits."""
+    import mindspore as ms
+    from mindformers.models.llama import LlamaConfig, LlamaForCausalLM
+    from mindspore.nn.utils import no_init_parameters
+
+    from engine.config import load_config
+    from engine.mindformers_config import BLOCK_SIZE, mindformers_settings, yaml_model_config
+
+    ckpt, yml, weights, spec = llama2_tiny
+    settings = mindformers_settings(load_config(yml), yaml_model_config(yml), 64, LlamaConfig)
+    settings["chunk_prefill"] = False
+    with no_init_parameters():
+        net = LlamaForCausalLM(LlamaConfig(**settings))
+    for name, param in net.parameters_and_names():
+        value = np.zeros(param.shape, np.float32) if name.endswith("_cache") else weights[name]
+        param.set_data(ms.Tensor(np.ascontiguousarray(value, dtype=np.float32)))
+    prompt = LLAMA2_PROMPT
+    ids = np.zeros((1, 64), np.int32)      # static shapes: padded to seq_length, as MindFormers does
+    ids[0, :len(prompt)] = prompt
+    slots = np.where(np.arange(64) < len(prompt), np.arange(64), -1).astype(np.int32)
+    logits, _, _ = net(ms.Tensor(ids), batch_valid_length=ms.Tensor(np.array([len(prompt)], np.int32)),
+                       block_tables=ms.Tensor(np.arange(64 // BLOCK_SIZE, dtype=np.int32).reshape(1, -1)),
+                       slot_mapping=ms.Tensor(slots))
+    _close(mf_llama2.prefill(prompt, 0), logits.asnumpy().reshape(-1))
