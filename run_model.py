@@ -48,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quantize", choices=("none", "int8"), default="none",
                    help="int8: 8-bit weights in blocks of 32 (half the memory of fp16/bf16; cpu backend)")
     p.add_argument("--threads", type=int, help="compute threads (default: one per physical core)")
+    p.add_argument("--kv-cache", choices=("float16", "float32"), default="float16",
+                   help="KV cache element type (cpu backend): float16 halves its memory (default)")
     p.add_argument("--verify", action="store_true",
                    help="read every tensor of the checkpoint, report any holding NaN/Inf, and exit")
     p.add_argument("--json", action="store_true", help="print one JSON object (last line of stdout)")
@@ -93,7 +95,7 @@ def _load(args):
                          builtin=use_builtin, need_tokenizer=need_tokenizer, max_seq_len=args.max_seq_len,
                          backend=args.backend, device=args.device,
                          weight_format="int8" if args.quantize == "int8" else "auto", threads=args.threads,
-                         progress=_progress)
+                         kv_cache=args.kv_cache, progress=_progress)
     for note in engine.info.notes:
         print(f"note: {note}", file=sys.stderr)
     return engine

@@ -19,6 +19,7 @@ from .errors import EngineError
 
 DEVICES = ("auto", "cpu", "gpu")
 WEIGHT_FORMATS = ("auto", "stored", "int8", "float32")
+KV_CACHE_TYPES = ("float16", "float32")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class ExecutorOptions:
     device: str = "CPU"              # "CPU" or "GPU" (MindSpore's spelling)
     weight_format: str = "stored"    # "stored" (as in the file), "int8", "float32"
     threads: int | None = None       # None: one per physical core
+    kv_cache: str = "float16"        # "float16" or "float32" (executors that have only one ignore it)
     config_path: Path | None = None  # the yaml ``cfg`` came from, for executors that read more of it
 
 
@@ -69,13 +71,15 @@ def get_backend(name: str) -> BackendEntry:
     return entry
 
 
-def check_choice(backend: str, device: str, weight_format: str) -> None:
+def check_choice(backend: str, device: str, weight_format: str, kv_cache: str = "float16") -> None:
     if backend != "auto":
         get_backend(backend)
     if device not in DEVICES:
         raise EngineError(f"Unknown device {device!r}. Use one of: {', '.join(DEVICES)}.")
     if weight_format not in WEIGHT_FORMATS:
         raise EngineError(f"Unknown weight format {weight_format!r}. Use one of: {', '.join(WEIGHT_FORMATS)}.")
+    if kv_cache not in KV_CACHE_TYPES:
+        raise EngineError(f"Unknown KV cache type {kv_cache!r}. Use one of: {', '.join(KV_CACHE_TYPES)}.")
 
 
 def resolve(backend: str, device: str) -> tuple[BackendEntry, str]:

@@ -154,17 +154,19 @@ def load_engine(version: int | None = None, config_path: str | Path | None = Non
                 tokenizer_path: str | Path | None = None, checkpoint_path: str | Path | None = None, *,
                 fast: bool = False, builtin: bool = False, need_tokenizer: bool = True,
                 max_seq_len: int | None = None, backend: str = "auto", device: str = "auto",
-                weight_format: str = "auto", threads: int | None = None, verify_crc: bool = True,
-                progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> ChatEngine:
+                weight_format: str = "auto", threads: int | None = None, kv_cache: str = "float16",
+                verify_crc: bool = True, progress: ProgressFn | None = None,
+                cancel: threading.Event | None = None) -> ChatEngine:
     """Load LLaMA2 (version=2), LLaMA3 (version=3) or the built-in model (builtin=True).
 
     ``backend``: "auto" (a usable GPU through MindSpore, else the cpu executor), "cpu",
     "mindspore", or any registered name. ``weight_format``: "auto"/"stored" (as in the file) or
-    "int8". ``threads``: compute threads (default: one per physical core). ``cancel`` stops
-    loading (raises ``Cancelled``) between tensors.
+    "int8". ``threads``: compute threads (default: one per physical core). ``kv_cache``:
+    "float16" (half the memory) or "float32". ``cancel`` stops loading (raises ``Cancelled``)
+    between tensors.
     """
     start = time.perf_counter()
-    check_choice(backend, device, weight_format)
+    check_choice(backend, device, weight_format, kv_cache)
     if max_seq_len is not None and (isinstance(max_seq_len, bool) or not isinstance(max_seq_len, int)
                                     or max_seq_len < 2):
         raise EngineError(f"The context length must be a whole number of at least 2 tokens, got {max_seq_len!r}.",
@@ -183,7 +185,7 @@ def load_engine(version: int | None = None, config_path: str | Path | None = Non
             raise EngineError(f"The {entry.name} backend cannot run here: {reason}", subject="settings")
         options = ExecutorOptions(max_seq_len=min(max_seq_len or cfg.seq_length, cfg.seq_length), device=ms_device,
                                   weight_format="stored" if weight_format == "auto" else weight_format,
-                                  threads=threads, config_path=files.config_path)
+                                  threads=threads, kv_cache=kv_cache, config_path=files.config_path)
         need = _check_memory(entry, cfg, source, options)
         if cancel is not None and cancel.is_set():
             raise Cancelled("Loading was cancelled.")

@@ -44,6 +44,17 @@ class MappedFile:
     def array(self, dtype, count: int, offset: int) -> np.ndarray:
         return np.frombuffer(self.map, dtype=dtype, count=count, offset=offset)
 
+    def read_into(self, offset: int, dest: memoryview) -> None:
+        """Fill ``dest`` from the file at ``offset`` with ordinary reads (no mapped pages touched)."""
+        self._file.seek(offset)
+        got = 0
+        while got < len(dest):
+            n = self._file.readinto(dest[got:])
+            if not n:
+                raise CheckpointError(f"{self.path} ended early while reading it: was it changed or truncated "
+                                      "after it was opened?")
+            got += n
+
     def release_range(self, offset: int, nbytes: int) -> None:
         """Tell the OS we are done with these pages, so resident memory stays near what we keep."""
         advice = getattr(mmap, "MADV_DONTNEED", None)  # absent on Windows: pages age out instead
@@ -141,6 +152,28 @@ class TensorSource:
                     dest[...] = block
                 pos += block.size
                 info.file.release_range(offset + begin * size, block.size * size)
+        return out
+
+    def read_rows(self, name: str, r0: int, r1: int) -> np.ndarray:
+        """Rows r0..r1 of a 2-D tensor in its stored dtype, read through the file rather than the map.
+
+        Reading (unlike touching mapped pages) does not add the file to this
+        process's resident memory: converting a whole checkpoint this way keeps
+        RSS at what is converted, on Windows too.
+        """
+        info = self.tensors[name]
+        size = itemsize(info.dtype)
+        row_bytes = int(prod(info.shape[1:])) * size
+        out = np.empty((r1 - r0,) + tuple(info.shape[1:]), numpy_view_dtype(info.dtype))
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        want_begin, want_end = r0 * row_bytes, r1 * row_bytes
+        chunk_begin = filled = 0
+        for offset, nbytes in info.chunks:
+            lo, hi = max(want_begin, chunk_begin), min(want_end, chunk_begin + nbytes)
+            if lo < hi:
+                info.file.read_into(offset + lo - chunk_begin, view[filled:filled + hi - lo])
+                filled += hi - lo
+            chunk_begin += nbytes
         return out
 
     def release(self, name: str) -> None:

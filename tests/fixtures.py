@@ -34,7 +34,8 @@ def llama3_chunked():
     return ckpt, yml, weights, mf.LLAMA3_CHUNKED
 
 
-def make_executor(backend: str, ckpt, yml, *, max_seq_len=None, weight_format="stored", threads=None):
+def make_executor(backend: str, ckpt, yml, *, max_seq_len=None, weight_format="stored", threads=None,
+                  kv_cache="float16"):
     """An executor from the registry, built the way load_engine builds it (it owns the source)."""
     from engine.backends import ExecutorOptions, get_backend
     from engine.config import load_config
@@ -44,7 +45,8 @@ def make_executor(backend: str, ckpt, yml, *, max_seq_len=None, weight_format="s
     source = open_weights(ckpt)
     validate_weights(source, cfg)
     options = ExecutorOptions(max_seq_len=max_seq_len or cfg.seq_length, device="CPU",
-                              weight_format=weight_format, threads=threads, config_path=Path(yml))
+                              weight_format=weight_format, threads=threads, kv_cache=kv_cache,
+                              config_path=Path(yml))
     return get_backend(backend).executor_class()(cfg, source, options)
 
 

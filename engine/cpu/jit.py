@@ -1,0 +1,98 @@
+"""numba, set up once: its compile cache in the user-data folder, the thread count, and bit-level casts.
+
+An installed program's folder may be read-only, so compiled kernels are cached
+under ``<user data>/jit-cache`` (set before numba is imported; the first start
+compiles for tens of seconds, later ones load in about a second). numba has
+no float16/bfloat16 scalar types, so the casts are tiny LLVM intrinsics:
+``widen`` turns stored bits into float32 (fp16 through LLVM's ``fpext half``,
+which becomes F16C's ``vcvtph2ps`` on x86; bf16 by a 16-bit shift; float32
+unchanged) and ``to_half_bits`` rounds float32 to fp16 bits for the KV cache.
+The element type of the array says the format: uint16 = fp16, int16 = bf16.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..paths import user_data_dir
+
+_user_choice = os.environ.get("NUMBA_CACHE_DIR")
+CACHE_DIR = Path(_user_choice) if _user_choice else user_data_dir() / "jit-cache"
+os.environ["NUMBA_CACHE_DIR"] = str(CACHE_DIR)  # numba reads it once, at import
+
+import numba  # noqa: E402  (after the cache folder is chosen)
+from llvmlite import ir  # noqa: E402
+from numba import types  # noqa: E402
+from numba.extending import intrinsic  # noqa: E402
+
+numba.config.CACHE_DIR = str(CACHE_DIR)
+if _user_choice is None:
+    del os.environ["NUMBA_CACHE_DIR"]  # child processes choose their own (their LLAMA_DESK_HOME may differ)
+# What the kernels are compiled with: fastmath lets LLVM reorder sums (vectorized reductions).
+KERNEL = dict(nogil=True, fastmath=True, cache=True, error_model="numpy", boundscheck=False)
+PARALLEL = dict(KERNEL, parallel=True)
+
+
+@intrinsic
+def widen(typingctx, bits):
+    """float32 value of one stored weight: uint16 = fp16 bits, int16 = bf16 bits, float32 as is."""
+    if bits == types.uint16:
+        def codegen(context, builder, signature, args):
+            return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+    elif bits == types.int16:
+        def codegen(context, builder, signature, args):
+            wide = builder.shl(builder.zext(args[0], ir.IntType(32)), ir.Constant(ir.IntType(32), 16))
+            return builder.bitcast(wide, ir.FloatType())
+    elif bits == types.float32:
+        def codegen(context, builder, signature, args):
+            return args[0]
+    else:
+        return None
+    return types.float32(bits), codegen
+
+
+@intrinsic
+def to_half_bits(typingctx, value):
+    """fp16 bits (round to nearest even) of a float32."""
+    if value != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+    return types.uint16(value), codegen
+
+
+def physical_cores() -> int:
+    try:
+        import psutil
+        return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+    except ImportError:  # pragma: no cover
+        return max(1, os.cpu_count() or 1)
+
+
+def use_threads(threads: int | None) -> int:
+    """Set numba's thread count (default: one per physical core; never more than numba started)."""
+    n = min(threads or physical_cores(), numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(n)
+    return n
+
+
+def threading_layer() -> str:
+    try:
+        return numba.threading_layer()
+    except ValueError:  # not chosen until the first parallel kernel runs
+        return "not started"
+
+
+def _kernel_sources_digest() -> str:
+    import hashlib
+    digest = hashlib.sha256(numba.__version__.encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def compiled_marker(variant: str) -> Path:
+    """A file that exists once the kernels for ``variant`` (formats, cache type) were compiled and cached."""
+    return Path(numba.config.CACHE_DIR) / f"compiled-{_kernel_sources_digest()}-{variant}.ok"

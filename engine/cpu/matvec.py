@@ -1,0 +1,140 @@
+"""Matrix-vector products over stored weights: one kernel per format, chosen by the array's type.
+
+Decoding reads every weight once per token, so these decide the speed. Each
+kernel walks four rows at a time and shares every ``x[j]`` among them, with a
+long contiguous inner loop that LLVM vectorizes (the widening cast included).
+Formats:
+  * 2-byte (fp16 as uint16, bf16 as int16) and float32: ``W[n, k]``;
+  * ``int8`` blocks (Q8_0-like): ``W[n, k]`` int8 plus ``S[n, k // 32]`` float32
+    scales; a row's value is ``S[r, j // 32] * W[r, j]``.
+``matvec_rows`` is what the fused layer step calls; ``matvec`` is a parallel
+product on its own (the vocabulary projection, tensors split in chunks).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+
+from .jit import KERNEL, PARALLEL, widen
+
+BLOCK = 32   # weights per int8 block (one scale each)
+ROWS = 4     # rows per kernel step
+
+
+def matvec_rows(W, S, x, out, r0, r1):
+    """out[r] = W[r] . x for r in r0..r1 (r1 - r0 a multiple of ROWS, or the matrix's end)."""
+    raise NotImplementedError  # compiled through the overload below
+
+
+@njit(**KERNEL)
+def _wide_rows(W, S, x, out, r0, r1):
+    k = W.shape[1]
+    r = r0
+    while r + ROWS <= r1:
+        w0, w1, w2, w3 = W[r], W[r + 1], W[r + 2], W[r + 3]
+        a0 = a1 = a2 = a3 = np.float32(0.0)
+        for j in range(k):
+            xj = x[j]
+            a0 += widen(w0[j]) * xj
+            a1 += widen(w1[j]) * xj
+            a2 += widen(w2[j]) * xj
+            a3 += widen(w3[j]) * xj
+        out[r], out[r + 1], out[r + 2], out[r + 3] = a0, a1, a2, a3
+        r += ROWS
+    while r < r1:
+        w0 = W[r]
+        a0 = np.float32(0.0)
+        for j in range(k):
+            a0 += widen(w0[j]) * x[j]
+        out[r] = a0
+        r += 1
+
+
+@njit(**KERNEL)
+def _int8_rows(W, S, x, out, r0, r1):
+    k = W.shape[1]
+    nb = k // BLOCK
+    r = r0
+    while r + ROWS <= r1:
+        w0, w1, w2, w3 = W[r], W[r + 1], W[r + 2], W[r + 3]
+        a0 = a1 = a2 = a3 = np.float32(0.0)
+        for b in range(nb):
+            s0 = s1 = s2 = s3 = np.float32(0.0)
+            for j in range(b * BLOCK, b * BLOCK + BLOCK):
+                xj = x[j]
+                s0 += np.float32(w0[j]) * xj
+                s1 += np.float32(w1[j]) * xj
+                s2 += np.float32(w2[j]) * xj
+                s3 += np.float32(w3[j]) * xj
+            a0 += s0 * S[r, b]
+            a1 += s1 * S[r + 1, b]
+            a2 += s2 * S[r + 2, b]
+            a3 += s3 * S[r + 3, b]
+        out[r], out[r + 1], out[r + 2], out[r + 3] = a0, a1, a2, a3
+        r += ROWS
+    while r < r1:
+        w0 = W[r]
+        a0 = np.float32(0.0)
+        for b in range(nb):
+            s0 = np.float32(0.0)
+            for j in range(b * BLOCK, b * BLOCK + BLOCK):
+                s0 += np.float32(w0[j]) * x[j]
+            a0 += s0 * S[r, b]
+        out[r] = a0
+        r += 1
+
+
+@overload(matvec_rows, jit_options=KERNEL)
+def _matvec_rows_for(W, S, x, out, r0, r1):
+    if W.dtype == types.int8:
+        return lambda W, S, x, out, r0, r1: _int8_rows(W, S, x, out, r0, r1)
+    return lambda W, S, x, out, r0, r1: _wide_rows(W, S, x, out, r0, r1)
+
+
+@njit(**PARALLEL)
+def matvec(W, S, x, out):
+    """out = W @ x over all rows, split across threads in steps of ROWS rows."""
+    n = W.shape[0]
+    steps = (n + ROWS - 1) // ROWS
+    for t in prange(steps):
+        matvec_rows(W, S, x, out, t * ROWS, min(n, t * ROWS + ROWS))
+
+
+def widen_rows(W, S, r0, r1, out):
+    """out[i] = float32 row r0 + i of W (dequantized for int8): a tile for a BLAS matrix product."""
+    raise NotImplementedError  # compiled through the overload below
+
+
+@njit(**KERNEL)
+def _widen_wide(W, S, r0, r1, out):
+    k = W.shape[1]
+    for i in range(r1 - r0):
+        row, dest = W[r0 + i], out[i]
+        for j in range(k):
+            dest[j] = widen(row[j])
+
+
+@njit(**KERNEL)
+def _widen_int8(W, S, r0, r1, out):
+    k = W.shape[1]
+    for i in range(r1 - r0):
+        row, dest = W[r0 + i], out[i]
+        for b in range(k // BLOCK):
+            scale = S[r0 + i, b]
+            for j in range(b * BLOCK, b * BLOCK + BLOCK):
+                dest[j] = np.float32(row[j]) * scale
+
+
+@overload(widen_rows, jit_options=KERNEL)
+def _widen_rows_for(W, S, r0, r1, out):
+    if W.dtype == types.int8:
+        return lambda W, S, r0, r1, out: _widen_int8(W, S, r0, r1, out)
+    return lambda W, S, r0, r1, out: _widen_wide(W, S, r0, r1, out)
+
+
+@njit(**KERNEL)
+def widen_tile(W, S, r0, r1, out):
+    """Callable from Python: ``widen_rows`` into ``out[:r1 - r0]``."""
+    widen_rows(W, S, r0, r1, out)

@@ -1,0 +1,177 @@
+"""The cpu executor's own promises: zero-copy stored weights, exact 8-bit blocks, cancelling, closing.
+
+The 8-bit reference is written here from llama.cpp's Q8_0 rule (scale =
+max|w| / 127 per block of 32, values rounded half away from zero) and run
+through the independent numpy forward pass, so the int8 kernels are checked
+against arithmetic they share nothing with.
+"""
+
+from __future__ import annotations
+
+import mmap
+import threading
+
+import numpy as np
+import pytest
+
+import reference_llama as ref
+from fixtures import make_executor, run_cli
+
+from engine.executor import PrefillCancelled
+
+
+def q8_0_reference(w: np.ndarray) -> np.ndarray:
+    """float32 values an 8-bit (Q8_0) copy of ``w`` [rows, k] stands for."""
+    rows, k = w.shape
+    blocks = w.reshape(rows, k // 32, 32).astype(np.float32)
+    scale = (np.abs(blocks).max(axis=-1, keepdims=True) / np.float32(127.0)).astype(np.float32)
+    inv = np.where(scale > 0, np.float32(1.0) / np.where(scale > 0, scale, 1), 0).astype(np.float32)
+    scaled = blocks * inv
+    q = np.sign(scaled) * np.floor(np.abs(scaled) + np.float32(0.5))
+    return (q * scale).reshape(rows, k).astype(np.float32)
+
+
+def quantized_weights(weights: dict, tied: bool = False) -> dict:
+    """What the int8 executor computes with: matrices with k % 32 == 0 in Q8_0, except the embedding."""
+    out = {}
+    for name, w in weights.items():
+        keep = w.ndim == 1 or w.shape[1] % 32 or (name.endswith("embedding_weight") and not tied)
+        out[name] = w if keep else q8_0_reference(w)
+    return out
+
+
+def _close(got, want, rtol):
+    scale = float(np.abs(want).max())
+    assert np.abs(got - want).max() <= rtol * scale, np.abs(got - want).max() / scale
+
+
+def _greedy(ex, prompt, n):
+    logits, out = ex.prefill(prompt, 0), []
+    for pos in range(len(prompt), len(prompt) + n):
+        out.append(int(np.argmax(logits)))
+        logits = ex.decode(out[-1], pos)
+    return out
+
+
+@pytest.fixture(scope="module")
+def llama3_int8(llama3_chunked):
+    ex = make_executor("cpu", llama3_chunked[0], llama3_chunked[1], weight_format="int8", kv_cache="float32")
+    yield ex
+    ex.close()
+
+
+@pytest.mark.parametrize("model", ["llama2_tiny", "llama3_chunked"])
+def test_int8_matches_a_numpy_q8_0_reference(model, request):
+    ckpt, yml, weights, spec = request.getfixturevalue(model)
+    ex = make_executor("cpu", ckpt, yml, weight_format="int8", kv_cache="float32")
+    want = quantized_weights(weights)
+    prompt = [spec.bos] + list(np.random.default_rng(5).integers(3, spec.vocab, 40))
+    _close(ex.prefill(prompt, 0), ref.forward(want, spec.hp, prompt)[-1], 1e-4)
+    assert _greedy(ex, prompt, 10) == ref.greedy(want, spec.hp, prompt, 10)
+    ex.close()
+
+
+def test_int8_stays_close_to_the_stored_weights(llama3_chunked, llama3_int8):
+    """Stated tolerance for 8-bit blocks on these random test models: logits within 3% of max |logit|."""
+    ckpt, yml, weights, spec = llama3_chunked
+    prompt = [spec.bos, 5, 17, 99_999, 2_000_000, 42]
+    _close(llama3_int8.prefill(prompt, 0), ref.forward(weights, spec.hp, prompt)[-1], 0.03)
+
+
+def test_stored_weights_are_views_of_the_mapped_file(llama3_chunked):
+    ex = make_executor("cpu", llama3_chunked[0], llama3_chunked[1])
+    layer = ex.layers[0]
+    for weight in (layer.wq, layer.w2, ex.lm_head):
+        for _, data, _ in weight.parts:
+            base = data
+            while isinstance(base, np.ndarray) and base.base is not None:
+                base = base.base
+            base = base.obj if isinstance(base, memoryview) else base
+            assert isinstance(base, mmap.mmap), f"{weight.format} weight was copied"
+    assert len(ex.lm_head.parts) >= 2  # MindSpore split it into records: used as is, rows in place
+    assert layer.wq.data.dtype == np.int16 and ex.weight_format == "bfloat16"  # int16 carries bf16 bits
+    source = ex.source
+    del layer, weight, data, base  # our own references to the views
+    ex.close()
+    assert source.closed
+
+
+def test_int8_weights_hold_about_half_the_bytes(llama3_chunked, llama3_int8):
+    stored = make_executor("cpu", llama3_chunked[0], llama3_chunked[1])
+    for short in ("wq", "wk", "w1", "w2"):
+        a, b = getattr(stored.layers[1], short), getattr(llama3_int8.layers[1], short)
+        assert b.format == "int8" and b.nbytes == pytest.approx(a.nbytes * (1 + 4 / 32) / 2)
+    del a, b
+    stored.close()
+
+
+def test_cancelled_prefill_leaves_a_cache_the_next_prompt_can_trust(llama2_tiny):
+    ckpt, yml, weights, spec = llama2_tiny
+    ex = make_executor("cpu", ckpt, yml, kv_cache="float32")
+    ids = list(np.random.default_rng(7).integers(3, spec.vocab, 200))
+    cancel = threading.Event()
+    cancel.set()
+    try:
+        ex.prefill(ids, 0, cancel=cancel)
+        raise AssertionError("a set cancel event did not stop the prefill")
+    except PrefillCancelled as stop:
+        assert stop.computed == 0
+    # 128 tokens done, then a cancel arrives during the second block: the first block stays valid
+    ex.prefill(ids[:128], 0)
+    _close(ex.prefill(ids[128:], 128), ref.forward(weights, spec.hp, ids)[-1], 1e-4)
+    source = ex.source
+    ex.close()
+    assert source.closed
+
+
+def test_one_thread_gives_the_same_tokens(llama2_tiny):
+    ckpt, yml, weights, spec = llama2_tiny
+    prompt = [spec.bos, 15, 300, 7, 999]
+    one = make_executor("cpu", ckpt, yml, threads=1)
+    assert _greedy(one, prompt, 12) == ref.greedy(weights, spec.hp, prompt, 12)
+    one.close()
+
+
+def test_close_releases_the_checkpoint_file(llama2_tiny):
+    ex = make_executor("cpu", llama2_tiny[0], llama2_tiny[1])
+    source = ex.source
+    assert not source.closed
+    ex.close()
+    assert source.closed  # no view left behind: the file is not locked on Windows
+
+
+def test_memory_estimate_suggests_int8_when_only_that_fits(llama3_chunked, monkeypatch):
+    import engine.loader as loader
+    from engine import EngineError, load_engine
+
+    ckpt, yml, _, spec = llama3_chunked
+    from engine.backends import ExecutorOptions
+    from engine.config import load_config
+    from engine.cpu_executor import CpuExecutor
+    from engine.weights import open_weights
+
+    cfg = load_config(yml)
+    with open_weights(ckpt) as source:
+        stored = CpuExecutor.estimate_memory(cfg, source, ExecutorOptions(max_seq_len=256))
+        small = CpuExecutor.estimate_memory(cfg, source, ExecutorOptions(max_seq_len=256, weight_format="int8"))
+    assert small.weights < 0.6 * stored.weights
+    free = (stored.total + small.total) // 2
+    monkeypatch.setattr(loader, "available_bytes", lambda: free)  # this machine, but fuller
+    with pytest.raises(EngineError) as err:
+        load_engine(3, yml, None, ckpt, need_tokenizer=False, backend="cpu")
+    assert err.value.suggested_format == "int8" and "8-bit (int8) weights it would need" in str(err.value)
+    engine = load_engine(3, yml, None, ckpt, need_tokenizer=False, backend="cpu", weight_format="int8")
+    assert engine.info.weight_format == "int8" and engine.info.executor == "cpu"
+    engine.close()
+
+
+def test_first_start_compiles_kernels_and_later_starts_load_them(tmp_path, llama2_tiny):
+    ckpt, yml = llama2_tiny[0], llama2_tiny[1]
+    args = ("run_model.py", "-V", "2", "-C", yml, "-M", ckpt, "--prompt-ids", "1,2,3", "--max-new-tokens", "2",
+            "--backend", "cpu", "--json")
+    first = run_cli(*args, home=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "compiling CPU kernels once" in first.stderr
+    second = run_cli(*args, home=tmp_path)
+    assert second.returncode == 0 and "loading compiled CPU kernels" in second.stderr
+    assert "compiling" not in second.stderr
