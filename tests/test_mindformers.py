@@ -8,7 +8,6 @@ largest magnitude (float32, different summation order).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -67,8 +66,15 @@ def mf_llama3(llama3_chunked):
 
 
 def _other_backend(name):
-    if name == "cpu" and importlib.util.find_spec("engine.cpu_executor") is None:
-        pytest.skip("engine.cpu_executor is not in this tree yet")
+    """``name``, or skip when that executor cannot be imported or cannot run here."""
+    from engine.backends import get_backend
+
+    try:
+        reason = get_backend(name).executor_class().unavailable_reason("CPU")
+    except ImportError as exc:
+        reason = f"its module cannot be imported ({exc})"
+    if reason:
+        pytest.skip(f"the {name} executor: {reason}")
     return name
 
 
