@@ -1,8 +1,10 @@
 """The MindFormers executor: MindFormers' own LLaMA (``LlamaForCausalLM``) behind our executor seam.
 
-Useful as a second, independent implementation of the model our users' yaml
-describes, and for users who want MindFormers' arithmetic. It is slower and
-bigger than the other backends, so ``auto`` never picks it.
+Useful as a second implementation of the model our users' yaml describes
+(MindFormers' own layers, masks, RoPE tables and KV-cache layout; only its two
+Ascend-only kernels are replaced, see ``mindformers_patches``), and for users
+who want MindFormers' arithmetic. It is slower to start and bigger than the
+other backends, so ``auto`` never picks it.
 
 The model is built from the user's yaml (``mindformers_config``) under
 ``no_init_parameters`` and filled tensor by tensor from our reader, like the
@@ -33,8 +35,9 @@ from .tensor_source import TensorSource
 PREFILL_CHUNK = 64
 SHORT_CHUNK = 16
 MIN_WINDOW = 512
-# MindSpore (~0.5 GB) and MindFormers (~0.2 GB) after import, plus compiled graphs and work buffers.
-RUNTIME_BYTES = 3 << 29
+# MindSpore and MindFormers after import (~0.6 GB), plus three compiled graphs and their work
+# buffers (measured: 0.2-0.5 GB each on a LLaMA2-7b-shaped model cut to 4 layers).
+RUNTIME_BYTES = 2 << 30
 ProgressFn = Callable[[int, int], None]
 
 
@@ -85,8 +88,7 @@ class MindFormersExecutor(Executor):
         self.max_seq_len = min(options.max_seq_len, cfg.seq_length)
         self._capacity = cache_capacity(self.max_seq_len)
         self._Tensor = Tensor
-        settings = mindformers_settings(cfg, yaml_model_config(getattr(options, "config_path", None)),
-                                        self._capacity, LlamaConfig)
+        settings = mindformers_settings(cfg, yaml_model_config(options.config_path), self._capacity, LlamaConfig)
         try:
             with no_init_parameters():
                 self.net = LlamaForCausalLM(LlamaConfig(**settings))
