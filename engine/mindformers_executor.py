@@ -26,15 +26,13 @@ import numpy as np
 
 from .config import ModelConfig
 from .errors import Cancelled, CheckpointError, EngineError
-from .executor import Executor, MemoryNeed, PrefillCancelled
+from .executor import Executor, MemoryNeed
+from .graph_shapes import WARMUP_BLOCKS, prefill_in_chunks, window_bucket
 from .mindformers_config import BLOCK_SIZE, cache_capacity, mindformers_settings, yaml_model_config
 from .mindspore_executor import _explain_failure, _import_mindspore, _use_device
 from .names import expected_shapes
 from .tensor_source import TensorSource
 
-PREFILL_CHUNK = 64
-SHORT_CHUNK = 16
-MIN_WINDOW = 512
 # MindSpore and MindFormers after import (~0.6 GB), plus three compiled graphs and their work
 # buffers (measured: 0.2-0.5 GB each on a LLaMA2-7b-shaped model cut to 4 layers).
 RUNTIME_BYTES = 2 << 30
@@ -131,7 +129,7 @@ class MindFormersExecutor(Executor):
 
     def warmup(self, progress=None) -> None:
         """Compile the chunk graphs now (MindFormers' graphs take seconds each); writes junk at 0..63."""
-        blocks = (PREFILL_CHUNK, SHORT_CHUNK, 1)
+        blocks = WARMUP_BLOCKS
         for n, size in enumerate(blocks):
             if progress:
                 progress("compiling MindFormers graphs", n, len(blocks))
@@ -139,19 +137,12 @@ class MindFormersExecutor(Executor):
         if progress:
             progress("compiling MindFormers graphs", len(blocks), len(blocks))
 
-    def window_for(self, end: int) -> int:
-        """Smallest bucket (MIN_WINDOW, doubling, capped at the cache) holding positions < end."""
-        window = MIN_WINDOW
-        while window < end and window < self._capacity:
-            window *= 2
-        return min(window, self._capacity)
-
     def _run(self, padded: np.ndarray, start_pos: int, count: int) -> np.ndarray:
         """Run ``padded`` (the first ``count`` ids real) at positions start_pos.."""
         Tensor = self._Tensor
         positions = start_pos + np.arange(len(padded), dtype=np.int32)
         slots = np.where(np.arange(len(padded)) < count, positions, -1).astype(np.int32)
-        window = self.window_for(start_pos + count)
+        window = window_bucket(start_pos + count, self._capacity)
         tables = np.arange(window // BLOCK_SIZE, dtype=np.int32).reshape(1, -1)
         try:
             logits = self._step(Tensor(padded.reshape(1, -1).astype(np.int32)),
@@ -162,18 +153,7 @@ class MindFormersExecutor(Executor):
             raise EngineError(_explain_failure(exc).replace("MindSpore failed", "MindFormers failed")) from None
 
     def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None) -> np.ndarray:
-        ids = np.asarray(ids, dtype=np.int32)
-        if start_pos + len(ids) > self.max_seq_len:
-            raise EngineError(f"{start_pos + len(ids)} tokens do not fit the context of {self.max_seq_len}")
-        logits = None
-        for begin in range(0, len(ids), PREFILL_CHUNK):
-            if cancel is not None and cancel.is_set():
-                raise PrefillCancelled(begin)
-            chunk = ids[begin:begin + PREFILL_CHUNK]
-            padded = np.zeros(SHORT_CHUNK if len(chunk) <= SHORT_CHUNK else PREFILL_CHUNK, np.int32)
-            padded[:len(chunk)] = chunk
-            logits = self._run(padded, start_pos + begin, len(chunk))
-        return logits
+        return prefill_in_chunks(ids, start_pos, self.max_seq_len, cancel, self._run)
 
     def decode(self, token: int, pos: int) -> np.ndarray:
         if pos >= self.max_seq_len:
