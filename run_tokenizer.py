@@ -20,6 +20,7 @@ from engine.errors import EngineError
 from engine.paths import default_model_files
 from engine.tokenizers import Tokenizer, load_tokenizer
 from engine.tokenizers.base import clean_text
+from engine.tokenizers.mindformers_counts import mindformers_vocab_sizes
 
 
 
@@ -56,7 +57,28 @@ def result(tok: Tokenizer, text: str, bos: bool) -> dict:
         "bos": bos and tok.bos_id is not None,
         "vocab_size": tok.vocab_size,
         "vocab_size_with_added": tok.vocab_size_with_added,
+        "mindformers": _mindformers_sizes(tok),
     }
+
+
+def _mindformers_sizes(tok: Tokenizer) -> dict | None:
+    sizes = mindformers_vocab_sizes(tok)
+    if sizes is None:
+        return None
+    return {"vocab_size": sizes.vocab_size, "vocab_size_with_added_tokens": sizes.with_added_tokens,
+            "counted_twice": list(sizes.counted_twice)}
+
+
+def print_vocab_sizes(tok: Tokenizer) -> None:
+    """MindFormers' figures (what its tutorial prints) and ours, each with what it counts."""
+    sizes = mindformers_vocab_sizes(tok)
+    if sizes is not None:
+        print(f"vocab_size: {sizes.vocab_size}")
+        print(f"vocab_size (with added tokens): {sizes.with_added_tokens}")
+        print(f"  (MindFormers' figures: its tokenizer counts {', '.join(sizes.counted_twice)} a second time "
+              "as added tokens; they are not new ids)")
+    print(f"vocab size: {tok.vocab_size} ({tok.vocab_size_with_added} with special tokens)"
+          + ("  (llama-desk's: regular tokens, and every id)" if sizes is not None else ""))
 
 
 def print_result(res: dict) -> None:
@@ -67,7 +89,7 @@ def print_result(res: dict) -> None:
 
 def interactive(tok: Tokenizer, bos: bool) -> None:
     print(f"tokenizer: {tok.name} ({tok.path})")
-    print(f"vocab size: {tok.vocab_size} ({tok.vocab_size_with_added} with special tokens)")
+    print_vocab_sizes(tok)
     print("Type a line of text; an empty line, Ctrl-Z/Ctrl-D or Ctrl-C quits.")
     while True:
         try:
@@ -102,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(res, ensure_ascii=False))
     else:
         print(f"tokenizer: {tok.name} ({tok.path})")
-        print(f"vocab size: {tok.vocab_size} ({tok.vocab_size_with_added} with special tokens)")
+        print_vocab_sizes(tok)
         print_result(res)
     return 0
 

@@ -2,6 +2,7 @@
 
     python bench/decode_speed.py                    # the built-in model
     python bench/decode_speed.py -V 2 -C configs/predict_llama2_7b.yaml -M llama2_7b.ckpt --max-seq-len 512
+    python bench/decode_speed.py --backend mindformers   # any backend (default: auto)
 
 Decode reads every weight once per token, so tokens/s <= bandwidth / weight bytes.
 We measure (1) the bandwidth of a large numpy float32 GEMV, (2) a bare numpy
@@ -66,18 +67,22 @@ def main() -> int:
     p.add_argument("-M", "--model")
     p.add_argument("--tokens", type=int, default=32)
     p.add_argument("--max-seq-len", type=int, default=512)
+    p.add_argument("--backend", default="auto")
     args = p.parse_args()
     builtin = args.version is None
     engine = load_engine(args.version, args.config, None, args.model, builtin=builtin, need_tokenizer=builtin,
-                         max_seq_len=args.max_seq_len)
+                         max_seq_len=args.max_seq_len, backend=args.backend)
     cfg, ex = engine.config, engine.executor
     weight_bytes_fp32 = 4 * sum(int(np.prod(shape)) for shape in expected_shapes(cfg).values())
+    prefill_s = best_of(lambda: ex.prefill(list(range(1, 65)), 0), 3)
     ex.prefill([1, 2, 3, 4], 0)
     step = best_of(lambda: [ex.decode(5, 4 + i) for i in range(args.tokens)], 3) / args.tokens
     bandwidth = numpy_bandwidth()
     chain_s, chain_bytes = numpy_matmul_chain(cfg)
     result = {
         "model": engine.info.name, "executor": ex.name, "compute_dtype": "float32",
+        "load_s": round(engine.info.load_s, 1), "peak_rss_after_load_GB": round(engine.info.peak_rss_after_load / 1e9, 2),
+        "prefill_64_tokens_per_s": round(64 / prefill_s, 1),
         "numpy_gemv_GBps": round(bandwidth, 2),
         "numpy_chain": {"ms_per_token": round(chain_s * 1e3, 2), "GBps": round(chain_bytes / chain_s / 1e9, 2)},
         "ours": {"ms_per_token": round(step * 1e3, 2), "tokens_per_s": round(1 / step, 2),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import EngineError
 
@@ -30,6 +31,7 @@ class ExecutorOptions:
     weight_format: str = "stored"    # "stored" (as in the file), "int8", "float32"
     threads: int | None = None       # None: one per physical core
     kv_cache: str = "float16"        # "float16" or "float32" (executors that have only one ignore it)
+    config_path: Path | None = None  # the yaml ``cfg`` came from, for executors that read more of it
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ register(BackendEntry("cpu", "JIT-compiled CPU kernels over the stored 2-byte we
                       ".cpu_executor:CpuExecutor"))
 register(BackendEntry("mindspore", "MindSpore graphs (float32 on the CPU; the GPU when MindSpore can use one)",
                       ".mindspore_executor:MindSporeExecutor"))
+register(BackendEntry("mindformers", "MindFormers' own LLaMA, float32 on the CPU (optional: python install.py "
+                      "--mindformers); a cross-check, slower than the others", ".mindformers_executor:MindFormersExecutor"))
 
 
 def backend_names() -> list[str]:

@@ -72,6 +72,7 @@ class ModelFiles:
     source: TensorSource
     tokenizer: object | None
     template: object
+    config_path: Path | None = None
 
     def summary(self) -> dict:
         stored = sorted({self.source.tensors[n].dtype for n in expected_shapes(self.cfg)})
@@ -128,7 +129,7 @@ def open_model_files(version: int | None = None, config_path: str | Path | None 
     except BaseException:
         source.close()
         raise
-    return ModelFiles(name, cfg, ckpt, source, tokenizer, template)
+    return ModelFiles(name, cfg, ckpt, source, tokenizer, template, Path(config_name))
 
 
 def check_model_files(version: int | None = None, config_path=None, tokenizer_path=None, checkpoint_path=None, *,
@@ -184,7 +185,7 @@ def load_engine(version: int | None = None, config_path: str | Path | None = Non
             raise EngineError(f"The {entry.name} backend cannot run here: {reason}", subject="settings")
         options = ExecutorOptions(max_seq_len=min(max_seq_len or cfg.seq_length, cfg.seq_length), device=ms_device,
                                   weight_format="stored" if weight_format == "auto" else weight_format,
-                                  threads=threads, kv_cache=kv_cache)
+                                  threads=threads, kv_cache=kv_cache, config_path=files.config_path)
         need = _check_memory(entry, cfg, source, options)
         if cancel is not None and cancel.is_set():
             raise Cancelled("Loading was cancelled.")

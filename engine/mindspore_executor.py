@@ -20,16 +20,12 @@ import numpy as np
 
 from .config import ModelConfig
 from .errors import Cancelled, EngineError
-from .executor import Executor, MemoryNeed, PrefillCancelled
+from .executor import Executor, MemoryNeed
+from .graph_shapes import PREFILL_CHUNK, WARMUP_BLOCKS, prefill_in_chunks, window_bucket
 from .names import expected_shapes
 from .paths import user_data_dir
 from .tensor_source import TensorSource
 
-PREFILL_CHUNK = 64
-# A short chat turn is padded to this instead: prefill is compute-bound, so padding costs time.
-SHORT_CHUNK = 16
-# Attention windows: a graph per bucket is compiled when a conversation first reaches it.
-MIN_WINDOW = 512
 # MindSpore itself (~0.5 GB after import) plus compiled graphs and their work buffers.
 RUNTIME_BYTES = 1 << 30
 ProgressFn = Callable[[int, int], None]
@@ -169,7 +165,7 @@ class MindSporeExecutor(Executor):
         This writes junk into cache positions 0..PREFILL_CHUNK; harmless, since
         every later prefill starts by overwriting the positions it uses.
         """
-        blocks = (PREFILL_CHUNK, SHORT_CHUNK, 1)
+        blocks = WARMUP_BLOCKS
         for n, size in enumerate(blocks):
             if progress:
                 progress("compiling MindSpore graphs", n, len(blocks))
@@ -178,11 +174,7 @@ class MindSporeExecutor(Executor):
             progress("compiling MindSpore graphs", len(blocks), len(blocks))
 
     def window_for(self, end: int) -> int:
-        """Smallest bucket (MIN_WINDOW, doubling, capped at the cache) holding positions < end."""
-        window = MIN_WINDOW
-        while window < end and window < self._cache_len:
-            window *= 2
-        return min(window, self._cache_len)
+        return window_bucket(end, self._cache_len)
 
     def _run(self, ids: np.ndarray, start_pos: int, last_row: int) -> np.ndarray:
         Tensor = self._Tensor
@@ -196,18 +188,8 @@ class MindSporeExecutor(Executor):
             raise EngineError(_explain_failure(exc)) from None
 
     def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None) -> np.ndarray:
-        ids = np.asarray(ids, dtype=np.int32)
-        if start_pos + len(ids) > self.max_seq_len:
-            raise EngineError(f"{start_pos + len(ids)} tokens do not fit the context of {self.max_seq_len}")
-        logits = None
-        for begin in range(0, len(ids), PREFILL_CHUNK):
-            if cancel is not None and cancel.is_set():
-                raise PrefillCancelled(begin)
-            chunk = ids[begin:begin + PREFILL_CHUNK]
-            padded = np.zeros(SHORT_CHUNK if len(chunk) <= SHORT_CHUNK else PREFILL_CHUNK, np.int32)
-            padded[:len(chunk)] = chunk
-            logits = self._run(padded, start_pos + begin, len(chunk) - 1)
-        return logits
+        return prefill_in_chunks(ids, start_pos, self.max_seq_len, cancel,
+                                 lambda padded, start, count: self._run(padded, start, count - 1))
 
     def decode(self, token: int, pos: int) -> np.ndarray:
         if pos >= self.max_seq_len:

@@ -47,7 +47,8 @@ def make_executor(backend: str, ckpt, yml, *, max_seq_len=None, weight_format="s
     source = open_weights(ckpt)
     validate_weights(source, cfg)
     options = ExecutorOptions(max_seq_len=max_seq_len or cfg.seq_length, device="CPU",
-                              weight_format=weight_format, threads=threads, kv_cache=kv_cache)
+                              weight_format=weight_format, threads=threads, kv_cache=kv_cache,
+                              config_path=Path(yml))
     return get_backend(backend).executor_class()(cfg, source, options)
 
 
