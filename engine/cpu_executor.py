@@ -24,8 +24,9 @@ from .executor import Executor, MemoryNeed, PrefillCancelled
 from .names import EMBEDDING, LM_HEAD, NORM_OUT, layer_name
 from .tensor_source import TensorSource
 
-# Prompt tokens per block: big enough for BLAS to run near peak, small enough to stop quickly.
-PREFILL_BLOCK = 128
+# Prompt tokens per block: weights are widened once per block, and BLAS runs faster on taller
+# products (128: 39 tokens/s on a 1.1B model; 512: 58-64). Stop is checked between layers.
+PREFILL_BLOCK = 512
 # Shorter prompts (a chat turn's few new tokens) go through the decode path token by token.
 DECODE_PATH_MAX = 3
 _LINEAR = ("wq", "wk", "wv", "wo", "w1", "w3", "w2")
@@ -35,10 +36,13 @@ ProgressFn = Callable[[int, int], None]
 
 
 def _prefill_scratch_bytes(cfg: ModelConfig, max_seq_len: int) -> int:
-    block = PREFILL_BLOCK
+    from .cpu.prefill import _TILE_ELEMENTS
+
+    block = min(PREFILL_BLOCK, max_seq_len)
     activations = block * (4 * cfg.hidden_size + 3 * cfg.ffn_size) * 4
     attention = (cfg.num_heads // cfg.kv_heads) * block * max_seq_len * 4 + 2 * max_seq_len * cfg.head_dim * 4
-    return activations + attention + (4 << 20) + cfg.num_heads * max_seq_len * 4
+    largest = max(cfg.ffn_size, cfg.hidden_size) * cfg.hidden_size
+    return activations + attention + min(_TILE_ELEMENTS, largest) * 4 + cfg.num_heads * max_seq_len * 4
 
 
 class _Layer:

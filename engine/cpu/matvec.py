@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from .int8_dot import BLOCK, int8_row_dot, quantize_activation
+from .int8_dot import BLOCK, int8_rows1, int8_rows4, quantize_activation
 from .jit import KERNEL, PARALLEL, widen
 
 ROWS = 4     # rows per kernel step
@@ -62,8 +62,13 @@ def _wide_rows(W, S, x, out, r0, r1):
 
 @njit(**KERNEL)
 def _int8_rows(W, S, xq, xs, out, r0, r1):
-    for r in range(r0, r1):
-        out[r] = int8_row_dot(W, r, xq, S, xs)
+    r = r0
+    while r + ROWS <= r1:
+        int8_rows4(W, r, xq, S, xs, out)
+        r += ROWS
+    while r < r1:
+        int8_rows1(W, r, xq, S, xs, out)
+        r += 1
 
 
 @overload(matvec_rows, jit_options=KERNEL)
