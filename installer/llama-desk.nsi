@@ -1,0 +1,293 @@
+; llama-desk's Windows installer: per user, no admin rights (as Ollama's). Built by installer/build_windows.py:
+;
+;   makensis -DVERSION=0.1.0 -DSTAGE=<staged files> -DOUTFILE=<setup.exe> -DAPP_WHEEL=<name> -DPIP_WHEEL=<name>
+;            [-DOFFLINE] [-DBUNDLED_PYTHON=<python-3.11.9-embed-amd64.zip>] llama-desk.nsi
+;
+; What it does: unpacks Python's embeddable runtime into $INSTDIR\python (the offline build carries it; the
+; online one downloads it, else falls back to the user's own `py -3.11`), runs setup_llama_desk.py with it
+; (pip: the offline build's wheels, or PyPI / a mirror chosen on a page of its own), makes a Start-menu and a
+; desktop shortcut (pythonw.exe -m app: no console) and a per-user entry in "Installed apps". The uninstaller
+; keeps the conversations (the user-data folder, %LOCALAPPDATA%\llama-desk or LLAMA_DESK_HOME) unless asked.
+;
+; Silent: setup.exe /S [/MIRROR=tuna|aliyun|huawei|pypi] [/D=folder]; uninstall.exe /S [/REMOVEDATA]
+
+Unicode true
+ManifestDPIAware true
+RequestExecutionLevel user
+Target amd64-unicode
+!ifdef OFFLINE
+  SetCompressor zlib  ; the wheels are zip files already: LZMA would take minutes for a few percent
+!else
+  SetCompressor /SOLID lzma
+!endif
+
+!include MUI2.nsh
+!include LogicLib.nsh
+!include FileFunc.nsh
+!include nsDialogs.nsh
+!include WinVer.nsh
+!include x64.nsh
+
+!define APP "llama-desk"
+!define UNINST_KEY "Software\Microsoft\Windows\CurrentVersion\Uninstall\${APP}"
+!ifndef PYTHON_VERSION
+  !define PYTHON_VERSION "3.11.9"
+!endif
+
+Name "${APP}"
+OutFile "${OUTFILE}"
+InstallDir "$LOCALAPPDATA\Programs\${APP}"
+InstallDirRegKey HKCU "Software\${APP}" "InstallDir"
+BrandingText "${APP} ${VERSION}"
+ShowInstDetails show
+ShowUninstDetails show
+
+Var Mirror        ; "" (pip's own settings), pypi, tuna, aliyun or huawei
+!ifndef OFFLINE
+  Var MirrorList  ; the mirror page's drop-down
+!endif
+Var Python        ; the python.exe that runs setup_llama_desk.py
+Var GuiPython     ; the console-less one the shortcuts start
+Var SetupOptions
+Var DataDir
+
+!define MUI_ICON "${STAGE}\llama-desk.ico"
+!define MUI_UNICON "${STAGE}\llama-desk.ico"
+!define MUI_ABORTWARNING
+!define MUI_FINISHPAGE_RUN
+!define MUI_FINISHPAGE_RUN_FUNCTION LaunchApp
+!insertmacro MUI_PAGE_WELCOME
+!insertmacro MUI_PAGE_DIRECTORY
+!ifndef OFFLINE
+  Page custom MirrorPage MirrorPageLeave
+!endif
+!insertmacro MUI_PAGE_INSTFILES
+!insertmacro MUI_PAGE_FINISH
+!insertmacro MUI_UNPAGE_CONFIRM
+!insertmacro MUI_UNPAGE_INSTFILES
+!insertmacro MUI_LANGUAGE "English"
+!insertmacro MUI_LANGUAGE "SimpChinese"
+
+LangString MirrorTitle ${LANG_ENGLISH} "Download source"
+LangString MirrorTitle ${LANG_SIMPCHINESE} "下载源"
+LangString MirrorSubtitle ${LANG_ENGLISH} "Where to download Python packages from (about 400 MB)."
+LangString MirrorSubtitle ${LANG_SIMPCHINESE} "从哪里下载 Python 软件包（约 400 MB）。"
+LangString MirrorText ${LANG_ENGLISH} "In mainland China a mirror is usually much faster than PyPI itself."
+LangString MirrorText ${LANG_SIMPCHINESE} "在中国大陆，使用国内镜像通常比直接访问 PyPI 快得多。"
+LangString MirrorPyPI ${LANG_ENGLISH} "PyPI (pypi.org)"
+LangString MirrorPyPI ${LANG_SIMPCHINESE} "PyPI 官方 (pypi.org)"
+LangString MirrorTuna ${LANG_ENGLISH} "Tsinghua University mirror (China)"
+LangString MirrorTuna ${LANG_SIMPCHINESE} "清华大学镜像"
+LangString MirrorAliyun ${LANG_ENGLISH} "Alibaba Cloud mirror (China)"
+LangString MirrorAliyun ${LANG_SIMPCHINESE} "阿里云镜像"
+LangString MirrorHuawei ${LANG_ENGLISH} "Huawei Cloud mirror (China)"
+LangString MirrorHuawei ${LANG_SIMPCHINESE} "华为云镜像"
+LangString NeedsX64 ${LANG_ENGLISH} "llama-desk needs 64-bit Windows 8.1 or later."
+LangString NeedsX64 ${LANG_SIMPCHINESE} "llama-desk 需要 64 位 Windows 8.1 或更高版本。"
+LangString NoPython ${LANG_ENGLISH} "Python ${PYTHON_VERSION} could not be downloaded and no Python 3.11 is installed. Connect to the internet and run this again, or use the offline installer (llama-desk-${VERSION}-offline-setup.exe), or install Python 3.11 (64-bit) from python.org first."
+LangString NoPython ${LANG_SIMPCHINESE} "无法下载 Python ${PYTHON_VERSION}，本机也没有安装 Python 3.11。请联网后重新运行，或使用离线安装包 (llama-desk-${VERSION}-offline-setup.exe)，或先从 python.org 安装 Python 3.11（64 位）。"
+LangString SetupFailed ${LANG_ENGLISH} "Installing the Python packages failed (see the details above). Check the network or choose another download source, then run the installer again."
+LangString SetupFailed ${LANG_SIMPCHINESE} "安装 Python 软件包失败（详见上方信息）。请检查网络或换一个下载源，然后重新运行安装程序。"
+LangString AskRemoveData ${LANG_ENGLISH} "Also delete your conversations, settings and converted models in $DataDir?$\n$\nChoose No to keep them for a later installation."
+LangString AskRemoveData ${LANG_SIMPCHINESE} "是否同时删除 $DataDir 中的对话记录、设置和转换后的模型？$\n$\n选择“否”可保留它们，供以后重新安装时使用。"
+LangString StepPython ${LANG_ENGLISH} "Preparing the Python runtime..."
+LangString StepPython ${LANG_SIMPCHINESE} "正在准备 Python 运行环境……"
+LangString StepPackages ${LANG_ENGLISH} "Installing llama-desk and its packages (a few minutes)..."
+LangString StepPackages ${LANG_SIMPCHINESE} "正在安装 llama-desk 及其软件包（需要几分钟）……"
+
+Function .onInit
+  ${IfNot} ${RunningX64}
+  ${OrIfNot} ${AtLeastWin8.1}
+    MessageBox MB_ICONSTOP $(NeedsX64) /SD IDOK
+    Abort
+  ${EndIf}
+  ${GetParameters} $0
+  ClearErrors
+  ${GetOptions} $0 "/MIRROR=" $Mirror
+  ${If} ${Errors}
+    StrCpy $Mirror ""
+  ${EndIf}
+FunctionEnd
+
+!ifndef OFFLINE
+Function MirrorPage
+  !insertmacro MUI_HEADER_TEXT $(MirrorTitle) $(MirrorSubtitle)
+  nsDialogs::Create 1018
+  Pop $0
+  ${NSD_CreateLabel} 0 0 100% 24u $(MirrorText)
+  Pop $0
+  ${NSD_CreateDropList} 0 30u 100% 80u ""
+  Pop $MirrorList
+  ${NSD_CB_AddString} $MirrorList $(MirrorPyPI)
+  ${NSD_CB_AddString} $MirrorList $(MirrorTuna)
+  ${NSD_CB_AddString} $MirrorList $(MirrorAliyun)
+  ${NSD_CB_AddString} $MirrorList $(MirrorHuawei)
+  ${If} $Mirror == ""
+  ${AndIf} $LANGUAGE == ${LANG_SIMPCHINESE}
+    StrCpy $Mirror "tuna"
+  ${EndIf}
+  ${Select} $Mirror
+    ${Case} "tuna"
+      ${NSD_CB_SelectString} $MirrorList $(MirrorTuna)
+    ${Case} "aliyun"
+      ${NSD_CB_SelectString} $MirrorList $(MirrorAliyun)
+    ${Case} "huawei"
+      ${NSD_CB_SelectString} $MirrorList $(MirrorHuawei)
+    ${CaseElse}
+      ${NSD_CB_SelectString} $MirrorList $(MirrorPyPI)
+  ${EndSelect}
+  nsDialogs::Show
+FunctionEnd
+
+Function MirrorPageLeave
+  ${NSD_GetText} $MirrorList $0
+  ${Select} $0
+    ${Case} $(MirrorTuna)
+      StrCpy $Mirror "tuna"
+    ${Case} $(MirrorAliyun)
+      StrCpy $Mirror "aliyun"
+    ${Case} $(MirrorHuawei)
+      StrCpy $Mirror "huawei"
+    ${CaseElse}
+      StrCpy $Mirror "pypi"
+  ${EndSelect}
+FunctionEnd
+!endif
+
+; $Python / $GuiPython / $SetupOptions: the embeddable runtime in $INSTDIR\python, else the user's Python 3.11.
+Function GetPython
+  DetailPrint $(StepPython)
+!ifdef BUNDLED_PYTHON
+  nsExec::ExecToLog 'powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -File "$INSTDIR\setup\get_python.ps1" -Dest "$INSTDIR\python" -Zip "$INSTDIR\setup\${BUNDLED_PYTHON}"'
+!else
+  nsExec::ExecToLog 'powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -File "$INSTDIR\setup\get_python.ps1" -Dest "$INSTDIR\python" -Version ${PYTHON_VERSION} -Mirror "$Mirror"'
+!endif
+  Pop $0
+  ${If} $0 == 0
+    StrCpy $Python "$INSTDIR\python\python.exe"
+    StrCpy $GuiPython "$INSTDIR\python\pythonw.exe"
+    StrCpy $SetupOptions '--in-place --pip-wheel "$INSTDIR\setup\${PIP_WHEEL}"'
+    Return
+  ${EndIf}
+  ; the Python launcher, if the user installed Python 3.11 from python.org: a venv in $INSTDIR\venv
+  nsExec::ExecToStack 'py.exe -3.11-64 -c "import sys; print(sys.executable, end=str())"'
+  Pop $0
+  Pop $1
+  ${If} $0 == 0
+  ${AndIf} ${FileExists} $1
+    DetailPrint "Using $1"
+    StrCpy $Python $1
+    StrCpy $GuiPython "$INSTDIR\venv\Scripts\pythonw.exe"
+    StrCpy $SetupOptions ""
+    Return
+  ${EndIf}
+  MessageBox MB_ICONSTOP $(NoPython) /SD IDOK
+  Abort
+FunctionEnd
+
+Section "llama-desk" SecMain
+  SetOutPath "$INSTDIR"
+  ; an upgrade starts from a clean runtime; the user's data lives elsewhere and is never touched here
+  RMDir /r "$INSTDIR\python"
+  RMDir /r "$INSTDIR\venv"
+  RMDir /r "$INSTDIR\setup"
+  File "${STAGE}\llama-desk.ico"
+  SetOutPath "$INSTDIR\setup"
+  File "${STAGE}\payload\*.*"
+!ifdef OFFLINE
+  SetOutPath "$INSTDIR\setup\wheels"
+  File "${STAGE}\wheels\*.whl"
+!endif
+  Call GetPython
+
+  DetailPrint $(StepPackages)
+!ifdef OFFLINE
+  StrCpy $0 '--wheels "$INSTDIR\setup\wheels"'
+!else
+  StrCpy $0 ""
+  ${If} $Mirror != ""
+    StrCpy $0 '--mirror $Mirror'
+  ${EndIf}
+!endif
+  nsExec::ExecToLog '"$Python" "$INSTDIR\setup\setup_llama_desk.py" --prefix "$INSTDIR" --source "$INSTDIR\setup\${APP_WHEEL}" --no-shortcuts $SetupOptions $0'
+  Pop $0
+  ${If} $0 != 0
+    MessageBox MB_ICONSTOP $(SetupFailed) /SD IDOK
+    Abort
+  ${EndIf}
+  RMDir /r "$INSTDIR\setup\wheels"  ; installed now: 400 MB the disk gets back
+!ifdef BUNDLED_PYTHON
+  Delete "$INSTDIR\setup\${BUNDLED_PYTHON}"
+!endif
+
+  SetOutPath "$INSTDIR"  ; the shortcuts' working folder
+  CreateShortcut "$SMPROGRAMS\${APP}.lnk" "$GuiPython" "-m app" "$INSTDIR\llama-desk.ico" 0
+  CreateShortcut "$DESKTOP\${APP}.lnk" "$GuiPython" "-m app" "$INSTDIR\llama-desk.ico" 0
+
+  WriteUninstaller "$INSTDIR\uninstall.exe"
+  WriteRegStr HKCU "Software\${APP}" "InstallDir" "$INSTDIR"
+  WriteRegStr HKCU "${UNINST_KEY}" "DisplayName" "${APP}"
+  WriteRegStr HKCU "${UNINST_KEY}" "DisplayVersion" "${VERSION}"
+  WriteRegStr HKCU "${UNINST_KEY}" "Publisher" "llama-desk"
+  WriteRegStr HKCU "${UNINST_KEY}" "DisplayIcon" "$INSTDIR\llama-desk.ico"
+  WriteRegStr HKCU "${UNINST_KEY}" "InstallLocation" "$INSTDIR"
+  WriteRegStr HKCU "${UNINST_KEY}" "UninstallString" '"$INSTDIR\uninstall.exe"'
+  WriteRegStr HKCU "${UNINST_KEY}" "QuietUninstallString" '"$INSTDIR\uninstall.exe" /S'
+  WriteRegDWORD HKCU "${UNINST_KEY}" "NoModify" 1
+  WriteRegDWORD HKCU "${UNINST_KEY}" "NoRepair" 1
+  ${GetSize} "$INSTDIR" "/S=0K" $0 $1 $2
+  WriteRegDWORD HKCU "${UNINST_KEY}" "EstimatedSize" $0
+SectionEnd
+
+Function LaunchApp
+  SetOutPath "$INSTDIR"
+  Exec '"$GuiPython" -m app'
+FunctionEnd
+
+Function un.onInit
+  ReadEnvStr $DataDir LLAMA_DESK_HOME
+  ${If} $DataDir == ""
+    StrCpy $DataDir "$LOCALAPPDATA\${APP}"
+  ${EndIf}
+FunctionEnd
+
+; What llama-desk writes in the user-data folder (as DATA_ENTRIES in setup_llama_desk.py): only these go.
+!macro RemoveData
+  Delete "$DataDir\chats.sqlite3"
+  Delete "$DataDir\chats.sqlite3-wal"
+  Delete "$DataDir\chats.sqlite3-shm"
+  Delete "$DataDir\settings.json"
+  Delete "$DataDir\verified_checkpoints.json"
+  RMDir /r "$DataDir\logs"
+  RMDir /r "$DataDir\models"
+  RMDir /r "$DataDir\jit-cache"
+  RMDir /r "$DataDir\checkpoints"
+  RMDir "$DataDir"
+!macroend
+
+Section "Uninstall"
+  Delete "$SMPROGRAMS\${APP}.lnk"
+  Delete "$DESKTOP\${APP}.lnk"
+  ; only what the installer put there: $INSTDIR may be a folder the user chose that holds other things
+  RMDir /r "$INSTDIR\python"
+  RMDir /r "$INSTDIR\venv"
+  RMDir /r "$INSTDIR\setup"
+  Delete "$INSTDIR\install.json"
+  Delete "$INSTDIR\setup_llama_desk.py"
+  Delete "$INSTDIR\llama-desk.ico"
+  Delete "$INSTDIR\uninstall.exe"
+  RMDir "$INSTDIR"
+  DeleteRegKey HKCU "${UNINST_KEY}"
+  DeleteRegKey HKCU "Software\${APP}"
+
+  ${GetParameters} $0
+  ClearErrors
+  ${GetOptions} $0 "/REMOVEDATA" $1
+  ${IfNot} ${Errors}
+    !insertmacro RemoveData
+  ${ElseIf} ${FileExists} "$DataDir\*.*"
+    MessageBox MB_YESNO|MB_ICONQUESTION|MB_DEFBUTTON2 $(AskRemoveData) /SD IDNO IDNO keep
+    !insertmacro RemoveData
+    keep:
+  ${EndIf}
+SectionEnd
