@@ -58,7 +58,7 @@ def makensis_command(stage: Path, out_file: Path, version: str, app_wheel: str, 
     if python_zip:
         defines["BUNDLED_PYTHON"] = python_zip
     options = [f"-D{key}={value}" for key, value in defines.items()] + (["-DOFFLINE"] if offline else [])
-    return ["makensis", "-V2", "-INPUTCHARSET", "UTF8", *options, str(HERE / "llama-desk.nsi")]
+    return ["makensis", "-V2", "-WX", "-INPUTCHARSET", "UTF8", *options, str(HERE / "llama-desk.nsi")]  # -WX: a warning fails
 
 
 def stage_files(stage: Path, app_wheel: Path, pip_wheel: Path, bundle: Path | None, python_zip: Path | None) -> None:

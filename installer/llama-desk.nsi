@@ -82,8 +82,8 @@ LangString MirrorAliyun ${LANG_ENGLISH} "Alibaba Cloud mirror (China)"
 LangString MirrorAliyun ${LANG_SIMPCHINESE} "阿里云镜像"
 LangString MirrorHuawei ${LANG_ENGLISH} "Huawei Cloud mirror (China)"
 LangString MirrorHuawei ${LANG_SIMPCHINESE} "华为云镜像"
-LangString NeedsX64 ${LANG_ENGLISH} "llama-desk needs 64-bit Windows 8.1 or later."
-LangString NeedsX64 ${LANG_SIMPCHINESE} "llama-desk 需要 64 位 Windows 8.1 或更高版本。"
+LangString NeedsX64 ${LANG_ENGLISH} "llama-desk needs 64-bit Windows 10 or later."
+LangString NeedsX64 ${LANG_SIMPCHINESE} "llama-desk 需要 64 位 Windows 10 或更高版本。"
 LangString NoPython ${LANG_ENGLISH} "Python ${PYTHON_VERSION} could not be downloaded and no Python 3.11 is installed. Connect to the internet and run this again, or use the offline installer (llama-desk-${VERSION}-offline-setup.exe), or install Python 3.11 (64-bit) from python.org first."
 LangString NoPython ${LANG_SIMPCHINESE} "无法下载 Python ${PYTHON_VERSION}，本机也没有安装 Python 3.11。请联网后重新运行，或使用离线安装包 (llama-desk-${VERSION}-offline-setup.exe)，或先从 python.org 安装 Python 3.11（64 位）。"
 LangString SetupFailed ${LANG_ENGLISH} "Installing the Python packages failed (see the details above). Check the network or choose another download source, then run the installer again."
@@ -96,8 +96,9 @@ LangString StepPackages ${LANG_ENGLISH} "Installing llama-desk and its packages 
 LangString StepPackages ${LANG_SIMPCHINESE} "正在安装 llama-desk 及其软件包（需要几分钟）……"
 
 Function .onInit
+  ; MindSpore supports 64-bit Windows 10+; get_python.ps1 needs PowerShell 5 (Expand-Archive), which 10 has
   ${IfNot} ${RunningX64}
-  ${OrIfNot} ${AtLeastWin8.1}
+  ${OrIfNot} ${AtLeastWin10}
     MessageBox MB_ICONSTOP $(NeedsX64) /SD IDOK
     Abort
   ${EndIf}
@@ -160,7 +161,11 @@ Function GetPython
 !ifdef BUNDLED_PYTHON
   nsExec::ExecToLog 'powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -File "$INSTDIR\setup\get_python.ps1" -Dest "$INSTDIR\python" -Zip "$INSTDIR\setup\${BUNDLED_PYTHON}"'
 !else
-  nsExec::ExecToLog 'powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -File "$INSTDIR\setup\get_python.ps1" -Dest "$INSTDIR\python" -Version ${PYTHON_VERSION} -Mirror "$Mirror"'
+  StrCpy $1 ""
+  ${If} $Mirror != ""
+    StrCpy $1 "-Mirror $Mirror"  ; never an empty argument: powershell -File may drop it and misread the next
+  ${EndIf}
+  nsExec::ExecToLog 'powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -File "$INSTDIR\setup\get_python.ps1" -Dest "$INSTDIR\python" -Version ${PYTHON_VERSION} $1'
 !endif
   Pop $0
   ${If} $0 == 0
