@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 import ensurepip
 import shutil
+import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -32,7 +32,9 @@ class BuildError(Exception):
 
 
 def project_version() -> str:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    """pyproject's [project] version (read without tomllib, which Python 3.10 lacks)."""
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    return re.search(r'^\[project\][^\[]*?^version\s*=\s*"([^"]+)"', text, re.M | re.S)[1]
 
 
 def build_app_wheel(out_dir: Path) -> Path:

@@ -13,7 +13,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import tomllib
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -283,6 +282,7 @@ def test_uninstall_with_remove_data_deletes_only_what_the_app_wrote(tmp_path, mo
 # -- the lock and the Windows wheels --------------------------------------------------
 
 def test_the_lock_pins_every_dependency_within_pyproject_ranges():
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is part of Python 3.11+")
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
     pins = build_bundle.read_lock()
