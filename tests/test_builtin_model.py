@@ -129,3 +129,19 @@ def test_wrong_builtin_file_and_leftover_half_conversion(tmp_path, monkeypatch):
     folder = builtin_model_dir()
     assert (folder / ".complete").is_file() and (folder / "model.safetensors").stat().st_size > 250_000_000
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [FOLDER_NAME]
+
+
+def test_a_conversion_in_an_older_format_is_replaced_not_reused(tmp_path, monkeypatch):
+    from engine.builtin_model import FOLDER_NAME, FORMAT_VERSION, builtin_model_dir
+    from engine.safetensors_reader import SafetensorsReader
+
+    monkeypatch.setenv("LLAMA_DESK_HOME", str(tmp_path))
+    monkeypatch.setenv("LLAMA_DESK_BUILTIN_GGUF", str(require_asset("smollm2-gguf")))
+    old = tmp_path / "models" / FOLDER_NAME
+    old.mkdir(parents=True)
+    (old / "model.safetensors").write_bytes(b"an older format")
+    (old / ".complete").write_text("1", encoding="utf-8")  # finished, but in format 1 (float32)
+    folder = builtin_model_dir()
+    assert (folder / ".complete").read_text(encoding="utf-8") == FORMAT_VERSION
+    with SafetensorsReader(folder / "model.safetensors") as reader:
+        assert reader.tensors["model.layers.0.attention.wq.weight"].dtype == "float16"
