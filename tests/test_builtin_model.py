@@ -83,8 +83,10 @@ def builtin_home():
 
 def test_builtin_answers_the_france_question_like_the_numpy_reference(builtin_home):
     gguf_path = require_asset("smollm2-gguf")
+    # weights as stored (fp16): the reference computes with exactly those values
     result = run_cli("run_model.py", "--builtin", "--prompt", QUESTION, "--greedy", "--max-new-tokens", "24",
-                     "--json", home=builtin_home, env_extra={"LLAMA_DESK_BUILTIN_GGUF": gguf_path})
+                     "--quantize", "none", "--json", home=builtin_home,
+                     env_extra={"LLAMA_DESK_BUILTIN_GGUF": gguf_path})
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     weights, hp, tokens = _gguf_reference(gguf_path)
