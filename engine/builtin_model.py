@@ -116,11 +116,19 @@ def convert_gguf(gguf_path: Path, out_dir: Path, progress: Callable[[int, int], 
     (out_dir / ".complete").write_text(FORMAT_VERSION, encoding="utf-8")
 
 
+def _is_current(marker: Path) -> bool:
+    """A finished conversion in this version's format (an older format is converted again)."""
+    try:
+        return marker.read_text(encoding="utf-8").strip() == FORMAT_VERSION
+    except OSError:
+        return False
+
+
 def builtin_model_dir(progress: Callable[[int, int], None] | None = None) -> Path:
     """Converted model folder, converting on first use."""
     out_dir = user_data_dir() / "models" / FOLDER_NAME
     marker = out_dir / ".complete"
-    if marker.is_file() and marker.read_text(encoding="utf-8").strip() == FORMAT_VERSION:
+    if _is_current(marker):
         return out_dir
     gguf_path = find_builtin_gguf()
     if gguf_path is None:
@@ -134,7 +142,7 @@ def builtin_model_dir(progress: Callable[[int, int], None] | None = None) -> Pat
     shutil.rmtree(tmp_dir, ignore_errors=True)
     try:
         convert_gguf(gguf_path, tmp_dir, progress)
-        if marker.is_file():  # another process finished first: use its copy
+        if _is_current(marker):  # another process finished first: use its copy
             return out_dir
         shutil.rmtree(out_dir, ignore_errors=True)  # an interrupted earlier attempt
         tmp_dir.replace(out_dir)

@@ -181,6 +181,20 @@ _ALIASES = {"rope_theta": "theta", "num_hidden_layers": "num_layers", "num_atten
             "max_position_embeddings": "seq_length"}
 
 
+def _mindformers_scaling(model_config: dict, source: str) -> dict | None:
+    """MindFormers spells RoPE scaling ``extend_method: LLAMA3`` (or ``PI``) + ``scaling_factor``."""
+    method = str(model_config.get("extend_method") or "None").strip().upper()
+    if method in ("NONE", ""):
+        return None
+    factor = model_config.get("scaling_factor")
+    if method == "LLAMA3":
+        return dict(factor, rope_type="llama3") if isinstance(factor, dict) else {"rope_type": "llama3", "factor": factor}
+    if method == "PI":
+        return {"rope_type": "linear", "factor": factor.get("factor") if isinstance(factor, dict) else factor}
+    raise ConfigError(f"{source}: model_config.extend_method {quote(method)} is not supported (supported: None, "
+                      "PI, LLAMA3). Remove it or use a config made for this model.", path=source)
+
+
 def config_from_dict(model_config: dict, source: str = "config") -> ModelConfig:
     values = {}
     for key, value in model_config.items():
@@ -189,6 +203,8 @@ def config_from_dict(model_config: dict, source: str = "config") -> ModelConfig:
             values[key] = _rope_scaling(value, source)
         elif key in _FIELD_TYPES:
             values[key] = _coerce(key, value, source)
+    if "rope_scaling" not in values and "extend_method" in model_config:
+        values["rope_scaling"] = _rope_scaling(_mindformers_scaling(model_config, source), source)
     return ModelConfig(**values).validate(source)
 
 

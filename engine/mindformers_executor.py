@@ -29,7 +29,7 @@ from .errors import Cancelled, CheckpointError, EngineError
 from .executor import Executor, MemoryNeed
 from .graph_shapes import WARMUP_BLOCKS, prefill_in_chunks, window_bucket
 from .mindformers_config import BLOCK_SIZE, cache_capacity, mindformers_settings, yaml_model_config
-from .mindspore_executor import _explain_failure, _import_mindspore, _use_device
+from .mindspore_executor import explain_failure, import_mindspore, use_device
 from .names import expected_shapes
 from .tensor_source import TensorSource
 
@@ -73,7 +73,7 @@ class MindFormersExecutor(Executor):
             source.close()  # every weight now lives in MindSpore's memory
 
     def _build(self, cfg, source, options, progress, cancel) -> None:
-        ms = _import_mindspore()
+        ms = import_mindspore()
         from .mindformers_patches import import_mindformers
 
         import_mindformers()
@@ -81,7 +81,7 @@ class MindFormersExecutor(Executor):
         from mindspore import Tensor
         from mindspore.nn.utils import no_init_parameters
 
-        _use_device(ms, "CPU")
+        use_device(ms, "CPU")
         self.config = cfg
         self.max_seq_len = min(options.max_seq_len, cfg.seq_length)
         self._capacity = cache_capacity(self.max_seq_len)
@@ -150,7 +150,7 @@ class MindFormersExecutor(Executor):
                                 Tensor(np.minimum(positions, self._capacity - 1)), Tensor(np.array([count], np.int32)))
             return logits.asnumpy().reshape(-1)
         except (RuntimeError, MemoryError) as exc:
-            raise EngineError(_explain_failure(exc).replace("MindSpore failed", "MindFormers failed")) from None
+            raise EngineError(explain_failure(exc).replace("MindSpore failed", "MindFormers failed")) from None
 
     def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None) -> np.ndarray:
         return prefill_in_chunks(ids, start_pos, self.max_seq_len, cancel, self._run)

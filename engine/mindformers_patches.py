@@ -15,7 +15,12 @@ imports it, and does, in order:
    imports the DeepSeek models, which import names from it and call one at
    import time; the LLaMA we run never uses it, so any attribute is a
    harmless placeholder;
-4. replace the two Ascend-only kernels our path reaches with ``mindformers_kernels``.
+4. replace the two Ascend-only kernels our path reaches with ``mindformers_kernels``;
+5. make its copy of SentencePiece's protobuf module the one the ``sentencepiece``
+   package ships: both register ``sentencepiece_model.proto``, and once
+   MindSpore has switched protobuf to its pure-Python implementation (it does
+   on import), the second registration fails with ``KeyError: '_SELFTESTDATA'``
+   - so our LLaMA2 tokenizer and MindFormers' fast one could not share a process.
 
 The path we run is MindFormers' own "chunked prefill" mode (its model forward
 with ``seq_range``/``block_tables``/``slot_mapping``), so a prompt can be
@@ -79,6 +84,7 @@ def import_mindformers():
     os.environ["ENFORCE_EAGER"] = "false"
     if importlib.util.find_spec("hyper_parallel") is None:
         sys.meta_path.insert(0, _HyperParallelStandIn())
+    _share_sentencepiece_proto()
     showwarning = warnings.showwarning  # MindFormers replaces it, for the whole process, on import
     try:
         import mindformers
@@ -99,6 +105,15 @@ def import_mindformers():
         manager.paged_attn = kernels.paged_attention
         _applied = True
     return mindformers
+
+
+def _share_sentencepiece_proto() -> None:
+    """Serve MindFormers' ``sentencepiece_model_pb2_new`` from the ``sentencepiece`` package (same proto)."""
+    try:
+        from sentencepiece import sentencepiece_model_pb2
+    except ImportError:  # no sentencepiece (or no protobuf): MindFormers' own copy is the only one
+        return
+    sys.modules.setdefault("mindformers.models.sentencepiece_model_pb2_new", sentencepiece_model_pb2)
 
 
 def _quiet_console() -> None:

@@ -31,7 +31,7 @@ RUNTIME_BYTES = 1 << 30
 ProgressFn = Callable[[int, int], None]
 
 
-def _import_mindspore():
+def import_mindspore():
     """Import MindSpore with its logs and compile-failure dumps kept out of the user's working folder."""
     logs = user_data_dir() / "logs" / "mindspore"
     os.environ.setdefault("MS_DEV_SAVE_GRAPHS_PATH", str(logs))
@@ -48,7 +48,7 @@ def _import_mindspore():
     return ms
 
 
-def _keep_ctrl_c() -> None:
+def keep_ctrl_c() -> None:
     """MindSpore replaces Python's Ctrl-C handler (its handler ends the process) when it starts and when
     it compiles; put Python's back, so Ctrl-C stops an answer instead of the program."""
     import signal
@@ -56,7 +56,7 @@ def _keep_ctrl_c() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def _use_device(ms, device: str) -> None:
+def use_device(ms, device: str) -> None:
     """Pick the device once per process; MindSpore refuses a change after the first kernel ran."""
     try:
         ms.set_device(device)
@@ -67,7 +67,7 @@ def _use_device(ms, device: str) -> None:
                               f"restart the program to use {device}.") from None
 
 
-def _explain_failure(exc: BaseException) -> str:
+def explain_failure(exc: BaseException) -> str:
     """MindSpore's errors are pages of C++ context; keep the line a user can act on."""
     text = str(exc)
     if "Memory" in text or isinstance(exc, MemoryError):
@@ -118,14 +118,14 @@ class MindSporeExecutor(Executor):
             source.close()  # every weight is converted into MindSpore's own memory: the file is not needed
 
     def _build(self, cfg, source, options, progress, cancel) -> None:
-        ms = _import_mindspore()
+        ms = import_mindspore()
         from mindspore import Tensor
         from mindspore.nn.utils import no_init_parameters
 
         from .ms_llama import LlamaForCausalLM
 
         self.device = options.device
-        _use_device(ms, self.device)
+        use_device(ms, self.device)
         compute_dtype = _compute_dtype(self.device, options.weight_format)
         self.weight_format = compute_dtype
         self.config = cfg
@@ -182,10 +182,10 @@ class MindSporeExecutor(Executor):
         try:
             logits = self._step(Tensor(ids.astype(np.int32)), Tensor(np.array([start_pos], np.int32)),
                                 Tensor(np.array([last_row], np.int32)), window)
-            _keep_ctrl_c()
+            keep_ctrl_c()
             return logits.asnumpy().reshape(-1)
         except (RuntimeError, MemoryError) as exc:
-            raise EngineError(_explain_failure(exc)) from None
+            raise EngineError(explain_failure(exc)) from None
 
     def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None) -> np.ndarray:
         return prefill_in_chunks(ids, start_pos, self.max_seq_len, cancel,

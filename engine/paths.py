@@ -28,13 +28,25 @@ def user_data_dir() -> Path:
     return base
 
 
+def models_dir() -> Path:
+    """Where downloaded models live: ``checkpoint_download/`` in a source checkout (what the MindFormers
+    tutorials' users expect), else ``<user data>/models`` (an installed program's folder may be
+    read-only, and uninstalling it must not delete 15 GB of downloads). ``LLAMA_DESK_MODELS_DIR``
+    overrides both."""
+    override = os.environ.get("LLAMA_DESK_MODELS_DIR")
+    if override:
+        return Path(override)
+    if (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / "checkpoint_download").is_dir():
+        return PROJECT_ROOT / "checkpoint_download"
+    return user_data_dir() / "models"
+
+
 def default_model_files(version: int) -> dict[str, Path]:
     """The paths the download scripts write to, which the command lines default to.
 
-    ``LLAMA_DESK_MODELS_DIR`` moves the model folders (``<dir>/llama2``, ``<dir>/llama3``).
+    See ``models_dir`` for where the model folders (``llama2``, ``llama3``) are.
     """
-    models = os.environ.get("LLAMA_DESK_MODELS_DIR")
-    folder = (Path(models) if models else PROJECT_ROOT / "checkpoint_download") / f"llama{version}"
+    folder = models_dir() / f"llama{version}"
     ckpt = "llama2_7b.ckpt" if version == 2 else "llama3-8B.ckpt"
     yaml_name = "predict_llama2_7b.yaml" if version == 2 else "predict_llama3_8b.yaml"
     return {"checkpoint": folder / ckpt, "tokenizer": folder / "tokenizer.model",

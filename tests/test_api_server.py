@@ -198,7 +198,7 @@ def _record_of(handle, max_tokens: int, timeout: float = 10.0):
 
 def test_a_client_leaving_mid_stream_stops_its_generation(server):
     c = client(server.url)
-    stream = ask(c, "Tell me a long story about a dragon.", max_tokens=200, stream=True)
+    stream = ask(c, "Tell me a long story about a dragon.", max_tokens=2000, stream=True)
     pieces = 0
     for chunk in stream:
         pieces += bool(chunk.choices and chunk.choices[0].delta.content)
@@ -207,21 +207,23 @@ def test_a_client_leaving_mid_stream_stops_its_generation(server):
     stream.close()
     started = time.monotonic()
     assert ask(c).choices[0].message.content == ANSWER
-    assert time.monotonic() - started < 30   # 200 tokens would take over a minute here
-    record = _record_of(server, 200)
+    assert time.monotonic() - started < 15   # 2000 tokens would take far longer than that here
+    record = _record_of(server, 2000)
     assert record.client_left and record.finish_reason == "cancelled"
-    assert 3 <= record.generated_tokens < 20, record
+    assert 3 <= record.generated_tokens < 200, record
 
 
 def test_a_client_leaving_a_whole_answer_stops_it_too(server):
-    body = json.dumps({"messages": [{"role": "user", "content": "Tell me a long story."}], "max_tokens": 199})
+    body = json.dumps({"messages": [{"role": "user", "content": "Tell me a long story."}], "max_tokens": 1999,
+                       "temperature": 0.9, "seed": 7})
     sock = socket.create_connection(("127.0.0.1", int(server.url.split(":")[2].split("/")[0])))
     sock.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                  f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
-    time.sleep(2.0)
+    time.sleep(1.0)
     sock.close()
-    record = _record_of(server, 199, timeout=30)
-    assert record.client_left and record.generated_tokens < 30, record
+    record = _record_of(server, 1999, timeout=60)
+    # stopped by the departure (not by its length or an end of turn), long before 1999 tokens
+    assert record.client_left and record.finish_reason == "cancelled" and record.generated_tokens < 1000, record
 
 
 def test_full_queue_answers_429_with_retry_after(engine):

@@ -122,8 +122,7 @@ def test_settings_theme_and_the_api_switch(qtbot, open_window, home):
     window = open_window()
     dialog = SettingsDialog(window.prefs, window)
     qtbot.addWidget(dialog)
-    # the API server package is not part of this tree yet: the switch is there, off, and says why
-    assert not dialog.api.isEnabled() and "not part of this version" in dialog.api.toolTip()
+    assert dialog.api.isEnabled() and not dialog.api.isChecked()
     dialog.theme.setCurrentIndex(dialog.theme.findData("dark"))
     dialog.generation.max_new_tokens.setValue(7)
     window.apply_prefs(dialog.result_prefs())
@@ -134,6 +133,33 @@ def test_settings_theme_and_the_api_switch(qtbot, open_window, home):
     dialog.theme.setCurrentIndex(dialog.theme.findData("light"))
     window.apply_prefs(dialog.result_prefs())
     assert QApplication.palette().color(QPalette.ColorRole.Window).lightness() > 200
+
+
+def test_the_api_switch_serves_the_loaded_model_to_other_programs(qtbot, open_window, home):
+    """Settings > Local API server: an OpenAI client on this computer gets answers from the app's model."""
+    import urllib.request
+
+    from app.settings_dialog import SettingsDialog
+
+    window = open_window()
+    dialog = SettingsDialog(window.prefs, window)
+    qtbot.addWidget(dialog)
+    dialog.api.setChecked(True)
+    prefs = dialog.result_prefs()
+    prefs.api_port = 0  # any free port: the address is shown once the server runs
+    window.apply_prefs(prefs)
+    qtbot.waitUntil(lambda: window.api_address.startswith("http://127.0.0.1:"), timeout=30_000)
+    body = json.dumps({"messages": [{"role": "user", "content": "What is the capital of France?"}],
+                       "temperature": 0, "max_tokens": 12}).encode()
+    request = urllib.request.Request(window.api_address + "/chat/completions", body,
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as reply:
+        answer = json.loads(reply.read())["choices"][0]["message"]["content"]
+    assert "Paris" in answer
+    off = dialog.result_prefs()
+    off.api_server = False
+    window.apply_prefs(off)
+    qtbot.waitUntil(lambda: window.api_address == "", timeout=30_000)
 
 
 def test_conversation_settings_change_the_next_answer(qtbot, open_window, home):

@@ -83,8 +83,10 @@ def builtin_home():
 
 def test_builtin_answers_the_france_question_like_the_numpy_reference(builtin_home):
     gguf_path = require_asset("smollm2-gguf")
+    # weights as stored (fp16): the reference computes with exactly those values
     result = run_cli("run_model.py", "--builtin", "--prompt", QUESTION, "--greedy", "--max-new-tokens", "24",
-                     "--json", home=builtin_home, env_extra={"LLAMA_DESK_BUILTIN_GGUF": gguf_path})
+                     "--quantize", "none", "--json", home=builtin_home,
+                     env_extra={"LLAMA_DESK_BUILTIN_GGUF": gguf_path})
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     weights, hp, tokens = _gguf_reference(gguf_path)
@@ -129,3 +131,19 @@ def test_wrong_builtin_file_and_leftover_half_conversion(tmp_path, monkeypatch):
     folder = builtin_model_dir()
     assert (folder / ".complete").is_file() and (folder / "model.safetensors").stat().st_size > 250_000_000
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [FOLDER_NAME]
+
+
+def test_a_conversion_in_an_older_format_is_replaced_not_reused(tmp_path, monkeypatch):
+    from engine.builtin_model import FOLDER_NAME, FORMAT_VERSION, builtin_model_dir
+    from engine.safetensors_reader import SafetensorsReader
+
+    monkeypatch.setenv("LLAMA_DESK_HOME", str(tmp_path))
+    monkeypatch.setenv("LLAMA_DESK_BUILTIN_GGUF", str(require_asset("smollm2-gguf")))
+    old = tmp_path / "models" / FOLDER_NAME
+    old.mkdir(parents=True)
+    (old / "model.safetensors").write_bytes(b"an older format")
+    (old / ".complete").write_text("1", encoding="utf-8")  # finished, but in format 1 (float32)
+    folder = builtin_model_dir()
+    assert (folder / ".complete").read_text(encoding="utf-8") == FORMAT_VERSION
+    with SafetensorsReader(folder / "model.safetensors") as reader:
+        assert reader.tensors["model.layers.0.attention.wq.weight"].dtype == "float16"

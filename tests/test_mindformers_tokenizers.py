@@ -18,6 +18,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -72,6 +75,24 @@ def test_llama2_ids_text_and_sizes_match_mindformers(mf_llama2, llama2_model, fa
     assert sorted(slow.added_tokens_encoder) == sorted(sizes.counted_twice)
     assert {ours.special_id(t) for t in sizes.counted_twice} == set(slow.added_tokens_encoder.values()) == {0, 1, 2}
     assert len(mf_fast) == ours.vocab_size_with_added == 32000  # the fast one counts each id once
+
+
+def test_our_tokenizer_and_mindformers_fast_one_share_a_process(mindformers, llama2_model):
+    """A fresh process in the order a user's has it: MindSpore (which switches protobuf to pure Python),
+    our fast LLaMA2 tokenizer (sentencepiece's proto module), then MindFormers' fast tokenizer (its own copy)."""
+    script = (
+        "import sys, mindspore\n"
+        "from engine.tokenizers import load_tokenizer\n"
+        "from engine.mindformers_patches import import_mindformers\n"
+        "ours = load_tokenizer(sys.argv[1], 2, fast=True)\n"
+        "import_mindformers()\n"
+        "from mindformers.models.llama import LlamaTokenizerFast\n"
+        "fast = LlamaTokenizerFast(vocab_file=sys.argv[1])\n"
+        "print(fast.encode('你好 hi') == ours.encode('你好 hi', bos=True))\n")
+    env = {k: v for k, v in os.environ.items() if k != "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"}
+    done = subprocess.run([sys.executable, "-c", script, str(llama2_model)], capture_output=True, text=True,
+                          encoding="utf-8", env=env, cwd=Path(__file__).resolve().parents[1], timeout=600)
+    assert done.returncode == 0 and done.stdout.strip().endswith("True"), done.stderr[-2000:]
 
 
 def test_llama2_known_differences(mf_llama2, llama2_model):

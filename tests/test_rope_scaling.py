@@ -53,6 +53,20 @@ def test_llama3_scaling_gives_metas_frequencies(tmp_path, key):
     assert kept.any() and divided.any() and (~kept & ~divided).any()  # all three bands are exercised
 
 
+def test_mindformers_extend_method_spelling_gives_the_same_frequencies(tmp_path):
+    """MindFormers' LLaMA3.1 yamls say ``extend_method: LLAMA3`` with a ``scaling_factor`` mapping."""
+    shape = dict(hidden_size=4096, num_heads=32, n_kv_heads=8, theta=500000.0)
+    factor = {k: v for k, v in LLAMA31.items() if k != "rope_type"}
+    cfg = load_config(_yaml(tmp_path, extend_method="LLAMA3", scaling_factor=factor, **shape))
+    np.testing.assert_allclose(rope_inv_frequencies(cfg), meta_apply_scaling(ref.inverse_frequencies(128, 500000.0)),
+                               rtol=1e-12, atol=0)
+    cfg = load_config(_yaml(tmp_path, "pi.yaml", extend_method="PI", scaling_factor=2.0))
+    np.testing.assert_allclose(rope_inv_frequencies(cfg), ref.inverse_frequencies(16, 10000.0) / 2, rtol=1e-12)
+    assert load_config(_yaml(tmp_path, "none.yaml", extend_method="None")).rope_scaling is None
+    with pytest.raises(ConfigError, match="extend_method 'NTK' is not supported"):
+        load_config(_yaml(tmp_path, "ntk.yaml", extend_method="NTK", scaling_factor=2.0))
+
+
 def test_linear_scaling_divides_the_frequencies(tmp_path):
     cfg = load_config(_yaml(tmp_path, rope_scaling={"type": "linear", "factor": 4.0}))
     np.testing.assert_allclose(rope_inv_frequencies(cfg), ref.inverse_frequencies(16, 10000.0) / 4, rtol=1e-12)
