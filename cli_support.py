@@ -13,6 +13,10 @@ from engine import EngineError
 from engine.paths import default_model_files
 
 _FLAG = {"checkpoint": "-M", "tokenizer": "-F", "config": "-C"}
+# The engine names a bad setting by its API field; a command-line user typed the flag.
+_SETTING_FLAG = {"max_new_tokens": "--max-new-tokens", "temperature": "--temperature", "top_k": "--top-k",
+                 "top_p": "--top-p", "repetition_penalty": "--repetition-penalty", "seed": "--seed",
+                 "stop_strings": "--stop", "threads": "--threads"}
 
 
 def utf8_stdio() -> None:
@@ -42,8 +46,18 @@ def hint(exc: EngineError, version: int | None = None) -> str:
     return ("; ".join(parts)).join(("(", ")")) if parts else ""
 
 
+def flag_spelling(exc: EngineError) -> str:
+    """The message, with a setting's API name at its start replaced by the flag that sets it."""
+    text = str(exc)
+    if exc.subject == "settings":
+        field = text.split(" ", 1)[0]
+        if field in _SETTING_FLAG:
+            return _SETTING_FLAG[field] + text[len(field):]
+    return text
+
+
 def report(exc: EngineError, version: int | None = None) -> int:
     """Print the error as one line (plus this front end's hint) and return the exit code 2."""
     extra = hint(exc, version)
-    print(f"error: {exc}" + (f" {extra}" if extra else ""), file=sys.stderr)
+    print(f"error: {flag_spelling(exc)}" + (f" {extra}" if extra else ""), file=sys.stderr)
     return 2
