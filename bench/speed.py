@@ -21,6 +21,7 @@ Speeds are ratios within this run: this kind of machine is shared and noisy.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -156,7 +157,11 @@ def _ensure_model(args) -> tuple[Path, Path]:
 
 
 def _ensure_gguf(config: Path, ckpt: Path, kind: str) -> Path:
-    out = CACHE / f"{ckpt.stem}-{kind}.gguf"
+    """The GGUF copy of ``ckpt`` for llama.cpp, written once; named after the source file's path, size and
+    time, so two checkpoints that share a file name (``model.safetensors``) never share a copy."""
+    stat = ckpt.stat()
+    source = hashlib.sha256(f"{ckpt.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode("utf-8")).hexdigest()[:10]
+    out = CACHE / f"{ckpt.stem}-{source}-{kind}.gguf"
     if not out.exists():
         print(f"writing {out.name} for llama.cpp (once) ...", file=sys.stderr)
         from gguf_export import export
