@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine import load_engine  # noqa: E402
-from engine.weights import expected_shapes  # noqa: E402
+from engine.weights.names import expected_shapes  # noqa: E402
 
 
 def best_of(fn, repeats: int) -> float:

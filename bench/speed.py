@@ -232,7 +232,7 @@ def main() -> int:
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "python": platform.python_version(), "system": platform.system()},
         "model": {"config": str(config), "checkpoint": str(ckpt), "file_bytes": file_bytes,
-                  "parameters": int(sum(np.prod(s) for s in __import__("engine.names", fromlist=["x"]).expected_shapes(cfg).values()))},
+                  "parameters": int(sum(np.prod(s) for s in __import__("engine.weights.names", fromlist=["x"]).expected_shapes(cfg).values()))},
         "numpy_gemv_GBps": {"median": roofline, "samples": bandwidth},
         "file_read_s": read_s,
         "cost_model_stored": table(decode_cost(cfg, stored, 32 + args.decode // 2), roofline),

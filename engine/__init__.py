@@ -20,9 +20,10 @@ from .errors import (Cancelled, CheckpointError, ConfigError, ContextOverflow, E
                      GenerationError, TokenizerError)
 
 _LAZY = {
-    "backend_names": ".backends", "ChatEngine": ".chat_engine", "ChatPrompt": ".chat_engine",
-    "GenerationSettings": ".chat_engine", "ModelInfo": ".chat_engine", "ModelConfig": ".config",
-    "load_config": ".config", "Completion": ".generation", "GenerationStats": ".generation",
+    "backend_names": ".backends.registry", "ChatEngine": ".generation.chat_engine",
+    "ChatPrompt": ".generation.chat_engine", "GenerationSettings": ".generation.chat_engine",
+    "ModelInfo": ".generation.chat_engine", "ModelConfig": ".config", "load_config": ".config",
+    "Completion": ".generation.loop", "GenerationStats": ".generation.loop",
     "check_model_files": ".loader", "estimate_memory": ".loader", "load_engine": ".loader",
     "verify_checkpoint": ".loader", "available_bytes": ".memory", "current_rss_bytes": ".memory",
 }

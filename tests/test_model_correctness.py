@@ -123,10 +123,10 @@ def test_executor_ropes_are_the_references_rotate_half(theta):
     reference, head by head, from the frequencies the config gives."""
     import mindspore as ms
 
+    from engine.backends.cpu.decode_step import rope as cpu_decode_rope
+    from engine.backends.cpu.prefill import rope_rows as cpu_prefill_rope
+    from engine.backends.mindspore.llama_model import Attention, rope_tables
     from engine.config import ModelConfig, rope_inv_frequencies
-    from engine.cpu.decode_step import rope as cpu_decode_rope
-    from engine.cpu.prefill import rope_rows as cpu_prefill_rope
-    from engine.ms_llama import Attention, rope_tables
 
     cfg = ModelConfig(hidden_size=64, num_layers=1, num_heads=4, vocab_size=10, theta=theta)
     positions = np.array([0, 1, 7, 300])

@@ -18,11 +18,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .config import ModelConfig, rope_inv_frequencies
-from .errors import Cancelled, EngineError
-from .executor import Executor, MemoryNeed, PrefillCancelled
-from .names import EMBEDDING, LM_HEAD, NORM_OUT, layer_name
-from .tensor_source import TensorSource
+from engine.backends.executor import Executor, MemoryNeed, PrefillCancelled
+from engine.config import ModelConfig, rope_inv_frequencies
+from engine.errors import Cancelled, EngineError
+from engine.weights.names import EMBEDDING, LM_HEAD, NORM_OUT, layer_name
+from engine.weights.tensor_source import TensorSource
 
 # Prompt tokens per block: weights are widened once per block, and BLAS runs faster on taller
 # products (128: 39 tokens/s on a 1.1B model; 512: 58-64). Stop is checked between layers.
@@ -36,7 +36,7 @@ ProgressFn = Callable[[int, int], None]
 
 
 def _prefill_scratch_bytes(cfg: ModelConfig, max_seq_len: int) -> int:
-    from .cpu.prefill import _TILE_ELEMENTS
+    from .prefill import _TILE_ELEMENTS
 
     block = min(PREFILL_BLOCK, max_seq_len)
     activations = block * (4 * cfg.hidden_size + 3 * cfg.ffn_size) * 4
@@ -63,7 +63,7 @@ class CpuExecutor(Executor):
 
     @classmethod
     def estimate_memory(cls, cfg: ModelConfig, source, options) -> MemoryNeed:
-        from .cpu.quantize import can_quantize, quantized_bytes
+        from .quantize import can_quantize, quantized_bytes
 
         seq = min(options.max_seq_len, cfg.seq_length)
         kv_cache = cfg.num_layers * 2 * cfg.kv_heads * seq * cfg.head_dim * (4 if options.kv_cache == "float32" else 2)
@@ -96,9 +96,9 @@ class CpuExecutor(Executor):
 
     # -- loading ------------------------------------------------------------
     def _build(self, options, progress, cancel) -> None:
-        from .cpu import jit
-        from .cpu.quantize import can_quantize
-        from .cpu.weights import quantized_weight, stored_weight, vector
+        from . import jit
+        from .quantize import can_quantize
+        from .weights import quantized_weight, stored_weight, vector
 
         jit.use_threads(self.threads)
         cfg, source = self.config, self.source
@@ -139,7 +139,7 @@ class CpuExecutor(Executor):
         self._allocate()
 
     def _allocate(self) -> None:
-        from .cpu.prefill import TileBuffer
+        from .prefill import TileBuffer
 
         cfg, seq = self.config, self.max_seq_len
         hd = cfg.head_dim
@@ -166,7 +166,7 @@ class CpuExecutor(Executor):
     # -- running ------------------------------------------------------------
     def warmup(self, progress=None) -> None:
         """Compile (or load from the on-disk cache) every kernel this model uses, before the first answer."""
-        from .cpu import jit
+        from . import jit
 
         marker = jit.compiled_marker(f"{self.weight_format.replace('/', '+')}-{self.kv_cache}")
         stage = ("loading compiled CPU kernels" if marker.exists() else
@@ -190,8 +190,8 @@ class CpuExecutor(Executor):
             progress(stage, 2, 2)
 
     def decode(self, token: int, pos: int) -> np.ndarray:
-        from .cpu import jit
-        from .cpu.decode_step import decode_layer, embed_row, rms_norm
+        from . import jit
+        from .decode_step import decode_layer, embed_row, rms_norm
 
         if not 0 <= pos < self.max_seq_len:
             raise EngineError(f"position {pos} is past the context of {self.max_seq_len}")
@@ -212,7 +212,7 @@ class CpuExecutor(Executor):
         return self._project(h)
 
     def _project(self, h: np.ndarray) -> np.ndarray:
-        from .cpu.matvec import matvec
+        from .matvec import matvec
 
         for first, data, scales in self.lm_head.parts:
             matvec(data, scales, h, self._xq, self._xs, self._logits[first:first + data.shape[0]])
@@ -235,9 +235,9 @@ class CpuExecutor(Executor):
         return logits
 
     def _prefill_block(self, ids: np.ndarray, start: int, cancel, done: int = 0) -> np.ndarray:
-        from .cpu import jit
-        from .cpu.decode_step import embed_row
-        from .cpu.prefill import attend_block, matmul, rms_norm_rows, rope_rows, write_cache
+        from . import jit
+        from .decode_step import embed_row
+        from .prefill import attend_block, matmul, rms_norm_rows, rope_rows, write_cache
 
         jit.use_threads(self.threads)
         cfg, tiles = self.config, self._tiles

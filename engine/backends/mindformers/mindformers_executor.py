@@ -24,14 +24,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .config import ModelConfig
-from .errors import Cancelled, CheckpointError, EngineError
-from .executor import Executor, MemoryNeed
-from .graph_shapes import WARMUP_BLOCKS, prefill_in_chunks, window_bucket
+from engine.backends.executor import Executor, MemoryNeed
+from engine.backends.mindspore.graph_shapes import WARMUP_BLOCKS, prefill_in_chunks, window_bucket
+from engine.backends.mindspore.mindspore_executor import explain_failure, import_mindspore, use_device
+from engine.config import ModelConfig
+from engine.errors import Cancelled, CheckpointError, EngineError
+from engine.weights.names import expected_shapes
+from engine.weights.tensor_source import TensorSource
+
 from .mindformers_config import BLOCK_SIZE, cache_capacity, mindformers_settings, yaml_model_config
-from .mindspore_executor import explain_failure, import_mindspore, use_device
-from .names import expected_shapes
-from .tensor_source import TensorSource
 
 # MindSpore and MindFormers after import (~0.6 GB), plus three compiled graphs and their work
 # buffers (measured: 0.2-0.5 GB each on a LLaMA2-7b-shaped model cut to 4 layers).

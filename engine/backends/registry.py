@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EngineError
+from engine.errors import EngineError
 
 DEVICES = ("auto", "cpu", "gpu")
 WEIGHT_FORMATS = ("auto", "stored", "int8", "float32")
@@ -53,11 +53,12 @@ def register(entry: BackendEntry) -> None:
 
 
 register(BackendEntry("cpu", "JIT-compiled CPU kernels over the stored 2-byte weights or 8-bit blocks",
-                      ".cpu_executor:CpuExecutor"))
+                      ".cpu.cpu_executor:CpuExecutor"))
 register(BackendEntry("mindspore", "MindSpore graphs (float32 on the CPU; the GPU when MindSpore can use one)",
-                      ".mindspore_executor:MindSporeExecutor"))
+                      ".mindspore.mindspore_executor:MindSporeExecutor"))
 register(BackendEntry("mindformers", "MindFormers' own LLaMA, float32 on the CPU (optional: python install.py "
-                      "--mindformers); a cross-check, slower than the others", ".mindformers_executor:MindFormersExecutor"))
+                      "--mindformers); a cross-check, slower than the others",
+                      ".mindformers.mindformers_executor:MindFormersExecutor"))
 
 
 def backend_names() -> list[str]:

@@ -16,11 +16,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
 
-from .chat_template import ChatTemplate, Message, check_messages, fit_to_context
-from .config import ModelConfig
-from .errors import Cancelled, EngineBusy, GenerationError
-from .executor import Executor
-from .generation import Completion, KVCacheState, TokenCallback, generate
+from engine.backends.executor import Executor
+from engine.config import ModelConfig
+from engine.errors import Cancelled, EngineBusy, GenerationError
+from engine.text.chat_template import ChatTemplate, Message, check_messages
+
+from .context_policy import fit_to_context
+from .kv_cache import KVCacheState
+from .loop import Completion, TokenCallback, generate
 from .sampling import SamplingSettings
 
 

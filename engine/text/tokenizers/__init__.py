@@ -1,6 +1,6 @@
 """Tokenizers for LLaMA2 (SentencePiece or fast), LLaMA3 (tiktoken) and GGUF BPE models.
 
-Backends are imported only when asked for, so ``import engine.tokenizers``
+Backends are imported only when asked for, so ``import engine.text.tokenizers``
 stays cheap and works even if one backend library is missing.
 """
 

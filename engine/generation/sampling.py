@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import GenerationError
+from engine.errors import GenerationError
 
 
 def _number(name: str, value, *, integer: bool = False) -> float:

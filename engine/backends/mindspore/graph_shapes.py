@@ -15,8 +15,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import EngineError
-from .executor import PrefillCancelled
+from engine.backends.executor import PrefillCancelled
+from engine.errors import EngineError
 
 PREFILL_CHUNK = 64
 SHORT_CHUNK = 16

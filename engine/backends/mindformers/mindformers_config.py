@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import ModelConfig
+from engine.config import ModelConfig
 
 BLOCK_SIZE = 16
 _FLOAT32_KEYS = ("compute_dtype", "param_init_type", "embedding_init_type", "layernorm_compute_type",

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.errors import CheckpointError
+
 from .dtypes import bf16_bits_to_float32, itemsize, numpy_view_dtype
-from .errors import CheckpointError
 
 _BLOCK = 1 << 22  # elements converted at a time (16 MiB of float32)
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.config import ModelConfig
+from engine.errors import CheckpointError, quote
+
 from .ckpt_reader import CkptReader
-from .config import ModelConfig
 from .dtypes import FLOAT_DTYPES
-from .errors import CheckpointError, quote
 from .names import EMBEDDING, LAYER_RE, LM_HEAD, MODEL_PREFIXES, expected_shapes, is_recomputed_buffer
 from .safetensors_reader import SafetensorsReader, ShardedSafetensors
 from .tensor_source import TensorSource

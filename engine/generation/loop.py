@@ -18,11 +18,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import CheckpointError, ContextOverflow, GenerationError
-from .executor import Executor, PrefillCancelled
-from .memory import peak_rss_bytes
+from engine.backends.executor import Executor, PrefillCancelled
+from engine.errors import CheckpointError, ContextOverflow, GenerationError
+from engine.memory import peak_rss_bytes
+from engine.text.detokenizer import IncrementalDecoder, StopStringFilter
+
+from .kv_cache import KVCacheState
 from .sampling import Sampler, SamplingSettings
-from .text_stream import IncrementalDecoder, StopStringFilter
 
 TokenCallback = Callable[[int, str], None]  # (token id, text it adds); id -1 carries text flushed at the end
 
@@ -62,21 +64,6 @@ class Completion:
     text: str = ""
     stats: GenerationStats = field(default_factory=GenerationStats)
     dropped_messages: int = 0   # chat only: oldest messages left out so the prompt fits the context
-
-
-class KVCacheState:
-    """Which token ids the executor's cache holds, so a new prompt can skip its shared prefix."""
-
-    def __init__(self):
-        self.ids: list[int] = []
-
-    def reusable_prefix(self, prompt: Sequence[int]) -> int:
-        n = 0
-        for a, b in zip(self.ids, prompt):
-            if a != b:
-                break
-            n += 1
-        return min(n, len(prompt) - 1)  # recompute at least one token to get its logits
 
 
 def _check_prompt(prompt: list[int], executor: Executor) -> None:

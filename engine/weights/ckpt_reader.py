@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.errors import CheckpointError, quote
+
 from .dtypes import CKPT_NAMES
-from .errors import CheckpointError, quote
 from .tensor_source import TensorInfo, TensorSource
 
 CRC_TRAILER = b"crc_num"

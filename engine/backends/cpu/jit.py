@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..paths import user_data_dir
+from engine.paths import user_data_dir
 
 def _kernel_sources_digest() -> str:
     """Changes whenever any kernel source (or numba) changes.

@@ -18,13 +18,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .config import ModelConfig
-from .errors import Cancelled, EngineError
-from .executor import Executor, MemoryNeed
+from engine.backends.executor import Executor, MemoryNeed
+from engine.config import ModelConfig
+from engine.errors import Cancelled, EngineError
+from engine.paths import user_data_dir
+from engine.weights.names import expected_shapes
+from engine.weights.tensor_source import TensorSource
+
 from .graph_shapes import PREFILL_CHUNK, WARMUP_BLOCKS, prefill_in_chunks, window_bucket
-from .names import expected_shapes
-from .paths import user_data_dir
-from .tensor_source import TensorSource
 
 # MindSpore itself (~0.5 GB after import) plus compiled graphs and their work buffers.
 RUNTIME_BYTES = 1 << 30
@@ -96,7 +97,7 @@ class MindSporeExecutor(Executor):
         if importlib.util.find_spec("mindspore") is None:
             return "MindSpore is not installed (pip install mindspore==2.10.0)."
         if device == "GPU":
-            from .devices import gpu_unavailable_reason
+            from engine.backends.devices import gpu_unavailable_reason
             return gpu_unavailable_reason()
         return None
 
@@ -122,7 +123,7 @@ class MindSporeExecutor(Executor):
         from mindspore import Tensor
         from mindspore.nn.utils import no_init_parameters
 
-        from .ms_llama import LlamaForCausalLM
+        from .llama_model import LlamaForCausalLM
 
         self.device = options.device
         use_device(ms, self.device)

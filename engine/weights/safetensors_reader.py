@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.errors import CheckpointError, quote
+
 from .dtypes import SAFETENSORS_FROM_NUMPY, SAFETENSORS_NAMES
-from .errors import CheckpointError, quote
 from .names import hf_to_ours
 from .tensor_source import MappedFile, TensorInfo, TensorSource
 

@@ -16,7 +16,8 @@ from math import prod
 
 import numpy as np
 
-from ..tensor_source import TensorSource
+from engine.weights.tensor_source import TensorSource
+
 from .quantize import BLOCK, quantize_rows
 
 NO_SCALES = np.empty((0, 0), np.float32)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 from typing import Mapping, Sequence
 
-from .errors import ContextOverflow, GenerationError
+from engine.errors import GenerationError
 
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 
@@ -123,23 +123,3 @@ def template_for(kind: str, default_system: str | None = None) -> ChatTemplate:
     if kind == "chatml":
         return ChatMLTemplate(default_system)
     raise GenerationError(f"Unknown chat template {kind!r}")
-
-
-def fit_to_context(messages: Sequence[Message], template: ChatTemplate, tokenizer,
-                   budget: int) -> tuple[list[Message], list[int]]:
-    """Drop the oldest turns (never the system prompt or the last message) until the prompt fits."""
-    kept = list(messages)
-    while True:
-        ids = template.render(kept, tokenizer)
-        if len(ids) <= budget:
-            return kept, ids
-        first = 1 if kept and kept[0]["role"] == "system" else 0
-        if len(kept) - first <= 1:
-            raise ContextOverflow(
-                f"The message is too long: {len(ids)} tokens, but only {budget} fit in the context "
-                "(with room for the answer). Shorten it, or lower the maximum answer length.",
-                tokens=len(ids), limit=budget)
-        # drop one whole exchange: the oldest user message and the replies that follow it
-        del kept[first]
-        while len(kept) - first > 1 and kept[first]["role"] == "assistant":
-            del kept[first]

@@ -2,7 +2,7 @@
 
 The loop, the tokenizers and the chat templates only ever see this, so a new
 backend (MindSpore graphs, JIT-compiled CPU kernels, MindFormers) is one new
-class plus one registry entry (``backends.py``) and nothing else changes.
+class plus one registry entry (``registry.py``) and nothing else changes.
 Positions are explicit: the executor keeps a KV cache and the caller says
 where new tokens go, which lets the engine reuse the cached prefix of a
 conversation between turns (when the executor says it can).
@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .config import ModelConfig
+from engine.config import ModelConfig
 
 
 class PrefillCancelled(Exception):

@@ -16,7 +16,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import initializer
 
-from .config import ModelConfig, rope_inv_frequencies
+from engine.config import ModelConfig, rope_inv_frequencies
 
 MS_DTYPES = {"float32": ms.float32, "float16": ms.float16}
 _NEG = -1e30

@@ -44,8 +44,8 @@ import sys
 import types
 import warnings
 
-from .errors import EngineError
-from .paths import user_data_dir
+from engine.errors import EngineError
+from engine.paths import user_data_dir
 
 REQUIRED_VERSION = "2.0.0"
 INSTALL_HINT = "python install.py --mindformers"

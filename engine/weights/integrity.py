@@ -17,8 +17,9 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import Cancelled, CheckpointError
-from .paths import user_data_dir
+from engine.errors import Cancelled, CheckpointError
+from engine.paths import user_data_dir
+
 from .tensor_source import TensorSource
 
 ProgressFn = Callable[[int, int], None]
