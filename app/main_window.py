@@ -17,6 +17,8 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QPushButton, QSplitter, QVBoxLayout,
                                QWidget)
 
+from engine.paths import HISTORY_FILE
+
 from .chat_session import ChatSession
 from .composer import Composer
 from .conversation_list import ConversationList
@@ -55,7 +57,7 @@ class Services:
 
     @classmethod
     def start(cls, home: Path) -> "Services":
-        return cls(Storage(Path(home) / "chats.sqlite3"), EngineHost())
+        return cls(Storage(Path(home) / HISTORY_FILE), EngineHost())
 
     def close(self) -> None:
         if getattr(self, "closed", False):

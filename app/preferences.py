@@ -12,7 +12,8 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-FILE_NAME = "settings.json"
+from engine.paths import SETTINGS_FILE
+
 SOURCES = ("builtin", "llama2", "llama3")
 THEMES = ("system", "light", "dark")
 LANGUAGES = ("", "en", "zh_CN")          # "": follow the system
@@ -78,7 +79,7 @@ def _known(cls, data) -> dict:
 
 
 def preferences_path(folder: Path) -> Path:
-    return Path(folder) / FILE_NAME
+    return Path(folder) / SETTINGS_FILE
 
 
 def load_preferences(folder: Path) -> Preferences:

@@ -116,6 +116,45 @@ def test_the_download_panel_shows_progress_pauses_and_finishes(qtbot, home, tmp_
     assert (tmp_path / "模型" / "llama2" / "llama2_7b.ckpt").read_bytes() == data
 
 
+def test_the_models_folder_chosen_in_settings_is_where_downloads_go_and_the_engine_looks(qtbot, app_qt, tmp_path,
+                                                                                          monkeypatch):
+    from app.settings_dialog import SettingsDialog
+    from engine import paths
+
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("LLAMA_DESK_HOME", str(tmp_path / "home 家"))
+    monkeypatch.delenv("LLAMA_DESK_MODELS_DIR", raising=False)
+    chosen = tmp_path / "D盘" / "模型"
+    data = payload(300_000)
+    with DownloadServer(Behaviour(files={"/llama2_7b.ckpt": data})) as url:
+        manifest = tmp_path / "models.yaml"
+        manifest.write_text(yaml.safe_dump({"models": {"llama2": {"description": "test", "folder": "llama2", "files": [
+            {"name": "llama2_7b.ckpt", "mirrors": [f"{url}/llama2_7b.ckpt"]}]}}}), encoding="utf-8")
+        dialog = SettingsDialog(quick_prefs(), page="model")
+        qtbot.addWidget(dialog)
+        form = dialog.model
+        form.source.setCurrentIndex(form.source.findData("llama2"))
+        assert form.models_folder.text() == "" and form.models_folder.edit.placeholderText() == str(
+            paths.default_models_dir())
+        form.models_folder.edit.setText(str(chosen))  # what Browse… fills in
+        checkpoint = chosen / "llama2" / "llama2_7b.ckpt"
+        assert form.checkpoint.edit.placeholderText() == str(checkpoint)
+        assert str(checkpoint.parent) in form.download.title.text()
+        form.download.manifest = manifest
+        with qtbot.waitSignal(form.download.downloaded, timeout=60_000):
+            form.download.start_button.click()
+    assert checkpoint.read_bytes() == data
+    assert paths.models_dir() == chosen  # kept when the download started: the engine must find what went there
+    # the form checks the new files at once: the engine opened the one in the chosen folder (random bytes: refused)
+    qtbot.waitUntil(lambda: form.check_button.isEnabled() and str(checkpoint) in form.result.text(), timeout=60_000)
+    form.models_folder.edit.setText("")  # back to the default, when the dialog is accepted
+    assert paths.models_dir() == chosen
+    dialog.accept()
+    assert paths.models_dir() == paths.default_models_dir()
+
+
 def test_settings_theme_and_the_api_switch(qtbot, open_window, home):
     from app.settings_dialog import SettingsDialog
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engine.paths import user_data_dir
+from engine.paths import jit_cache_dir
 
 def _kernel_sources_digest() -> str:
     """Changes whenever any kernel source (or numba) changes.
@@ -41,7 +41,7 @@ _OURS, _USERS = "LLAMA_DESK_NUMBA_CACHE_DIR", "LLAMA_DESK_USER_NUMBA_CACHE_DIR"
 _inherited = os.environ.get("NUMBA_CACHE_DIR")
 if _inherited and _inherited != os.environ.get(_OURS):
     os.environ[_USERS] = os.environ.get(_USERS) or _inherited   # the user's own choice of base folder
-_base = Path(os.environ[_USERS]) if os.environ.get(_USERS) else user_data_dir() / "jit-cache"
+_base = Path(os.environ[_USERS]) if os.environ.get(_USERS) else jit_cache_dir()
 CACHE_DIR = _base / _kernel_sources_digest()
 os.environ["NUMBA_CACHE_DIR"] = os.environ[_OURS] = str(CACHE_DIR)
 

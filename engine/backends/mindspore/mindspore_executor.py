@@ -21,7 +21,7 @@ import numpy as np
 from engine.backends.executor import Executor, MemoryNeed
 from engine.config import ModelConfig
 from engine.errors import Cancelled, EngineError
-from engine.paths import user_data_dir
+from engine.paths import logs_dir
 from engine.weights.names import expected_shapes
 from engine.weights.tensor_source import TensorSource
 
@@ -34,7 +34,7 @@ ProgressFn = Callable[[int, int], None]
 
 def import_mindspore():
     """Import MindSpore with its logs and compile-failure dumps kept out of the user's working folder."""
-    logs = user_data_dir() / "logs" / "mindspore"
+    logs = logs_dir("mindspore")
     os.environ.setdefault("MS_DEV_SAVE_GRAPHS_PATH", str(logs))
     # A graph that fails to compile is dumped to $MS_OM_PATH/rank_0/om/analyze_fail.ir (the working folder
     # when unset); MS_DEV_SAVE_GRAPHS_PATH does not move that dump.
