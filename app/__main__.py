@@ -13,6 +13,8 @@ import logging
 import sys
 import time
 
+from .scripted import SETTINGS
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="llama-desk", description="llama-desk: a local chat for LLaMA2/LLaMA3")
@@ -23,6 +25,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--theme", choices=["system", "light", "dark"], help="the colours for this run")
     parser.add_argument("--startup-report", action="store_true",
                         help="print how long the window took to appear (JSON) and exit")
+    parser.add_argument("--change-setting", action="append", metavar="NAME", choices=SETTINGS,
+                        help="for tests: once the model is loaded, change this setting in Settings, press OK, "
+                        "wait for it to take effect and close the window (" + ", ".join(SETTINGS) + ")")
     return parser.parse_args(argv)
 
 
@@ -80,53 +85,39 @@ def main(argv: list[str] | None = None) -> int:
     prepare_qt(app, prefs)
     if args.screenshot:
         from .screenshot import run_screenshot
-        _leave_now(run_screenshot(app, prefs, home, args.screenshot))
-    scripted = bool(args.send or args.startup_report)
+        code, torn_down = run_screenshot(app, prefs, home, args.screenshot)
+        return _finish(app, code, torn_down)
+    scripted = bool(args.send or args.startup_report or args.change_setting)
     application = Application(app, prefs, home, first_run=not scripted)
     if args.startup_report:
         _report_first_paint(application.window, app)
         application.show(load_model=False)
-        code = app.exec()
-        application.window.close()
-        return code
-    window = application.show()
-    _exit_even_if_busy(application)
+    else:
+        application.show()
     if args.send:
-        def send_once(_info) -> None:
-            window.modelReady.disconnect(send_once)
-            window.session_new()
-            window.session.send(args.send)
-        window.modelReady.connect(send_once)
-    return app.exec()
+        from .scripted import SendOnce
+        application.script = SendOnce(application, args.send)
+    if args.change_setting:
+        from .scripted import ChangeSettingAndClose
+        application.script = ChangeSettingAndClose(application, args.change_setting)
+    code = app.exec()
+    return _finish(app, code, application.tear_down())
 
 
-def _leave_now(code: int) -> None:
-    """End the scripted screenshot run without the interpreter's final clean-up.
+def _finish(app, code: int, torn_down: bool) -> int:
+    """Delete the QApplication now, before the interpreter's own clean-up; or leave at once if we cannot.
 
-    Once in ~9 runs of an installed copy, after the PNG was saved, that clean-up's garbage collection
-    aborted the process ("Fatal Python error: none_dealloc", a C extension's reference-count bug; not
-    found yet). Everything is written by then: there is nothing left for it to do.
+    ``torn_down`` is False when a worker thread is still busy (MindSpore compiling is not cancellable):
+    the history is closed by then, and deleting a running QThread would abort the process.
     """
-    import os
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-def _exit_even_if_busy(application) -> None:
-    """Leave at once when the model's thread cannot stop in time (MindSpore compiling is not cancellable).
-
-    The history is closed by then; a QThread still running at interpreter exit would abort the process.
-    """
-    import atexit
-    import os
-
-    def check() -> None:
-        if application.services.engine.thread.isRunning():
-            logging.getLogger(__name__).warning("the engine thread was still busy at exit")
-            os._exit(0)
-    atexit.register(check)
+    if not torn_down:
+        import os
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    app.shutdown()
+    return code
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ class ConversationList(QWidget):
         self.search.setPlaceholderText(self.tr("Search conversations"))
         self.search.setClearButtonEnabled(True)
         self._debounce = QTimer(self, singleShot=True, interval=200)
-        self._debounce.timeout.connect(lambda: self.searchChanged.emit(self.search.text().strip()))
-        self.search.textChanged.connect(lambda _t: self._debounce.start())
+        self._debounce.timeout.connect(self._search_settled)
+        self.search.textChanged.connect(self._search_edited)
         self.list = QListWidget(self)
         self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -45,6 +45,13 @@ class ConversationList(QWidget):
         self._conversations: list[Conversation] = []
         self._matches: set[str] | None = None
         self._wanted: str | None = None
+        self._menu_uid: str | None = None
+
+    def _search_edited(self, _text: str) -> None:
+        self._debounce.start()
+
+    def _search_settled(self) -> None:
+        self.searchChanged.emit(self.search.text().strip())
 
     # -- contents -----------------------------------------------------------------------------------
 
@@ -112,13 +119,23 @@ class ConversationList(QWidget):
         item = self.list.itemAt(pos)
         if item is None:
             return
-        uid = item.data(UID_ROLE)
+        self._menu_uid = item.data(UID_ROLE)
         menu = QMenu(self)
-        menu.addAction(self.tr("Rename…"), lambda: self.ask_rename(uid))
-        menu.addAction(self.tr("Export…"), lambda: self.exportRequested.emit(uid))
+        menu.addAction(self.tr("Rename…"), self._rename_from_menu)
+        menu.addAction(self.tr("Export…"), self._export_from_menu)
         menu.addSeparator()
-        menu.addAction(self.tr("Delete…"), lambda: self.ask_delete(uid))
+        menu.addAction(self.tr("Delete…"), self._delete_from_menu)
         menu.exec(self.list.mapToGlobal(pos))
+        menu.deleteLater()
+
+    def _rename_from_menu(self) -> None:
+        self.ask_rename(self._menu_uid)
+
+    def _export_from_menu(self) -> None:
+        self.exportRequested.emit(self._menu_uid)
+
+    def _delete_from_menu(self) -> None:
+        self.ask_delete(self._menu_uid)
 
     def title_of(self, uid: str) -> str:
         return next((c.title for c in self._conversations if c.uid == uid), "")

@@ -81,7 +81,7 @@ class ConversationSettingsDialog(QDialog):
         self.use_default_prompt.setChecked(not own)
         self.system_prompt.setPlainText(conversation.system_prompt if own else defaults.system_prompt)
         self.system_prompt.setEnabled(own)
-        self.use_default_prompt.toggled.connect(lambda on: self.system_prompt.setEnabled(not on))
+        self.use_default_prompt.toggled.connect(self.system_prompt.setDisabled)
         self.form = GenerationForm()
         self.form.set_values(generation_values(defaults, conversation.settings))
         self.error = QLabel()

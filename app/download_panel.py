@@ -113,7 +113,7 @@ class DownloadPanel(QWidget):
             from checkpoint_download import download_model
             return download_model(name, dest=dest, progress=report, cancel=cancel, pause=pause, **extra)
         self.detail.setText(self.tr("Starting…"))
-        self.task = Task(job, then=self._finished, otherwise=self._failed, progress=self._progress, parent=self)
+        self.task = Task(job, then=self._finished, otherwise=self._failed, progress=self._progress)
         self.task.start()
         self._set_running(True)
 
@@ -128,6 +128,12 @@ class DownloadPanel(QWidget):
     def cancel(self) -> None:
         self.cancel_event.set()
         self.pause_event.clear()
+
+    def stop_work(self) -> None:
+        """Going away: cancel a running download (its ``.part`` is kept and resumed next time)."""
+        if self.running:
+            self.cancel()
+            self.task.detach()
 
     def _progress(self, event) -> None:
         total = event.total_bytes

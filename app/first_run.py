@@ -44,3 +44,7 @@ class FirstRunDialog(QDialog):
             return
         self.chosen.emit(self.form.choice())
         super().accept()
+
+    def done(self, result: int) -> None:
+        self.form.stop_work()
+        super().done(result)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, Qt, QTimer, Signal
@@ -120,14 +121,13 @@ class MainWindow(QMainWindow):
     def _menus(self) -> None:
         chat = self.menuBar().addMenu(self.tr("&Chat"))
         self._action(chat, self.tr("&New chat"), self.session_new, QKeySequence.StandardKey.New)
-        self._action(chat, self.tr("&Export…"), lambda: self.export(self.session.conversation.uid)
-                     if self.session.conversation else None, "Ctrl+E")
+        self._action(chat, self.tr("&Export…"), self.export_current, "Ctrl+E")
         chat.addSeparator()
         self._action(chat, self.tr("&Quit"), self.close, QKeySequence.StandardKey.Quit)
         settings = self.menuBar().addMenu(self.tr("&Settings"))
-        self._action(settings, self.tr("&Settings…"), lambda: self.open_settings(),
+        self._action(settings, self.tr("&Settings…"), self.open_general_settings,
                      QKeySequence.StandardKey.Preferences)
-        self._action(settings, self.tr("&Model…"), lambda: self.open_settings("model"))
+        self._action(settings, self.tr("&Model…"), self.open_model_settings)
         self._action(settings, self.tr("&Conversation settings…"), self.edit_conversation_settings)
 
     def _action(self, menu, text, slot, shortcut=None) -> QAction:
@@ -138,23 +138,25 @@ class MainWindow(QMainWindow):
         return action
 
     def _connect(self) -> None:
+        # Slots are bound methods, never lambdas: PySide holds a bound method weakly, but a lambda strongly,
+        # and a lambda that holds this window, connected to a signal of one of its own children, is
+        # released from inside Qt's destructor of that child: the window's wrapper then deletes the window
+        # a second time (the crash at exit after a settings change).
         worker = self.engine.worker
         worker.progress.connect(self._on_progress)
         worker.loaded.connect(self._on_loaded)
         worker.loadFailed.connect(self._on_load_failed)
-        worker.unloaded.connect(self._on_unloaded)  # worker signals: bound methods only (lambdas would run
-        #                                             on the engine thread)
+        worker.unloaded.connect(self._on_unloaded)  # (a lambda would also run on the engine thread)
         worker.apiState.connect(self._on_api_state)
         self.status.cancelLoad.connect(self.engine.cancel_load)
-        self.storage.error.connect(lambda m: self.notice.show_message(self.tr("The chat could not be saved: {0}")
-                                                                      .format(m)))
-        self.messages.copied.connect(lambda _uid: self.status.showMessage(self.tr("Copied."), 2000))
+        self.storage.error.connect(self._on_storage_error)
+        self.messages.copied.connect(self._on_copied)
         self.composer.send.connect(self.session.send)
         self.composer.stop.connect(self.session.stop)
         self.session.answeringChanged.connect(self.composer.set_answering)
-        self.session.answeringChanged.connect(lambda _a: self._show_title())
+        self.session.answeringChanged.connect(self._show_title)
         self.session.contextUsed.connect(self.status.set_context)
-        self.session.problem.connect(lambda m: self.notice.show_message(m))
+        self.session.problem.connect(self.notice.show_message)
         self.conversations.selected.connect(self.session.open)
         self.session.conversationShown.connect(self._show_title)
         self.conversations.newRequested.connect(self.session_new)
@@ -209,17 +211,17 @@ class MainWindow(QMainWindow):
         choice, actions = self.prefs.model, []
         if hint.get("suggested_format") == "int8":
             actions.append((self.tr("Use 8-bit weights"),
-                            lambda: self.use_model(replace(choice, weight_format="int8"))))
+                            partial(self.use_model, replace(choice, weight_format="int8"))))
         version = hint.get("suggested_version")
         if version in (2, 3) and choice.version != version:
             actions.append((self.tr("Load as LLaMA{0}").format(version),
-                            lambda: self.use_model(replace(choice, source=f"llama{version}"))))
-        actions.append((self.tr("Model settings…"), lambda: self.open_settings("model")))
+                            partial(self.use_model, replace(choice, source=f"llama{version}"))))
+        actions.append((self.tr("Model settings…"), self.open_model_settings))
         if choice.source != "builtin":
             actions.append((self.tr("Use the built-in model"),
-                            lambda: self.use_model(replace(choice, source="builtin"))))
+                            partial(self.use_model, replace(choice, source="builtin"))))
         else:
-            actions.append((self.tr("Try again"), lambda: self.load_model(choice)))
+            actions.append((self.tr("Try again"), partial(self.load_model, choice)))
         self.notice.show_message(message, actions, kind="load")
         self.modelFailed.emit(message, hint)
 
@@ -242,9 +244,15 @@ class MainWindow(QMainWindow):
         self._show_title()
         self.composer.input.setFocus()
 
-    def _show_title(self) -> None:
+    def _show_title(self, *_args) -> None:
         conv = self.session.conversation
         self.title.setText(conv.title if conv else self.tr("New conversation"))
+
+    def _on_storage_error(self, message: str) -> None:
+        self.notice.show_message(self.tr("The chat could not be saved: {0}").format(message))
+
+    def _on_copied(self, _uid: str) -> None:
+        self.status.showMessage(self.tr("Copied."), 2000)
 
     def rename(self, uid: str, title: str) -> None:
         self.storage.call("rename_conversation", uid, title)
@@ -267,6 +275,10 @@ class MainWindow(QMainWindow):
         else:
             self.conversations.set_matches(None)
 
+    def export_current(self) -> None:
+        if self.session.conversation is not None:
+            self.export(self.session.conversation.uid)
+
     def export(self, uid: str, path: str | None = None) -> None:
         if path is None:
             title = self.conversations.title_of(uid)
@@ -288,11 +300,22 @@ class MainWindow(QMainWindow):
         except OSError as exc:
             self.notice.show_message(self.tr("The settings could not be saved: {0}").format(exc))
 
+    def open_general_settings(self) -> None:
+        self.open_settings("general")
+
+    def open_model_settings(self) -> None:
+        self.open_settings("model")
+
     def open_settings(self, page: str = "general") -> None:
         from .settings_dialog import SettingsDialog
         dialog = SettingsDialog(self.prefs, self, page=page, api_address=self.api_address)
-        if dialog.exec():
-            self.apply_prefs(dialog.result_prefs())
+        try:
+            accepted = dialog.exec()
+            new = dialog.result_prefs() if accepted else None
+        finally:
+            dialog.deleteLater()  # a dialog kept as the window's child until exit is destroyed with it, late
+        if new is not None:
+            self.apply_prefs(new)
 
     def apply_prefs(self, new: Preferences) -> None:
         old = copy.deepcopy(self.prefs)
@@ -315,8 +338,12 @@ class MainWindow(QMainWindow):
                                              "Defaults for new conversations are in Settings."), kind="info")
             return
         dialog = ConversationSettingsDialog(conv, self.prefs.chat, self)
-        if dialog.exec():
-            self.set_conversation_settings(*dialog.values())
+        try:
+            values = dialog.values() if dialog.exec() else None
+        finally:
+            dialog.deleteLater()
+        if values is not None:
+            self.set_conversation_settings(*values)
 
     def set_conversation_settings(self, system_prompt: str | None, overrides: dict) -> None:
         """The current conversation's own system prompt (None: the default) and generation settings."""
@@ -338,7 +365,7 @@ class MainWindow(QMainWindow):
             if not self._closing:
                 self._closing = True
                 self.status.showMessage(self.tr("Stopping the answer…"))
-                self.session.answeringChanged.connect(lambda answering: answering or self.close())
+                self.session.answeringChanged.connect(self._close_when_idle)
                 self.session.stop()
                 QTimer.singleShot(CLOSE_WAIT_MS, self._close_anyway)
             return
@@ -346,6 +373,10 @@ class MainWindow(QMainWindow):
         if self.owns_services and not self._handed_over:
             self.services.close()
         event.accept()
+
+    def _close_when_idle(self, answering: bool) -> None:
+        if not answering:
+            self.close()
 
     def _close_anyway(self) -> None:
         if self.session.streaming:

@@ -62,7 +62,7 @@ class MessageCard(QFrame):
         self.edit_button = self._tool(self.tr("Edit"), self.tr("Edit this question and answer it again"),
                                       self._start_edit)
         self.regenerate_button = self._tool(self.tr("Regenerate"), self.tr("Write this answer again"),
-                                            self.regenerate.emit)
+                                            self.regenerate)
         for button in (self.edit_button, self.copy_button, self.regenerate_button):
             header.addWidget(button)
         self.edit_button.setVisible(message.role == "user")

@@ -191,7 +191,13 @@ class ModelSetupForm(QWidget):
             return check_model_files(**choice.load_arguments())
         self.check_button.setEnabled(False)
         self.result.setText(self.tr("Checking…"))
-        self.task = Task(job, then=self._summary, otherwise=self._problem, parent=self).start()
+        self.task = Task(job, then=self._summary, otherwise=self._problem).start()
+
+    def stop_work(self) -> None:
+        """The dialog is closing: cancel a download (it resumes next time) and forget a running check."""
+        self.download.stop_work()
+        if self.task is not None:
+            self.task.detach()
 
     def _summary(self, s: dict) -> None:
         self._show(True, self.tr("OK: {0} layers, hidden size {1}, vocabulary {2}, context {3}, {4:.1f} GB of "

@@ -26,6 +26,7 @@ class NoticeBar(QFrame):
         self.close_button.clicked.connect(self.clear)
         self.row.addWidget(self.close_button)
         self.buttons: list[QPushButton] = []
+        self._actions: dict[QPushButton, Callable[[], None]] = {}
         self.kind = ""
         self.hide()
 
@@ -38,10 +39,18 @@ class NoticeBar(QFrame):
         self.label.setText(text)
         for title, slot in actions:
             button = QPushButton(title, self)
-            button.clicked.connect(slot)
+            # the button calls our bound method, not ``slot``: a callable holding the window, connected to a
+            # signal of the window's own child, would be released inside Qt's destructors at exit
+            button.clicked.connect(self._run_action)
+            self._actions[button] = slot
             self.row.insertWidget(self.row.count() - 1, button)
             self.buttons.append(button)
         self.show()
+
+    def _run_action(self) -> None:
+        action = self._actions.get(self.sender())
+        if action is not None:
+            action()
 
     def text(self) -> str:
         return self.label.text() if self.isVisible() else ""
@@ -50,6 +59,7 @@ class NoticeBar(QFrame):
         for button in self.buttons:
             button.deleteLater()
         self.buttons = []
+        self._actions.clear()
         self.kind = ""
         self.label.clear()
         self.hide()

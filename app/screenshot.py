@@ -13,11 +13,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QApplication
 
 from engine.paths import HISTORY_FILE
 
+from .application import tear_down
 from .engine_worker import EngineHost
 from .main_window import MainWindow, Services
 from .preferences import ModelChoice, Preferences
@@ -28,7 +29,63 @@ QUESTIONS = ("Write a Python function that checks whether a number is prime.",
 TIMEOUT_MS = 15 * 60 * 1000
 
 
-def run_screenshot(app: QApplication, prefs: Preferences, home: Path, path: str) -> int:
+class ScreenshotScript(QObject):
+    """Ask each question once the previous answer is done, then save the window (bound-method slots only)."""
+
+    def __init__(self, app: QApplication, window: MainWindow, path: str):
+        super().__init__()
+        self.app, self.window, self.path = app, window, Path(path)
+        self.code = 3
+        self.asked: list[str] = []
+        window.modelReady.connect(self._ready)
+        window.modelFailed.connect(self._load_failed)
+        window.session.answerFinished.connect(self._answered)
+        QTimer.singleShot(TIMEOUT_MS, self._timed_out)
+
+    def finish(self, code: int, message: str = "") -> None:
+        self.code = code
+        if message:
+            print(message, file=sys.stderr, flush=True)
+        self.app.exit(code)
+
+    def _ready(self, _info) -> None:
+        if not self.asked:
+            self._ask_next()
+
+    def _ask_next(self) -> None:
+        if len(self.asked) == len(QUESTIONS):
+            QTimer.singleShot(400, self._save)
+            return
+        self.asked.append(QUESTIONS[len(self.asked)])
+        self.window.composer.input.setPlainText(self.asked[-1])
+        self.window.composer.button.click()
+
+    def _answered(self, _uid: str, result: dict) -> None:
+        if result.get("finish_reason") == "error":
+            self.finish(2, f"The answer failed: {result.get('error', '')}")
+        else:
+            self._ask_next()
+
+    def _save(self) -> None:
+        bar = self.window.messages.verticalScrollBar()
+        bar.setValue(bar.maximum())
+        self.app.processEvents()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.window.grab().save(str(self.path), "PNG"):
+            print(f"Saved {self.path}", flush=True)
+            self.finish(0)
+        else:
+            self.finish(2, f"Could not write {self.path}")
+
+    def _load_failed(self, message: str, _hint) -> None:
+        self.finish(2, f"The built-in model could not load: {message}")
+
+    def _timed_out(self) -> None:
+        self.finish(3, "Timed out.")
+
+
+def run_screenshot(app: QApplication, prefs: Preferences, home: Path, path: str) -> tuple[int, bool]:
+    """The exit code, and whether everything was torn down (see ``application.tear_down``)."""
     prefs = copy.deepcopy(prefs)
     prefs.model = ModelChoice()                        # the built-in model, as stored
     prefs.chat.temperature = 0.0                       # the same picture every time
@@ -38,51 +95,10 @@ def run_screenshot(app: QApplication, prefs: Preferences, home: Path, path: str)
     services = Services(Storage(folder / HISTORY_FILE), EngineHost())
     window = MainWindow(prefs, home, services)
     window.resize(1180, 820)
-    outcome = {"code": 3}
-    asked = []
-
-    def finish(code: int, message: str = "") -> None:
-        outcome["code"] = code
-        if message:
-            print(message, file=sys.stderr, flush=True)
-        app.exit(code)
-
-    def ask_next(*_args) -> None:
-        if len(asked) == len(QUESTIONS):
-            QTimer.singleShot(400, save)
-            return
-        asked.append(QUESTIONS[len(asked)])
-        window.composer.input.setPlainText(asked[-1])
-        window.composer.button.click()
-
-    def answered(_uid: str, result: dict) -> None:
-        if result.get("finish_reason") == "error":
-            finish(2, f"The answer failed: {result.get('error', '')}")
-        else:
-            ask_next()
-
-    def save() -> None:
-        window.messages.verticalScrollBar().setValue(window.messages.verticalScrollBar().maximum())
-        app.processEvents()
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if window.grab().save(str(target), "PNG"):
-            print(f"Saved {target}", flush=True)
-            finish(0)
-        else:
-            finish(2, f"Could not write {target}")
-
-    def load_failed(message: str, _hint) -> None:
-        finish(2, f"The built-in model could not load: {message}")
-
-    # window signals are emitted on the UI thread, so plain functions may take them
-    window.modelReady.connect(lambda _info: ask_next() if not asked else None)
-    window.modelFailed.connect(load_failed)
-    window.session.answerFinished.connect(answered)
-    QTimer.singleShot(TIMEOUT_MS, lambda: finish(3, "Timed out."))
+    script = ScreenshotScript(app, window, path)
     window.show()
     QTimer.singleShot(0, window.start)
     app.exec()
-    window.close()
+    torn_down = tear_down(services, [window])
     shutil.rmtree(folder, ignore_errors=True)
-    return outcome["code"]
+    return script.code, torn_down

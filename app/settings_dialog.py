@@ -34,6 +34,7 @@ class SettingsDialog(QDialog):
         self.error.setStyleSheet("color: #c0392b;")
         self.error.hide()
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.ok_button = buttons.button(QDialogButtonBox.StandardButton.Ok)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
@@ -73,8 +74,7 @@ class SettingsDialog(QDialog):
         else:
             self.api_address.setText(api_address or self.tr("Will listen on http://127.0.0.1:{0}").format(
                 self.port.value()))
-            self.port.valueChanged.connect(lambda p: self.api_address.setText(
-                self.tr("Will listen on http://127.0.0.1:{0}").format(p)))
+            self.port.valueChanged.connect(self._show_api_address)
         form = QFormLayout(page)
         form.addRow(self.tr("Language"), self.language)
         form.addRow(self.tr("Theme"), self.theme)
@@ -82,6 +82,9 @@ class SettingsDialog(QDialog):
         form.addRow(self.tr("API"), api_row)
         form.addRow("", self.api_address)
         return page
+
+    def _show_api_address(self, port: int) -> None:
+        self.api_address.setText(self.tr("Will listen on http://127.0.0.1:{0}").format(port))
 
     def _answers(self) -> QWidget:
         page = QWidget()
@@ -108,6 +111,10 @@ class SettingsDialog(QDialog):
             self.error.show()
             return
         super().accept()
+
+    def done(self, result: int) -> None:
+        self.model.stop_work()
+        super().done(result)
 
     def result_prefs(self) -> Preferences:
         prefs = self.prefs

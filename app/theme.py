@@ -110,9 +110,15 @@ def apply_theme(theme: str) -> None:
     app.setProperty("llamaDeskTheme", theme)
 
 
+def _system_scheme_changed(_scheme) -> None:
+    app = QApplication.instance()  # looked up, not captured: a closure holding the app would be released
+    if app is not None and app.property("llamaDeskTheme") == "system":  # inside Qt's destructors at exit
+        apply_theme("system")
+
+
 def follow_system_changes(app: QApplication) -> None:
     """Re-apply 'system' when the user switches the desktop between light and dark."""
-    def changed(_scheme) -> None:
-        if app.property("llamaDeskTheme") == "system":
-            apply_theme("system")
-    QGuiApplication.styleHints().colorSchemeChanged.connect(changed)
+    hints = QGuiApplication.styleHints()
+    if not app.property("llamaDeskFollowsSystem"):
+        hints.colorSchemeChanged.connect(_system_scheme_changed)
+        app.setProperty("llamaDeskFollowsSystem", True)
