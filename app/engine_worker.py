@@ -226,14 +226,16 @@ class EngineHost(QObject):
         self.worker.loadFailed.connect(self._load_failed)
         self.worker.unloaded.connect(self._unloaded)
         self.info = None                  # the loaded model's ModelInfo, None while there is none
+        self.choice: ModelChoice | None = None   # what was asked for the model that is loaded
+        self.failed_choice: ModelChoice | None = None   # the last choice that could not be loaded
         self._load_cancel: threading.Event | None = None
-        self._loads_pending = 0
+        self._requested: list[ModelChoice] = []  # loads asked for: each ends with one loaded or loadFailed
         self._answers: dict[str, threading.Event] = {}
         self.thread.start()
 
     @property
     def loading(self) -> bool:
-        return self._loads_pending > 0
+        return bool(self._requested)
 
     @property
     def answering(self) -> str | None:
@@ -243,7 +245,7 @@ class EngineHost(QObject):
         if self._load_cancel is not None:
             self._load_cancel.set()
         self._load_cancel = threading.Event()
-        self._loads_pending += 1
+        self._requested.append(choice)
         self._load.emit(choice, self._load_cancel)
 
     def cancel_load(self) -> None:
@@ -270,15 +272,17 @@ class EngineHost(QObject):
     @Slot(object)
     def _loaded(self, info) -> None:
         self.info = info
-        self._loads_pending = max(self._loads_pending - 1, 0)
+        if self._requested:
+            self.choice = self._requested.pop(0)
 
     @Slot(str, object)
     def _load_failed(self, _message: str, _hint) -> None:
-        self._loads_pending = max(self._loads_pending - 1, 0)
+        if self._requested:
+            self.failed_choice = self._requested.pop(0)
 
     @Slot()
     def _unloaded(self) -> None:
-        self.info = None
+        self.info = self.choice = None
 
     def shutdown(self, timeout_ms: int = 10_000) -> bool:
         """Stop everything, close the model on its thread and end the thread."""

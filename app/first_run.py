@@ -27,6 +27,8 @@ class FirstRunDialog(QDialog):
             "loading them needs about 30 GB of memory today, or half with 8-bit weights).</p>"))
         intro.setWordWrap(True)
         self.form = ModelSetupForm(choice, self)
+        self._accept_when_checked = False
+        self.form.checked.connect(self._checked)
         buttons = QDialogButtonBox()
         self.keep = buttons.addButton(self.tr("Keep the built-in model"), QDialogButtonBox.ButtonRole.RejectRole)
         self.use = buttons.addButton(self.tr("Use this model"), QDialogButtonBox.ButtonRole.AcceptRole)
@@ -38,12 +40,24 @@ class FirstRunDialog(QDialog):
         layout.addWidget(buttons)
 
     def accept(self) -> None:
+        """Take the choice only once its files passed the engine's check (run now if it has not)."""
         problem = self.form.save_models_folder()
         if problem:
             self.form.result.setText(problem)
             return
-        self.chosen.emit(self.form.choice())
+        choice = self.form.choice()
+        if self.form.passed != choice:
+            self._accept_when_checked = True
+            self.form.check()
+            return
+        self.chosen.emit(choice)
         super().accept()
+
+    def _checked(self, ok: bool, _text: str) -> None:
+        if self._accept_when_checked:
+            self._accept_when_checked = False
+            if ok:
+                self.accept()
 
     def done(self, result: int) -> None:
         self.form.stop_work()

@@ -177,6 +177,7 @@ class MainWindow(QMainWindow):
             self.load_model(self.prefs.model)
 
     def load_model(self, choice: ModelChoice) -> None:
+        """Load ``choice``; it becomes the saved choice only once it has loaded (a bad file is never kept)."""
         self.notice.clear()
         self.composer.set_ready(False)
         self.status.show_loading(True, self.tr("Starting"))
@@ -186,6 +187,9 @@ class MainWindow(QMainWindow):
         self.status.show_loading(True, stage_text(stage), done, total)
 
     def _on_loaded(self, info) -> None:
+        if self.engine.choice is not None and self.engine.choice != self.prefs.model:
+            self.prefs.model = copy.deepcopy(self.engine.choice)   # it works: keep it for the next start
+            self.save_prefs()
         self.status.show_loading(False)
         self.status.show_model(info)
         self.composer.set_ready(True)
@@ -208,7 +212,7 @@ class MainWindow(QMainWindow):
         self.composer.set_ready(current is not None)
         if current is not None:
             message += "\n" + self.tr("Still using {0}.").format(current.name)
-        choice, actions = self.prefs.model, []
+        choice, actions = self.engine.failed_choice or self.prefs.model, []
         if hint.get("suggested_format") == "int8":
             actions.append((self.tr("Use 8-bit weights"),
                             partial(self.use_model, replace(choice, weight_format="int8"))))
@@ -226,8 +230,6 @@ class MainWindow(QMainWindow):
         self.modelFailed.emit(message, hint)
 
     def use_model(self, choice: ModelChoice) -> None:
-        self.prefs.model = choice
-        self.save_prefs()
         self.load_model(choice)
 
     def _on_api_state(self, running: bool, detail: str) -> None:
@@ -308,7 +310,11 @@ class MainWindow(QMainWindow):
 
     def open_settings(self, page: str = "general") -> None:
         from .settings_dialog import SettingsDialog
-        dialog = SettingsDialog(self.prefs, self, page=page, api_address=self.api_address)
+        shown = self.prefs
+        failed = self.engine.failed_choice
+        if failed is not None and not self.engine.loading and failed != self.engine.choice:
+            shown = replace(self.prefs, model=failed)  # the choice that failed, to be corrected
+        dialog = SettingsDialog(shown, self, page=page, api_address=self.api_address)
         try:
             accepted = dialog.exec()
             new = dialog.result_prefs() if accepted else None
@@ -320,6 +326,7 @@ class MainWindow(QMainWindow):
     def apply_prefs(self, new: Preferences) -> None:
         old = copy.deepcopy(self.prefs)
         self.prefs.__dict__.update(copy.deepcopy(new).__dict__)  # the session holds the same object
+        self.prefs.model = old.model                              # replaced once the new one has loaded
         self.save_prefs()
         from .theme import apply_theme
         apply_theme(self.prefs.theme)

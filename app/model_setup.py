@@ -116,6 +116,8 @@ class ModelSetupForm(QWidget):
         layout.addWidget(self.downloads)
         layout.addStretch(1)
         self.task: Task | None = None
+        self._checking: ModelChoice | None = None
+        self.passed: ModelChoice | None = None    # the last choice whose files passed "Check files"
         self.source.currentIndexChanged.connect(self._source_changed)
         self.models_folder.edit.textChanged.connect(self._source_changed)
         self.set_choice(choice)
@@ -181,10 +183,12 @@ class ModelSetupForm(QWidget):
         """Validate the chosen files against each other (no weights are read); shows the outcome."""
         choice = self.choice()
         if choice.source == "builtin":
+            self.passed = choice
             self._show(True, self.tr("The built-in model needs no files."))
             return
         if self.task is not None and self.task.running:
             return
+        self._checking = choice
 
         def job(_report):
             from engine import check_model_files
@@ -200,12 +204,14 @@ class ModelSetupForm(QWidget):
             self.task.detach()
 
     def _summary(self, s: dict) -> None:
+        self.passed = self._checking
         self._show(True, self.tr("OK: {0} layers, hidden size {1}, vocabulary {2}, context {3}, {4:.1f} GB of "
                                  "{5} weights.").format(s["layers"], s["hidden_size"], s["vocab_size"],
                                                         s["context_length"], s["weight_bytes"] / 1e9,
                                                         "/".join(s["stored_dtypes"])))
 
     def _problem(self, exc) -> None:
+        self.passed = None
         self._show(False, str(exc) if hasattr(exc, "subject") else
                    self.tr("The files could not be checked: {0}").format(exc))
 

@@ -63,7 +63,6 @@ def engine_host(app_qt):
     os.environ["LLAMA_DESK_HOME"] = str(MODEL_HOME)
     host = EngineHost()
     failures = []
-    host.worker.loadFailed.connect(host._load_failed)
     host.load(shared_model())
     try:
         wait_until(app_qt, lambda: host.info is not None or not host.loading, LOAD_TIMEOUT_S, "the built-in model")
