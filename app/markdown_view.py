@@ -21,6 +21,25 @@ def is_code_block(block_format: QTextBlockFormat) -> bool:
             or block_format.hasProperty(QTextFormat.Property.BlockCodeLanguage))
 
 
+def keep_line_breaks(markdown: str) -> str:
+    """Every line break in a chat answer is kept, as chat apps do (Markdown joins single lines into one
+    paragraph, so a poem became one line): a hard break is added at each line's end outside code fences."""
+    lines = markdown.split("\n")
+    fence = ""
+    for i, line in enumerate(lines[:-1]):
+        stripped = line.lstrip()
+        if fence:
+            if stripped.startswith(fence):
+                fence = ""
+            continue
+        if stripped.startswith(("```", "~~~")):
+            fence = stripped[:3]
+            continue
+        if stripped and lines[i + 1].strip() and not line.endswith(("  ", "\\")):
+            lines[i] = line + "  "
+    return "\n".join(lines)
+
+
 class MarkdownView(QTextBrowser):
     """One message's text. ``set_text`` re-renders; the widget's height follows the document."""
 
@@ -42,7 +61,7 @@ class MarkdownView(QTextBrowser):
     def set_text(self, text: str) -> None:
         self.source_text = text
         if self.markdown:
-            self.setMarkdown(text)
+            self.setMarkdown(keep_line_breaks(text))
             self._style_code_blocks()
         else:
             self.setPlainText(text)
