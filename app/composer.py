@@ -28,6 +28,7 @@ class MessageInput(QPlainTextEdit):
 class Composer(QWidget):
     send = Signal(str)
     stop = Signal()
+    notReady = Signal()                   # Enter or Send with text but no model to answer it yet
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -61,10 +62,15 @@ class Composer(QWidget):
         self.button.setEnabled(self.answering or (ready and bool(self.input.toPlainText().strip())))
 
     def _submit(self) -> None:
-        if not self.answering and self.button.isEnabled():
+        if self.answering:
+            return
+        if self.button.isEnabled():
             self._clicked()
+        elif self.input.toPlainText().strip():
+            self.notReady.emit()
 
     def _clicked(self) -> None:
+        self.input.setFocus()             # typing goes on in the box after Send or Stop
         if self.answering:
             self.stop.emit()
             return

@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QPushButton, QSplitter, QVBoxLayout,
                                QWidget)
 
@@ -153,6 +153,11 @@ class MainWindow(QMainWindow):
         self.messages.copied.connect(self._on_copied)
         self.composer.send.connect(self.session.send)
         self.composer.stop.connect(self.session.stop)
+        self.composer.notReady.connect(self._explain_not_ready)
+        self.notice.acted.connect(self.focus_input)
+        self.messages.regenerate.connect(self.focus_input)
+        self.messages.editSubmitted.connect(self.focus_input)
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, self.stop_answer)
         self.session.answeringChanged.connect(self.composer.set_answering)
         self.session.answeringChanged.connect(self._show_title)
         self.session.contextUsed.connect(self.status.set_context)
@@ -186,6 +191,25 @@ class MainWindow(QMainWindow):
     def _on_progress(self, stage: str, done: int, total: int) -> None:
         self.status.show_loading(True, stage_text(stage), done, total)
 
+    def focus_input(self, *_args) -> None:
+        """After a button (Stop, Regenerate, a notice's) typing goes to the message box again."""
+        self.composer.input.setFocus()
+
+    def stop_answer(self) -> None:
+        if self.session.answering:
+            self.session.stop()
+            self.focus_input()
+
+    def _explain_not_ready(self) -> None:
+        if self.engine.loading:
+            text = self.tr("The model is still loading; your message stays in the box. Press Enter again once "
+                           "it is ready (see the status bar).")
+        elif self.notice.kind == "load":
+            return                        # the message why no model is loaded is on screen already
+        else:
+            text = self.tr("No model is loaded: choose one in Settings > Model.")
+        self.notice.show_message(text, kind="wait")
+
     def _on_loaded(self, info) -> None:
         if self.engine.choice is not None and self.engine.choice != self.prefs.model:
             self.prefs.model = copy.deepcopy(self.engine.choice)   # it works: keep it for the next start
@@ -193,7 +217,7 @@ class MainWindow(QMainWindow):
         self.status.show_loading(False)
         self.status.show_model(info)
         self.composer.set_ready(True)
-        if self.notice.kind == "load":
+        if self.notice.kind in ("load", "wait"):
             self.notice.clear()
         if self.prefs.api_server:
             self.engine.set_api_server(True, self.prefs.api_port)

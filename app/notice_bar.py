@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Callable
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QToolButton
 
 
 class NoticeBar(QFrame):
+    acted = Signal()                      # one of its buttons was pressed (the window gives focus back)
+
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setObjectName("notice")
@@ -23,7 +25,7 @@ class NoticeBar(QFrame):
         self.close_button.setText("✕")
         self.close_button.setAutoRaise(True)
         self.close_button.setToolTip(self.tr("Hide this message"))
-        self.close_button.clicked.connect(self.clear)
+        self.close_button.clicked.connect(self._dismiss)
         self.row.addWidget(self.close_button)
         self.buttons: list[QPushButton] = []
         self._actions: dict[QPushButton, Callable[[], None]] = {}
@@ -51,6 +53,11 @@ class NoticeBar(QFrame):
         action = self._actions.get(self.sender())
         if action is not None:
             action()
+        self.acted.emit()
+
+    def _dismiss(self) -> None:
+        self.clear()
+        self.acted.emit()
 
     def text(self) -> str:
         return self.label.text() if self.isVisible() else ""

@@ -261,6 +261,14 @@
         <translation>对话设置(&amp;C)…</translation>
     </message>
     <message>
+        <source>The model is still loading; your message stays in the box. Press Enter again once it is ready (see the status bar).</source>
+        <translation>模型仍在加载；你的消息保留在输入框中。加载完成后再按一次 Enter（进度见状态栏）。</translation>
+    </message>
+    <message>
+        <source>No model is loaded: choose one in Settings &gt; Model.</source>
+        <translation>尚未加载模型：请在“设置 &gt; 模型”中选择一个。</translation>
+    </message>
+    <message>
         <source>The chat could not be saved: {0}</source>
         <translation>无法保存对话：{0}</translation>
     </message>
