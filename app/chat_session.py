@@ -58,6 +58,7 @@ class ChatSession(QObject):
         engine.worker.failed.connect(self._on_failed)
         view.editSubmitted.connect(self.edit_and_continue)
         view.regenerate.connect(self.regenerate)
+        view.versionRequested.connect(self.show_version)
 
     @property
     def answering(self) -> bool:
@@ -113,35 +114,46 @@ class ChatSession(QObject):
             self.list.list.blockSignals(True)  # it is shown already: selecting it must not load it
             self.list.select(conv.uid)
             self.list.list.blockSignals(False)
-        question = Message(new_uid(), "user", text, time.time())
+        parent = self.messages[-1].uid if self.messages else None
+        question = Message(new_uid(), "user", text, time.time(), parent=parent)
         self.messages.append(question)
         self.view.add(question, self.speaker("user"))
         self._answer([question])
 
     def regenerate(self) -> None:
+        """A new version of the last answer; the old one stays (``< 1/2 >`` under the answer shows it)."""
         if self.answering or not self.messages or self.messages[-1].role != "assistant":
             return
         last = self.messages.pop()
         self.view.remove_from(last.uid)
-        self.storage.call("delete_messages_from", last.uid)
-        self._answer([])
+        self._answer([], versions=last.versions + 1)
 
     def edit_and_continue(self, uid: str, text: str) -> None:
+        """A new version of a question, answered anew; the old one and the turns after it stay, unshown."""
         index = next((i for i, m in enumerate(self.messages) if m.uid == uid), None)
         if self.answering or index is None:
             return
-        self.messages[index].content = text
-        del self.messages[index + 1:]
-        self.view.remove_from(uid, keep_this=True)
-        self.view.card(uid).set_text(text)
-        self.storage.call("edit_message", uid, text)
-        self.storage.call("delete_messages_from", uid, True)
-        self._answer([])
+        old = self.messages[index]
+        question = Message(new_uid(), "user", text, time.time(), parent=old.parent,
+                           version=old.versions + 1, versions=old.versions + 1)
+        del self.messages[index:]
+        self.view.remove_from(uid)
+        self.messages.append(question)
+        self.view.add(question, self.speaker("user"))
+        self._answer([question])
 
-    def _answer(self, new_messages: list[Message]) -> None:
+    def show_version(self, uid: str, step: int) -> None:
+        """Show another version of a message; the conversation goes on from what is shown."""
+        if self.answering or self.conversation is None:
+            return
+        self._wanted = self.conversation.uid
+        self.storage.call("show_version", self.conversation.uid, uid, step, then=self._show)
+
+    def _answer(self, new_messages: list[Message], versions: int = 1) -> None:
         """Commit ``new_messages`` and an empty answer, then (once committed) start the model."""
         conv = self.conversation
-        answer = Message(new_uid(), "assistant", "", time.time(), complete=False)
+        answer = Message(new_uid(), "assistant", "", time.time(), complete=False,
+                         parent=(new_messages or self.messages)[-1].uid, version=versions, versions=versions)
         # an answer that failed before writing anything is shown, but not sent back to the model
         history = [{"role": m.role, "content": m.content} for m in self.messages
                    if m.role == "user" or m.content.strip()]

@@ -45,6 +45,7 @@ class MessageCard(QFrame):
     copied = Signal(str)
     editSubmitted = Signal(str, str)      # message uid, new text
     regenerate = Signal()
+    versionRequested = Signal(str, int)   # message uid, -1 (the version before) or +1 (the one after)
 
     def __init__(self, message: Message, speaker: str, parent=None):
         super().__init__(parent)
@@ -91,7 +92,16 @@ class MessageCard(QFrame):
         self.footer = QLabel()
         self.footer.setObjectName("dimNote")
         self.footer.setWordWrap(True)
-        layout.addWidget(self.footer)
+        bottom = QHBoxLayout()
+        bottom.setSpacing(2)
+        self.previous_version = self._tool("‹", self.tr("The version before"), self._show_previous)
+        self.version = QLabel()
+        self.version.setObjectName("dimNote")
+        self.next_version = self._tool("›", self.tr("The version after"), self._show_next)
+        for widget in (self.previous_version, self.version, self.next_version):
+            bottom.addWidget(widget)
+        bottom.addWidget(self.footer, 1)
+        layout.addLayout(bottom)
         self.body.set_text(message.content)
         self.refresh_footer()
 
@@ -116,6 +126,18 @@ class MessageCard(QFrame):
             t for t in (stats_line(self.message.stats), state_line(self.message)) if t)
         self.footer.setText(text)
         self.footer.setVisible(bool(text))
+        m = self.message
+        for widget in (self.previous_version, self.version, self.next_version):
+            widget.setVisible(m.versions > 1)
+        self.version.setText(f"{m.version}/{m.versions}")
+        self.previous_version.setEnabled(m.version > 1)
+        self.next_version.setEnabled(m.version < m.versions)
+
+    def _show_previous(self) -> None:
+        self.versionRequested.emit(self.message.uid, -1)
+
+    def _show_next(self) -> None:
+        self.versionRequested.emit(self.message.uid, 1)
 
     def set_left_out(self, left_out: bool) -> None:
         self.left_out.setVisible(left_out)
@@ -150,6 +172,7 @@ class MessageView(QScrollArea):
     editSubmitted = Signal(str, str)
     regenerate = Signal()
     copied = Signal(str)
+    versionRequested = Signal(str, int)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -185,6 +208,7 @@ class MessageView(QScrollArea):
         card.editSubmitted.connect(self.editSubmitted)
         card.regenerate.connect(self.regenerate)
         card.copied.connect(self.copied)
+        card.versionRequested.connect(self.versionRequested)
         self.column.insertWidget(self.column.count() - 1, card)
         self.cards.append(card)
         self._follow = True
@@ -193,10 +217,9 @@ class MessageView(QScrollArea):
     def card(self, uid: str) -> MessageCard | None:
         return next((c for c in self.cards if c.message.uid == uid), None)
 
-    def remove_from(self, uid: str, keep_this: bool = False) -> None:
-        """Remove a card (or keep it) and every card after it."""
-        index = next((i for i, c in enumerate(self.cards) if c.message.uid == uid), len(self.cards))
-        first = index + 1 if keep_this else index
+    def remove_from(self, uid: str) -> None:
+        """Remove a card and every card after it."""
+        first = next((i for i, c in enumerate(self.cards) if c.message.uid == uid), len(self.cards))
         for card in self.cards[first:]:
             card.deleteLater()
         del self.cards[first:]
@@ -206,6 +229,9 @@ class MessageView(QScrollArea):
         last = self.cards[-1] if self.cards else None
         for card in self.cards:
             card.edit_button.setEnabled(idle)
+            for button, usable in ((card.previous_version, card.message.version > 1),
+                                   (card.next_version, card.message.version < card.message.versions)):
+                button.setEnabled(idle and usable)
             card.regenerate_button.setVisible(idle and card is last and card.message.role == "assistant")
 
     def show_left_out(self, dropped: int, context_length: int) -> None:

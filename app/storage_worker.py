@@ -77,6 +77,10 @@ class StorageWorker(QObject):
         store = self._open()
         return store.conversation(conversation_uid), store.messages(conversation_uid)
 
+    def op_show_version(self, conversation_uid: str, message_uid: str, step: int):
+        self._open().show_version(message_uid, step)
+        return self.op_load(conversation_uid)
+
     def op_export(self, conversation_uid: str, path: str) -> str:
         conversation, messages = self.op_load(conversation_uid)
         if conversation is None:

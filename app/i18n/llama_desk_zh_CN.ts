@@ -376,6 +376,14 @@
         <translation>发送</translation>
     </message>
     <message>
+        <source>The version before</source>
+        <translation>上一个版本</translation>
+    </message>
+    <message>
+        <source>The version after</source>
+        <translation>下一个版本</translation>
+    </message>
+    <message>
         <source>Writing…</source>
         <translation>正在生成…</translation>
     </message>
