@@ -29,10 +29,11 @@ class Composer(QWidget):
     send = Signal(str)
     stop = Signal()
     notReady = Signal()                   # Enter or Send with text but no model to answer it yet
+    busyElsewhere = Signal()              # Enter or Send while another conversation is being answered
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.answering = False
+        self.answering = self.busy_elsewhere = False
         self.input = MessageInput(self)
         self.input.setPlaceholderText(self.tr("Type a message. Enter sends, Shift+Enter starts a new line."))
         self.input.submitted.connect(self._submit)
@@ -51,6 +52,10 @@ class Composer(QWidget):
         self.button.setText(self.tr("Stop") if answering else self.tr("Send"))
         self.button.setToolTip(self.tr("Stop the answer now") if answering else self.tr("Send (Enter)"))
         self._update()
+
+    def set_busy_elsewhere(self, busy: bool) -> None:
+        """Another conversation's answer is being written: sending here waits (and says why)."""
+        self.busy_elsewhere = busy
 
     def set_ready(self, ready: bool) -> None:
         """Sending needs a loaded model; typing does not."""
@@ -75,6 +80,8 @@ class Composer(QWidget):
             self.stop.emit()
             return
         text = self.input.toPlainText().strip()
-        if text:
+        if text and self.busy_elsewhere:
+            self.busyElsewhere.emit()
+        elif text:
             self.input.clear()
             self.send.emit(text)

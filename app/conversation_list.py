@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QIcon, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import (QInputDialog, QLineEdit, QListWidget, QListWidgetItem, QMenu, QMessageBox,
                                QPushButton, QVBoxLayout, QWidget)
 
 from .storage import Conversation
 
 UID_ROLE = Qt.ItemDataRole.UserRole
+
+
+def busy_icon(colour: QColor) -> QIcon:
+    """A filled dot: the mark of the conversation whose answer is being written."""
+    pixmap = QPixmap(12, 12)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setBrush(colour)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.drawEllipse(2, 2, 8, 8)
+    painter.end()
+    return QIcon(pixmap)
 
 
 class ConversationList(QWidget):
@@ -46,6 +60,7 @@ class ConversationList(QWidget):
         self._matches: set[str] | None = None
         self._wanted: str | None = None
         self._menu_uid: str | None = None
+        self._busy: str | None = None       # the conversation whose answer is being written
 
     def _search_edited(self, _text: str) -> None:
         self._debounce.start()
@@ -76,6 +91,16 @@ class ConversationList(QWidget):
                 c.title = title
         self._rebuild()
 
+    def set_busy(self, uid: str | None) -> None:
+        """Mark the conversation being answered (a dot and a tooltip), so a user sees which one is busy."""
+        if uid != self._busy:
+            self._busy = uid
+            self._rebuild()
+
+    def busy_uid(self) -> str | None:
+        """The conversation the list marks as being answered."""
+        return self._busy
+
     def set_matches(self, uids: list[str] | None) -> None:
         self._matches = None if uids is None else set(uids)
         self._rebuild()
@@ -104,6 +129,9 @@ class ConversationList(QWidget):
                 item = QListWidgetItem(c.title)
                 item.setData(UID_ROLE, c.uid)
                 item.setToolTip(c.title)
+                if c.uid == self._busy:
+                    item.setIcon(busy_icon(self.palette().color(QPalette.ColorRole.Highlight)))
+                    item.setToolTip(self.tr("{0} (being answered)").format(c.title))
                 self.list.addItem(item)
         if current:
             self.select(current)

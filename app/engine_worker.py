@@ -44,6 +44,7 @@ class EngineWorker(QObject):
     unloaded = Signal()
     contextReport = Signal(str, int, int, int)    # answer uid, dropped messages, prompt tokens, context length
     tokens = Signal(str, str)                     # answer uid, text added
+    tokenCount = Signal(str, int)                 # answer uid, tokens generated so far (with each text batch)
     finished = Signal(str, object)                # answer uid, result dict
     failed = Signal(str, str)                     # answer uid, message
     apiState = Signal(bool, str)                  # running, address or the reason it is not
@@ -123,22 +124,24 @@ class EngineWorker(QObject):
 
     # -- answering ----------------------------------------------------------------------------------
 
-    @Slot(str, object, object, object)
-    def chat(self, uid: str, messages: list, values: dict, cancel: threading.Event) -> None:
+    @Slot(str, object, object, str, object)
+    def chat(self, uid: str, messages: list, values: dict, answer_start: str, cancel: threading.Event) -> None:
         from engine import EngineError, GenerationSettings
 
         if self.engine is None:
             self.failed.emit(uid, "No model is loaded: choose one in Settings > Model.")
             return
-        pending, last = [], [time.monotonic()]
+        pending, last, count = [], [time.monotonic()], [0]
 
         def flush() -> None:
             if pending:
                 self.tokens.emit(uid, "".join(pending))
                 pending.clear()
+            self.tokenCount.emit(uid, count[0])
             last[0] = time.monotonic()
 
         def on_token(_token: int, text: str) -> None:
+            count[0] += 1
             if text:
                 pending.append(text)
             if time.monotonic() - last[0] >= BATCH_S:
@@ -147,7 +150,8 @@ class EngineWorker(QObject):
             settings = GenerationSettings(**values)
             prompt = self.engine.prepare_chat(messages, settings.max_new_tokens)
             self.contextReport.emit(uid, prompt.dropped, len(prompt.ids), self.engine.context_length)
-            completion = self.engine.chat(messages, settings, on_token=on_token, cancel=cancel)
+            completion = self.engine.chat(messages, settings, on_token=on_token, cancel=cancel,
+                                          answer_start=answer_start)
         except EngineError as exc:
             flush()
             self.failed.emit(uid, str(exc))
@@ -159,7 +163,7 @@ class EngineWorker(QObject):
         flush()
         s = completion.stats
         self.finished.emit(uid, {
-            "text": completion.text, "finish_reason": s.finish_reason, "prompt_tokens": s.prompt_tokens,
+            "text": answer_start + completion.text, "finish_reason": s.finish_reason, "prompt_tokens": s.prompt_tokens,
             "generated_tokens": s.generated_tokens, "ttft_s": round(s.ttft_s, 3),
             "tokens_per_s": round(s.decode_tokens_per_s, 2), "prefill_tokens_per_s": round(s.prefill_tokens_per_s, 1),
             "dropped_messages": completion.dropped_messages, "context_length": self.engine.context_length})
@@ -205,7 +209,7 @@ class EngineHost(QObject):
     """The window's handle on the engine thread. Only ``stop``/``cancel_load`` touch shared state."""
 
     _load = Signal(object, object)
-    _chat = Signal(str, object, object, object)
+    _chat = Signal(str, object, object, str, object)
     _unload = Signal()
     _api = Signal(bool, int)
     _shutdown = Signal()
@@ -252,9 +256,10 @@ class EngineHost(QObject):
         if self._load_cancel is not None:
             self._load_cancel.set()
 
-    def chat(self, uid: str, messages: list[dict], values: dict) -> None:
+    def chat(self, uid: str, messages: list[dict], values: dict, answer_start: str = "") -> None:
+        """Answer the last message; ``answer_start``: an answer cut short, to be written on from its end."""
         self._answers[uid] = threading.Event()
-        self._chat.emit(uid, messages, values, self._answers[uid])
+        self._chat.emit(uid, messages, values, answer_start, self._answers[uid])
 
     def stop(self, uid: str | None = None) -> None:
         """Stop one answer (or all): takes effect at the next token or prefill chunk."""

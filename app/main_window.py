@@ -28,6 +28,7 @@ from .message_view import MessageView
 from .notice_bar import NoticeBar
 from .preferences import ModelChoice, Preferences, save_preferences
 from .status_bar import StatusBar
+from .storage import Conversation
 from .storage_worker import Storage
 
 CLOSE_WAIT_MS = 15_000
@@ -156,14 +157,15 @@ class MainWindow(QMainWindow):
         self.composer.notReady.connect(self._explain_not_ready)
         self.notice.acted.connect(self.focus_input)
         self.messages.regenerate.connect(self.focus_input)
+        self.messages.continueRequested.connect(self.focus_input)
         self.messages.editSubmitted.connect(self.focus_input)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, self.stop_answer)
-        self.session.answeringChanged.connect(self.composer.set_answering)
-        self.session.answeringChanged.connect(self._show_title)
+        self.session.answeringChanged.connect(self._answering_changed)
         self.session.contextUsed.connect(self.status.set_context)
         self.session.problem.connect(self.notice.show_message)
         self.conversations.selected.connect(self.session.open)
-        self.session.conversationShown.connect(self._show_title)
+        self.session.conversationShown.connect(self._conversation_shown)
+        self.composer.busyElsewhere.connect(self._explain_busy)
         self.conversations.newRequested.connect(self.session_new)
         self.conversations.renamed.connect(self.rename)
         self.conversations.deleted.connect(self.delete)
@@ -174,8 +176,9 @@ class MainWindow(QMainWindow):
     # -- start-up and the model -------------------------------------------------------------------------
 
     def start(self, load_model: bool = True) -> None:
-        """After the window is on screen: read the list of conversations, then load the model."""
-        self.storage.call("conversations", then=self.conversations.set_conversations)
+        """After the window is on screen: read the list of conversations (and show the last one), then load
+        the model."""
+        self.storage.call("conversations", then=self._conversations_read)
         if self.engine.info is not None:
             self._on_loaded(self.engine.info)
         if load_model:
@@ -210,6 +213,43 @@ class MainWindow(QMainWindow):
             text = self.tr("No model is loaded: choose one in Settings > Model.")
         self.notice.show_message(text, kind="wait")
 
+    def _conversations_read(self, conversations: list) -> None:
+        self.conversations.set_conversations(conversations)
+        if self.session.conversation is None and self.session.wanted is None and conversations:
+            last = next((c.uid for c in conversations if c.uid == self.prefs.last_conversation), conversations[0].uid)
+            self.conversations.select(last)   # the conversation shown when the app was last closed
+
+    def _answering_changed(self, answering: bool) -> None:
+        self._update_composer()
+        self._show_title()
+        self.conversations.set_busy(self.session.streaming[0] if self.session.streaming else None)
+        if not answering and self.notice.kind == "busy":
+            self.notice.clear()
+
+    def _conversation_shown(self) -> None:
+        self._show_title()
+        self._update_composer()
+        uid = self.session.conversation.uid if self.session.conversation else ""
+        if uid != self.prefs.last_conversation:
+            self.prefs.last_conversation = uid
+            self.save_prefs()
+
+    def _update_composer(self) -> None:
+        self.composer.set_answering(self.session.answering_here)
+        self.composer.set_busy_elsewhere(self.session.answering and not self.session.answering_here)
+
+    def _explain_busy(self) -> None:
+        """Enter in one conversation while another is being answered: say so, offer to go there or stop it."""
+        busy = self.conversations.title_of(self.session.streaming[0]) if self.session.streaming else ""
+        self.notice.show_message(
+            self.tr("“{0}” is still being answered: one answer is written at a time. Your message stays in the box; "
+                    "send it when that answer is done.").format(busy),
+            [(self.tr("Show it"), self.show_busy_conversation), (self.tr("Stop it"), self.stop_answer)], kind="busy")
+
+    def show_busy_conversation(self) -> None:
+        if self.session.streaming:
+            self.conversations.select(self.session.streaming[0])
+
     def _on_loaded(self, info) -> None:
         if self.engine.choice is not None and self.engine.choice != self.prefs.model:
             self.prefs.model = copy.deepcopy(self.engine.choice)   # it works: keep it for the next start
@@ -221,6 +261,7 @@ class MainWindow(QMainWindow):
             self.notice.clear()
         if self.prefs.api_server:
             self.engine.set_api_server(True, self.prefs.api_port)
+        self.session.report_context()
         self.modelReady.emit(info)
 
     def _on_unloaded(self) -> None:
@@ -364,10 +405,9 @@ class MainWindow(QMainWindow):
     def edit_conversation_settings(self) -> None:
         from .conversation_settings import ConversationSettingsDialog
         conv = self.session.conversation
-        if conv is None:
-            self.notice.show_message(self.tr("Send a first message, then adjust this conversation's settings. "
-                                             "Defaults for new conversations are in Settings."), kind="info")
-            return
+        if conv is None:  # a new conversation: its settings wait for its first message
+            prompt, overrides = self.session.draft_settings
+            conv = Conversation("", self.tr("New conversation"), 0, 0, prompt, overrides)
         dialog = ConversationSettingsDialog(conv, self.prefs.chat, self)
         try:
             values = dialog.values() if dialog.exec() else None
@@ -379,6 +419,9 @@ class MainWindow(QMainWindow):
     def set_conversation_settings(self, system_prompt: str | None, overrides: dict) -> None:
         """The current conversation's own system prompt (None: the default) and generation settings."""
         conv = self.session.conversation
+        if conv is None:
+            self.session.set_draft_settings(system_prompt, overrides)
+            return
         conv.system_prompt, conv.settings = system_prompt, overrides
         self.storage.call("set_conversation_settings", conv.uid, system_prompt, overrides)
 

@@ -16,6 +16,12 @@ from .markdown_view import MarkdownView
 from .storage import Message
 
 
+def can_continue(message: Message) -> bool:
+    """An answer cut short (stopped, at its length limit, or by a closed app) can be written on."""
+    return (message.role == "assistant" and bool(message.content.strip())
+            and (message.finish_reason in ("cancelled", "length") or message.interrupted))
+
+
 def stats_line(stats: dict) -> str:
     """'42 tokens · 18.3 tokens/s · first token 0.41 s' (what the user sees under an answer)."""
     if not stats or "generated_tokens" not in stats:
@@ -45,6 +51,7 @@ class MessageCard(QFrame):
     copied = Signal(str)
     editSubmitted = Signal(str, str)      # message uid, new text
     regenerate = Signal()
+    continueRequested = Signal()
     versionRequested = Signal(str, int)   # message uid, -1 (the version before) or +1 (the one after)
 
     def __init__(self, message: Message, speaker: str, parent=None):
@@ -64,10 +71,13 @@ class MessageCard(QFrame):
                                       self._start_edit)
         self.regenerate_button = self._tool(self.tr("Regenerate"), self.tr("Write this answer again"),
                                             self.regenerate)
-        for button in (self.edit_button, self.copy_button, self.regenerate_button):
+        self.continue_button = self._tool(self.tr("Continue"), self.tr("Go on writing this answer where it stopped"),
+                                          self.continueRequested)
+        for button in (self.edit_button, self.copy_button, self.continue_button, self.regenerate_button):
             header.addWidget(button)
         self.edit_button.setVisible(message.role == "user")
         self.regenerate_button.setVisible(False)
+        self.continue_button.setVisible(False)
         layout.addLayout(header)
         self.left_out = QLabel(self.tr("Left out: no longer fits in the model's context."))
         self.left_out.setObjectName("dimNote")
@@ -171,6 +181,7 @@ class MessageView(QScrollArea):
 
     editSubmitted = Signal(str, str)
     regenerate = Signal()
+    continueRequested = Signal()
     copied = Signal(str)
     versionRequested = Signal(str, int)
 
@@ -209,6 +220,7 @@ class MessageView(QScrollArea):
         card.regenerate.connect(self.regenerate)
         card.copied.connect(self.copied)
         card.versionRequested.connect(self.versionRequested)
+        card.continueRequested.connect(self.continueRequested)
         self.column.insertWidget(self.column.count() - 1, card)
         self.cards.append(card)
         self._follow = True
@@ -233,6 +245,7 @@ class MessageView(QScrollArea):
                                    (card.next_version, card.message.version < card.message.versions)):
                 button.setEnabled(idle and usable)
             card.regenerate_button.setVisible(idle and card is last and card.message.role == "assistant")
+            card.continue_button.setVisible(idle and card is last and can_continue(card.message))
 
     def show_left_out(self, dropped: int, context_length: int) -> None:
         """Dim the oldest ``dropped`` messages (before the latest question) and say why."""

@@ -70,6 +70,7 @@ class Preferences:
     api_server: bool = False
     api_port: int = 8080
     setup_done: bool = False             # the first-run dialog was answered
+    last_conversation: str = ""          # the conversation shown at exit, shown again at the next start
 
 
 def _known(cls, data) -> dict:

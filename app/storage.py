@@ -265,5 +265,10 @@ class ChatStore:
             self.db.execute("UPDATE messages SET content = ?, finish_reason = ?, stats = ?, complete = ? "
                             "WHERE uid = ?", (content, finish_reason, json.dumps(stats), int(complete), uid))
 
+    def reopen_message(self, uid: str) -> None:
+        """An answer is being written on again: streamed text is appended to it until it finishes."""
+        with self.db:
+            self.db.execute("UPDATE messages SET complete = 0, finish_reason = NULL WHERE uid = ?", (uid,))
+
     def _touch(self, conversation_id: int) -> None:
         self.db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (time.time(), conversation_id))

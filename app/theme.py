@@ -89,7 +89,7 @@ def style_sheet(c: dict) -> str:
     #contextBanner {{ color: {c['muted']}; border: 1px dashed {c['border']}; border-radius: 6px; padding: 6px; }}
     #chatTitle {{ font-size: 13pt; font-weight: 600; }}
     #notice {{ background: {c['notice']}; color: {c['notice_text']}; }}
-    #notice[kind="info"], #notice[kind="wait"] {{ background: {c['user']}; color: {c['text']}; }}
+    #notice[kind="info"], #notice[kind="wait"], #notice[kind="busy"] {{ background: {c['user']}; color: {c['text']}; }}
     #newChat, #sendButton {{ background: {c['highlight']}; color: white; border: none; border-radius: 6px;
                              padding: 6px 14px; }}
     #newChat:disabled, #sendButton:disabled {{ background: {c['border']}; color: {c['muted']}; }}

@@ -46,6 +46,10 @@
         <translation>搜索对话</translation>
     </message>
     <message>
+        <source>{0} (being answered)</source>
+        <translation>{0}（正在回答）</translation>
+    </message>
+    <message>
         <source>Rename…</source>
         <translation>重命名…</translation>
     </message>
@@ -269,6 +273,18 @@
         <translation>尚未加载模型：请在“设置 &gt; 模型”中选择一个。</translation>
     </message>
     <message>
+        <source>“{0}” is still being answered: one answer is written at a time. Your message stays in the box; send it when that answer is done.</source>
+        <translation>“{0}”仍在回答中：一次只能写一个回答。你的消息保留在输入框中，等那个回答结束后再发送。</translation>
+    </message>
+    <message>
+        <source>Show it</source>
+        <translation>转到该对话</translation>
+    </message>
+    <message>
+        <source>Stop it</source>
+        <translation>停止它</translation>
+    </message>
+    <message>
         <source>The chat could not be saved: {0}</source>
         <translation>无法保存对话：{0}</translation>
     </message>
@@ -329,10 +345,6 @@
         <translation>无法保存设置：{0}</translation>
     </message>
     <message>
-        <source>Send a first message, then adjust this conversation&apos;s settings. Defaults for new conversations are in Settings.</source>
-        <translation>请先发送第一条消息，再调整此对话的设置。新对话的默认值在“设置”中。</translation>
-    </message>
-    <message>
         <source>Stopping the answer…</source>
         <translation>正在停止回答…</translation>
     </message>
@@ -362,6 +374,14 @@
     <message>
         <source>Write this answer again</source>
         <translation>重新生成这个回答</translation>
+    </message>
+    <message>
+        <source>Continue</source>
+        <translation>继续</translation>
+    </message>
+    <message>
+        <source>Go on writing this answer where it stopped</source>
+        <translation>从中断处继续写这个回答</translation>
     </message>
     <message>
         <source>Left out: no longer fits in the model&apos;s context.</source>

@@ -160,10 +160,18 @@ class ChatEngine:
 
     def chat(self, messages: Sequence[Message] | ChatPrompt, settings: GenerationSettings = GenerationSettings(),
              on_token: TokenCallback | None = None, cancel: threading.Event | None = None,
-             wait: bool = True) -> Completion:
-        """Answer the last user message of a conversation (or a ``prepare_chat`` result), streaming."""
-        prompt = messages if isinstance(messages, ChatPrompt) else self.prepare_chat(messages, settings.max_new_tokens)
-        started = False
+             wait: bool = True, answer_start: str = "") -> Completion:
+        """Answer the last user message of a conversation (or a ``prepare_chat`` result), streaming.
+
+        ``answer_start``: the beginning of the answer, already written (a stopped answer the user wants
+        continued); the model goes on from its end, and the completion's text is what it adds.
+        """
+        start_ids = self.tokenizer.encode(answer_start, bos=False) if answer_start and self.tokenizer else []
+        prompt = messages if isinstance(messages, ChatPrompt) else self.prepare_chat(
+            messages, settings.max_new_tokens + len(start_ids))
+        if start_ids:
+            prompt = ChatPrompt(prompt.messages, prompt.ids + start_ids, prompt.dropped)
+        started = bool(start_ids)
 
         def strip_leading_space(token: int, text: str) -> None:
             # "[/INST] Paris": the space belongs to the template, not to the answer the user sees
@@ -174,7 +182,8 @@ class ChatEngine:
             if on_token:
                 on_token(token, text)
         completion = self.complete_ids(prompt.ids, settings, strip_leading_space, cancel, wait=wait)
-        completion.text = completion.text.lstrip(" ")
+        if not start_ids:
+            completion.text = completion.text.lstrip(" ")
         completion.dropped_messages = prompt.dropped
         return completion
 
