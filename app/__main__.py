@@ -79,6 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     home = user_data_dir()
     setup_logging(home)
+    log_native_crashes(home)
+    instance = None
+    if not args.screenshot:  # (the screenshot run keeps its own history: it may run beside the app)
+        from .single_instance import SingleInstance
+        instance = SingleInstance(home)
+        if not instance.acquire():
+            print(f"llama-desk is already running with the data folder {home}: its window was brought forward.",
+                  flush=True)
+            return _finish(app, 0, True)
     prefs = load_preferences(home)
     prefs.language = args.language or prefs.language
     prefs.theme = args.theme or prefs.theme
@@ -100,8 +109,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.change_setting:
         from .scripted import ChangeSettingAndClose
         application.script = ChangeSettingAndClose(application, args.change_setting)
+    instance.showRequested.connect(application.bring_forward)
     code = app.exec()
-    return _finish(app, code, application.tear_down())
+    torn_down = application.tear_down()
+    instance.release()
+    return _finish(app, code, torn_down)
+
+
+def log_native_crashes(home) -> None:
+    """A native crash writes Python's stack to ``<user data>/logs/crash.log`` (pythonw has no console)."""
+    import faulthandler
+
+    from engine.paths import CRASH_LOG, LOGS_FOLDER
+    global _crash_log
+    folder = home / LOGS_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    _crash_log = open(folder / CRASH_LOG, "a", encoding="utf-8")  # open for the whole run: faulthandler needs it
+    faulthandler.enable(file=_crash_log, all_threads=True)
+
+
+_crash_log = None
 
 
 def _finish(app, code: int, torn_down: bool) -> int:

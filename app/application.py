@@ -97,6 +97,15 @@ class Application(QObject):
             QTimer.singleShot(0, self._ask_first_run)
         return self.window
 
+    def bring_forward(self) -> None:
+        """A second start of the app asked for this window: show it on top, un-minimised."""
+        window = self.window
+        if window.isMinimized():
+            window.showNormal()
+        window.show()
+        window.raise_()
+        window.activateWindow()
+
     def _start_window(self) -> None:
         self.window.start(self._load_at_start)
 

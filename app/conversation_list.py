@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QIcon, QPainter, QPalette, QPixmap
+from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (QInputDialog, QLineEdit, QListWidget, QListWidgetItem, QMenu, QMessageBox,
                                QPushButton, QVBoxLayout, QWidget)
 
 from .storage import Conversation
 
 UID_ROLE = Qt.ItemDataRole.UserRole
+BUSY_COLOUR = "#2ecc71"                   # a green dot: seen on the light, dark and selected backgrounds
 
 
 def busy_icon(colour: QColor) -> QIcon:
@@ -130,7 +131,7 @@ class ConversationList(QWidget):
                 item.setData(UID_ROLE, c.uid)
                 item.setToolTip(c.title)
                 if c.uid == self._busy:
-                    item.setIcon(busy_icon(self.palette().color(QPalette.ColorRole.Highlight)))
+                    item.setIcon(busy_icon(QColor(BUSY_COLOUR)))
                     item.setToolTip(self.tr("{0} (being answered)").format(c.title))
                 self.list.addItem(item)
         if current:
