@@ -19,7 +19,7 @@ from engine.paths import LOGS_FOLDER
 from . import translations
 from .first_run import FirstRunDialog
 from .main_window import MainWindow, Services
-from .preferences import Preferences, save_preferences
+from .preferences import Preferences
 from .theme import apply_font, apply_theme, follow_system_changes
 
 
@@ -124,7 +124,7 @@ class Application(QObject):
     def _first_run_done(self, _result: int) -> None:
         self.first_run_dialog = None
         self.prefs.setup_done = True
-        save_preferences(self.prefs, self.home)
+        self.window.save_prefs()
 
     def _rebuild_after_answer(self, answering: bool) -> None:
         if not answering and self._rebuild_waiting:

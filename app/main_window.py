@@ -24,6 +24,7 @@ from .chat_session import ChatSession
 from .composer import Composer
 from .conversation_list import ConversationList
 from .engine_worker import EngineHost
+from .export import safe_file_name
 from .message_view import MessageView
 from .notice_bar import NoticeBar
 from .preferences import ModelChoice, Preferences, save_preferences
@@ -349,9 +350,8 @@ class MainWindow(QMainWindow):
     def export(self, uid: str, path: str | None = None) -> None:
         if path is None:
             title = self.conversations.title_of(uid)
-            safe = "".join(ch for ch in title if ch not in '\\/:*?"<>|').strip() or "chat"
             path, _ = QFileDialog.getSaveFileName(self, self.tr("Export conversation"),
-                                                  str(Path.home() / f"{safe}.md"),
+                                                  str(Path.home() / f"{safe_file_name(title)}.md"),
                                                   self.tr("Markdown (*.md);;JSON (*.json)"))
             if not path:
                 return

@@ -8,15 +8,17 @@ so folders with Chinese names round-trip.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from engine.paths import SETTINGS_FILE
 
+from .atomic_write import write_text_atomically
+
 SOURCES = ("builtin", "llama2", "llama3")
 THEMES = ("system", "light", "dark")
 LANGUAGES = ("", "en", "zh_CN")          # "": follow the system
+WEIGHT_FORMATS = ("auto", "int8")
 
 
 @dataclass
@@ -73,10 +75,31 @@ class Preferences:
     last_conversation: str = ""          # the conversation shown at exit, shown again at the next start
 
 
+# What a hand-edited file must hold for each annotated type; anything else falls back to the default
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "int | None": (int, type(None))}
+_RANGES = {"api_port": (1024, 65535), "threads": (0, 1024), "context_length": (0, 1 << 20),
+           "temperature": (0, 2), "top_k": (0, 1000), "top_p": (0.01, 1), "repetition_penalty": (0.5, 2),
+           "max_new_tokens": (1, 32768), "seed": (0, 2 ** 31 - 1)}     # (the ranges Settings offers)
+
+
+def _valid(f, value) -> bool:
+    allowed = _TYPES.get(f.type)
+    if allowed is None:
+        return True                       # nested settings: checked on their own
+    if isinstance(value, bool) and bool not in allowed:
+        return False                      # true/false is no number
+    if not isinstance(value, allowed):
+        return False
+    low, high = _RANGES.get(f.name, (None, None))
+    return value is None or low is None or low <= value <= high
+
+
 def _known(cls, data) -> dict:
-    """Fields of ``cls`` found in ``data``: a file from an older or newer version still loads."""
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in (data or {}).items() if k in names} if isinstance(data, dict) else {}
+    """Fields of ``cls`` found in ``data`` with a usable value: a file from another version, or edited by
+    hand, still loads (a wrong value is replaced by the default, never passed on to a widget)."""
+    if not isinstance(data, dict):
+        return {}
+    return {f.name: data[f.name] for f in fields(cls) if f.name in data and _valid(f, data[f.name])}
 
 
 def preferences_path(folder: Path) -> Path:
@@ -89,11 +112,15 @@ def load_preferences(folder: Path) -> Preferences:
         data = json.loads(preferences_path(folder).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return Preferences()
+    if not isinstance(data, dict):
+        return Preferences()
     prefs = Preferences(**{k: v for k, v in _known(Preferences, data).items() if k not in ("model", "chat")})
     prefs.model = ModelChoice(**_known(ModelChoice, data.get("model")))
     prefs.chat = ChatDefaults(**_known(ChatDefaults, data.get("chat")))
     if prefs.model.source not in SOURCES:
         prefs.model = ModelChoice()
+    if prefs.model.weight_format not in WEIGHT_FORMATS:
+        prefs.model.weight_format = "auto"
     if prefs.theme not in THEMES:
         prefs.theme = "system"
     if prefs.language not in LANGUAGES:
@@ -102,10 +129,8 @@ def load_preferences(folder: Path) -> Preferences:
 
 
 def save_preferences(prefs: Preferences, folder: Path) -> None:
-    path = preferences_path(folder)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(asdict(prefs), ensure_ascii=False, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    """Raises OSError with a message a user can act on when the file cannot be written."""
+    write_text_atomically(preferences_path(folder), json.dumps(asdict(prefs), ensure_ascii=False, indent=2))
 
 
 GENERATION_FIELDS = ("temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens", "seed")
