@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QColor, QFontDatabase, QPalette, QTextBlockFormat, QTextCharFormat, QTextCursor, \
-    QTextFormat
-from PySide6.QtWidgets import QApplication, QFrame, QSizePolicy, QTextBrowser
+from PySide6.QtCore import QSize, Qt, QUrl
+from PySide6.QtGui import (QColor, QCursor, QDesktopServices, QFontDatabase, QPalette, QTextBlockFormat,
+                           QTextCharFormat, QTextCursor, QTextFormat)
+from PySide6.QtWidgets import QApplication, QFrame, QMessageBox, QSizePolicy, QTextBrowser, QToolTip
+
+SAFE_SCHEMES = ("http", "https", "mailto")    # the only links an answer may open, after a confirmation
 
 
 def code_background(palette: QPalette) -> QColor:
@@ -48,7 +50,11 @@ class MarkdownView(QTextBrowser):
         self.markdown = markdown
         self.source_text = ""
         self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setOpenExternalLinks(True)
+        # A model's answer may hold any link: never follow one by itself (file: and relative links would
+        # load a local file here; on Windows any registered protocol handler could start)
+        self.setOpenExternalLinks(False)
+        self.setOpenLinks(False)
+        self.anchorClicked.connect(self._link_clicked)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
@@ -85,6 +91,18 @@ class MarkdownView(QTextBrowser):
                 chars.setFontFamilies([mono.family()])
                 cursor.mergeCharFormat(chars)
             block = block.next()
+
+    def _link_clicked(self, url: QUrl) -> None:
+        """Web and mail links open after the user has seen the full address and agreed; others never."""
+        address = url.toString()
+        if url.scheme().lower() not in SAFE_SCHEMES:
+            QToolTip.showText(QCursor.pos(), self.tr("Not opened: only web (http, https) and mail links are "
+                                                     "opened from answers.\n{0}").format(address), self)
+            return
+        answer = QMessageBox.question(self.window(), self.tr("Open link"),
+                                      self.tr("Open this address?\n\n{0}").format(address))
+        if answer == QMessageBox.StandardButton.Yes:
+            QDesktopServices.openUrl(url)
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)

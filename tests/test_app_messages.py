@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import time
 
+from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Slot
+from PySide6.QtGui import QDesktopServices, QTextCursor
+from PySide6.QtWidgets import QApplication, QMessageBox
+
 from app.storage import ChatStore, Message
 
 POEM = "Roses are red,\nViolets are blue,\nSugar is sweet,\nAnd so are you."
@@ -32,3 +36,80 @@ def test_single_line_breaks_in_an_answer_are_kept(qtbot, open_window, home):
     assert POEM in shown                                   # four lines, not one paragraph
     assert "print('a')\nprint('b')" in shown               # code blocks as they were
     assert window.messages.cards[1].body.source_text == answer   # the stored text is untouched
+
+
+class LinkCatcher(QObject):
+    """Registered with QDesktopServices for the test: records what the app asks the system to open."""
+
+    def __init__(self):
+        super().__init__()
+        self.opened: list[str] = []
+
+    @Slot(QUrl)
+    def open(self, url: QUrl) -> None:
+        self.opened.append(url.toString())
+
+
+def _click_link(qtbot, view, text: str) -> None:
+    """Click, with the mouse, on the link whose text is ``text``."""
+    block = view.document().begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            fragment = it.fragment()
+            if fragment.charFormat().isAnchor() and fragment.text() == text:
+                cursor = QTextCursor(view.document())
+                cursor.setPosition(fragment.position() + 1)
+                qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=view.cursorRect(cursor).center())
+                return
+            it += 1
+        block = block.next()
+    raise AssertionError(f"no link {text!r}")
+
+
+def _answer_dialog(answer) -> list[str]:
+    """Read the next confirmation dialog's text and press ``answer`` (Yes/No) once it shows."""
+    seen = []
+
+    def press() -> None:
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            QTimer.singleShot(30, press)
+            return
+        seen.append(box.text())
+        box.button(answer).click()
+    QTimer.singleShot(30, press)
+    return seen
+
+
+def test_links_in_answers_open_only_for_the_web_and_mail_after_showing_the_address(qtbot, open_window, home):
+    address = "https://example.com/a/very/long/path?query=1&next=%2Fhome"
+    answer = (f"[web]({address}) [mail](mailto:someone@example.com) [file](file:///etc/hostname) "
+              "[search](search-ms:query=secret) [relative](notes.md)")
+    _stored_conversation(home, answer)
+    window = open_window()
+    window.activateWindow()
+    _open_first(qtbot, window)
+    view = window.messages.cards[1].body
+    catcher = LinkCatcher()
+    for scheme in ("https", "http", "mailto", "file", "search-ms"):
+        QDesktopServices.setUrlHandler(scheme, catcher, "open")
+    try:
+        seen = _answer_dialog(QMessageBox.StandardButton.No)
+        _click_link(qtbot, view, "web")
+        qtbot.waitUntil(lambda: bool(seen), timeout=5000)
+        assert address in seen[0] and catcher.opened == []              # refused: nothing opened
+        seen = _answer_dialog(QMessageBox.StandardButton.Yes)
+        _click_link(qtbot, view, "web")
+        qtbot.waitUntil(lambda: catcher.opened == [address], timeout=5000)
+        seen = _answer_dialog(QMessageBox.StandardButton.Yes)
+        _click_link(qtbot, view, "mail")
+        qtbot.waitUntil(lambda: catcher.opened[-1:] == ["mailto:someone@example.com"], timeout=5000)
+        for text in ("file", "search", "relative"):                     # never opened, never loaded here
+            _click_link(qtbot, view, text)
+            qtbot.wait(200)
+            assert QApplication.activeModalWidget() is None
+        assert len(catcher.opened) == 2 and view.source_text == answer and "web" in view.toPlainText()
+    finally:
+        for scheme in ("https", "http", "mailto", "file", "search-ms"):
+            QDesktopServices.unsetUrlHandler(scheme)

@@ -350,6 +350,24 @@
     </message>
 </context>
 <context>
+    <name>MarkdownView</name>
+    <message>
+        <source>Not opened: only web (http, https) and mail links are opened from answers.
+        <translation>未打开：回答中只有网页（http、https）和邮件链接可以打开。
+{0}</translation>
+    </message>
+    <message>
+        <source>Open link</source>
+        <translation>打开链接</translation>
+    </message>
+    <message>
+        <source>Open this address?
+        <translation>打开这个地址吗？
+
+{0}</translation>
+    </message>
+</context>
+<context>
     <name>MessageCard</name>
     <message>
         <source>Copy</source>
