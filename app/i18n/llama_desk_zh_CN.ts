@@ -353,6 +353,7 @@
     <name>MarkdownView</name>
     <message>
         <source>Not opened: only web (http, https) and mail links are opened from answers.
+{0}</source>
         <translation>未打开：回答中只有网页（http、https）和邮件链接可以打开。
 {0}</translation>
     </message>
@@ -362,6 +363,8 @@
     </message>
     <message>
         <source>Open this address?
+
+{0}</source>
         <translation>打开这个地址吗？
 
 {0}</translation>
