@@ -26,6 +26,7 @@ from .conversation_list import ConversationList
 from .engine_worker import EngineHost
 from .export import safe_file_name
 from .message_view import MessageView
+from .model_picker import ModelPicker
 from .notice_bar import NoticeBar
 from .preferences import ModelChoice, Preferences, save_preferences
 from .status_bar import StatusBar
@@ -95,9 +96,13 @@ class MainWindow(QMainWindow):
         self.title.setObjectName("chatTitle")
         self.chat_settings_button = QPushButton(self.tr("Conversation settings…"))
         self.chat_settings_button.clicked.connect(self.edit_conversation_settings)
+        self.model_picker = ModelPicker(self)
+        self.model_picker.chosen.connect(self.use_model)
+        self.model_picker.manageRequested.connect(self.open_models)
         header = QHBoxLayout()
         header.setContentsMargins(16, 8, 12, 4)
         header.addWidget(self.title, 1)
+        header.addWidget(self.model_picker)
         header.addWidget(self.chat_settings_button)
         self.notice = NoticeBar(self)
         self.messages = MessageView(self)
@@ -130,6 +135,7 @@ class MainWindow(QMainWindow):
         self._action(settings, self.tr("&Settings…"), self.open_general_settings,
                      QKeySequence.StandardKey.Preferences)
         self._action(settings, self.tr("&Model…"), self.open_model_settings)
+        self._action(settings, self.tr("M&odels…"), self.open_models, "Ctrl+M")
         self._action(settings, self.tr("&Conversation settings…"), self.edit_conversation_settings)
 
     def _action(self, menu, text, slot, shortcut=None) -> QAction:
@@ -257,6 +263,7 @@ class MainWindow(QMainWindow):
             self.save_prefs()
         self.status.show_loading(False)
         self.status.show_model(info)
+        self.model_picker.refresh(self.prefs, self.engine.choice)
         self.composer.set_ready(True)
         if self.notice.kind in ("load", "wait"):
             self.notice.clear()
@@ -293,6 +300,7 @@ class MainWindow(QMainWindow):
         else:
             actions.append((self.tr("Try again"), partial(self.load_model, choice)))
         self.notice.show_message(message, actions, kind="load")
+        self.model_picker.refresh(self.prefs, self.engine.choice)
         self.modelFailed.emit(message, hint)
 
     def use_model(self, choice: ModelChoice) -> None:
@@ -366,6 +374,18 @@ class MainWindow(QMainWindow):
             save_preferences(self.prefs, self.home)
         except OSError as exc:
             self.notice.show_message(self.tr("The settings could not be saved: {0}").format(exc))
+
+    def open_models(self) -> None:
+        """The Models page: download, add, remove, use."""
+        from .models_page import ModelsDialog
+        dialog = ModelsDialog(self.prefs, self.engine.choice, self)
+        dialog.useRequested.connect(self.use_model)
+        try:
+            dialog.exec()
+        finally:
+            dialog.deleteLater()
+        self.save_prefs()                 # models added or removed from the list
+        self.model_picker.refresh(self.prefs, self.engine.choice)
 
     def open_general_settings(self) -> None:
         self.open_settings("general")

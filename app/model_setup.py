@@ -56,9 +56,12 @@ class ModelSetupForm(QWidget):
     def __init__(self, choice: ModelChoice, parent=None):
         super().__init__(parent)
         self.source = QComboBox()
-        self.source.addItem(self.tr("Built-in: SmolLM2-135M-Instruct (small, no download)"), "builtin")
-        self.source.addItem(self.tr("LLaMA2-7B (MindSpore checkpoint)"), "llama2")
-        self.source.addItem(self.tr("LLaMA3-8B (MindSpore checkpoint)"), "llama3")
+        self.source.addItem(self.tr("Built-in: SmolLM2-135M-Instruct (chat; small, no download)"), "builtin")
+        self.source.addItem(self.tr("LLaMA3-8B-Instruct (chat; Hugging Face files)"), "llama3-hf")
+        self.source.addItem(self.tr("LLaMA2-7B-chat (chat; Hugging Face files)"), "llama2-hf")
+        self.source.addItem(self.tr("LLaMA3-8B (base model; MindSpore checkpoint)"), "llama3")
+        self.source.addItem(self.tr("LLaMA2-7B (base model; MindSpore checkpoint)"), "llama2")
+        self.source.setToolTip(self.tr("Chat models answer questions; base models only continue a text"))
         self.checkpoint = PathField(self.tr("Checkpoint"), self.tr("Checkpoints (*.ckpt *.safetensors);;All files (*)"))
         self.tokenizer = PathField(self.tr("Tokenizer"), self.tr("Tokenizer (*.model *.json);;All files (*)"))
         self.config = PathField(self.tr("Config"), self.tr("Config (*.yaml *.yml);;All files (*)"))
@@ -118,14 +121,19 @@ class ModelSetupForm(QWidget):
         self.task: Task | None = None
         self._checking: ModelChoice | None = None
         self.passed: ModelChoice | None = None    # the last choice whose files passed "Check files"
+        self._then = None                          # what to do once the running check passes
         self.source.currentIndexChanged.connect(self._source_changed)
         self.models_folder.edit.textChanged.connect(self._source_changed)
         self.set_choice(choice)
 
     def set_choice(self, choice: ModelChoice) -> None:
-        self.source.setCurrentIndex(max(self.source.findData(choice.source), 0))
-        self.checkpoint.edit.setText(choice.checkpoint)
-        self.tokenizer.edit.setText(choice.tokenizer)
+        key = choice.source
+        if key != "builtin" and Path(choice.checkpoint or ".").name == f"{key}-hf":
+            key = f"{key}-hf"             # a Hugging Face set: its folder, named after it
+        self.source.setCurrentIndex(max(self.source.findData(key), 0))
+        defaults = self._defaults(key)
+        self.checkpoint.edit.setText("" if choice.checkpoint == str(defaults.get("checkpoint")) else choice.checkpoint)
+        self.tokenizer.edit.setText("" if choice.tokenizer == str(defaults.get("tokenizer")) else choice.tokenizer)
         self.config.edit.setText(choice.config)
         self.backend.setCurrentIndex(max(self.backend.findData(choice.backend), 0))
         self.weight_format.setCurrentIndex(max(self.weight_format.findData(choice.weight_format), 0))
@@ -133,24 +141,40 @@ class ModelSetupForm(QWidget):
         self.context_length.setValue(choice.context_length)
         self._source_changed()
 
+    def _defaults(self, key: str) -> dict:
+        """Where a model's files are when downloaded: a MindSpore set's own names, a Hugging Face set's folder."""
+        if key == "builtin":
+            return {}
+        version = 2 if key.startswith("llama2") else 3
+        defaults = paths.default_model_files(version, self.models_folder_path())
+        if key.endswith("-hf"):
+            folder = self.models_folder_path() / key
+            defaults = dict(defaults, checkpoint=folder, tokenizer=folder / "tokenizer.model")
+        return defaults
+
     def choice(self) -> ModelChoice:
-        return ModelChoice(source=self.source.currentData(), checkpoint=self.checkpoint.text(),
-                           tokenizer=self.tokenizer.text(), config=self.config.text(),
-                           backend=self.backend.currentData(), weight_format=self.weight_format.currentData(),
-                           threads=self.threads.value(), context_length=self.context_length.value())
+        key = self.source.currentData()
+        defaults = self._defaults(key)
+        hf = key.endswith("-hf")          # its files must be named: the engine's defaults are the .ckpt's
+        return ModelChoice(source=key.removesuffix("-hf"),
+                           checkpoint=self.checkpoint.text() or (str(defaults["checkpoint"]) if hf else ""),
+                           tokenizer=self.tokenizer.text() or (str(defaults["tokenizer"]) if hf else ""),
+                           config=self.config.text(), backend=self.backend.currentData(),
+                           weight_format=self.weight_format.currentData(), threads=self.threads.value(),
+                           context_length=self.context_length.value())
 
     def _source_changed(self) -> None:
-        source = self.source.currentData()
-        llama = source != "builtin"
+        key = self.source.currentData()
+        llama = key != "builtin"
         for field in (self.checkpoint, self.tokenizer, self.config):
             field.setEnabled(llama)
         self.downloads.setVisible(llama)
         if llama:
-            defaults = paths.default_model_files(2 if source == "llama2" else 3, self.models_folder_path())
+            defaults = self._defaults(key)
             self.checkpoint.edit.setPlaceholderText(str(defaults["checkpoint"]))
             self.tokenizer.edit.setPlaceholderText(str(defaults["tokenizer"]))
             self.config.edit.setPlaceholderText(str(defaults["config"]))
-            self.download.set_model(source, self.models_folder_path())
+            self.download.set_model(key, self.models_folder_path())
         self.result.clear()
 
     def models_folder_path(self) -> Path:
@@ -197,6 +221,14 @@ class ModelSetupForm(QWidget):
         self.result.setText(self.tr("Checking…"))
         self.task = Task(job, then=self._summary, otherwise=self._problem).start()
 
+    def check_then(self, then) -> bool:
+        """True when the current choice has passed the check; else run it, and call ``then()`` if it passes."""
+        if self.passed == self.choice():
+            return True
+        self._then = then
+        self.check()
+        return False
+
     def stop_work(self) -> None:
         """The dialog is closing: cancel a download (it resumes next time) and forget a running check."""
         self.download.stop_work()
@@ -212,8 +244,11 @@ class ModelSetupForm(QWidget):
 
     def _problem(self, exc) -> None:
         self.passed = None
-        self._show(False, str(exc) if hasattr(exc, "subject") else
-                   self.tr("The files could not be checked: {0}").format(exc))
+        text = str(exc) if hasattr(exc, "subject") else self.tr("The files could not be checked: {0}").format(exc)
+        missing = getattr(exc, "path", None) is not None and not exc.path.exists()
+        if missing and getattr(exc, "subject", None) in ("checkpoint", "tokenizer") and self.downloads.isVisible():
+            text += "\n" + self.tr("Press Download below to get the files.")
+        self._show(False, text)
 
     def _show(self, ok: bool, text: str) -> None:
         self.check_button.setEnabled(True)
@@ -221,6 +256,9 @@ class ModelSetupForm(QWidget):
         self.result.setStyleSheet("" if ok else "color: #c0392b;")
         self.result.setText(text)
         self.checked.emit(ok, text)
+        then, self._then = self._then, None
+        if ok and then is not None:
+            then()
 
     def _downloaded(self, name: str) -> None:
         if self.source.currentData() == name:

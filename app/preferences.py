@@ -73,10 +73,12 @@ class Preferences:
     api_port: int = 8080
     setup_done: bool = False             # the first-run dialog was answered
     last_conversation: str = ""          # the conversation shown at exit, shown again at the next start
+    added_models: list = field(default_factory=list)   # models added by their files: {"name", "choice": {...}}
 
 
 # What a hand-edited file must hold for each annotated type; anything else falls back to the default
-_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "int | None": (int, type(None))}
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "int | None": (int, type(None)),
+          "list": (list,)}
 _RANGES = {"api_port": (1024, 65535), "threads": (0, 1024), "context_length": (0, 1 << 20),
            "temperature": (0, 2), "top_k": (0, 1000), "top_p": (0.01, 1), "repetition_penalty": (0.5, 2),
            "max_new_tokens": (1, 32768), "seed": (0, 2 ** 31 - 1)}     # (the ranges Settings offers)
@@ -119,6 +121,7 @@ def load_preferences(folder: Path) -> Preferences:
     prefs.chat = ChatDefaults(**_known(ChatDefaults, data.get("chat")))
     if prefs.model.source not in SOURCES:
         prefs.model = ModelChoice()
+    prefs.added_models = [a for a in prefs.added_models if isinstance(a, dict)]
     if prefs.model.weight_format not in WEIGHT_FORMATS:
         prefs.model.weight_format = "auto"
     if prefs.theme not in THEMES:

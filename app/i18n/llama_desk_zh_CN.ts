@@ -2,6 +2,32 @@
 <!DOCTYPE TS>
 <TS version="2.1" language="zh_CN">
 <context>
+    <name></name>
+    <message>
+        <source>{0} needs {1} more on the disk and only {2} is free there. Free some space or choose another models folder (e.g. another drive).</source>
+        <translation>{0} 还需要 {1} 的磁盘空间，而那里只剩 {2}。请腾出空间，或选择另一个模型文件夹（例如另一个磁盘）。</translation>
+    </message>
+    <message>
+        <source>{0} needs about {1} of memory even with 8-bit weights, and this PC has {2}: it would not load here. Download it anyway ({3})?</source>
+        <translation>即使使用 8 位权重，{0} 也需要约 {1} 内存，而这台电脑只有 {2}：它无法在这里加载。仍要下载（{3}）吗？</translation>
+    </message>
+    <message>
+        <source>As stored it needs {0} of memory and this PC has {1}: it will run with 8-bit weights ({2}).</source>
+        <translation>按原格式需要 {0} 内存，而这台电脑有 {1}：它将以 8 位权重运行（{2}）。</translation>
+    </message>
+</context>
+<context>
+    <name>AddModelDialog</name>
+    <message>
+        <source>Add a model</source>
+        <translation>添加模型</translation>
+    </message>
+    <message>
+        <source>A name for the list (e.g. my fine-tuned LLaMA3)</source>
+        <translation>在列表中显示的名称（例如：我微调的 LLaMA3）</translation>
+    </message>
+</context>
+<context>
     <name>ChatSession</name>
     <message>
         <source>You</source>
@@ -143,16 +169,20 @@
         <translation>欢迎使用 llama-desk</translation>
     </message>
     <message>
-        <source>&lt;p&gt;llama-desk runs LLaMA2 and LLaMA3 on this computer, offline.&lt;/p&gt;&lt;p&gt;The small built-in model is loading now, so you can start chatting at once. For better answers, choose your LLaMA2/LLaMA3 MindSpore files below, or download them (13-16 GB; loading them needs about 30 GB of memory today, or half with 8-bit weights).&lt;/p&gt;</source>
-        <translation>&lt;p&gt;llama-desk 在这台电脑上离线运行 LLaMA2 和 LLaMA3。&lt;/p&gt;&lt;p&gt;小型内置模型正在加载，您马上就可以开始聊天。想要更好的回答，请在下面选择您的 LLaMA2/LLaMA3 MindSpore 文件，或者下载它们（13-16 GB；目前加载需要约 30 GB 内存，使用 8 位权重约减半）。&lt;/p&gt;</translation>
-    </message>
-    <message>
         <source>Keep the built-in model</source>
         <translation>继续使用内置模型</translation>
     </message>
     <message>
         <source>Use this model</source>
         <translation>使用此模型</translation>
+    </message>
+    <message>
+        <source>{0}: about {1} of memory as stored, {2} with 8-bit weights</source>
+        <translation>{0}：按原格式约需 {1} 内存，8 位权重约需 {2}</translation>
+    </message>
+    <message>
+        <source>&lt;p&gt;llama-desk runs LLaMA2 and LLaMA3 on this computer, offline.&lt;/p&gt;&lt;p&gt;The small built-in model is loading now, so you can start chatting at once. For better answers, choose a LLaMA chat model below and download it (13-16 GB), or choose files you have. The MindSpore checkpoints are base models: they continue a text rather than answer.&lt;/p&gt;&lt;p&gt;This PC has {0} of memory and {1} free in the models folder. {2}.&lt;/p&gt;</source>
+        <translation>&lt;p&gt;llama-desk 在这台电脑上离线运行 LLaMA2 和 LLaMA3。&lt;/p&gt;&lt;p&gt;小型内置模型正在加载，你可以马上开始聊天。想要更好的回答，请在下面选择一个 LLaMA 对话模型并下载（13-16 GB），或选择你已有的文件。MindSpore 检查点是基础模型：它们只会续写文本，而不是回答问题。&lt;/p&gt;&lt;p&gt;这台电脑有 {0} 内存，模型文件夹所在磁盘还有 {1} 可用空间。{2}。&lt;/p&gt;</translation>
     </message>
 </context>
 <context>
@@ -259,6 +289,10 @@
     <message>
         <source>&amp;Model…</source>
         <translation>模型(&amp;M)…</translation>
+    </message>
+    <message>
+        <source>M&amp;odels…</source>
+        <translation>模型管理(&amp;O)…</translation>
     </message>
     <message>
         <source>&amp;Conversation settings…</source>
@@ -465,18 +499,45 @@
     </message>
 </context>
 <context>
+    <name>ModelPicker</name>
+    <message>
+        <source>The model answering: switch to another one on this PC</source>
+        <translation>正在回答的模型：切换到这台电脑上的其他模型</translation>
+    </message>
+    <message>
+        <source>Manage models…</source>
+        <translation>管理模型…</translation>
+    </message>
+    <message>
+        <source>Other files</source>
+        <translation>其他文件</translation>
+    </message>
+</context>
+<context>
     <name>ModelSetupForm</name>
     <message>
-        <source>Built-in: SmolLM2-135M-Instruct (small, no download)</source>
-        <translation>内置：SmolLM2-135M-Instruct（小型，无需下载）</translation>
+        <source>Built-in: SmolLM2-135M-Instruct (chat; small, no download)</source>
+        <translation>内置：SmolLM2-135M-Instruct（对话；小巧，无需下载）</translation>
     </message>
     <message>
-        <source>LLaMA2-7B (MindSpore checkpoint)</source>
-        <translation>LLaMA2-7B（MindSpore 权重）</translation>
+        <source>LLaMA3-8B-Instruct (chat; Hugging Face files)</source>
+        <translation>LLaMA3-8B-Instruct（对话；Hugging Face 文件）</translation>
     </message>
     <message>
-        <source>LLaMA3-8B (MindSpore checkpoint)</source>
-        <translation>LLaMA3-8B（MindSpore 权重）</translation>
+        <source>LLaMA2-7B-chat (chat; Hugging Face files)</source>
+        <translation>LLaMA2-7B-chat（对话；Hugging Face 文件）</translation>
+    </message>
+    <message>
+        <source>LLaMA3-8B (base model; MindSpore checkpoint)</source>
+        <translation>LLaMA3-8B（基础模型；MindSpore 检查点）</translation>
+    </message>
+    <message>
+        <source>LLaMA2-7B (base model; MindSpore checkpoint)</source>
+        <translation>LLaMA2-7B（基础模型；MindSpore 检查点）</translation>
+    </message>
+    <message>
+        <source>Chat models answer questions; base models only continue a text</source>
+        <translation>对话模型回答问题；基础模型只会续写文本</translation>
     </message>
     <message>
         <source>Checkpoint</source>
@@ -585,6 +646,129 @@
     <message>
         <source>The files could not be checked: {0}</source>
         <translation>无法检查这些文件：{0}</translation>
+    </message>
+    <message>
+        <source>Press Download below to get the files.</source>
+        <translation>请按下面的“下载”获取这些文件。</translation>
+    </message>
+</context>
+<context>
+    <name>ModelsDialog</name>
+    <message>
+        <source>{0} as stored · {1} in 8 bits</source>
+        <translation>原格式 {0} · 8 位 {1}</translation>
+    </message>
+    <message>
+        <source>use 8 bits here</source>
+        <translation>本机请用 8 位</translation>
+    </message>
+    <message>
+        <source>too large for this PC</source>
+        <translation>这台电脑装不下</translation>
+    </message>
+    <message>
+        <source>Models</source>
+        <translation>模型</translation>
+    </message>
+    <message>
+        <source>Models folder</source>
+        <translation>模型文件夹</translation>
+    </message>
+    <message>
+        <source>Use this folder</source>
+        <translation>使用此文件夹</translation>
+    </message>
+    <message>
+        <source>Model</source>
+        <translation>模型</translation>
+    </message>
+    <message>
+        <source>Kind</source>
+        <translation>类型</translation>
+    </message>
+    <message>
+        <source>Stored as</source>
+        <translation>存储格式</translation>
+    </message>
+    <message>
+        <source>On disk</source>
+        <translation>占用磁盘</translation>
+    </message>
+    <message>
+        <source>Memory needed</source>
+        <translation>所需内存</translation>
+    </message>
+    <message>
+        <source>Where</source>
+        <translation>位置</translation>
+    </message>
+    <message>
+        <source>Use</source>
+        <translation>使用</translation>
+    </message>
+    <message>
+        <source>Download</source>
+        <translation>下载</translation>
+    </message>
+    <message>
+        <source>Remove…</source>
+        <translation>删除…</translation>
+    </message>
+    <message>
+        <source>Add…</source>
+        <translation>添加…</translation>
+    </message>
+    <message>
+        <source>Open folder</source>
+        <translation>打开文件夹</translation>
+    </message>
+    <message>
+        <source>This PC: {0} of memory ({1} free now). The models folder has {2} free.</source>
+        <translation>这台电脑：内存 {0}（当前可用 {1}）。模型文件夹所在磁盘可用 {2}。</translation>
+    </message>
+    <message>
+        <source>chat</source>
+        <translation>对话</translation>
+    </message>
+    <message>
+        <source>base</source>
+        <translation>基础</translation>
+    </message>
+    <message>
+        <source>{0} of {1}</source>
+        <translation>{0} / {1}</translation>
+    </message>
+    <message>
+        <source>A base model continues a text; it is not made for chat</source>
+        <translation>基础模型只会续写文本，不适合对话</translation>
+    </message>
+    <message>
+        <source>Weights {0} as stored or {1} in 8 bits, plus {2} for a conversation of {3} tokens (a shorter context in Settings &gt; Model needs less), plus about 0.4 GB for the program.</source>
+        <translation>权重：原格式 {0}，8 位 {1}；另加 {3} 个词元的对话需要 {2}（在“设置 &gt; 模型”中缩短上下文可减少）；程序本身约 0.4 GB。</translation>
+    </message>
+    <message>
+        <source>The models folder {0} cannot be used: {1}</source>
+        <translation>无法使用模型文件夹 {0}：{1}</translation>
+    </message>
+    <message>
+        <source>Download a model that will not fit?</source>
+        <translation>下载一个装不下的模型？</translation>
+    </message>
+    <message>
+        <source>{0} is the model in use: choose another one first.</source>
+        <translation>{0} 正在使用中：请先选择其他模型。</translation>
+    </message>
+    <message>
+        <source>Remove {0} from this list? Its files stay where they are ({1}).</source>
+        <translation>从列表中移除 {0}？它的文件保留在原处（{1}）。</translation>
+    </message>
+    <message>
+        <source>Delete {0} ({1}) from {2}? Downloading it again takes a long time.</source>
+        <translation>从 {2} 删除 {0}（{1}）？重新下载需要很长时间。</translation>
+    </message>
+    <message>
+        <source>Remove model</source>
+        <translation>删除模型</translation>
     </message>
 </context>
 <context>

@@ -1,0 +1,200 @@
+"""What models there are, what is on this PC, and what each needs: the facts behind the Models page.
+
+The downloadable models come from ``checkpoint_download``'s manifest (its API, never the yaml
+itself); the built-in model and the ones the user added complete the list. Before a download
+nothing can be measured, so the memory a model will need is planned from its config's shapes
+(parameters x bytes per weight, plus the KV cache for its context); once its files are here,
+``engine.estimate_memory`` gives the real figure.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication
+
+from engine import paths
+
+from .preferences import ModelChoice
+
+# Until models.yaml states each model's kind (the conversations work adds it; read through
+# checkpoint_download's ModelSpec.kind): MindFormers' llama2_7b and the Ascend contest's llama3-8B are
+# the pretrained (base) models; the -hf sets are Meta's chat and instruct models.
+KNOWN_KINDS = {"llama2": "base", "llama3": "base", "llama2-hf": "chat", "llama3-hf": "chat"}
+VERSIONS = {"llama2": 2, "llama3": 3, "llama2-hf": 2, "llama3-hf": 3}
+TITLES = {"llama2": "LLaMA2-7B", "llama3": "LLaMA3-8B", "llama2-hf": "LLaMA2-7B-chat",
+          "llama3-hf": "LLaMA3-8B-Instruct"}
+STORED_FORMATS = {"llama2": "fp16 .ckpt (MindSpore)", "llama3": "bf16 .ckpt (MindSpore)",
+                  "llama2-hf": "fp16 safetensors", "llama3-hf": "bf16 safetensors"}
+INT8_BYTES_PER_WEIGHT = 34 / 32           # blocks of 32 int8 weights with one 2-byte scale
+RUNTIME_BYTES = 400_000_000               # Python, the runtime and the prefill's scratch, roughly
+
+
+@dataclass
+class MemoryPlan:
+    """Bytes a model needs loaded: weights as stored, or in 8 bits; plus its KV cache and the runtime."""
+
+    stored: int
+    int8: int
+    kv_cache: int
+    context: int
+
+    def total(self, weight_format: str = "auto") -> int:
+        weights = self.int8 if weight_format == "int8" else self.stored
+        return weights + self.kv_cache + RUNTIME_BYTES
+
+
+def _parameters(cfg) -> tuple[int, int]:
+    """A LLaMA's parameters from its config: (those of the layers and the output matrix, the others)."""
+    h, layers, kv = cfg.hidden_size, cfg.num_layers, cfg.kv_heads * cfg.head_dim
+    per_layer = 2 * h * h + 2 * h * kv + 3 * h * cfg.ffn_size      # q, o; k, v; the feed-forward's three
+    matrices = layers * per_layer + (0 if cfg.tie_word_embeddings else cfg.vocab_size * h)   # + lm_head
+    return matrices, cfg.vocab_size * h + (2 * layers + 1) * h     # embedding and norms
+
+
+def plan_memory(config_path: str | Path, context: int | None = None) -> MemoryPlan:
+    """The memory a LLaMA of this config needs, from its shapes alone (no weights are needed)."""
+    from engine import load_config
+    cfg = load_config(config_path)
+    matrices, _rest = _parameters(cfg)  # only the embedding rows of tokens seen are ever read: they hardly count
+    context = min(context or cfg.seq_length, cfg.seq_length)
+    kv_cache = cfg.num_layers * 2 * cfg.kv_heads * cfg.head_dim * context * 2     # fp16 keys and values
+    return MemoryPlan(stored=matrices * 2, int8=int(matrices * INT8_BYTES_PER_WEIGHT), kv_cache=kv_cache,
+                      context=context)
+
+
+def weights_on_disk(config_path: str | Path) -> int:
+    """A 16-bit checkpoint's size, from its config: every parameter, 2 bytes."""
+    from engine import load_config
+    return 2 * sum(_parameters(load_config(config_path)))
+
+
+@dataclass
+class CatalogEntry:
+    key: str                              # "builtin", a manifest model ("llama3-hf") or "added:<n>"
+    title: str
+    kind: str                             # "chat", "base" or "" (not stated)
+    weight_format: str                    # as stored
+    folder: Path
+    choice: ModelChoice                   # what to load it with
+    downloadable: bool = False
+    files: list = field(default_factory=list)   # checkpoint_download FileStatus, for a manifest model
+    on_disk: int = 0                      # bytes present (complete files and .part)
+    download_bytes: int = 0               # bytes a complete download takes (published, recorded or planned)
+    complete: bool = False
+    plan: MemoryPlan | None = None
+    description: str = ""
+
+    @property
+    def missing_bytes(self) -> int:
+        return max(self.download_bytes - self.on_disk, 0)
+
+
+def free_disk_bytes(folder: Path) -> int:
+    """Free space where ``folder`` is (or would be created)."""
+    folder = Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def total_ram_bytes() -> int | None:
+    try:
+        import psutil
+        return int(psutil.virtual_memory().total)
+    except ImportError:  # pragma: no cover - psutil comes with MindSpore
+        return None
+
+
+def manifest_entry(spec, models_folder: Path | None = None) -> CatalogEntry:
+    """A downloadable model: what is on disk of it, where, and what it needs."""
+    from checkpoint_download import model_status
+    version = VERSIONS.get(spec.name)
+    folder = Path(models_folder or paths.models_dir()) / spec.folder_name
+    files = model_status(spec, folder)
+    config = paths.default_model_files(version or 2)["config"]
+    planned = weights_on_disk(config) if version else 0
+    expected = [f.size if f.size else (planned if f.name.endswith((".ckpt", ".safetensors")) else 0) for f in files]
+    shards = sum(1 for f in files if f.name.endswith(".safetensors"))
+    if shards:  # the planned size is the whole set's: shared out over its shards
+        expected = [planned // shards if f.name.endswith(".safetensors") and not f.size else e
+                    for f, e in zip(files, expected)]
+    checkpoint = folder if shards else folder / next((f.name for f in files if f.name.endswith(".ckpt")), "")
+    choice = ModelChoice(source=f"llama{version}", checkpoint=str(checkpoint),
+                         tokenizer=str(folder / "tokenizer.model"))
+    return CatalogEntry(spec.name, TITLES.get(spec.name, spec.name),
+                        getattr(spec, "kind", None) or KNOWN_KINDS.get(spec.name, ""),
+                        STORED_FORMATS.get(spec.name, ""), folder, choice, downloadable=True, files=files,
+                        on_disk=sum(f.have_bytes for f in files), download_bytes=sum(expected),
+                        complete=all(f.state == "present" for f in files),
+                        plan=plan_memory(config) if version else None, description=spec.description)
+
+
+def builtin_entry() -> CatalogEntry:
+    folder = paths.converted_models_dir()
+    on_disk = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+    config = next(folder.rglob("config.yaml"), None) if folder.is_dir() else None   # once converted
+    return CatalogEntry("builtin", "SmolLM2-135M-Instruct (built-in)", "chat", "4-bit GGUF, run in 8 bits", folder,
+                        ModelChoice(), on_disk=on_disk, complete=True, plan=plan_memory(config) if config else None)
+
+
+def added_entry(index: int, added: dict) -> CatalogEntry:
+    """A model the user added by its files (Models > Add)."""
+    fields = added.get("choice") if isinstance(added, dict) and isinstance(added.get("choice"), dict) else {}
+    choice = ModelChoice(**{k: v for k, v in fields.items() if k in ModelChoice.__dataclass_fields__})
+    if choice.source not in ("llama2", "llama3"):
+        choice = replace(choice, source="llama2")
+    path = Path(choice.checkpoint)
+    files = [p for p in ([path] if path.is_file() else path.glob("*.safetensors") if path.is_dir() else [])]
+    config = choice.config or paths.default_model_files(choice.version or 2)["config"]
+    return CatalogEntry(f"added:{index}", str(added.get("name") or path.name), str(added.get("kind", "")),
+                        path.suffix.lstrip(".") or "safetensors", path.parent if path.is_file() else path, choice,
+                        on_disk=sum(p.stat().st_size for p in files if p.is_file()), complete=bool(files),
+                        plan=plan_memory(config))
+
+
+def catalog(added: list[dict] = (), models_folder: Path | None = None, manifest: Path | None = None
+            ) -> list[CatalogEntry]:
+    """Every model the app knows: the built-in one, the downloadable ones (``manifest``: another list, for
+    tests), the ones the user added."""
+    from checkpoint_download import list_models
+    entries = [builtin_entry()]
+    entries += [manifest_entry(spec, models_folder) for spec in (list_models(manifest) if manifest else list_models())]
+    entries += [added_entry(i, a) for i, a in enumerate(added)]
+    return entries
+
+
+def choice_to_run(entry: CatalogEntry, current: ModelChoice, ram: int | None) -> ModelChoice:
+    """How to load ``entry``: with the run settings in use (backend, threads, context), in 8 bits when only
+    that fits in this PC's memory."""
+    choice = replace(entry.choice, backend=current.backend, threads=current.threads,
+                     context_length=current.context_length)
+    if entry.plan and ram and entry.plan.total() > ram >= entry.plan.total("int8"):
+        choice = replace(choice, weight_format="int8")
+    return choice
+
+
+def download_check(entry: CatalogEntry, free_disk: int, ram: int | None) -> tuple[str, str]:
+    """Before a download: ("refuse", why) when the disk lacks room, ("ask", why) when the model would not run
+    here even in 8 bits, ("note", what) when it runs only in 8 bits, else ("", "")."""
+    from .download_panel import human_bytes
+    tr = partial(QCoreApplication.translate, "ModelsDialog")
+    if entry.missing_bytes > free_disk:
+        return "refuse", tr("{0} needs {1} more on the disk and only {2} is free there. Free some space or choose "
+                            "another models folder (e.g. another drive).").format(
+            entry.title, human_bytes(entry.missing_bytes), human_bytes(free_disk))
+    if entry.plan is None or not ram:
+        return "", ""
+    stored, int8 = entry.plan.total(), entry.plan.total("int8")
+    if int8 > ram:
+        return "ask", tr("{0} needs about {1} of memory even with 8-bit weights, and this PC has {2}: it would not "
+                         "load here. Download it anyway ({3})?").format(entry.title, human_bytes(int8),
+                                                                        human_bytes(ram),
+                                                                        human_bytes(entry.missing_bytes))
+    if stored > ram:
+        return "note", tr("As stored it needs {0} of memory and this PC has {1}: it will run with 8-bit weights "
+                          "({2}).").format(human_bytes(stored), human_bytes(ram), human_bytes(int8))
+    return "", ""
