@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QP
 
 from engine.paths import HISTORY_FILE
 
+from .background import Task
 from .chat_session import ChatSession
 from .composer import Composer
 from .conversation_list import ConversationList
@@ -35,6 +36,11 @@ from .storage_worker import Storage
 
 CLOSE_WAIT_MS = 15_000
 log = logging.getLogger(__name__)
+
+
+def check_cpu(_report) -> dict:
+    from engine.cpu_info import cpu_report
+    return cpu_report()
 
 
 def stage_text(stage: str) -> str:
@@ -83,6 +89,7 @@ class MainWindow(QMainWindow):
         self.prefs, self.home, self.services, self.owns_services = prefs, Path(home), services, owns_services
         self.storage, self.engine = services.storage, services.engine
         self.api_address = ""
+        self.cpu: dict | None = None      # this computer's CPU and memory, once checked
         self._closing = self._handed_over = False
         self.setWindowTitle("llama-desk")
         self.resize(1120, 760)
@@ -130,13 +137,14 @@ class MainWindow(QMainWindow):
         self._action(chat, self.tr("&New chat"), self.session_new, QKeySequence.StandardKey.New)
         self._action(chat, self.tr("&Export…"), self.export_current, "Ctrl+E")
         chat.addSeparator()
-        self._action(chat, self.tr("&Quit"), self.close, QKeySequence.StandardKey.Quit)
+        self._action(chat, self.tr("&Quit"), self.close, "Ctrl+Q")
         settings = self.menuBar().addMenu(self.tr("&Settings"))
-        self._action(settings, self.tr("&Settings…"), self.open_general_settings,
-                     QKeySequence.StandardKey.Preferences)
+        self._action(settings, self.tr("&Settings…"), self.open_general_settings, "Ctrl+,")
         self._action(settings, self.tr("&Model…"), self.open_model_settings)
         self._action(settings, self.tr("M&odels…"), self.open_models, "Ctrl+M")
         self._action(settings, self.tr("&Conversation settings…"), self.edit_conversation_settings)
+        help_menu = self.menuBar().addMenu(self.tr("&Help"))
+        self._action(help_menu, self.tr("&About llama-desk…"), self.open_about)
 
     def _action(self, menu, text, slot, shortcut=None) -> QAction:
         action = menu.addAction(text)
@@ -183,9 +191,10 @@ class MainWindow(QMainWindow):
     # -- start-up and the model -------------------------------------------------------------------------
 
     def start(self, load_model: bool = True) -> None:
-        """After the window is on screen: read the list of conversations (and show the last one), then load
-        the model."""
+        """After the window is on screen: read the list of conversations (and show the last one), check the
+        CPU, then load the model."""
         self.storage.call("conversations", then=self._conversations_read)
+        self._cpu_task = Task(check_cpu, then=self._cpu_checked).start()
         if self.engine.info is not None:
             self._on_loaded(self.engine.info)
         if load_model:
@@ -219,6 +228,20 @@ class MainWindow(QMainWindow):
         else:
             text = self.tr("No model is loaded: choose one in Settings > Model.")
         self.notice.show_message(text, kind="wait")
+
+    def _cpu_checked(self, report: dict) -> None:
+        self.cpu = report
+        if not report["fast"] and not self.notice.isVisible():
+            from .about_dialog import slow_cpu_text
+            self.notice.show_message(slow_cpu_text(report), kind="info")
+
+    def open_about(self) -> None:
+        from .about_dialog import AboutDialog
+        dialog = AboutDialog(self.cpu, self.home, self)
+        try:
+            dialog.exec()
+        finally:
+            dialog.deleteLater()
 
     def _conversations_read(self, conversations: list) -> None:
         self.conversations.set_conversations(conversations)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication
@@ -181,20 +180,21 @@ def download_check(entry: CatalogEntry, free_disk: int, ram: int | None) -> tupl
     """Before a download: ("refuse", why) when the disk lacks room, ("ask", why) when the model would not run
     here even in 8 bits, ("note", what) when it runs only in 8 bits, else ("", "")."""
     from .download_panel import human_bytes
-    tr = partial(QCoreApplication.translate, "ModelsDialog")
     if entry.missing_bytes > free_disk:
-        return "refuse", tr("{0} needs {1} more on the disk and only {2} is free there. Free some space or choose "
+        return "refuse", QCoreApplication.translate(
+            "ModelsDialog", "{0} needs {1} more on the disk and only {2} is free there. Free some space or choose "
                             "another models folder (e.g. another drive).").format(
             entry.title, human_bytes(entry.missing_bytes), human_bytes(free_disk))
     if entry.plan is None or not ram:
         return "", ""
     stored, int8 = entry.plan.total(), entry.plan.total("int8")
     if int8 > ram:
-        return "ask", tr("{0} needs about {1} of memory even with 8-bit weights, and this PC has {2}: it would not "
-                         "load here. Download it anyway ({3})?").format(entry.title, human_bytes(int8),
-                                                                        human_bytes(ram),
-                                                                        human_bytes(entry.missing_bytes))
+        return "ask", QCoreApplication.translate(
+            "ModelsDialog", "{0} needs about {1} of memory even with 8-bit weights, and this PC has {2}: it would "
+                            "not load here. Download it anyway ({3})?").format(
+            entry.title, human_bytes(int8), human_bytes(ram), human_bytes(entry.missing_bytes))
     if stored > ram:
-        return "note", tr("As stored it needs {0} of memory and this PC has {1}: it will run with 8-bit weights "
-                          "({2}).").format(human_bytes(stored), human_bytes(ram), human_bytes(int8))
+        return "note", QCoreApplication.translate(
+            "ModelsDialog", "As stored it needs {0} of memory and this PC has {1}: it will run with 8-bit weights "
+                            "({2}).").format(human_bytes(stored), human_bytes(ram), human_bytes(int8))
     return "", ""

@@ -33,11 +33,13 @@ def test_the_context_counter_follows_the_conversation_shown(qtbot, open_window, 
     seen = []
     send(qtbot, window, LONG_QUESTION, wait=False)
     qtbot.waitUntil(lambda: window.session.answering and _context(window)[0] > 0, timeout=60_000)
-    for _ in range(6):                                           # it grows as the answer streams
+    prompt = _context(window)[0]                                 # the question, as the prefill starts
+    while window.session.answering:                              # then it grows as the answer streams
         seen.append(_context(window)[0])
-        qtbot.wait(150)
-    wait_idle(qtbot, window)
-    assert seen == sorted(seen) and seen[-1] > seen[0]
+        qtbot.wait(50)
+    answer = window.messages.cards[1].message.stats
+    assert seen == sorted(seen) and any(prompt < used < prompt + answer["generated_tokens"] for used in seen)
+    assert _context(window)[0] == prompt + answer["generated_tokens"]
     window.conversations.select(window.conversations.list.item(1).data(UID_ROLE))   # back to the first chat
     qtbot.waitUntil(lambda: window.messages.cards and window.messages.cards[0].message.content == "Name three fruits.",
                     timeout=5000)

@@ -2,18 +2,90 @@
 <!DOCTYPE TS>
 <TS version="2.1" language="zh_CN">
 <context>
-    <name></name>
+    <name>AboutDialog</name>
     <message>
-        <source>{0} needs {1} more on the disk and only {2} is free there. Free some space or choose another models folder (e.g. another drive).</source>
-        <translation>{0} 还需要 {1} 的磁盘空间，而那里只剩 {2}。请腾出空间，或选择另一个模型文件夹（例如另一个磁盘）。</translation>
+        <source>Send</source>
+        <translation>发送</translation>
     </message>
     <message>
-        <source>{0} needs about {1} of memory even with 8-bit weights, and this PC has {2}: it would not load here. Download it anyway ({3})?</source>
-        <translation>即使使用 8 位权重，{0} 也需要约 {1} 内存，而这台电脑只有 {2}：它无法在这里加载。仍要下载（{3}）吗？</translation>
+        <source>New line</source>
+        <translation>换行</translation>
     </message>
     <message>
-        <source>As stored it needs {0} of memory and this PC has {1}: it will run with 8-bit weights ({2}).</source>
-        <translation>按原格式需要 {0} 内存，而这台电脑有 {1}：它将以 8 位权重运行（{2}）。</translation>
+        <source>Stop the answer</source>
+        <translation>停止回答</translation>
+    </message>
+    <message>
+        <source>New chat</source>
+        <translation>新对话</translation>
+    </message>
+    <message>
+        <source>Export the chat</source>
+        <translation>导出对话</translation>
+    </message>
+    <message>
+        <source>Models</source>
+        <translation>模型</translation>
+    </message>
+    <message>
+        <source>Settings</source>
+        <translation>设置</translation>
+    </message>
+    <message>
+        <source>Quit</source>
+        <translation>退出</translation>
+    </message>
+    <message>
+        <source>This CPU has no {0}: llama-desk works, but answers come several times slower than on a CPU with them.</source>
+        <translation>这颗 CPU 没有 {0}：llama-desk 仍可使用，但回答会比有这些指令的 CPU 慢好几倍。</translation>
+    </message>
+    <message>
+        <source>About llama-desk</source>
+        <translation>关于 llama-desk</translation>
+    </message>
+    <message>
+        <source>Open the log folder</source>
+        <translation>打开日志文件夹</translation>
+    </message>
+    <message>
+        <source>Python {0}, Qt {1}, {2}</source>
+        <translation>Python {0}，Qt {1}，{2}</translation>
+    </message>
+    <message>
+        <source>The computer is being checked…</source>
+        <translation>正在检查这台电脑…</translation>
+    </message>
+    <message>
+        <source>This computer</source>
+        <translation>这台电脑</translation>
+    </message>
+    <message>
+        <source>CPU: {0} ({1} cores, {2} threads)</source>
+        <translation>CPU：{0}（{1} 核，{2} 线程）</translation>
+    </message>
+    <message>
+        <source>Features: {0}</source>
+        <translation>指令集：{0}</translation>
+    </message>
+    <message>
+        <source>Memory: {0}</source>
+        <translation>内存：{0}</translation>
+    </message>
+    <message>
+        <source>Keyboard</source>
+        <translation>键盘</translation>
+    </message>
+    <message>
+        <source>Files</source>
+        <translation>文件</translation>
+    </message>
+    <message>
+        <source>Data: {0}</source>
+        <translation>数据：{0}</translation>
+    </message>
+    <message>
+        <source>Logs: {0}</source>
+        <translation>日志：{0}</translation>
     </message>
 </context>
 <context>
@@ -297,6 +369,14 @@
     <message>
         <source>&amp;Conversation settings…</source>
         <translation>对话设置(&amp;C)…</translation>
+    </message>
+    <message>
+        <source>&amp;Help</source>
+        <translation>帮助(&amp;H)</translation>
+    </message>
+    <message>
+        <source>&amp;About llama-desk…</source>
+        <translation>关于 llama-desk(&amp;A)…</translation>
     </message>
     <message>
         <source>The model is still loading; your message stays in the box. Press Enter again once it is ready (see the status bar).</source>
@@ -769,6 +849,18 @@
     <message>
         <source>Remove model</source>
         <translation>删除模型</translation>
+    </message>
+    <message>
+        <source>{0} needs {1} more on the disk and only {2} is free there. Free some space or choose another models folder (e.g. another drive).</source>
+        <translation>{0} 还需要 {1} 的磁盘空间，而那里只剩 {2}。请腾出空间，或选择另一个模型文件夹（例如另一个磁盘）。</translation>
+    </message>
+    <message>
+        <source>{0} needs about {1} of memory even with 8-bit weights, and this PC has {2}: it would not load here. Download it anyway ({3})?</source>
+        <translation>即使使用 8 位权重，{0} 也需要约 {1} 内存，而这台电脑只有 {2}：它无法在这里加载。仍要下载（{3}）吗？</translation>
+    </message>
+    <message>
+        <source>As stored it needs {0} of memory and this PC has {1}: it will run with 8-bit weights ({2}).</source>
+        <translation>按原格式需要 {0} 内存，而这台电脑有 {1}：它将以 8 位权重运行（{2}）。</translation>
     </message>
 </context>
 <context>

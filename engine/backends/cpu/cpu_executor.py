@@ -59,6 +59,9 @@ class CpuExecutor(Executor):
         import importlib.util
         if importlib.util.find_spec("numba") is None:
             return "numba is not installed (pip install numba)."
+        from engine.cpu_info import cpu_features
+        if not cpu_features()["f16c"]:  # LLVM then calls __extendhfsf2, which numba lacks: the process aborts
+            return "this CPU lacks F16C (half-precision conversion), which the cpu backend's kernels need."
         return None
 
     @classmethod
