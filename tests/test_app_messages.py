@@ -113,3 +113,48 @@ def test_links_in_answers_open_only_for_the_web_and_mail_after_showing_the_addre
     finally:
         for scheme in ("https", "http", "mailto", "file", "search-ms"):
             QDesktopServices.unsetUrlHandler(scheme)
+
+
+CODE = "def is_prime(n):\n    return n > 1 and all(n % d for d in range(2, n))"
+ANSWER_WITH_CODE = (f"Use `is_prime`:\n\n```python\n{CODE}\n```\n\n| n | prime |\n|---|---|\n| 7 | yes |\n\n"
+                    "```\nplain text\n```")
+
+
+def _format_at(view, text: str, offset: int = 0):
+    """The character format of ``text``'s first character (+ offset) in the view."""
+    position = view.document().toPlainText().index(text) + offset
+    cursor = QTextCursor(view.document())
+    cursor.setPosition(position + 1)
+    return cursor.charFormat()
+
+
+def test_code_blocks_are_highlighted_labelled_and_copied_in_the_light_and_dark_themes(qtbot, open_window, home):
+    from pygments.styles import get_style_by_name
+    from pygments.token import Keyword
+    from PySide6.QtGui import QColor, QGuiApplication, QTextTable
+
+    from app.theme import apply_theme
+
+    _stored_conversation(home, ANSWER_WITH_CODE)
+    window = open_window()
+    window.activateWindow()
+    _open_first(qtbot, window)
+    view = window.messages.cards[1].body
+    shown = view.toPlainText()
+    assert f"python    Copy\n{CODE}" in shown and "code    Copy\nplain text" in shown   # the label, then the code
+    light = QColor("#" + get_style_by_name("default").style_for_token(Keyword)["color"])
+    assert _format_at(view, "def is_prime").foreground().color() == light
+    assert _format_at(view, "is_prime`" if "is_prime`" in shown else "is_prime:").background().style() != Qt.BrushStyle.NoBrush
+    tables = [f for f in view.document().rootFrame().childFrames() if isinstance(f, QTextTable)]
+    assert len(tables) == 1 and tables[0].format().border() >= 1
+
+    QGuiApplication.clipboard().clear()
+    _click_link(qtbot, view, "Copy")                                  # the first block's
+    assert QGuiApplication.clipboard().text() == CODE
+    try:
+        apply_theme("dark")                                          # re-rendered in the dark colours
+        dark = QColor("#" + get_style_by_name("monokai").style_for_token(Keyword)["color"])
+        qtbot.waitUntil(lambda: _format_at(view, "def is_prime").foreground().color() == dark, timeout=5000)
+    finally:
+        apply_theme("light")
+    assert view.source_text == ANSWER_WITH_CODE                      # what is stored and copied is untouched
