@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, Signal
 
 from .conversation_list import ConversationList
 from .engine_worker import EngineHost
-from .message_view import MessageView, can_continue
+from .message_view import MessageView, can_continue, prefill_line
 from .preferences import Preferences, generation_values
 from .storage import Conversation, Message
 from .storage_worker import Storage
@@ -54,10 +54,12 @@ class ChatSession(QObject):
         self._stopped_early: str | None = None                # an answer stopped before the model started it
         self._prompt_tokens = 0                               # of the answer being written
         self._tokens_before: dict[str, int] = {}              # answers being continued: tokens they had
+        self._reading: tuple[str, float, int] | None = None   # (answer uid, when, tokens read) at its first report
         # a new conversation's own settings, chosen before its first message: (system prompt, overrides)
         self.draft_settings: tuple[str | None, dict] = (None, {})
         engine.worker.tokens.connect(self._on_tokens)
         engine.worker.tokenCount.connect(self._on_token_count)
+        engine.worker.prefillProgress.connect(self._on_prefill)
         engine.worker.contextReport.connect(self._on_context)
         engine.worker.finished.connect(self._on_finished)
         engine.worker.failed.connect(self._on_failed)
@@ -256,10 +258,28 @@ class ChatSession(QObject):
         shown = self.conversation is not None and self.streaming and self.streaming[0] == self.conversation.uid
         return self.view.card(uid) if shown else None
 
+    def _on_prefill(self, uid: str, done: int, total: int, reused: bool) -> None:
+        """The model reads a long conversation before it writes: how far, how long still, state reused."""
+        if not self.streaming or self.streaming[1].uid != uid:
+            return
+        answer, now = self.streaming[1], time.monotonic()
+        answer.stats["state_reused"] = reused
+        if self._reading is None or self._reading[0] != uid:
+            self._reading = (uid, now, done)
+        _uid, since, first = self._reading
+        rate = (done - first) / (now - since) if now > since and done > first else None
+        card = self._live_card(uid)
+        if card is not None:
+            card.refresh_footer(streaming=True, reading="" if done >= total else
+                                prefill_line(done, total, (total - done) / rate if rate else None))
+
     def _on_tokens(self, uid: str, text: str) -> None:
         if self.streaming and self.streaming[1].uid == uid:
             self.streaming[1].content += text
             card = self._live_card(uid)
+            if card and self._reading is not None and self._reading[0] == uid:
+                self._reading = None
+                card.refresh_footer(streaming=True)   # read: writing now
             if card:
                 card.body.set_text(card.message.content)
 
@@ -294,8 +314,7 @@ class ChatSession(QObject):
             return
         answer = self.streaming[1]
         card = self._live_card(uid)
-        if answer.stats.get("model"):
-            stats = dict(stats, model=answer.stats["model"])
+        stats = dict(stats, **{k: answer.stats[k] for k in ("model", "state_reused") if answer.stats.get(k)})
         answer.content, answer.finish_reason, answer.stats, answer.complete = text, reason, stats, complete
         self.streaming = None
         self.storage.call("finish_message", uid, text, reason, stats, complete)

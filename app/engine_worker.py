@@ -45,6 +45,9 @@ class EngineWorker(QObject):
     contextReport = Signal(str, int, int, int)    # answer uid, dropped messages, prompt tokens, context length
     tokens = Signal(str, str)                     # answer uid, text added
     tokenCount = Signal(str, int)                 # answer uid, tokens generated so far (with each text batch)
+    # The engine's side of these two is being built (per-conversation state files, prefill progress):
+    prefillProgress = Signal(str, int, int, bool)  # answer uid, prompt tokens read, of how many, saved state reused
+    stateCacheSize = Signal(object)               # bytes the saved conversation states take on disk
     finished = Signal(str, object)                # answer uid, result dict
     failed = Signal(str, str)                     # answer uid, message
     apiState = Signal(bool, str)                  # running, address or the reason it is not

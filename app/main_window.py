@@ -164,6 +164,7 @@ class MainWindow(QMainWindow):
         worker.loadFailed.connect(self._on_load_failed)
         worker.unloaded.connect(self._on_unloaded)  # (a lambda would also run on the engine thread)
         worker.apiState.connect(self._on_api_state)
+        worker.stateCacheSize.connect(self.status.set_state_cache)
         self.status.cancelLoad.connect(self.engine.cancel_load)
         self.storage.error.connect(self._on_storage_error)
         self.messages.copied.connect(self._on_copied)

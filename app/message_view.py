@@ -36,6 +36,14 @@ def stats_line(stats: dict) -> str:
     return " · ".join(parts)
 
 
+def prefill_line(done: int, total: int, seconds_left: float | None) -> str:
+    """'Reading the conversation: 1,200 / 2,000 tokens, ~40 s left' (a long prompt before the first word)."""
+    text = QCoreApplication.translate("MessageView", "Reading the conversation: {0:,} / {1:,} tokens").format(done, total)
+    if seconds_left is not None and done < total:
+        text += QCoreApplication.translate("MessageView", ", ~{0} s left").format(max(1, round(seconds_left)))
+    return text
+
+
 def state_line(message: Message) -> str:
     if message.complete:
         return ""
@@ -131,9 +139,13 @@ class MessageCard(QFrame):
         self.message.content = text
         self.body.set_text(text)
 
-    def refresh_footer(self, streaming: bool = False) -> None:
-        text = self.tr("Writing…") if streaming else " · ".join(
-            t for t in (stats_line(self.message.stats), state_line(self.message)) if t)
+    def refresh_footer(self, streaming: bool = False, reading: str = "") -> None:
+        """What is known about the answer: its stats and state, or while it is written, how far it is."""
+        reused = self.tr("the saved conversation state was reused") if self.message.stats.get("state_reused") else ""
+        if streaming:
+            text = " · ".join(t for t in (reading or self.tr("Writing…"), reused) if t)
+        else:
+            text = " · ".join(t for t in (stats_line(self.message.stats), reused, state_line(self.message)) if t)
         self.footer.setText(text)
         self.footer.setVisible(bool(text))
         m = self.message

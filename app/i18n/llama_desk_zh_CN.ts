@@ -551,6 +551,10 @@
         <translation>下一个版本</translation>
     </message>
     <message>
+        <source>the saved conversation state was reused</source>
+        <translation>已复用保存的对话状态</translation>
+    </message>
+    <message>
         <source>Writing…</source>
         <translation>正在生成…</translation>
     </message>
@@ -572,6 +576,14 @@
     <message>
         <source>first token {0:.2f} s</source>
         <translation>首词元 {0:.2f} 秒</translation>
+    </message>
+    <message>
+        <source>Reading the conversation: {0:,} / {1:,} tokens</source>
+        <translation>正在读取对话：{0:,} / {1:,} 个词元</translation>
+    </message>
+    <message>
+        <source>, ~{0} s left</source>
+        <translation>，约剩 {0} 秒</translation>
     </message>
     <message>
         <source>Stopped: this answer is incomplete.</source>
@@ -975,6 +987,10 @@
         <translation>未加载模型</translation>
     </message>
     <message>
+        <source>Saved conversation states: a conversation&apos;s state is read back instead of the whole conversation being read again</source>
+        <translation>已保存的对话状态：读回对话状态，而不必把整段对话重新读一遍</translation>
+    </message>
+    <message>
         <source>Cancel</source>
         <translation>取消</translation>
     </message>
@@ -985,6 +1001,10 @@
     <message>
         <source>{0} on {1} · {2}</source>
         <translation>{0}，运行于 {1} · {2}</translation>
+    </message>
+    <message>
+        <source>Saved states {0}</source>
+        <translation>已存状态 {0}</translation>
     </message>
     <message>
         <source>Context {0} / {1}</source>
