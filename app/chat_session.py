@@ -32,8 +32,14 @@ def new_uid() -> str:
 
 
 def title_from(text: str) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= TITLE_CHARS else line[:TITLE_CHARS - 1].rstrip() + "…"
+    """A conversation's title from its first question: on one line, without Markdown marks, cut at a word."""
+    words = " ".join(text.replace("`", "").replace("**", "").lstrip("#> *-").split())
+    if len(words) <= TITLE_CHARS:
+        return words
+    cut = words[:TITLE_CHARS - 1]
+    if " " in cut[TITLE_CHARS // 2:]:          # Latin text: at a space; Chinese has none
+        cut = cut[:cut.rindex(" ")]
+    return cut.rstrip(" ,.;:") + "…"
 
 
 class ChatSession(QObject):
@@ -181,6 +187,11 @@ class ChatSession(QObject):
         old = self.messages[index]
         question = Message(new_uid(), "user", text, time.time(), parent=old.parent,
                            version=old.versions + 1, versions=old.versions + 1)
+        conv = self.conversation
+        if index == 0 and conv.title == title_from(old.content):   # a title the user did not choose follows
+            conv.title = title_from(text)
+            self.storage.call("rename_conversation", conv.uid, conv.title)
+            self.list.set_title(conv.uid, conv.title)
         del self.messages[index:]
         self.view.remove_from(uid)
         self.messages.append(question)

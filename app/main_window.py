@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -136,6 +136,8 @@ class MainWindow(QMainWindow):
         chat = self.menuBar().addMenu(self.tr("&Chat"))
         self._action(chat, self.tr("&New chat"), self.session_new, QKeySequence.StandardKey.New)
         self._action(chat, self.tr("&Export…"), self.export_current, "Ctrl+E")
+        self._action(chat, self.tr("Export &all conversations…"), self.export_all)
+        self._action(chat, self.tr("&Import conversations…"), self.import_conversations)
         chat.addSeparator()
         self._action(chat, self.tr("&Quit"), self.close, "Ctrl+Q")
         settings = self.menuBar().addMenu(self.tr("&Settings"))
@@ -371,9 +373,41 @@ class MainWindow(QMainWindow):
 
     def _search(self, text: str) -> None:
         if text:
-            self.storage.call("search", text, then=self.conversations.set_matches)
+            self.storage.call("search_snippets", text, then=self.conversations.set_matches)
         else:
             self.conversations.set_matches(None)
+
+    def export_all(self, path: str | None = None) -> None:
+        """Every conversation, with its settings and every version, and the app's model and settings, as JSON."""
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, self.tr("Export all conversations"),
+                                                  str(Path.home() / "llama-desk conversations.json"),
+                                                  self.tr("JSON (*.json)"))
+            if not path:
+                return
+        settings = {"model": asdict(self.prefs.model), "chat": asdict(self.prefs.chat)}
+        self.storage.call("export_all", path, settings, then=self._exported_all, otherwise=self._export_failed)
+
+    def _exported_all(self, count: int) -> None:
+        self.status.showMessage(self.tr("{0} conversation(s) exported.").format(count), 8000)
+
+    def import_conversations(self, path: str | None = None) -> None:
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, self.tr("Import conversations"), str(Path.home()),
+                                                  self.tr("JSON (*.json)"))
+            if not path:
+                return
+        self.storage.call("import", path, then=self._imported, otherwise=self._import_failed)
+
+    def _imported(self, count: int) -> None:
+        self.status.showMessage(self.tr("{0} conversation(s) imported.").format(count), 8000)
+        self.storage.call("conversations", then=self.conversations.set_conversations)
+
+    def _import_failed(self, message: str) -> None:
+        self.notice.show_message(self.tr("Import failed: {0}").format(message))
+
+    def _export_failed(self, message: str) -> None:
+        self.notice.show_message(self.tr("Export failed: {0}").format(message))
 
     def export_current(self) -> None:
         if self.session.conversation is not None:
@@ -389,7 +423,7 @@ class MainWindow(QMainWindow):
                 return
         self.storage.call("export", uid, path,
                           then=lambda p: self.status.showMessage(self.tr("Exported to {0}").format(p), 8000),
-                          otherwise=lambda m: self.notice.show_message(self.tr("Export failed: {0}").format(m)))
+                          otherwise=self._export_failed)
 
     # -- settings -----------------------------------------------------------------------------------
 

@@ -102,6 +102,14 @@ def _message(row, version: int = 1, versions: int = 1) -> Message:
                    row["finish_reason"], json.loads(row["stats"] or "{}"), row["parent_uid"], version, versions)
 
 
+def snippet(content: str, needle: str, width: int) -> str:
+    """The words around ``needle``'s first place in ``content``, on one line."""
+    at = content.casefold().find(needle)
+    start = max(0, at - width // 3)
+    text = " ".join(content[start:start + width].split())
+    return ("…" if start else "") + text + ("…" if start + width < len(content) else "")
+
+
 def shown_path(rows) -> list[Message]:
     """The conversation as shown: from the first message, each time the selected version (else the newest)."""
     children: dict[int | None, list] = {}
@@ -200,6 +208,17 @@ class ChatStore:
             "ORDER BY c.updated_at DESC, c.id DESC", (needle, needle))
         return [r[0] for r in rows]
 
+    def search_snippets(self, text: str, width: int = 60) -> list[tuple[str, str]]:
+        """(uid, the text around the first match in its messages, or "" when the title matched) per conversation
+        found by ``search``."""
+        needle, found = text.casefold(), []
+        for uid in self.search(text):
+            row = self.db.execute("SELECT m.content FROM messages m JOIN conversations c ON m.conversation_id = c.id "
+                                  "WHERE c.uid = ? AND instr(casefold(m.content), ?) ORDER BY m.id LIMIT 1",
+                                  (uid, needle)).fetchone()
+            found.append((uid, snippet(row[0], needle, width) if row else ""))
+        return found
+
     # -- messages -----------------------------------------------------------------------------------
 
     def messages(self, conversation_uid: str) -> list[Message]:
@@ -209,6 +228,14 @@ class ChatStore:
                                "LEFT JOIN messages p ON m.parent_id = p.id WHERE c.uid = ? ORDER BY m.id",
                                (conversation_uid,))
         return shown_path(rows.fetchall())
+
+    def all_versions(self, conversation_uid: str) -> list[tuple[Message, bool]]:
+        """Every message of a conversation, every version, in order, each with whether it is the one shown."""
+        rows = self.db.execute("SELECT m.*, p.uid AS parent_uid FROM messages m "
+                               "JOIN conversations c ON m.conversation_id = c.id "
+                               "LEFT JOIN messages p ON m.parent_id = p.id WHERE c.uid = ? ORDER BY m.id",
+                               (conversation_uid,))
+        return [(_message(r), bool(r["selected"])) for r in rows]
 
     def add_messages(self, conversation_uid: str, messages: list[Message]) -> None:
         """Add messages in one transaction (a question and its empty answer go in together), each shown.

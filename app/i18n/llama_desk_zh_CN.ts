@@ -152,12 +152,24 @@
         <translation>重命名…</translation>
     </message>
     <message>
+        <source>Rename this conversation (F2)</source>
+        <translation>重命名这个对话（F2）</translation>
+    </message>
+    <message>
         <source>Export…</source>
         <translation>导出…</translation>
     </message>
     <message>
+        <source>Save this conversation as Markdown or JSON</source>
+        <translation>把这个对话保存为 Markdown 或 JSON</translation>
+    </message>
+    <message>
         <source>Delete…</source>
         <translation>删除…</translation>
+    </message>
+    <message>
+        <source>Delete this conversation (Del)</source>
+        <translation>删除这个对话（Del）</translation>
     </message>
     <message>
         <source>Rename conversation</source>
@@ -347,6 +359,14 @@
         <translation>导出(&amp;E)…</translation>
     </message>
     <message>
+        <source>Export &amp;all conversations…</source>
+        <translation>导出全部对话(&amp;A)…</translation>
+    </message>
+    <message>
+        <source>&amp;Import conversations…</source>
+        <translation>导入对话(&amp;I)…</translation>
+    </message>
+    <message>
         <source>&amp;Quit</source>
         <translation>退出(&amp;Q)</translation>
     </message>
@@ -437,6 +457,30 @@
     <message>
         <source>Local API server: {0}</source>
         <translation>本地 API 服务：{0}</translation>
+    </message>
+    <message>
+        <source>Export all conversations</source>
+        <translation>导出全部对话</translation>
+    </message>
+    <message>
+        <source>JSON (*.json)</source>
+        <translation>JSON (*.json)</translation>
+    </message>
+    <message>
+        <source>{0} conversation(s) exported.</source>
+        <translation>已导出 {0} 个对话。</translation>
+    </message>
+    <message>
+        <source>Import conversations</source>
+        <translation>导入对话</translation>
+    </message>
+    <message>
+        <source>{0} conversation(s) imported.</source>
+        <translation>已导入 {0} 个对话。</translation>
+    </message>
+    <message>
+        <source>Import failed: {0}</source>
+        <translation>导入失败：{0}</translation>
     </message>
     <message>
         <source>Export conversation</source>
