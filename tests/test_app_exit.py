@@ -97,3 +97,25 @@ def test_no_signal_of_the_app_is_connected_to_a_callable_that_holds_its_objects(
     app_dir = ROOT / "app"
     found = [hit for path in sorted(app_dir.glob("*.py")) for hit in _strong_slots(path)]
     assert not found, "a slot that is a lambda, partial or local function (use a bound method): " + ", ".join(found)
+
+
+def test_emitting_a_signal_keeps_every_reference_it_takes():
+    """PySide6 6.12.0's Signal.emit() returned True without a reference of its own: every emit took one from
+    True (and some from None) until Python freed them and aborted ('Fatal Python error: bool_dealloc' /
+    'none_dealloc' - seen at exit, or mid-chat after enough streamed batches). pyproject keeps such a
+    version out; this fails on one."""
+    import sys
+
+    from PySide6.QtCore import QObject, Signal
+
+    class Sender(QObject):
+        sent = Signal(object)
+
+        def receive(self, _value) -> None:
+            pass
+    sender = Sender()
+    sender.sent.connect(sender.receive)
+    before = sys.getrefcount(True), sys.getrefcount(None)
+    for _ in range(500):
+        sender.sent.emit(None)
+    assert (sys.getrefcount(True), sys.getrefcount(None)) == before
