@@ -20,6 +20,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="llama-desk", description="llama-desk: a local chat for LLaMA2/LLaMA3")
     parser.add_argument("--screenshot", metavar="PATH", help="play a short chat with the built-in model, save a "
                         "PNG of the window to PATH and exit (works with QT_QPA_PLATFORM=offscreen)")
+    parser.add_argument("--page", choices=("chat", "models", "settings"), default="chat",
+                        help="with --screenshot: the chat (default), the Models page or Settings")
     parser.add_argument("--send", metavar="TEXT", help="ask TEXT in a new conversation once the model is loaded")
     parser.add_argument("--language", choices=["en", "zh_CN"], help="the UI's language for this run")
     parser.add_argument("--theme", choices=["system", "light", "dark"], help="the colours for this run")
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     prepare_qt(app, prefs)
     if args.screenshot:
         from .screenshot import run_screenshot
-        code, torn_down = run_screenshot(app, prefs, home, args.screenshot)
+        code, torn_down = run_screenshot(app, prefs, home, args.screenshot, args.page)
         return _finish(app, code, torn_down)
     scripted = bool(args.send or args.startup_report or args.change_setting)
     application = Application(app, prefs, home, first_run=not scripted)

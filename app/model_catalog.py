@@ -136,7 +136,8 @@ def builtin_entry() -> CatalogEntry:
     folder = paths.converted_models_dir()
     on_disk = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
     config = next(folder.rglob("config.yaml"), None) if folder.is_dir() else None   # once converted
-    return CatalogEntry("builtin", "SmolLM2-135M-Instruct (built-in)", "chat", "4-bit GGUF, run in 8 bits", folder,
+    title = QCoreApplication.translate("ModelsDialog", "SmolLM2-135M-Instruct (built-in)")
+    return CatalogEntry("builtin", title, "chat", "4-bit GGUF, run in 8 bits", folder,
                         ModelChoice(), on_disk=on_disk, complete=True, plan=plan_memory(config) if config else None)
 
 

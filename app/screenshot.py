@@ -1,8 +1,10 @@
-"""``python -m app --screenshot PATH``: the real window, the built-in model, a short streamed chat, a PNG.
+"""``python -m app --screenshot PATH [--page chat|models|settings]``: the real window, a PNG.
 
-The chat is kept in a temporary history (the user's own is not touched); the built-in model is
-converted into the user-data folder as usual. Exit code 0 when the PNG is written, 2 when the
-model could not load or answer, 3 on a time-out.
+``chat`` (the default) loads the built-in model and plays a short streamed chat; ``models`` and
+``settings`` show that page once the model is loaded (its name is in the status bar behind). The chat
+is kept in a temporary history (the user's own is not touched); the built-in model is converted
+into the user-data folder as usual. Exit code 0 when the PNG is written, 2 when the model could not
+load or answer, 3 on a time-out. ``docs/make_screenshots.py`` makes the README's pictures with it.
 """
 
 from __future__ import annotations
@@ -26,17 +28,19 @@ from .storage_worker import Storage
 
 QUESTIONS = ("Write a Python function that checks whether a number is prime.",
              "中国的首都是哪里？")
+PAGES = ("chat", "models", "settings")
 TIMEOUT_MS = 15 * 60 * 1000
 
 
 class ScreenshotScript(QObject):
     """Ask each question once the previous answer is done, then save the window (bound-method slots only)."""
 
-    def __init__(self, app: QApplication, window: MainWindow, path: str):
+    def __init__(self, app: QApplication, window: MainWindow, path: str, page: str = "chat"):
         super().__init__()
-        self.app, self.window, self.path = app, window, Path(path)
+        self.app, self.window, self.path, self.page = app, window, Path(path), page
         self.code = 3
         self.asked: list[str] = []
+        self.dialog = None
         window.modelReady.connect(self._ready)
         window.modelFailed.connect(self._load_failed)
         window.session.answerFinished.connect(self._answered)
@@ -49,8 +53,21 @@ class ScreenshotScript(QObject):
         self.app.exit(code)
 
     def _ready(self, _info) -> None:
-        if not self.asked:
+        if self.page != "chat":
+            QTimer.singleShot(0, self._show_page)
+        elif not self.asked:
             self._ask_next()
+
+    def _show_page(self) -> None:
+        """The Models or Settings page, open over the window as a user sees it."""
+        if self.page == "models":
+            from .models_page import ModelsDialog
+            self.dialog = ModelsDialog(self.window.prefs, self.window.engine.choice, self.window)
+        else:
+            from .settings_dialog import SettingsDialog
+            self.dialog = SettingsDialog(self.window.prefs, self.window, page="model")
+        self.dialog.show()
+        QTimer.singleShot(400, self._save)
 
     def _ask_next(self) -> None:
         if len(self.asked) == len(QUESTIONS):
@@ -71,7 +88,7 @@ class ScreenshotScript(QObject):
         bar.setValue(bar.maximum())
         self.app.processEvents()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.window.grab().save(str(self.path), "PNG"):
+        if (self.dialog or self.window).grab().save(str(self.path), "PNG"):
             print(f"Saved {self.path}", flush=True)
             self.finish(0)
         else:
@@ -84,7 +101,8 @@ class ScreenshotScript(QObject):
         self.finish(3, "Timed out.")
 
 
-def run_screenshot(app: QApplication, prefs: Preferences, home: Path, path: str) -> tuple[int, bool]:
+def run_screenshot(app: QApplication, prefs: Preferences, home: Path, path: str, page: str = "chat"
+                   ) -> tuple[int, bool]:
     """The exit code, and whether everything was torn down (see ``application.tear_down``)."""
     prefs = copy.deepcopy(prefs)
     prefs.model = ModelChoice()                        # the built-in model, as stored
@@ -95,10 +113,12 @@ def run_screenshot(app: QApplication, prefs: Preferences, home: Path, path: str)
     services = Services(Storage(folder / HISTORY_FILE), EngineHost())
     window = MainWindow(prefs, home, services)
     window.resize(1180, 820)
-    script = ScreenshotScript(app, window, path)
+    script = ScreenshotScript(app, window, path, page)
     window.show()
     QTimer.singleShot(0, window.start)
     app.exec()
+    if script.dialog is not None:
+        script.dialog.deleteLater()
     torn_down = tear_down(services, [window])
     shutil.rmtree(folder, ignore_errors=True)
     return script.code, torn_down

@@ -919,6 +919,10 @@
         <translation>删除模型</translation>
     </message>
     <message>
+        <source>SmolLM2-135M-Instruct (built-in)</source>
+        <translation>SmolLM2-135M-Instruct（内置）</translation>
+    </message>
+    <message>
         <source>{0} needs {1} more on the disk and only {2} is free there. Free some space or choose another models folder (e.g. another drive).</source>
         <translation>{0} 还需要 {1} 的磁盘空间，而那里只剩 {2}。请腾出空间，或选择另一个模型文件夹（例如另一个磁盘）。</translation>
     </message>
