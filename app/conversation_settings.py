@@ -9,8 +9,10 @@ from __future__ import annotations
 from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QLabel,
                                QPlainTextEdit, QSpinBox, QVBoxLayout, QWidget)
 
+from .engine_messages import localized
 from .preferences import GENERATION_FIELDS, ChatDefaults, generation_values
 from .storage import Conversation
+from .theme import show_problem
 
 
 def check_values(values: dict) -> str | None:
@@ -19,7 +21,7 @@ def check_values(values: dict) -> str | None:
     try:
         GenerationSettings(**values)
     except GenerationError as exc:
-        return str(exc)
+        return localized(exc)
     return None
 
 
@@ -85,7 +87,7 @@ class ConversationSettingsDialog(QDialog):
         self.form = GenerationForm()
         self.form.set_values(generation_values(defaults, conversation.settings))
         self.error = QLabel()
-        self.error.setObjectName("errorText")
+        show_problem(self.error, True)
         self.error.setWordWrap(True)
         self.error.hide()
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)

@@ -17,6 +17,7 @@ import time
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
+from .engine_messages import localized
 from .preferences import ModelChoice
 from .worker_thread import WorkerThread
 
@@ -34,7 +35,8 @@ def _hint(exc) -> dict:
 
 def _unexpected(what: str, exc: BaseException) -> str:
     log.exception("%s failed", what)
-    return f"{what} failed unexpectedly ({type(exc).__name__}: {exc}). The details are in the log file."
+    return QCoreApplication.translate("EngineWorker", "{0} failed unexpectedly ({1}: {2}). The details are in the log "
+                                                      "file.").format(what, type(exc).__name__, exc)
 
 
 class EngineWorker(QObject):
@@ -66,7 +68,7 @@ class EngineWorker(QObject):
             self.loaded.emit(self.engine.info)
             return
         if cancel.is_set():  # a newer choice came in while this one waited its turn
-            self.loadFailed.emit("Loading was cancelled.", {"cancelled": True})
+            self.loadFailed.emit(self.tr("Loading was cancelled."), {"cancelled": True})
             return
         try:
             self._check(choice)            # bad files are refused while the current model keeps working
@@ -76,12 +78,12 @@ class EngineWorker(QObject):
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message in the window
             from engine import EngineError
             if isinstance(exc, EngineError):
-                self.loadFailed.emit(str(exc), _hint(exc))
+                self.loadFailed.emit(localized(exc), _hint(exc))
             elif isinstance(exc, MemoryError):
-                self.loadFailed.emit("The computer ran out of memory while loading the model. Close other "
-                                     "programs, or choose 8-bit weights.", {"subject": "memory"})
+                self.loadFailed.emit(self.tr("The computer ran out of memory while loading the model. Close other "
+                                             "programs, or choose 8-bit weights."), {"subject": "memory"})
             else:
-                self.loadFailed.emit(_unexpected("Loading the model", exc), {})
+                self.loadFailed.emit(_unexpected(self.tr("Loading the model"), exc), {})
             return
         self.loaded.emit(self.engine.info)
 
@@ -96,9 +98,9 @@ class EngineWorker(QObject):
             free += self.engine.info.memory_estimate
         need = summary["weight_bytes"] // (2 if choice.weight_format == "int8" else 1)
         if free is not None and need > free:
-            raise EngineError(f"This model's weights alone take {need / 1e9:.1f} GB of memory and only "
-                              f"{free / 1e9:.1f} GB is free. Close other programs, or choose 8-bit weights or "
-                              "a smaller model.", subject="memory")
+            raise EngineError(self.tr("This model's weights alone take {0:.1f} GB of memory and only {1:.1f} GB is "
+                                      "free. Close other programs, or choose 8-bit weights or a smaller model.")
+                              .format(need / 1e9, free / 1e9), subject="memory")
 
     def _load(self, choice: ModelChoice, cancel: threading.Event):
         from engine import load_engine
@@ -132,7 +134,7 @@ class EngineWorker(QObject):
         from engine import EngineError, GenerationSettings
 
         if self.engine is None:
-            self.failed.emit(uid, "No model is loaded: choose one in Settings > Model.")
+            self.failed.emit(uid, self.tr("No model is loaded: choose one in Settings > Model."))
             return
         pending, last, count = [], [time.monotonic()], [0]
 
@@ -157,11 +159,11 @@ class EngineWorker(QObject):
                                           answer_start=answer_start)
         except EngineError as exc:
             flush()
-            self.failed.emit(uid, str(exc))
+            self.failed.emit(uid, localized(exc))
             return
         except Exception as exc:  # noqa: BLE001
             flush()
-            self.failed.emit(uid, _unexpected("The answer", exc))
+            self.failed.emit(uid, _unexpected(self.tr("The answer"), exc))
             return
         flush()
         s = completion.stats
@@ -180,16 +182,16 @@ class EngineWorker(QObject):
             self.apiState.emit(False, "")
             return
         if importlib.util.find_spec("api_server") is None:
-            self.apiState.emit(False, "The local API server is not installed in this version.")
+            self.apiState.emit(False, self.tr("The local API server is not installed in this version."))
             return
         if self.engine is None:
-            self.apiState.emit(False, "Load a model first.")
+            self.apiState.emit(False, self.tr("Load a model first."))
             return
         try:
             import api_server
             self.api = api_server.start_background(self.engine, host="127.0.0.1", port=port)
         except Exception as exc:  # noqa: BLE001 - a port in use must not take the app down
-            self.apiState.emit(False, f"The local API server could not start: {exc}")
+            self.apiState.emit(False, self.tr("The local API server could not start: {0}").format(exc))
             return
         self.apiState.emit(True, str(self.api.url))
 

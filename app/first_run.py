@@ -15,6 +15,7 @@ from .download_panel import human_bytes
 from .model_catalog import free_disk_bytes, plan_memory, total_ram_bytes
 from .model_setup import ModelSetupForm
 from .preferences import ModelChoice
+from .theme import show_problem
 
 
 class FirstRunDialog(QDialog):
@@ -69,6 +70,7 @@ class FirstRunDialog(QDialog):
         problem = self.form.save_models_folder()
         if problem:
             self.form.result.setText(problem)
+            show_problem(self.form.result, True)
             return
         if self.form.check_then(self.accept):
             self.chosen.emit(self.form.choice())

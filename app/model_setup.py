@@ -20,7 +20,9 @@ from engine import paths
 
 from .background import Task
 from .download_panel import DownloadPanel
+from .engine_messages import localized
 from .preferences import ModelChoice
+from .theme import show_problem
 
 
 class PathField(QWidget):
@@ -200,7 +202,7 @@ class ModelSetupForm(QWidget):
     def _download_starting(self, _model: str = "") -> None:
         problem = self.save_models_folder()
         if problem:
-            self.result.setStyleSheet("color: #c0392b;")
+            show_problem(self.result, True)
             self.result.setText(problem)
 
     def check(self) -> None:
@@ -244,7 +246,7 @@ class ModelSetupForm(QWidget):
 
     def _problem(self, exc) -> None:
         self.passed = None
-        text = str(exc) if hasattr(exc, "subject") else self.tr("The files could not be checked: {0}").format(exc)
+        text = localized(exc) if hasattr(exc, "subject") else self.tr("The files could not be checked: {0}").format(exc)
         missing = getattr(exc, "path", None) is not None and not exc.path.exists()
         if missing and getattr(exc, "subject", None) in ("checkpoint", "tokenizer") and self.downloads.isVisible():
             text += "\n" + self.tr("Press Download below to get the files.")
@@ -253,7 +255,7 @@ class ModelSetupForm(QWidget):
     def _show(self, ok: bool, text: str) -> None:
         self.check_button.setEnabled(True)
         self.result.setProperty("ok", ok)
-        self.result.setStyleSheet("" if ok else "color: #c0392b;")
+        show_problem(self.result, not ok)
         self.result.setText(text)
         self.checked.emit(ok, text)
         then, self._then = self._then, None

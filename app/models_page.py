@@ -24,6 +24,7 @@ from .model_catalog import (CatalogEntry, catalog, choice_to_run, download_check
                             total_ram_bytes)
 from .model_setup import ModelSetupForm, PathField
 from .preferences import ModelChoice
+from .theme import show_problem
 
 
 def memory_text(entry: CatalogEntry, ram: int | None) -> str:
@@ -164,7 +165,7 @@ class ModelsDialog(QDialog):
         self.message.clear()
 
     def _say(self, text: str, problem: bool = False) -> None:
-        self.message.setStyleSheet("color: #c0392b;" if problem else "")
+        show_problem(self.message, problem)
         self.message.setText(text)
 
     # -- actions ------------------------------------------------------------------------------------

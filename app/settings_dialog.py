@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
 from .conversation_settings import GenerationForm, check_values
 from .model_setup import ModelSetupForm
 from .preferences import GENERATION_FIELDS, Preferences, generation_values
+from .theme import show_problem
 
 
 def api_server_available() -> bool:
@@ -31,7 +32,7 @@ class SettingsDialog(QDialog):
         self.tabs.setCurrentIndex({"general": 0, "model": 1, "answers": 2}.get(page, 0))
         self.error = QLabel()
         self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: #c0392b;")
+        show_problem(self.error, True)
         self.error.hide()
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.ok_button = buttons.button(QDialogButtonBox.StandardButton.Ok)

@@ -39,7 +39,9 @@ def _check_vocab_fits(tokenizer, cfg: ModelConfig, tok_path: Path) -> None:
         raise TokenizerError(
             f"{tok_path} has {tokenizer.vocab_size_with_added} tokens but the model's vocabulary is "
             f"{cfg.vocab_size}: this tokenizer belongs to another model (LLaMA2 uses 32000, LLaMA3 128256). "
-            "Use the tokenizer.model that came with the checkpoint.", path=tok_path)
+            "Use the tokenizer.model that came with the checkpoint.", path=tok_path,
+            code="tokenizer_vocab_mismatch",
+            params={"path": tok_path, "tokens": tokenizer.vocab_size_with_added, "vocab": cfg.vocab_size})
 
 
 def _check_memory(entry, cfg, source, options: ExecutorOptions) -> MemoryNeed:
@@ -59,7 +61,10 @@ def _check_memory(entry, cfg, source, options: ExecutorOptions) -> MemoryNeed:
         f"Running {source.path.name} with the {entry.name} backend needs about {need.summary()}: "
         f"{need.description}. Only {free / gb:.1f} GB is free.{alternative} Close other programs or allow a "
         "shorter context. (Set LLAMA_DESK_SKIP_MEMORY_CHECK=1 to try anyway.)",
-        subject="memory", suggested_format=suggested)
+        subject="memory", suggested_format=suggested,
+        code="not_enough_memory",
+        params={"file": source.path.name, "backend": entry.name, "need": need.summary(), "what": need.description,
+                "free_gb": free / gb, "alternative": alternative})
 
 
 @dataclass
@@ -114,14 +119,16 @@ def open_model_files(version: int | None = None, config_path: str | Path | None 
         name = extra.get("name", "built-in model")
     else:
         if version not in (2, 3):
-            raise EngineError(f"The LLaMA version must be 2 or 3 (got {version!r}).", subject="version")
+            raise EngineError(f"The LLaMA version must be 2 or 3 (got {version!r}).", subject="version",
+                              code="version_invalid", params={"version": version})
         defaults = default_model_files(version)
         config_name = str(config_path or defaults["config"])
         cfg = load_config(config_name)
         ckpt = Path(checkpoint_path or defaults["checkpoint"])
         if not ckpt.exists():
             raise CheckpointError(f"Checkpoint not found: {ckpt}. The LLaMA{version} files can be downloaded "
-                                  "with checkpoint_download.", path=ckpt)
+                                  "with checkpoint_download.", path=ckpt,
+                                  code="checkpoint_not_found", params={"path": ckpt, "version": version})
         tok_path = Path(tokenizer_path or defaults["tokenizer"]) if (need_tokenizer or tokenizer_path) else None
         template = template_for(f"llama{version}")
         name = f"LLaMA{version} ({ckpt.name})"
@@ -132,7 +139,8 @@ def open_model_files(version: int | None = None, config_path: str | Path | None 
         if tok_path is not None:
             if not tok_path.is_file():
                 raise TokenizerError(f"Tokenizer not found: {tok_path}. It comes with the checkpoint "
-                                     "(checkpoint_download fetches both).", path=tok_path)
+                                     "(checkpoint_download fetches both).", path=tok_path,
+                                     code="tokenizer_not_found", params={"path": tok_path})
             tokenizer = load_tokenizer_json(tok_path) if builtin else load_tokenizer(tok_path, version, fast=fast)
             _check_vocab_fits(tokenizer, cfg, tok_path)
     except BaseException:
@@ -210,9 +218,11 @@ def load_engine(version: int | None = None, config_path: str | Path | None = Non
     if max_seq_len is not None and (isinstance(max_seq_len, bool) or not isinstance(max_seq_len, int)
                                     or max_seq_len < 2):
         raise EngineError(f"The context length must be a whole number of at least 2 tokens, got {max_seq_len!r}.",
-                          subject="settings")
+                          subject="settings",
+                          code="context_length_invalid", params={"value": max_seq_len})
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise EngineError(f"threads must be a whole number of at least 1, got {threads!r}.", subject="settings")
+        raise EngineError(f"threads must be a whole number of at least 1, got {threads!r}.", subject="settings",
+                          code="threads_invalid", params={"value": threads})
     files = open_model_files(version, config_path, tokenizer_path, checkpoint_path, fast=fast, builtin=builtin,
                              need_tokenizer=need_tokenizer, progress=progress)
     cfg, source, tokenizer, template = files.cfg, files.source, files.tokenizer, files.template
@@ -222,13 +232,15 @@ def load_engine(version: int | None = None, config_path: str | Path | None = Non
         entry, ms_device = resolve(backend, device)
         reason = entry.executor_class().unavailable_reason(ms_device)
         if reason:
-            raise EngineError(f"The {entry.name} backend cannot run here: {reason}", subject="settings")
+            raise EngineError(f"The {entry.name} backend cannot run here: {reason}", subject="settings",
+                              code="backend_unavailable", params={"backend": entry.name, "reason": reason})
         options = ExecutorOptions(max_seq_len=min(max_seq_len or cfg.seq_length, cfg.seq_length), device=ms_device,
                                   weight_format=_auto_format(weight_format, builtin, entry.name),
                                   threads=threads, kv_cache=kv_cache, config_path=files.config_path)
         need = _check_memory(entry, cfg, source, options)
         if cancel is not None and cancel.is_set():
-            raise Cancelled("Loading was cancelled.")
+            raise Cancelled("Loading was cancelled.",
+                            code="load_cancelled")
     except BaseException:
         source.close()
         raise

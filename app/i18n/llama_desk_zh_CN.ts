@@ -247,6 +247,49 @@
     </message>
 </context>
 <context>
+    <name>EngineWorker</name>
+    <message>
+        <source>{0} failed unexpectedly ({1}: {2}). The details are in the log file.</source>
+        <translation>{0}意外失败（{1}：{2}）。详情见日志文件。</translation>
+    </message>
+    <message>
+        <source>Loading was cancelled.</source>
+        <translation>加载已取消。</translation>
+    </message>
+    <message>
+        <source>The computer ran out of memory while loading the model. Close other programs, or choose 8-bit weights.</source>
+        <translation>加载模型时电脑内存不足。请关闭其他程序，或选择 8 位权重。</translation>
+    </message>
+    <message>
+        <source>Loading the model</source>
+        <translation>加载模型</translation>
+    </message>
+    <message>
+        <source>This model&apos;s weights alone take {0:.1f} GB of memory and only {1:.1f} GB is free. Close other programs, or choose 8-bit weights or a smaller model.</source>
+        <translation>仅这个模型的权重就需要 {0:.1f} GB 内存，而只有 {1:.1f} GB 可用。请关闭其他程序，或选择 8 位权重或更小的模型。</translation>
+    </message>
+    <message>
+        <source>No model is loaded: choose one in Settings &gt; Model.</source>
+        <translation>尚未加载模型：请在“设置 &gt; 模型”中选择一个。</translation>
+    </message>
+    <message>
+        <source>The answer</source>
+        <translation>回答</translation>
+    </message>
+    <message>
+        <source>The local API server is not installed in this version.</source>
+        <translation>这个版本没有安装本地 API 服务。</translation>
+    </message>
+    <message>
+        <source>Load a model first.</source>
+        <translation>请先加载模型。</translation>
+    </message>
+    <message>
+        <source>The local API server could not start: {0}</source>
+        <translation>本地 API 服务无法启动：{0}</translation>
+    </message>
+</context>
+<context>
     <name>FirstRunDialog</name>
     <message>
         <source>Welcome to llama-desk</source>

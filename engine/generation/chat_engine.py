@@ -38,9 +38,11 @@ class GenerationSettings(SamplingSettings):
         super().__post_init__()
         if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) \
                 or self.max_new_tokens < 0:
-            raise GenerationError(f"max_new_tokens must be a whole number, 0 or more, got {self.max_new_tokens!r}.")
+            raise GenerationError(f"max_new_tokens must be a whole number, 0 or more, got {self.max_new_tokens!r}.",
+                                  code="max_new_tokens_invalid", params={"value": self.max_new_tokens})
         if isinstance(self.stop_strings, str) or not all(isinstance(t, str) for t in self.stop_strings):
-            raise GenerationError("stop_strings must be a list of texts.")
+            raise GenerationError("stop_strings must be a list of texts.",
+                                  code="stop_strings_invalid")
 
     def sampling(self) -> SamplingSettings:
         return SamplingSettings(**{f.name: getattr(self, f.name) for f in fields(SamplingSettings)})
@@ -114,9 +116,11 @@ class ChatEngine:
         """Hold the engine for one request; a waiting caller can still be cancelled."""
         while not self._lock.acquire(timeout=0.05 if wait else 0):
             if not wait:
-                raise EngineBusy("The model is busy with another answer; try again when it has finished.")
+                raise EngineBusy("The model is busy with another answer; try again when it has finished.",
+                                 code="engine_busy")
             if cancel is not None and cancel.is_set():
-                raise Cancelled("The request was cancelled while waiting for the model.")
+                raise Cancelled("The request was cancelled while waiting for the model.",
+                                code="request_cancelled")
         try:
             yield
         finally:
@@ -136,9 +140,11 @@ class ChatEngine:
                       on_token: TokenCallback | None = None, cancel: threading.Event | None = None,
                       wait: bool = True) -> Completion:
         if not isinstance(text, str):
-            raise GenerationError(f"The prompt must be text (str), got {type(text).__name__}.")
+            raise GenerationError(f"The prompt must be text (str), got {type(text).__name__}.",
+                                  code="prompt_not_text", params={"type": type(text).__name__})
         if not text.strip():
-            raise GenerationError("The prompt is empty: type some text.")
+            raise GenerationError("The prompt is empty: type some text.",
+                                  code="prompt_empty")
         bos = self.tokenizer.bos_id is not None and self.info.version in (2, 3)
         return self.complete_ids(self.tokenizer.encode(text, bos=bos), settings, on_token, cancel, wait=wait)
 
@@ -150,10 +156,12 @@ class ChatEngine:
     def prepare_chat(self, messages: Sequence[Message], max_new_tokens: int = 512) -> ChatPrompt:
         """The messages that fit (oldest turns dropped, system kept), their prompt ids, and what was dropped."""
         if self.template is None or self.tokenizer is None:
-            raise GenerationError("Chat needs a tokenizer and a chat template; this model has none.")
+            raise GenerationError("Chat needs a tokenizer and a chat template; this model has none.",
+                                  code="chat_unsupported")
         messages = check_messages(messages)
         if not any(m["content"].strip() for m in messages if m["role"] == "user"):
-            raise GenerationError("The message is empty: type something first.")
+            raise GenerationError("The message is empty: type something first.",
+                                  code="message_empty")
         reserve = min(max_new_tokens, self.context_length // 4)
         kept, ids = fit_to_context(messages, self.template, self.tokenizer, self.context_length - reserve)
         return ChatPrompt(kept, ids, len(messages) - len(kept))

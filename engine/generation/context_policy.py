@@ -25,7 +25,8 @@ def fit_to_context(messages: Sequence[Message], template: ChatTemplate, tokenize
             raise ContextOverflow(
                 f"The message is too long: {len(ids)} tokens, but only {budget} fit in the context "
                 "(with room for the answer). Shorten it, or lower the maximum answer length.",
-                tokens=len(ids), limit=budget)
+                tokens=len(ids), limit=budget,
+                code="message_too_long", params={"tokens": len(ids), "budget": budget})
         # drop one whole exchange: the oldest user message and the replies that follow it
         del kept[first]
         while len(kept) - first > 1 and kept[first]["role"] == "assistant":

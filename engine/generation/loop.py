@@ -68,21 +68,25 @@ class Completion:
 
 def _check_prompt(prompt: list[int], executor: Executor) -> None:
     if not prompt:
-        raise GenerationError("The prompt is empty: give at least one token or some text.")
+        raise GenerationError("The prompt is empty: give at least one token or some text.",
+                              code="prompt_empty_ids")
     vocab = executor.config.vocab_size
     if any(i < 0 or i >= vocab for i in prompt):
-        raise GenerationError(f"Prompt ids must be between 0 and {vocab - 1} (the model's vocabulary).")
+        raise GenerationError(f"Prompt ids must be between 0 and {vocab - 1} (the model's vocabulary).",
+                              code="prompt_ids_out_of_range", params={"largest": vocab - 1})
     if len(prompt) >= executor.max_seq_len:
         raise ContextOverflow(f"The prompt has {len(prompt)} tokens but the context holds {executor.max_seq_len}: "
                               "shorten it, or allow a longer context if memory allows.",
-                              tokens=len(prompt), limit=executor.max_seq_len)
+                              tokens=len(prompt), limit=executor.max_seq_len,
+                              code="prompt_too_long", params={"tokens": len(prompt), "context": executor.max_seq_len})
 
 
 def _check_finite(logits: np.ndarray, step: int) -> None:
     if not np.isfinite(logits).all():
         raise CheckpointError(
             f"The model computed invalid numbers (NaN or Inf) at output token {step + 1}: its weights are most "
-            "likely damaged. Verify the checkpoint for bad tensors, or download it again.", subject="weights")
+            "likely damaged. Verify the checkpoint for bad tensors, or download it again.", subject="weights",
+            code="weights_invalid_numbers", params={"token": step + 1})
 
 
 def _prefill(executor, prompt, cache, cancel, stats) -> np.ndarray | None:

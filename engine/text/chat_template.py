@@ -22,19 +22,26 @@ def check_messages(messages: Sequence[Message]) -> list[Message]:
     """Each message a mapping with a known role and text content; the last one the user's."""
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise GenerationError(f"A conversation is a list of messages ({{'role': ..., 'content': ...}}), "
-                              f"got {type(messages).__name__}.")
+                              f"got {type(messages).__name__}.",
+                              code="conversation_not_a_list", params={"type": type(messages).__name__})
     if not messages:
-        raise GenerationError("The conversation is empty: type a message first.")
+        raise GenerationError("The conversation is empty: type a message first.",
+                              code="conversation_empty")
     for n, m in enumerate(messages, 1):
         if not isinstance(m, Mapping):
-            raise GenerationError(f"Message {n} must be a mapping with 'role' and 'content', got {type(m).__name__}.")
+            raise GenerationError(f"Message {n} must be a mapping with 'role' and 'content', got {type(m).__name__}.",
+                                  code="message_not_a_mapping", params={"number": n, "type": type(m).__name__})
         if m.get("role") not in ("system", "user", "assistant"):
-            raise GenerationError(f"Message {n} has an unknown role {m.get('role')!r}: use system, user or assistant.")
+            raise GenerationError(f"Message {n} has an unknown role {m.get('role')!r}: use system, user or assistant.",
+                                  code="message_unknown_role", params={"number": n, "role": m.get("role")})
         if not isinstance(m.get("content"), str):
             raise GenerationError(f"Message {n} ({m['role']}) needs text content, got "
-                                  f"{type(m.get('content')).__name__}.")
+                                  f"{type(m.get('content')).__name__}.",
+                                  code="message_not_text",
+                                  params={"number": n, "role": m["role"], "type": type(m.get("content")).__name__})
     if messages[-1]["role"] != "user":
-        raise GenerationError("The last message must be the user's: there is nothing to answer.")
+        raise GenerationError("The last message must be the user's: there is nothing to answer.",
+                              code="last_message_not_user")
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
@@ -61,15 +68,18 @@ class Llama2ChatTemplate(ChatTemplate):
         # and is encoded as plain text, so an old answer can never block the conversation.
         if any(tag in m["content"] for tag in self.SPECIAL_TAGS for m in dialog if m["role"] != "assistant"):
             raise GenerationError("LLaMA2-chat does not allow the text [INST], [/INST], <<SYS>> or <</SYS>> "
-                                  "in a user or system message (they are its prompt markers). Rephrase without them.")
+                                  "in a user or system message (they are its prompt markers). Rephrase without them.",
+                                  code="llama2_markers_in_message")
         if dialog[0]["role"] == "system":
             if len(dialog) < 2:
-                raise GenerationError("A system prompt needs a user message after it.")
+                raise GenerationError("A system prompt needs a user message after it.",
+                                      code="system_prompt_alone")
             dialog = [{"role": dialog[1]["role"],
                        "content": self.B_SYS + dialog[0]["content"] + self.E_SYS + dialog[1]["content"]}] + dialog[2:]
         roles = [m["role"] for m in dialog]
         if roles[0::2] != ["user"] * len(roles[0::2]) or roles[1::2] != ["assistant"] * len(roles[1::2]):
-            raise GenerationError("LLaMA2-chat needs user and assistant messages to alternate, starting with user.")
+            raise GenerationError("LLaMA2-chat needs user and assistant messages to alternate, starting with user.",
+                                  code="llama2_roles_alternate")
         ids: list[int] = []
         for prompt, answer in zip(dialog[0::2], dialog[1::2]):
             text = f"{self.B_INST} {prompt['content'].strip()} {self.E_INST} {answer['content'].strip()} "
@@ -122,4 +132,5 @@ def template_for(kind: str, default_system: str | None = None) -> ChatTemplate:
         return Llama3ChatTemplate()
     if kind == "chatml":
         return ChatMLTemplate(default_system)
-    raise GenerationError(f"Unknown chat template {kind!r}")
+    raise GenerationError(f"Unknown chat template {kind!r}",
+                          code="unknown_chat_template", params={"kind": kind})

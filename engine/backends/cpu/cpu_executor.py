@@ -108,7 +108,9 @@ class CpuExecutor(Executor):
         quantize = options.weight_format == "int8"
         if options.weight_format not in ("stored", "int8"):
             raise EngineError(f"The cpu backend computes from weights as stored or int8, not "
-                              f"{options.weight_format}.", subject="settings")
+                              f"{options.weight_format}.", subject="settings",
+                              code="backend_weight_format",
+                              params={"backend": "cpu", "weight_format": options.weight_format})
         matrices = [layer_name(i, s) for i in range(cfg.num_layers) for s in _LINEAR]
         head = EMBEDDING if cfg.tie_word_embeddings else LM_HEAD
         total = sum(source.tensors[n].nbytes for n in matrices + [head])
@@ -117,7 +119,8 @@ class CpuExecutor(Executor):
         def load(name: str):
             nonlocal done
             if cancel is not None and cancel.is_set():
-                raise Cancelled("Loading was cancelled.")
+                raise Cancelled("Loading was cancelled.",
+                                code="load_cancelled")
             info = source.tensors[name]
             weight = quantized_weight(source, name) if quantize and can_quantize(info.shape) \
                 else stored_weight(source, name)
@@ -197,7 +200,8 @@ class CpuExecutor(Executor):
         from .decode_step import decode_layer, embed_row, rms_norm
 
         if not 0 <= pos < self.max_seq_len:
-            raise EngineError(f"position {pos} is past the context of {self.max_seq_len}")
+            raise EngineError(f"position {pos} is past the context of {self.max_seq_len}",
+                              code="position_past_context", params={"position": pos, "context": self.max_seq_len})
         jit.use_threads(self.threads)  # numba's thread count is per calling thread
         cfg, x = self.config, self._x
         data, scales, row = self.embedding.find_row(int(token))
@@ -224,7 +228,9 @@ class CpuExecutor(Executor):
     def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
         if start_pos + len(ids) > self.max_seq_len:
-            raise EngineError(f"{start_pos + len(ids)} tokens do not fit the context of {self.max_seq_len}")
+            raise EngineError(f"{start_pos + len(ids)} tokens do not fit the context of {self.max_seq_len}",
+                              code="tokens_past_context",
+                              params={"tokens": start_pos + len(ids), "context": self.max_seq_len})
         if len(ids) <= DECODE_PATH_MAX:
             logits = None
             for n, token in enumerate(ids):
