@@ -9,25 +9,23 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import asdict, dataclass, replace
-from functools import partial
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QPushButton, QSplitter, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QPushButton, QSplitter, QVBoxLayout, QWidget
 
 from engine.paths import HISTORY_FILE
 
-from .background import Task
 from .chat_session import ChatSession
 from .composer import Composer
 from .conversation_list import ConversationList
 from .engine_worker import EngineHost
-from .export import safe_file_name
 from .message_view import MessageView
+from .chat_actions import ChatActions
 from .model_picker import ModelPicker
+from .model_status import ModelStatus
 from .notice_bar import NoticeBar
 from .preferences import ModelChoice, Preferences, save_preferences
 from .status_bar import StatusBar
@@ -36,21 +34,6 @@ from .storage_worker import Storage
 
 CLOSE_WAIT_MS = 15_000
 log = logging.getLogger(__name__)
-
-
-def check_cpu(_report) -> dict:
-    from engine.cpu_info import cpu_report
-    return cpu_report()
-
-
-def stage_text(stage: str) -> str:
-    """The engine's loading stages, in the user's language."""
-    if stage.startswith("compiling"):
-        return QCoreApplication.translate("MainWindow", "Compiling")
-    known = {"converting built-in model": QCoreApplication.translate("MainWindow", "Preparing the built-in model"),
-             "checking": QCoreApplication.translate("MainWindow", "Checking the checkpoint"),
-             "weights": QCoreApplication.translate("MainWindow", "Reading weights")}
-    return known.get(stage, stage)
 
 
 @dataclass
@@ -88,13 +71,13 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.prefs, self.home, self.services, self.owns_services = prefs, Path(home), services, owns_services
         self.storage, self.engine = services.storage, services.engine
-        self.api_address = ""
-        self.cpu: dict | None = None      # this computer's CPU and memory, once checked
         self._closing = self._handed_over = False
         self.setWindowTitle("llama-desk")
         self.resize(1120, 760)
         self._build()
         self.session = ChatSession(self.storage, self.engine, self.messages, self.conversations, prefs, self)
+        self.model_status = ModelStatus(self)
+        self.chat_actions = ChatActions(self)
         self._connect()
 
     def _build(self) -> None:
@@ -160,19 +143,11 @@ class MainWindow(QMainWindow):
         # and a lambda that holds this window, connected to a signal of one of its own children, is
         # released from inside Qt's destructor of that child: the window's wrapper then deletes the window
         # a second time (the crash at exit after a settings change).
-        worker = self.engine.worker
-        worker.progress.connect(self._on_progress)
-        worker.loaded.connect(self._on_loaded)
-        worker.loadFailed.connect(self._on_load_failed)
-        worker.unloaded.connect(self._on_unloaded)  # (a lambda would also run on the engine thread)
-        worker.apiState.connect(self._on_api_state)
-        worker.stateCacheSize.connect(self.status.set_state_cache)
-        self.status.cancelLoad.connect(self.engine.cancel_load)
         self.storage.error.connect(self._on_storage_error)
         self.messages.copied.connect(self._on_copied)
         self.composer.send.connect(self.session.send)
         self.composer.stop.connect(self.session.stop)
-        self.composer.notReady.connect(self._explain_not_ready)
+        self.composer.notReady.connect(self.model_status.explain_not_ready)
         self.notice.acted.connect(self.focus_input)
         self.messages.regenerate.connect(self.focus_input)
         self.messages.continueRequested.connect(self.focus_input)
@@ -185,33 +160,55 @@ class MainWindow(QMainWindow):
         self.session.conversationShown.connect(self._conversation_shown)
         self.composer.busyElsewhere.connect(self._explain_busy)
         self.conversations.newRequested.connect(self.session_new)
-        self.conversations.renamed.connect(self.rename)
-        self.conversations.deleted.connect(self.delete)
-        self.conversations.exportRequested.connect(self.export)
-        self.conversations.searchChanged.connect(self._search)
+        self.conversations.renamed.connect(self.chat_actions.rename)
+        self.conversations.deleted.connect(self.chat_actions.delete)
+        self.conversations.exportRequested.connect(self.chat_actions.export)
+        self.conversations.searchChanged.connect(self.chat_actions.search)
         self.composer.set_ready(self.engine.info is not None)
 
     # -- start-up and the model -------------------------------------------------------------------------
 
     def start(self, load_model: bool = True) -> None:
-        """After the window is on screen: read the list of conversations (and show the last one), check the
-        CPU, then load the model."""
+        """After the window is on screen: read the list of conversations (and show the last one), then load
+        the model (and check the CPU once it is there)."""
         self.storage.call("conversations", then=self._conversations_read)
-        self._cpu_task = Task(check_cpu, then=self._cpu_checked).start()
         if self.engine.info is not None:
-            self._on_loaded(self.engine.info)
+            self.model_status.on_loaded(self.engine.info)
         if load_model:
             self.load_model(self.prefs.model)
 
+    # the model (model_status.py) and whole conversations (chat_actions.py), as scripts and tests call them
+
     def load_model(self, choice: ModelChoice) -> None:
         """Load ``choice``; it becomes the saved choice only once it has loaded (a bad file is never kept)."""
-        self.notice.clear()
-        self.composer.set_ready(False)
-        self.status.show_loading(True, self.tr("Starting"))
-        self.engine.load(choice)
+        self.model_status.load(choice)
 
-    def _on_progress(self, stage: str, done: int, total: int) -> None:
-        self.status.show_loading(True, stage_text(stage), done, total)
+    def use_model(self, choice: ModelChoice) -> None:
+        self.model_status.load(choice)
+
+    @property
+    def api_address(self) -> str:
+        return self.model_status.api_address
+
+    @property
+    def cpu(self) -> dict | None:
+        return self.model_status.cpu
+
+    def rename(self, uid: str, title: str) -> None:
+        self.chat_actions.rename(uid, title)
+
+    def export(self, uid: str, path: str | None = None) -> None:
+        self.chat_actions.export(uid, path)
+
+    def export_current(self) -> None:
+        if self.session.conversation is not None:
+            self.chat_actions.export(self.session.conversation.uid)
+
+    def export_all(self, path: str | None = None) -> None:
+        self.chat_actions.export_all(path)
+
+    def import_conversations(self, path: str | None = None) -> None:
+        self.chat_actions.import_conversations(path)
 
     def focus_input(self, *_args) -> None:
         """After a button (Stop, Regenerate, a notice's) typing goes to the message box again."""
@@ -222,24 +219,9 @@ class MainWindow(QMainWindow):
             self.session.stop()
             self.focus_input()
 
-    def _explain_not_ready(self) -> None:
-        if self.engine.loading:
-            text = self.tr("The model is still loading; your message stays in the box. Press Enter again once "
-                           "it is ready (see the status bar).")
-        elif self.notice.kind == "load":
-            return                        # the message why no model is loaded is on screen already
-        else:
-            text = self.tr("No model is loaded: choose one in Settings > Model.")
-        self.notice.show_message(text, kind="wait")
-
-    def _cpu_checked(self, report: dict) -> None:
-        self.cpu = report
-        if not report["fast"] and not self.notice.isVisible():
-            from .about_dialog import slow_cpu_text
-            self.notice.show_message(slow_cpu_text(report), kind="info")
-
     def open_about(self) -> None:
         from .about_dialog import AboutDialog
+        self.model_status.check_cpu()
         dialog = AboutDialog(self.cpu, self.home, self)
         try:
             dialog.exec()
@@ -254,13 +236,13 @@ class MainWindow(QMainWindow):
 
     def _answering_changed(self, answering: bool) -> None:
         self._update_composer()
-        self._show_title()
+        self.show_title()
         self.conversations.set_busy(self.session.streaming[0] if self.session.streaming else None)
         if not answering and self.notice.kind == "busy":
             self.notice.clear()
 
     def _conversation_shown(self) -> None:
-        self._show_title()
+        self.show_title()
         self._update_composer()
         uid = self.session.conversation.uid if self.session.conversation else ""
         if uid != self.prefs.last_conversation:
@@ -283,70 +265,14 @@ class MainWindow(QMainWindow):
         if self.session.streaming:
             self.conversations.select(self.session.streaming[0])
 
-    def _on_loaded(self, info) -> None:
-        if self.engine.choice is not None and self.engine.choice != self.prefs.model:
-            self.prefs.model = copy.deepcopy(self.engine.choice)   # it works: keep it for the next start
-            self.save_prefs()
-        self.status.show_loading(False)
-        self.status.show_model(info)
-        self.model_picker.refresh(self.prefs, self.engine.choice)
-        self.composer.set_ready(True)
-        if self.notice.kind in ("load", "wait"):
-            self.notice.clear()
-        if self.prefs.api_server:
-            self.engine.set_api_server(True, self.prefs.api_port)
-        self.session.report_context()
-        self.modelReady.emit(info)
-
-    def _on_unloaded(self) -> None:
-        self.status.show_model(None)
-        self.composer.set_ready(False)
-
-    def _on_load_failed(self, message: str, hint: dict) -> None:
-        if self.engine.loading:  # replaced by a newer choice, which is loading now
-            return
-        self.status.show_loading(False)
-        current = self.engine.info                 # bad files are refused before the current model is closed
-        self.status.show_model(current)
-        self.composer.set_ready(current is not None)
-        if current is not None:
-            message += "\n" + self.tr("Still using {0}.").format(current.name)
-        choice, actions = self.engine.failed_choice or self.prefs.model, []
-        if hint.get("suggested_format") == "int8":
-            actions.append((self.tr("Use 8-bit weights"),
-                            partial(self.use_model, replace(choice, weight_format="int8"))))
-        version = hint.get("suggested_version")
-        if version in (2, 3) and choice.version != version:
-            actions.append((self.tr("Load as LLaMA{0}").format(version),
-                            partial(self.use_model, replace(choice, source=f"llama{version}"))))
-        actions.append((self.tr("Model settings…"), self.open_model_settings))
-        if choice.source != "builtin":
-            actions.append((self.tr("Use the built-in model"),
-                            partial(self.use_model, replace(choice, source="builtin"))))
-        else:
-            actions.append((self.tr("Try again"), partial(self.load_model, choice)))
-        self.notice.show_message(message, actions, kind="load")
-        self.model_picker.refresh(self.prefs, self.engine.choice)
-        self.modelFailed.emit(message, hint)
-
-    def use_model(self, choice: ModelChoice) -> None:
-        self.load_model(choice)
-
-    def _on_api_state(self, running: bool, detail: str) -> None:
-        self.api_address = detail if running else ""
-        if running:
-            self.status.showMessage(self.tr("Local API server: {0}").format(detail))
-        elif detail and self.prefs.api_server:
-            self.notice.show_message(detail, kind="api")
-
     # -- conversations ------------------------------------------------------------------------------
 
     def session_new(self) -> None:
         self.session.new_conversation()
-        self._show_title()
+        self.show_title()
         self.composer.input.setFocus()
 
-    def _show_title(self, *_args) -> None:
+    def show_title(self, *_args) -> None:
         conv = self.session.conversation
         self.title.setText(conv.title if conv else self.tr("New conversation"))
 
@@ -355,75 +281,6 @@ class MainWindow(QMainWindow):
 
     def _on_copied(self, _uid: str) -> None:
         self.status.showMessage(self.tr("Copied."), 2000)
-
-    def rename(self, uid: str, title: str) -> None:
-        self.storage.call("rename_conversation", uid, title)
-        self.conversations.set_title(uid, title)
-        if self.session.conversation and self.session.conversation.uid == uid:
-            self.session.conversation.title = title
-            self._show_title()
-
-    def delete(self, uid: str) -> None:
-        if self.session.streaming and self.session.streaming[0] == uid:
-            self.session.stop()
-        self.storage.call("delete_conversation", uid)
-        self.conversations.remove(uid)
-        if self.session.conversation and self.session.conversation.uid == uid:
-            self.session_new()
-
-    def _search(self, text: str) -> None:
-        if text:
-            self.storage.call("search_snippets", text, then=self.conversations.set_matches)
-        else:
-            self.conversations.set_matches(None)
-
-    def export_all(self, path: str | None = None) -> None:
-        """Every conversation, with its settings and every version, and the app's model and settings, as JSON."""
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, self.tr("Export all conversations"),
-                                                  str(Path.home() / "llama-desk conversations.json"),
-                                                  self.tr("JSON (*.json)"))
-            if not path:
-                return
-        settings = {"model": asdict(self.prefs.model), "chat": asdict(self.prefs.chat)}
-        self.storage.call("export_all", path, settings, then=self._exported_all, otherwise=self._export_failed)
-
-    def _exported_all(self, count: int) -> None:
-        self.status.showMessage(self.tr("{0} conversation(s) exported.").format(count), 8000)
-
-    def import_conversations(self, path: str | None = None) -> None:
-        if path is None:
-            path, _ = QFileDialog.getOpenFileName(self, self.tr("Import conversations"), str(Path.home()),
-                                                  self.tr("JSON (*.json)"))
-            if not path:
-                return
-        self.storage.call("import", path, then=self._imported, otherwise=self._import_failed)
-
-    def _imported(self, count: int) -> None:
-        self.status.showMessage(self.tr("{0} conversation(s) imported.").format(count), 8000)
-        self.storage.call("conversations", then=self.conversations.set_conversations)
-
-    def _import_failed(self, message: str) -> None:
-        self.notice.show_message(self.tr("Import failed: {0}").format(message))
-
-    def _export_failed(self, message: str) -> None:
-        self.notice.show_message(self.tr("Export failed: {0}").format(message))
-
-    def export_current(self) -> None:
-        if self.session.conversation is not None:
-            self.export(self.session.conversation.uid)
-
-    def export(self, uid: str, path: str | None = None) -> None:
-        if path is None:
-            title = self.conversations.title_of(uid)
-            path, _ = QFileDialog.getSaveFileName(self, self.tr("Export conversation"),
-                                                  str(Path.home() / f"{safe_file_name(title)}.md"),
-                                                  self.tr("Markdown (*.md);;JSON (*.json)"))
-            if not path:
-                return
-        self.storage.call("export", uid, path,
-                          then=lambda p: self.status.showMessage(self.tr("Exported to {0}").format(p), 8000),
-                          otherwise=self._export_failed)
 
     # -- settings -----------------------------------------------------------------------------------
 

@@ -51,7 +51,7 @@ def test_enter_sends_and_the_answer_streams_in_and_is_saved(qtbot, open_window, 
     assert "SmolLM2" in window.status.model.text()
     assert stored(home) == [("user", "Hello\nwhat is the capital of France?", 1, None),
                             ("assistant", shown, 1, answer.message.finish_reason)]
-    assert window.conversations.titles() == ["Hello"]
+    assert window.conversations.titles() == ["Hello what is the capital of France?"]  # the question, on one line
 
     answer.copy_button.click()
     assert QApplication.clipboard().text() == shown

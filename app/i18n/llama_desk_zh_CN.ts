@@ -100,6 +100,49 @@
     </message>
 </context>
 <context>
+    <name>ChatActions</name>
+    <message>
+        <source>Export conversation</source>
+        <translation>导出对话</translation>
+    </message>
+    <message>
+        <source>Markdown (*.md);;JSON (*.json)</source>
+        <translation>Markdown (*.md);;JSON (*.json)</translation>
+    </message>
+    <message>
+        <source>Export all conversations</source>
+        <translation>导出全部对话</translation>
+    </message>
+    <message>
+        <source>JSON (*.json)</source>
+        <translation>JSON (*.json)</translation>
+    </message>
+    <message>
+        <source>Import conversations</source>
+        <translation>导入对话</translation>
+    </message>
+    <message>
+        <source>Exported to {0}</source>
+        <translation>已导出到 {0}</translation>
+    </message>
+    <message>
+        <source>{0} conversation(s) exported.</source>
+        <translation>已导出 {0} 个对话。</translation>
+    </message>
+    <message>
+        <source>{0} conversation(s) imported.</source>
+        <translation>已导入 {0} 个对话。</translation>
+    </message>
+    <message>
+        <source>Import failed: {0}</source>
+        <translation>导入失败：{0}</translation>
+    </message>
+    <message>
+        <source>Export failed: {0}</source>
+        <translation>导出失败：{0}</translation>
+    </message>
+</context>
+<context>
     <name>ChatSession</name>
     <message>
         <source>You</source>
@@ -442,14 +485,6 @@
         <translation>关于 llama-desk(&amp;A)…</translation>
     </message>
     <message>
-        <source>The model is still loading; your message stays in the box. Press Enter again once it is ready (see the status bar).</source>
-        <translation>模型仍在加载；你的消息保留在输入框中。加载完成后再按一次 Enter（进度见状态栏）。</translation>
-    </message>
-    <message>
-        <source>No model is loaded: choose one in Settings &gt; Model.</source>
-        <translation>尚未加载模型：请在“设置 &gt; 模型”中选择一个。</translation>
-    </message>
-    <message>
         <source>“{0}” is still being answered: one answer is written at a time. Your message stays in the box; send it when that answer is done.</source>
         <translation>“{0}”仍在回答中：一次只能写一个回答。你的消息保留在输入框中，等那个回答结束后再发送。</translation>
     </message>
@@ -468,78 +503,6 @@
     <message>
         <source>Copied.</source>
         <translation>已复制。</translation>
-    </message>
-    <message>
-        <source>Starting</source>
-        <translation>正在启动</translation>
-    </message>
-    <message>
-        <source>Still using {0}.</source>
-        <translation>仍在使用 {0}。</translation>
-    </message>
-    <message>
-        <source>Use 8-bit weights</source>
-        <translation>使用 8 位权重</translation>
-    </message>
-    <message>
-        <source>Load as LLaMA{0}</source>
-        <translation>按 LLaMA{0} 加载</translation>
-    </message>
-    <message>
-        <source>Model settings…</source>
-        <translation>模型设置…</translation>
-    </message>
-    <message>
-        <source>Use the built-in model</source>
-        <translation>使用内置模型</translation>
-    </message>
-    <message>
-        <source>Try again</source>
-        <translation>重试</translation>
-    </message>
-    <message>
-        <source>Local API server: {0}</source>
-        <translation>本地 API 服务：{0}</translation>
-    </message>
-    <message>
-        <source>Export all conversations</source>
-        <translation>导出全部对话</translation>
-    </message>
-    <message>
-        <source>JSON (*.json)</source>
-        <translation>JSON (*.json)</translation>
-    </message>
-    <message>
-        <source>{0} conversation(s) exported.</source>
-        <translation>已导出 {0} 个对话。</translation>
-    </message>
-    <message>
-        <source>Import conversations</source>
-        <translation>导入对话</translation>
-    </message>
-    <message>
-        <source>{0} conversation(s) imported.</source>
-        <translation>已导入 {0} 个对话。</translation>
-    </message>
-    <message>
-        <source>Import failed: {0}</source>
-        <translation>导入失败：{0}</translation>
-    </message>
-    <message>
-        <source>Export conversation</source>
-        <translation>导出对话</translation>
-    </message>
-    <message>
-        <source>Markdown (*.md);;JSON (*.json)</source>
-        <translation>Markdown (*.md);;JSON (*.json)</translation>
-    </message>
-    <message>
-        <source>Exported to {0}</source>
-        <translation>已导出到 {0}</translation>
-    </message>
-    <message>
-        <source>Export failed: {0}</source>
-        <translation>导出失败：{0}</translation>
     </message>
     <message>
         <source>The settings could not be saved: {0}</source>
@@ -841,6 +804,49 @@
     <message>
         <source>Press Download below to get the files.</source>
         <translation>请按下面的“下载”获取这些文件。</translation>
+    </message>
+</context>
+<context>
+    <name>ModelStatus</name>
+    <message>
+        <source>Starting</source>
+        <translation>正在启动</translation>
+    </message>
+    <message>
+        <source>The model is still loading; your message stays in the box. Press Enter again once it is ready (see the status bar).</source>
+        <translation>模型仍在加载；你的消息保留在输入框中。加载完成后再按一次 Enter（进度见状态栏）。</translation>
+    </message>
+    <message>
+        <source>No model is loaded: choose one in Settings &gt; Model.</source>
+        <translation>尚未加载模型：请在“设置 &gt; 模型”中选择一个。</translation>
+    </message>
+    <message>
+        <source>Still using {0}.</source>
+        <translation>仍在使用 {0}。</translation>
+    </message>
+    <message>
+        <source>Use 8-bit weights</source>
+        <translation>使用 8 位权重</translation>
+    </message>
+    <message>
+        <source>Load as LLaMA{0}</source>
+        <translation>按 LLaMA{0} 加载</translation>
+    </message>
+    <message>
+        <source>Model settings…</source>
+        <translation>模型设置…</translation>
+    </message>
+    <message>
+        <source>Use the built-in model</source>
+        <translation>使用内置模型</translation>
+    </message>
+    <message>
+        <source>Try again</source>
+        <translation>重试</translation>
+    </message>
+    <message>
+        <source>Local API server: {0}</source>
+        <translation>本地 API 服务：{0}</translation>
     </message>
 </context>
 <context>
