@@ -145,7 +145,9 @@ def _finish(app, code: int, torn_down: bool) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
-    app.shutdown()
+    shutdown = getattr(app, "shutdown", None)   # deletes the QApplication (an older PySide6 may lack it)
+    if shutdown is not None:
+        shutdown()
     return code
 
 
