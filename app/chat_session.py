@@ -210,7 +210,8 @@ class ChatSession(QObject):
         answer = self.messages[-1] if self.messages else None
         if self.answering or answer is None or not can_continue(answer):
             return
-        history, values = self._request(self.messages[:-1])
+        self.messages.pop()               # shown again as the one being written
+        history, values = self._request(self.messages)
         self._tokens_before[answer.uid] = answer.stats.get("generated_tokens", 0)
         self.view.remove_from(answer.uid)
         self._stream_into(answer)

@@ -138,6 +138,7 @@ def test_a_stopped_answer_can_be_continued_from_where_it_stopped(qtbot, open_win
     wait_idle(qtbot, window)
     answer = window.messages.cards[1].message
     assert answer.uid == card.message.uid and len(window.messages.cards) == 2
+    assert [m.uid for m in window.session.messages] == [c.message.uid for c in window.messages.cards]
     assert answer.content.startswith(stopped) and len(answer.content) > len(stopped)
     assert answer.finish_reason in ("stop", "length") and answer.stats["generated_tokens"] > tokens
     assert stored(home)[1][1:] == (answer.content, int(answer.complete), answer.finish_reason)
