@@ -105,6 +105,8 @@ def open_window(qtbot, home, engine_host):
     from app.main_window import MainWindow, Services
     from app.storage_worker import Storage
 
+    from shiboken6 import isValid
+
     windows = []
 
     def make(prefs=None, engine=None):
@@ -116,13 +118,14 @@ def open_window(qtbot, home, engine_host):
         window.start()
         if engine is None:
             qtbot.waitUntil(lambda: window.composer.property("ready"), timeout=30_000)
-        windows.append(window)
+        windows.append((window, services))
         return window
     yield make
-    for window in windows:
-        if window.isVisible():
+    for window, services in windows:
+        if isValid(window) and window.isVisible():
             window.close()
-        qtbot.waitUntil(lambda: not window.isVisible(), timeout=30_000)
+            qtbot.waitUntil(lambda: not window.isVisible(), timeout=30_000)
+        services.close()   # (already closed by the window; a failed test may have left its threads running)
 
 
 def send(qtbot, window, text: str, wait: bool = True) -> None:

@@ -161,21 +161,38 @@ def test_an_answer_written_on_from_its_start_is_the_answer_the_model_writes_in_o
 
 def test_reading_a_long_conversation_shows_progress_time_left_and_a_reused_state(qtbot, open_window, home):
     """The UI side of the engine's prefill report (emitted here as the engine thread will, once it reports)."""
+    import threading
+
+    from engine import GenerationSettings
+
     window = open_window(quick_prefs(max_new_tokens=40))
-    send(qtbot, window, LONG_QUESTION, wait=False)
-    qtbot.waitUntil(lambda: window.session.streaming is not None, timeout=10_000)
-    uid = window.session.streaming[1].uid
-    card = window.messages.card(uid)
-    report = window.engine.worker.prefillProgress
-    report.emit(uid, 600, 2000, True)
-    assert card.footer.text() == ("Reading the conversation: 600 / 2,000 tokens · "
-                                  "the saved conversation state was reused")
-    qtbot.wait(300)
-    report.emit(uid, 1200, 2000, True)
-    left = int(card.footer.text().split("~")[1].split(" s left")[0])
-    assert card.footer.text().startswith("Reading the conversation: 1,200 / 2,000 tokens, ~") and 1 <= left <= 5
-    report.emit(uid, 2000, 2000, True)
-    assert card.footer.text() == "Writing… · the saved conversation state was reused"
+    busy, release = threading.Event(), threading.Event()   # the model busy elsewhere: no word comes meanwhile
+
+    def hold_the_model() -> None:
+        window.engine.worker.engine.chat([{"role": "user", "content": LONG_QUESTION}],
+                                         GenerationSettings(temperature=0.0, max_new_tokens=2000),
+                                         on_token=lambda _t, _text: busy.set(), cancel=release)
+    holder = threading.Thread(target=hold_the_model)
+    holder.start()
+    try:
+        busy.wait(60)
+        send(qtbot, window, LONG_QUESTION, wait=False)
+        qtbot.waitUntil(lambda: window.session.streaming is not None, timeout=10_000)
+        uid = window.session.streaming[1].uid
+        card = window.messages.card(uid)
+        report = window.engine.worker.prefillProgress
+        report.emit(uid, 600, 2000, True)
+        assert card.footer.text() == ("Reading the conversation: 600 / 2,000 tokens · "
+                                      "the saved conversation state was reused")
+        qtbot.wait(300)
+        report.emit(uid, 1200, 2000, True)
+        left = int(card.footer.text().split("~")[1].split(" s left")[0])
+        assert card.footer.text().startswith("Reading the conversation: 1,200 / 2,000 tokens, ~") and 1 <= left <= 5
+        report.emit(uid, 2000, 2000, True)
+        assert card.footer.text() == "Writing… · the saved conversation state was reused"
+    finally:
+        release.set()
+        holder.join(60)
     wait_idle(qtbot, window)
     assert "the saved conversation state was reused" in card.footer.text() and "tokens/s" in card.footer.text()
     window.engine.worker.stateCacheSize.emit(1_234_000_000)
