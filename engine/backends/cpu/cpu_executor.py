@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from engine.backends.executor import Executor, MemoryNeed, PrefillCancelled
+from engine.backends.kv_rows import copy_rows, element_type, shift_rows, write_rows
 from engine.config import ModelConfig, rope_inv_frequencies
 from engine.errors import Cancelled, EngineError
 from engine.weights.names import EMBEDDING, LM_HEAD, NORM_OUT, layer_name
@@ -43,6 +44,15 @@ def _prefill_scratch_bytes(cfg: ModelConfig, max_seq_len: int) -> int:
     attention = (cfg.num_heads // cfg.kv_heads) * block * max_seq_len * 4 + 2 * max_seq_len * cfg.head_dim * 4
     largest = max(cfg.ffn_size, cfg.hidden_size) * cfg.hidden_size
     return activations + attention + min(_TILE_ELEMENTS, largest) * 4 + cfg.num_heads * max_seq_len * 4
+
+
+def _one_block(weight):
+    """A layer matrix as one array: the fused decode step reads each matrix as a single block, so a matrix
+    MindSpore split into several records (over 512 MiB) is joined here (a copy) rather than half-read."""
+    if len(weight.parts) == 1:
+        return weight
+    joined = np.concatenate([data for _, data, _ in weight.parts])
+    return type(weight)(weight.shape, weight.format, [(0, joined, weight.parts[0][2])])
 
 
 class _Layer:
@@ -118,6 +128,8 @@ class CpuExecutor(Executor):
             info = source.tensors[name]
             weight = quantized_weight(source, name) if quantize and can_quantize(info.shape) \
                 else stored_weight(source, name)
+            if name != head:
+                weight = _one_block(weight)
             done += info.nbytes
             if progress:
                 progress(done, total)
@@ -218,7 +230,8 @@ class CpuExecutor(Executor):
             matvec(data, scales, h, self._xq, self._xs, self._logits[first:first + data.shape[0]])
         return self._logits.copy()
 
-    def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None) -> np.ndarray:
+    def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None,
+                progress: Callable[[int], None] | None = None) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
         if start_pos + len(ids) > self.max_seq_len:
             raise EngineError(f"{start_pos + len(ids)} tokens do not fit the context of {self.max_seq_len}")
@@ -231,10 +244,11 @@ class CpuExecutor(Executor):
             return logits
         logits = None
         for begin in range(0, len(ids), PREFILL_BLOCK):
-            logits = self._prefill_block(ids[begin:begin + PREFILL_BLOCK], start_pos + begin, cancel, done=begin)
+            logits = self._prefill_block(ids[begin:begin + PREFILL_BLOCK], start_pos + begin, cancel, done=begin,
+                                         progress=progress)
         return logits
 
-    def _prefill_block(self, ids: np.ndarray, start: int, cancel, done: int = 0) -> np.ndarray:
+    def _prefill_block(self, ids: np.ndarray, start: int, cancel, done: int = 0, progress=None) -> np.ndarray:
         from . import jit
         from .decode_step import embed_row
         from .prefill import attend_block, matmul, rms_norm_rows, rope_rows, write_cache
@@ -256,6 +270,8 @@ class CpuExecutor(Executor):
         for i, layer in enumerate(self.layers):
             if cancel is not None and cancel.is_set():
                 raise PrefillCancelled(done)
+            if progress is not None:
+                progress(done + t * i // len(self.layers))
             hn = rms_norm_rows(x, layer.attn_norm, cfg.rms_norm_eps)
             matmul(layer.wq, hn, q, tiles)
             matmul(layer.wk, hn, k, tiles)
@@ -272,6 +288,23 @@ class CpuExecutor(Executor):
             x += matmul(layer.w2, gate, o, tiles)
         last = rms_norm_rows(x[-1:], self.norm_out, cfg.rms_norm_eps)[0]
         return self._project(np.ascontiguousarray(last))
+
+    # -- the cache's rows (conversation state on disk, context shift): see kv_rows ---------------
+    supports_kv_rows = True
+
+    @property
+    def kv_element_type(self) -> str:
+        return element_type(self.k_cache)
+
+    def export_kv(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        return copy_rows(self.k_cache, start, stop), copy_rows(self.v_cache, start, stop)
+
+    def import_kv(self, start: int, keys: np.ndarray, values: np.ndarray) -> None:
+        write_rows(self.k_cache, start, keys)
+        write_rows(self.v_cache, start, values)
+
+    def shift_kv(self, src: int, dst: int, count: int) -> None:
+        shift_rows(self.k_cache, self.v_cache, src, dst, count, rope_inv_frequencies(self.config))
 
     def close(self) -> None:
         """Drop every view into the memory map, then close the file (Windows keeps it locked otherwise).

@@ -153,8 +153,9 @@ class MindFormersExecutor(Executor):
         except (RuntimeError, MemoryError) as exc:
             raise EngineError(explain_failure(exc).replace("MindSpore failed", "MindFormers failed")) from None
 
-    def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None) -> np.ndarray:
-        return prefill_in_chunks(ids, start_pos, self.max_seq_len, cancel, self._run)
+    def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None,
+                progress=None) -> np.ndarray:
+        return prefill_in_chunks(ids, start_pos, self.max_seq_len, cancel, self._run, progress)
 
     def decode(self, token: int, pos: int) -> np.ndarray:
         if pos >= self.max_seq_len:

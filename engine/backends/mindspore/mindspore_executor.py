@@ -19,7 +19,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from engine.backends.executor import Executor, MemoryNeed
-from engine.config import ModelConfig
+from engine.backends.kv_rows import shift_rows, write_rows
+from engine.config import ModelConfig, rope_inv_frequencies
 from engine.errors import Cancelled, EngineError
 from engine.paths import logs_dir
 from engine.weights.names import expected_shapes
@@ -188,14 +189,51 @@ class MindSporeExecutor(Executor):
         except (RuntimeError, MemoryError) as exc:
             raise EngineError(explain_failure(exc)) from None
 
-    def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None) -> np.ndarray:
+    def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None,
+                progress=None) -> np.ndarray:
         return prefill_in_chunks(ids, start_pos, self.max_seq_len, cancel,
-                                 lambda padded, start, count: self._run(padded, start, count - 1))
+                                 lambda padded, start, count: self._run(padded, start, count - 1), progress)
 
     def decode(self, token: int, pos: int) -> np.ndarray:
         if pos >= self.max_seq_len:
             raise EngineError(f"position {pos} is past the context of {self.max_seq_len}")
         return self._run(np.array([token], np.int32), pos, 0)
+
+    # -- the cache's rows: each layer's cache is a float32 Parameter [kv_head, position, head_dim] ----
+    # Reading one is a host copy; writing is an Assign kernel of the whole layer's cache (fine for the
+    # reference and GPU path). set_data and assign_value are not for this: the compiled graph then
+    # reads or writes another buffer than the one assigned.
+    supports_kv_rows = True
+    kv_element_type = "float32"
+
+    def _cache_parameters(self):
+        return [(layer.attention.k_cache, layer.attention.v_cache) for layer in self.net.model.layers]
+
+    def export_kv(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        pairs = self._cache_parameters()
+        return (np.stack([k.asnumpy()[:, start:stop] for k, _ in pairs]),
+                np.stack([v.asnumpy()[:, start:stop] for _, v in pairs]))
+
+    def _rewrite_caches(self, change) -> None:
+        """Apply ``change(keys, values)`` (numpy, in place) to every layer's cache and hand it back."""
+        for k, v in self._cache_parameters():
+            keys, values = k.asnumpy().copy(), v.asnumpy().copy()
+            change(keys, values)
+            self._ms.ops.assign(k, self._Tensor(keys))
+            self._ms.ops.assign(v, self._Tensor(values))
+
+    def import_kv(self, start: int, keys: np.ndarray, values: np.ndarray) -> None:
+        layers = iter(zip(keys, values))
+
+        def write(k_cache, v_cache):
+            k_rows, v_rows = next(layers)
+            write_rows(k_cache, start, k_rows)
+            write_rows(v_cache, start, v_rows)
+        self._rewrite_caches(write)
+
+    def shift_kv(self, src: int, dst: int, count: int) -> None:
+        inv_freq = rope_inv_frequencies(self.config)
+        self._rewrite_caches(lambda k_cache, v_cache: shift_rows(k_cache, v_cache, src, dst, count, inv_freq))
 
     def close(self) -> None:
         self.net = None
