@@ -25,7 +25,9 @@ from .errors import Cancelled, CheckpointError, EngineError, TokenizerError
 from .generation.chat_engine import ChatEngine, ModelInfo
 from .memory import available_bytes, peak_rss_bytes
 from .paths import default_model_files
-from .text.chat_template import template_for
+from .generation.prompt_cache import model_facts, state_identity
+from .text.chat_template import TEMPLATE_CHOICES, template_for
+from .text.model_kind import choose_template
 from .weights.integrity import scan_nonfinite, verify_crc_once
 from .weights.names import expected_shapes
 from .weights.tensor_source import TensorSource
@@ -73,6 +75,7 @@ class ModelFiles:
     tokenizer: object | None
     template: object
     config_path: Path | None = None
+    template_note: str = ""          # why ``auto`` chose the template, when the user should know
 
     def summary(self) -> dict:
         stored = sorted({self.source.tensors[n].dtype for n in expected_shapes(self.cfg)})
@@ -102,15 +105,21 @@ def _builtin_files(progress):
 def open_model_files(version: int | None = None, config_path: str | Path | None = None,
                      tokenizer_path: str | Path | None = None, checkpoint_path: str | Path | None = None, *,
                      fast: bool = False, builtin: bool = False, need_tokenizer: bool = True,
-                     progress: ProgressFn | None = None) -> ModelFiles:
-    """Config, checkpoint index and tokenizer, each checked against the others (raises EngineError)."""
+                     progress: ProgressFn | None = None, template: str = "auto") -> ModelFiles:
+    """Config, checkpoint index and tokenizer, each checked against the others (raises EngineError).
+
+    ``template``: the chat format ("auto": the model's own, see ``text.model_kind``; "base": a plain
+    transcript for base models; "llama2", "llama3", "chatml")."""
+    if template not in TEMPLATE_CHOICES:
+        raise EngineError(f"Unknown template {template!r}. Use one of: {', '.join(TEMPLATE_CHOICES)}.",
+                          subject="settings")
     from .text.tokenizers import load_tokenizer, load_tokenizer_json
 
     if builtin:
         folder, cfg, extra = _builtin_files(progress)
         ckpt, config_name = folder / "model.safetensors", str(folder / "config.yaml")
         tok_path = folder / "tokenizer.json"
-        template = template_for(extra.get("chat_template", "chatml"), extra.get("default_system"))
+        chosen, note = choose_template(template, None, ckpt, tok_path, extra.get("chat_template", "chatml"))
         name = extra.get("name", "built-in model")
     else:
         if version not in (2, 3):
@@ -123,8 +132,12 @@ def open_model_files(version: int | None = None, config_path: str | Path | None 
             raise CheckpointError(f"Checkpoint not found: {ckpt}. The LLaMA{version} files can be downloaded "
                                   "with checkpoint_download.", path=ckpt)
         tok_path = Path(tokenizer_path or defaults["tokenizer"]) if (need_tokenizer or tokenizer_path) else None
-        template = template_for(f"llama{version}")
+        yaml_doc = yaml.safe_load(Path(config_name).read_text(encoding="utf-8")) or {}
+        configured = (yaml_doc.get("llama_desk") or {}).get("chat_template") if isinstance(yaml_doc, dict) else None
+        chosen, note = choose_template(template, version, ckpt, tok_path, configured)
         name = f"LLaMA{version} ({ckpt.name})"
+        extra = {}
+    chat_template = template_for(chosen, extra.get("default_system"))
     source = open_weights(ckpt)
     try:
         validate_weights(source, cfg, config_name)
@@ -138,7 +151,7 @@ def open_model_files(version: int | None = None, config_path: str | Path | None 
     except BaseException:
         source.close()
         raise
-    return ModelFiles(name, cfg, ckpt, source, tokenizer, template, Path(config_name))
+    return ModelFiles(name, cfg, ckpt, source, tokenizer, chat_template, Path(config_name), note)
 
 
 def check_model_files(version: int | None = None, config_path=None, tokenizer_path=None, checkpoint_path=None, *,
@@ -196,14 +209,14 @@ def load_engine(version: int | None = None, config_path: str | Path | None = Non
                 max_seq_len: int | None = None, backend: str = "auto", device: str = "auto",
                 weight_format: str = "auto", threads: int | None = None, kv_cache: str = "float16",
                 verify_crc: bool = True, progress: ProgressFn | None = None,
-                cancel: threading.Event | None = None) -> ChatEngine:
+                cancel: threading.Event | None = None, template: str = "auto") -> ChatEngine:
     """Load LLaMA2 (version=2), LLaMA3 (version=3) or the built-in model (builtin=True).
 
     ``backend``: "auto" (a usable GPU through MindSpore, else the cpu executor), "cpu",
     "mindspore", or any registered name. ``weight_format``: "auto"/"stored" (as in the file) or
     "int8". ``threads``: compute threads (default: one per physical core). ``kv_cache``:
     "float16" (half the memory) or "float32". ``cancel`` stops loading (raises ``Cancelled``)
-    between tensors.
+    between tensors. ``template``: see ``open_model_files``.
     """
     start = time.perf_counter()
     check_choice(backend, device, weight_format, kv_cache)
@@ -214,7 +227,7 @@ def load_engine(version: int | None = None, config_path: str | Path | None = Non
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise EngineError(f"threads must be a whole number of at least 1, got {threads!r}.", subject="settings")
     files = open_model_files(version, config_path, tokenizer_path, checkpoint_path, fast=fast, builtin=builtin,
-                             need_tokenizer=need_tokenizer, progress=progress)
+                             need_tokenizer=need_tokenizer, progress=progress, template=template)
     cfg, source, tokenizer, template = files.cfg, files.source, files.tokenizer, files.template
     try:
         if verify_crc:
@@ -233,6 +246,7 @@ def load_engine(version: int | None = None, config_path: str | Path | None = Non
         source.close()
         raise
     weight_bytes = source.total_bytes
+    facts = model_facts(source, cfg, tokenizer)
     report = (lambda d, t: progress("weights", d, t)) if progress else None
     # The executor owns the source from here on, and closes it even if it fails to build.
     runner = entry.executor_class()(cfg, source, options, progress=report, cancel=cancel)
@@ -245,5 +259,11 @@ def load_engine(version: int | None = None, config_path: str | Path | None = Non
                      tokenizer=getattr(tokenizer, "name", None), template=template.name if tokenizer else None,
                      executor=runner.name, device=runner.device, weight_format=runner.weight_format,
                      context_length=runner.max_seq_len, weight_bytes=weight_bytes, memory_estimate=need.total,
-                     load_s=time.perf_counter() - start, peak_rss_after_load=peak_rss_bytes())
+                     load_s=time.perf_counter() - start, peak_rss_after_load=peak_rss_bytes(),
+                     kind=template.kind, state_identity=state_identity(facts, runner))
+    if files.template_note and tokenizer:
+        info.notes.append(files.template_note)
+    if not runner.supports_kv_rows:
+        info.notes.append(f"The {runner.name} backend cannot save or move its KV cache: a conversation reopened "
+                          "later, or one that outgrew the context, is computed again.")
     return ChatEngine(runner, tokenizer, template if tokenizer else None, info)

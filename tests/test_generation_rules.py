@@ -30,6 +30,8 @@ EOS = 2
 class RecordingExecutor:
     """Delegates to a real executor and records what the generation loop asks of it."""
 
+    supports_kv_rows = False   # only what is asked of it here: no state files, no shifts
+
     def __init__(self, inner, supports_prefix_reuse: bool = True):
         self.inner = inner
         self.supports_prefix_reuse = supports_prefix_reuse
@@ -39,9 +41,9 @@ class RecordingExecutor:
         self.decodes: list[int] = []                # positions
         self.resets = 0
 
-    def prefill(self, ids, start_pos, cancel=None):
+    def prefill(self, ids, start_pos, cancel=None, progress=None):
         self.prefills.append((len(ids), start_pos))
-        return self.inner.prefill(ids, start_pos, cancel=cancel)
+        return self.inner.prefill(ids, start_pos, cancel=cancel, progress=progress)
 
     def decode(self, token, pos):
         self.decodes.append(pos)
