@@ -178,13 +178,14 @@ class ChatEngine:
 
     def complete_text(self, text: str, settings: GenerationSettings = GenerationSettings(),
                       on_token: TokenCallback | None = None, cancel: threading.Event | None = None,
-                      wait: bool = True) -> Completion:
+                      wait: bool = True, **state) -> Completion:
+        """Continue ``text`` (no chat template); ``state`` as for ``chat``."""
         if not isinstance(text, str):
             raise GenerationError(f"The prompt must be text (str), got {type(text).__name__}.")
         if not text.strip():
             raise GenerationError("The prompt is empty: type some text.")
         bos = self.tokenizer.bos_id is not None and self.info.version in (2, 3)
-        return self.complete_ids(self.tokenizer.encode(text, bos=bos), settings, on_token, cancel, wait=wait)
+        return self.complete_ids(self.tokenizer.encode(text, bos=bos), settings, on_token, cancel, wait=wait, **state)
 
     def count_tokens(self, text: str, bos: bool = False) -> int:
         """Tokens of ``text``; ``bos=True`` counts it as ``complete_text`` sends it (with the start token)."""

@@ -138,7 +138,8 @@ def fill_cache(executor, cache: KVCacheState, prompt: Sequence[int], sources: Se
         log.info("restored %d tokens of the prompt from %s in %.2f s", got - plan.keep, best.name,
                  time.perf_counter() - started)
         return Reuse(ReusePlan(got), got - plan.keep, best.name)
-    if plan.moved:
-        executor.shift_kv(plan.move_from, plan.move_to, plan.moved)
-        cache.after_move(prompt, plan)
+    for src, dst, count in plan.moves:            # in order: each lands below every later one's source
+        executor.shift_kv(src, dst, count)
+    if plan.moves:
+        cache.after_moves(prompt, plan)
     return Reuse(plan)
