@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from engine import ChatEngine, Completion, ContextOverflow, EngineError, GenerationError
+from engine import ChatEngine, ChatPrompt, Completion, ContextOverflow, EngineError, GenerationError
 
 from .access_guard import AccessGuard
 from .errors import ApiError, error_body, invalid
@@ -30,6 +30,8 @@ from .openai_responses import SSE_DONE, AnswerShape, shape_for, sse
 
 log = logging.getLogger("api_server")
 MAX_BODY_BYTES = 1 << 20
+# How many of a chat's oldest messages were left out so that it fits the context (0: none).
+DROPPED_HEADER = "X-Context-Dropped-Messages"
 DRAIN_LIMIT_BYTES = 32 << 20   # read (and drop) this much of a too-large body so the client sees the 413
 
 
@@ -44,6 +46,8 @@ class ApiService:
     def __init__(self, engine: ChatEngine, queue: GenerationQueue, max_body_bytes: int = MAX_BODY_BYTES):
         self.engine = engine
         self.queue = queue
+        if not engine.memory_slots.enabled:
+            engine.keep_prompts_in_memory()  # clients take turns: each one's prompt rows wait in RAM
         self.max_body_bytes = max_body_bytes
         self.model = model_id(engine)
         self.created = int(time.time())
@@ -110,8 +114,8 @@ class ApiService:
 
     async def _generate(self, request: Request, req: GenerationRequest):
         self._check_model(req.model)
-        await self._check_fits(req)
-        job = Job(self.engine, req)
+        prompt = await self._prepare(req)
+        job = Job(self.engine, req, prompt)
         try:
             self.queue.submit(job)
         except QueueFull as full:
@@ -121,25 +125,28 @@ class ApiService:
         except QueueClosed as exc:
             raise ApiError(503, str(exc), type="server_error", code="server_stopping") from None
         shape = shape_for(req.kind, self.model)
+        headers = {DROPPED_HEADER: str(prompt.dropped)} if isinstance(prompt, ChatPrompt) else {}
         if req.stream:
-            return EventStream(self._stream(job, shape, req.include_usage), on_close=lambda: self._left(job))
+            return EventStream(self._stream(job, shape, req.include_usage), on_close=lambda: self._left(job),
+                               headers=headers)
         completion = await self._wait_for(job, request)
-        return JSONResponse(shape.whole(completion))
+        return JSONResponse(shape.whole(completion), headers=headers)
 
-    async def _check_fits(self, req: GenerationRequest) -> None:
-        """A prompt the context cannot hold is a 400 now, not an error in the middle of a stream."""
+    async def _prepare(self, req: GenerationRequest) -> ChatPrompt | list[int]:
+        """The prompt, encoded once, here; one the context cannot hold is a 400 now, not in the middle of a stream."""
         try:
             if req.kind == "chat":
-                await anyio.to_thread.run_sync(self.engine.prepare_chat, req.prompt, req.settings.max_new_tokens)
-                return
+                return await anyio.to_thread.run_sync(self.engine.prepare_chat, req.prompt,
+                                                      req.settings.max_new_tokens)
             if not req.prompt.strip():
                 raise GenerationError("The prompt is empty: send some text to continue.")
-            count = await anyio.to_thread.run_sync(lambda: self.engine.count_tokens(req.prompt, bos=True))
+            ids = await anyio.to_thread.run_sync(self.engine.text_ids, req.prompt)
         except GenerationError as exc:
             raise _engine_refusal(exc, "messages" if req.kind == "chat" else "prompt") from None
-        if count >= self.engine.context_length:
-            raise invalid(f"The prompt is too long: {count} tokens, but the context holds "
+        if len(ids) >= self.engine.context_length:
+            raise invalid(f"The prompt is too long: {len(ids)} tokens, but the context holds "
                           f"{self.engine.context_length}. Shorten it.", "prompt", code="context_length_exceeded")
+        return ids
 
     async def _wait_for(self, job: Job, request: Request) -> Completion:
         """The job's result; if the client disconnects first, the job is withdrawn or stopped."""
@@ -193,8 +200,8 @@ class EventStream(StreamingResponse):
 
     media_type = "text/event-stream"
 
-    def __init__(self, content, on_close):
-        super().__init__(content, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    def __init__(self, content, on_close, headers: dict | None = None):
+        super().__init__(content, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})})
         self.on_close = on_close
 
     async def __call__(self, scope, receive, send):

@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import AsyncIterator
 
-from engine import ChatEngine, Completion, EngineError
+from engine import ChatEngine, ChatPrompt, Completion, EngineError
 
 from .openai_requests import GenerationRequest
 
@@ -45,6 +45,7 @@ class JobRecord:
     kind: str
     max_tokens: int
     prompt_tokens: int = 0
+    cached_tokens: int = 0
     generated_tokens: int = 0
     finish_reason: str = ""          # the engine's, "error", or "skipped" (the client left before its turn)
     seconds: float = 0.0
@@ -54,9 +55,10 @@ class JobRecord:
 class Job:
     """One request's generation: run on the worker thread, listened to on the event loop."""
 
-    def __init__(self, engine: ChatEngine, request: GenerationRequest):
+    def __init__(self, engine: ChatEngine, request: GenerationRequest, prompt: ChatPrompt | list[int]):
         self.engine = engine
         self.request = request
+        self.prompt = prompt             # prepared once, when the request was checked: ChatPrompt or text ids
         self.cancel = threading.Event()
         self.record = JobRecord(request.kind, request.settings.max_new_tokens)
         self._loop = asyncio.get_running_loop()
@@ -74,10 +76,11 @@ class Job:
                 return
             on_token = self._on_token if self.request.stream else None
             if self.request.kind == "chat":
-                completion = self.engine.chat(self.request.prompt, self.request.settings, on_token, self.cancel)
+                completion = self.engine.chat(self.prompt, self.request.settings, on_token, self.cancel,
+                                              use_memory_slots=True)
             else:
-                completion = self.engine.complete_text(self.request.prompt, self.request.settings, on_token,
-                                                       self.cancel)
+                completion = self.engine.complete_ids(self.prompt, self.request.settings, on_token, self.cancel,
+                                                      use_memory_slots=True)
         except EngineError as exc:
             self.record.finish_reason = "error"
             self.fail(exc)
@@ -88,6 +91,7 @@ class Job:
         else:
             stats = completion.stats
             self.record.prompt_tokens = stats.prompt_tokens
+            self.record.cached_tokens = stats.cached_tokens
             self.record.generated_tokens = stats.generated_tokens
             self.record.finish_reason = stats.finish_reason
             self._emit(("done", completion))
@@ -208,8 +212,8 @@ class GenerationQueue:
             log.info("%s: the client left; stopped after %d of at most %d tokens", r.kind, r.generated_tokens,
                      r.max_tokens)
         elif r.finish_reason != "error":
-            log.info("%s: %d prompt + %d answer tokens in %.1f s (%s)", r.kind, r.prompt_tokens,
-                     r.generated_tokens, r.seconds, r.finish_reason)
+            log.info("%s: %d prompt (%d from the cache) + %d answer tokens in %.1f s (%s)", r.kind, r.prompt_tokens,
+                     r.cached_tokens, r.generated_tokens, r.seconds, r.finish_reason)
 
     def _retry_after(self) -> int:
         """Seconds until a slot frees up, guessed from the recent answers' durations."""

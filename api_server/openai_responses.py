@@ -25,8 +25,10 @@ def sse(payload: dict) -> bytes:
 
 
 def usage(completion: Completion) -> dict:
+    """OpenAI's counts; ``cached_tokens``: prompt tokens taken from the cache rather than computed."""
     prompt, generated = completion.stats.prompt_tokens, completion.stats.generated_tokens
-    return {"prompt_tokens": prompt, "completion_tokens": generated, "total_tokens": prompt + generated}
+    return {"prompt_tokens": prompt, "completion_tokens": generated, "total_tokens": prompt + generated,
+            "prompt_tokens_details": {"cached_tokens": completion.stats.cached_tokens}}
 
 
 class AnswerShape:

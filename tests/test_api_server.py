@@ -163,6 +163,56 @@ def test_stop_string_and_length_finish(server):
     assert short.choices[0].message.content == "The capital of" and short.choices[0].finish_reason == "length"
 
 
+def _chat(url, messages, max_tokens=8):
+    body = {"messages": messages, "temperature": 0, "max_tokens": max_tokens}
+    status, headers, answer = raw_post(url, "/chat/completions", json.dumps(body).encode())
+    assert status == 200, answer
+    return {k.lower(): v for k, v in headers.items()}, answer
+
+
+SEA = "Tell me about the sea. " + " ".join(["The sea is wide, deep and blue, and full of fish."] * 6)
+HILLS = "Tell me about the hills. " + " ".join(["The hills are green, quiet and old, with sheep."] * 6)
+
+
+def test_a_continued_conversation_reports_its_cached_tokens(server):
+    first = [{"role": "user", "content": SEA}]
+    headers, one = _chat(server.url, first)
+    assert headers["x-context-dropped-messages"] == "0"
+    second = first + [{"role": "assistant", "content": one["choices"][0]["message"]["content"]},
+                      {"role": "user", "content": "And the rivers?"}]
+    _, two = _chat(server.url, second)
+    usage = two["usage"]
+    assert usage["prompt_tokens_details"]["cached_tokens"] >= one["usage"]["prompt_tokens"]
+    assert usage["prompt_tokens_details"]["cached_tokens"] < usage["prompt_tokens"]
+
+
+def test_clients_taking_turns_get_their_prompts_back_from_memory(server, engine):
+    """A, then B (another conversation), then A again: A's rows come back from a memory slot, not recomputed,
+    and the answer is the one a fresh computation gives."""
+    a = [{"role": "user", "content": SEA}]
+    _, first = _chat(server.url, a)
+    _chat(server.url, [{"role": "user", "content": HILLS}])
+    a_again = a + [{"role": "assistant", "content": first["choices"][0]["message"]["content"]},
+                   {"role": "user", "content": "Why is it salty?"}]
+    _, again = _chat(server.url, a_again)
+    assert again["usage"]["prompt_tokens_details"]["cached_tokens"] >= first["usage"]["prompt_tokens"] - 1
+    engine.reset_cache()                          # forgets the cache and the slots: everything is computed
+    _, fresh = _chat(server.url, a_again)
+    assert fresh["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+    assert fresh["choices"][0]["message"]["content"] == again["choices"][0]["message"]["content"]
+
+
+def test_a_conversation_longer_than_the_context_says_how_many_messages_were_left_out(server):
+    messages = []
+    for i in range(6):
+        messages += [{"role": "user", "content": f"{i}: {SEA}"}, {"role": "assistant", "content": f"{i}: {HILLS}"}]
+    messages.append({"role": "user", "content": "Summarise."})
+    headers, answer = _chat(server.url, messages, max_tokens=4)
+    dropped = int(headers["x-context-dropped-messages"])
+    assert dropped >= 2 and dropped % 2 == 0
+    assert answer["usage"]["prompt_tokens"] <= CONTEXT
+
+
 def test_two_clients_at_once_both_get_their_answers(server):
     questions = {"What is the capital of France?": "The capital of France is Paris.",
                  "What is the capital of Germany?": "The capital of Germany is Berlin."}

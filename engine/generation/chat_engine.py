@@ -180,12 +180,24 @@ class ChatEngine:
                       on_token: TokenCallback | None = None, cancel: threading.Event | None = None,
                       wait: bool = True, **state) -> Completion:
         """Continue ``text`` (no chat template); ``state`` as for ``chat``."""
+        return self.complete_ids(self.text_ids(text), settings, on_token, cancel, wait=wait, **state)
+
+    def text_ids(self, text: str) -> list[int]:
+        """The ids ``complete_text`` sends for ``text`` (with the start token for LLaMA2/3)."""
         if not isinstance(text, str):
             raise GenerationError(f"The prompt must be text (str), got {type(text).__name__}.")
         if not text.strip():
             raise GenerationError("The prompt is empty: type some text.")
         bos = self.tokenizer.bos_id is not None and self.info.version in (2, 3)
-        return self.complete_ids(self.tokenizer.encode(text, bos=bos), settings, on_token, cancel, wait=wait, **state)
+        return self.tokenizer.encode(text, bos=bos)
+
+    def keep_prompts_in_memory(self, slots: int = 4, budget_bytes: int | None = None) -> None:
+        """Keep up to ``slots`` recent prompts' KV rows in RAM for requests with ``use_memory_slots`` (the API
+        server's clients take turns on one model); by default within half the KV cache's own size. 0 turns it off."""
+        if budget_bytes is None:
+            cfg, itemsize = self.config, 2 if self.executor.kv_element_type == "float16" else 4
+            budget_bytes = cfg.num_layers * 2 * cfg.kv_heads * cfg.head_dim * self.context_length * itemsize // 2
+        self.memory_slots = MemorySlots(slots if self.executor.supports_kv_rows else 0, budget_bytes)
 
     def count_tokens(self, text: str, bos: bool = False) -> int:
         """Tokens of ``text``; ``bos=True`` counts it as ``complete_text`` sends it (with the start token)."""
