@@ -23,7 +23,7 @@ from .storage import Conversation, Message
 from .storage_worker import Storage
 
 TITLE_CHARS = 48
-STAT_KEYS = ("generated_tokens", "tokens_per_s", "ttft_s", "prompt_tokens", "prefill_tokens_per_s",
+STAT_KEYS = ("generated_tokens", "tokens_per_s", "ttft_s", "prompt_tokens", "cached_tokens", "prefill_tokens_per_s",
              "dropped_messages", "context_length")
 
 
@@ -142,9 +142,9 @@ class ChatSession(QObject):
         """Commit ``new_messages`` and an empty answer, then (once committed) start the model."""
         conv = self.conversation
         answer = Message(new_uid(), "assistant", "", time.time(), complete=False)
-        # an answer that failed before writing anything is shown, but not sent back to the model
-        history = [{"role": m.role, "content": m.content} for m in self.messages
-                   if m.role == "user" or m.content.strip()]
+        # An answer stopped or failed before its first word is sent as an empty answer: leaving it out would
+        # put two questions in a row, which LLaMA2's format refuses (Meta's format allows an empty answer).
+        history = [{"role": m.role, "content": m.content} for m in self.messages]
         system = conv.system_prompt if conv.system_prompt is not None else self.prefs.chat.system_prompt
         if system.strip():
             history.insert(0, {"role": "system", "content": system})
@@ -157,14 +157,14 @@ class ChatSession(QObject):
         self.answeringChanged.emit(True)
         self.list.upsert(conv)
         self.storage.call("add_messages", conv.uid, [Message(**vars(m)) for m in new_messages + [answer]],
-                          then=lambda _r: self._start_model(answer.uid, history, values),
+                          then=lambda _r: self._start_model(answer.uid, history, values, conv.uid),
                           otherwise=lambda error: self._on_failed(answer.uid, error))
 
-    def _start_model(self, uid: str, history: list[dict], values: dict) -> None:
+    def _start_model(self, uid: str, history: list[dict], values: dict, conversation: str) -> None:
         if self._stopped_early == uid:  # Stop came before the model had the question
             self._end(uid, "", "cancelled", {"generated_tokens": 0}, False)
-        else:
-            self.engine.chat(uid, history, values)
+        else:  # the conversation's state on disk is reused, and brought up to date after the answer
+            self.engine.chat(uid, history, values, {"key": conversation, "budget": self.prefs.saved_states_bytes})
 
     def stop(self) -> None:
         if self.streaming:

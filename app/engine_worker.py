@@ -43,6 +43,7 @@ class EngineWorker(QObject):
     loadFailed = Signal(str, object)              # message, hint dict
     unloaded = Signal()
     contextReport = Signal(str, int, int, int)    # answer uid, dropped messages, prompt tokens, context length
+    prefillProgress = Signal(str, int, int)       # answer uid, prompt tokens computed, how many must be
     tokens = Signal(str, str)                     # answer uid, text added
     finished = Signal(str, object)                # answer uid, result dict
     failed = Signal(str, str)                     # answer uid, message
@@ -123,9 +124,10 @@ class EngineWorker(QObject):
 
     # -- answering ----------------------------------------------------------------------------------
 
-    @Slot(str, object, object, object)
-    def chat(self, uid: str, messages: list, values: dict, cancel: threading.Event) -> None:
-        from engine import EngineError, GenerationSettings
+    @Slot(str, object, object, object, object)
+    def chat(self, uid: str, messages: list, values: dict, state: dict, cancel: threading.Event) -> None:
+        """Answer ``messages``; ``state``: the conversation's key and the saved states' size limit, or {}."""
+        from engine import Cancelled, EngineError, GenerationSettings
 
         if self.engine is None:
             self.failed.emit(uid, "No model is loaded: choose one in Settings > Model.")
@@ -143,11 +145,24 @@ class EngineWorker(QObject):
                 pending.append(text)
             if time.monotonic() - last[0] >= BATCH_S:
                 flush()
+        shown = [0.0]
+
+        def on_prefill(done: int, total: int) -> None:
+            now = time.monotonic()
+            if done in (0, total) or now - shown[0] >= PROGRESS_S:
+                shown[0] = now
+                self.prefillProgress.emit(uid, done, total)
         try:
             settings = GenerationSettings(**values)
-            prompt = self.engine.prepare_chat(messages, settings.max_new_tokens)
+            prompt = self.engine.prepare_chat(messages, settings.max_new_tokens)  # built once, used as it is
             self.contextReport.emit(uid, prompt.dropped, len(prompt.ids), self.engine.context_length)
-            completion = self.engine.chat(messages, settings, on_token=on_token, cancel=cancel)
+            completion = self.engine.chat(prompt, settings, on_token=on_token, cancel=cancel, on_prefill=on_prefill,
+                                          **self._state_file(state))
+        except Cancelled:                 # stopped while another request (the local API) had the model
+            flush()
+            self.finished.emit(uid, {"text": "", "finish_reason": "cancelled", "prompt_tokens": 0,
+                                     "generated_tokens": 0, "context_length": self.engine.context_length})
+            return
         except EngineError as exc:
             flush()
             self.failed.emit(uid, str(exc))
@@ -160,9 +175,18 @@ class EngineWorker(QObject):
         s = completion.stats
         self.finished.emit(uid, {
             "text": completion.text, "finish_reason": s.finish_reason, "prompt_tokens": s.prompt_tokens,
-            "generated_tokens": s.generated_tokens, "ttft_s": round(s.ttft_s, 3),
+            "cached_tokens": s.cached_tokens, "generated_tokens": s.generated_tokens, "ttft_s": round(s.ttft_s, 3),
             "tokens_per_s": round(s.decode_tokens_per_s, 2), "prefill_tokens_per_s": round(s.prefill_tokens_per_s, 1),
             "dropped_messages": completion.dropped_messages, "context_length": self.engine.context_length})
+
+    def _state_file(self, state: dict) -> dict:
+        """The conversation's saved-state keywords for ``engine.chat`` (none without a key or a backend for it)."""
+        if not state.get("key") or not self.engine.can_save_state or state.get("budget", 0) <= 0:
+            return {}
+        from engine.generation.prompt_states import state_file_name
+        from engine.paths import prompt_states_dir
+        name = state_file_name(state["key"], self.engine.info.state_identity)
+        return {"state_file": prompt_states_dir() / name, "state_budget": state["budget"]}
 
     # -- local API server ---------------------------------------------------------------------------
 
@@ -205,7 +229,7 @@ class EngineHost(QObject):
     """The window's handle on the engine thread. Only ``stop``/``cancel_load`` touch shared state."""
 
     _load = Signal(object, object)
-    _chat = Signal(str, object, object, object)
+    _chat = Signal(str, object, object, object, object)
     _unload = Signal()
     _api = Signal(bool, int)
     _shutdown = Signal()
@@ -250,9 +274,10 @@ class EngineHost(QObject):
         if self._load_cancel is not None:
             self._load_cancel.set()
 
-    def chat(self, uid: str, messages: list[dict], values: dict) -> None:
+    def chat(self, uid: str, messages: list[dict], values: dict, state: dict | None = None) -> None:
+        """``state``: {"key": conversation uid, "budget": bytes} to keep the conversation's state on disk."""
         self._answers[uid] = threading.Event()
-        self._chat.emit(uid, messages, values, self._answers[uid])
+        self._chat.emit(uid, messages, values, state or {}, self._answers[uid])
 
     def stop(self, uid: str | None = None) -> None:
         """Stop one answer (or all): takes effect at the next token or prefill chunk."""

@@ -260,6 +260,17 @@ class MainWindow(QMainWindow):
         self.conversations.remove(uid)
         if self.session.conversation and self.session.conversation.uid == uid:
             self.session_new()
+        self.forget_saved_state(uid)
+
+    def forget_saved_state(self, uid: str | None) -> None:
+        """Delete a conversation's saved states (``None``: every conversation's), off the UI thread."""
+        from .background import Task
+
+        def job(_report):
+            from engine.generation.prompt_states import remove_states
+            from engine.paths import prompt_states_dir
+            return remove_states(prompt_states_dir(), uid)
+        self._state_task = Task(job, parent=self).start()
 
     def _search(self, text: str) -> None:
         if text:

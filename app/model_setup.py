@@ -87,6 +87,14 @@ class ModelSetupForm(QWidget):
         self.context_length.setSpecialValueText(self.tr("The model's own"))
         self.context_length.setToolTip(self.tr("Tokens the model sees at once: less needs less memory, and older "
                                                "turns are left out sooner"))
+        self.template = QComboBox()
+        self.template.addItem(self.tr("Automatic (the model's own)"), "auto")
+        self.template.addItem(self.tr("LLaMA2 chat"), "llama2")
+        self.template.addItem(self.tr("LLaMA3 instruct"), "llama3")
+        self.template.addItem(self.tr("ChatML"), "chatml")
+        self.template.addItem(self.tr("Base model: plain User/Assistant transcript"), "base")
+        self.template.setToolTip(self.tr("A base model (not chat-tuned) continues text: it chats through a plain "
+                                         "transcript that stops where the next turn would start"))
         self.check_button = QPushButton(self.tr("Check files"))
         self.check_button.clicked.connect(self.check)
         self.result = QLabel()
@@ -102,6 +110,7 @@ class ModelSetupForm(QWidget):
         form.addRow(self.tr("Weights"), self.weight_format)
         form.addRow(self.tr("Threads"), self.threads)
         form.addRow(self.tr("Context length"), self.context_length)
+        form.addRow(self.tr("Chat format"), self.template)
         self.downloads = QGroupBox(self.tr("Download the model"))
         self.download = DownloadPanel(self.downloads)
         QVBoxLayout(self.downloads).addWidget(self.download)
@@ -129,13 +138,15 @@ class ModelSetupForm(QWidget):
         self.weight_format.setCurrentIndex(max(self.weight_format.findData(choice.weight_format), 0))
         self.threads.setValue(choice.threads)
         self.context_length.setValue(choice.context_length)
+        self.template.setCurrentIndex(max(self.template.findData(choice.template), 0))
         self._source_changed()
 
     def choice(self) -> ModelChoice:
         return ModelChoice(source=self.source.currentData(), checkpoint=self.checkpoint.text(),
                            tokenizer=self.tokenizer.text(), config=self.config.text(),
                            backend=self.backend.currentData(), weight_format=self.weight_format.currentData(),
-                           threads=self.threads.value(), context_length=self.context_length.value())
+                           threads=self.threads.value(), context_length=self.context_length.value(),
+                           template=self.template.currentData())
 
     def _source_changed(self) -> None:
         source = self.source.currentData()

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from engine.paths import SETTINGS_FILE
+from engine.text.chat_template import TEMPLATE_CHOICES
 
 SOURCES = ("builtin", "llama2", "llama3")
 THEMES = ("system", "light", "dark")
@@ -31,6 +32,8 @@ class ModelChoice:
     weight_format: str = "auto"          # "auto" (as stored) or "int8"
     threads: int = 0                     # 0: one per physical core
     context_length: int = 0              # 0: the model's own; less saves memory (and drops old turns sooner)
+    template: str = "auto"               # chat format: "auto" (the model's own; base models: a transcript),
+    #                                      "llama2", "llama3", "chatml", "base"
 
     @property
     def version(self) -> int | None:
@@ -45,7 +48,7 @@ class ModelChoice:
 
     def run_arguments(self) -> dict:
         return {"backend": self.backend, "weight_format": self.weight_format, "threads": self.threads or None,
-                "max_seq_len": self.context_length or None}
+                "max_seq_len": self.context_length or None, "template": self.template}
 
 
 @dataclass
@@ -70,6 +73,11 @@ class Preferences:
     api_server: bool = False
     api_port: int = 8080
     setup_done: bool = False             # the first-run dialog was answered
+    saved_states_gb: float = 4.0         # conversation states kept on disk (reopened chats resume at once)
+
+    @property
+    def saved_states_bytes(self) -> int:
+        return int(max(self.saved_states_gb, 0) * 1e9)
 
 
 def _known(cls, data) -> dict:
@@ -97,6 +105,10 @@ def load_preferences(folder: Path) -> Preferences:
         prefs.theme = "system"
     if prefs.language not in LANGUAGES:
         prefs.language = ""
+    if prefs.model.template not in TEMPLATE_CHOICES:
+        prefs.model.template = "auto"
+    if isinstance(prefs.saved_states_gb, bool) or not isinstance(prefs.saved_states_gb, (int, float)):
+        prefs.saved_states_gb = Preferences.saved_states_gb
     return prefs
 
 

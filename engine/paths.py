@@ -35,10 +35,11 @@ VERIFIED_FILE = "verified_checkpoints.json"  # checkpoints whose CRC passed (so 
 LOGS_FOLDER = "logs"
 JIT_CACHE_FOLDER = "jit-cache"             # compiled CPU kernels
 CONVERTED_FOLDER = "models"                # the built-in model, converted from its GGUF
+PROMPT_STATES_FOLDER = "prompt-states"     # saved conversation states (KV caches), within a size limit
 DOWNLOADS_FOLDER = "checkpoints"           # an installed copy's default models folder
 OUR_FILES = (HISTORY_FILE, HISTORY_FILE + "-wal", HISTORY_FILE + "-shm", SETTINGS_FILE, MODELS_CHOICE_FILE,
              VERIFIED_FILE)
-OUR_FOLDERS = (LOGS_FOLDER, JIT_CACHE_FOLDER, CONVERTED_FOLDER)
+OUR_FOLDERS = (LOGS_FOLDER, JIT_CACHE_FOLDER, CONVERTED_FOLDER, PROMPT_STATES_FOLDER)
 DOWNLOAD_FOLDERS = (DOWNLOADS_FOLDER,)
 
 
@@ -69,6 +70,11 @@ def jit_cache_dir() -> Path:
 
 def converted_models_dir() -> Path:
     return user_data_dir() / CONVERTED_FOLDER
+
+
+def prompt_states_dir() -> Path:
+    """Where the app keeps one saved state (KV cache) per conversation and model."""
+    return user_data_dir() / PROMPT_STATES_FOLDER
 
 
 def verified_record() -> Path:
