@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from engine.paths import SETTINGS_FILE
-from engine.text.chat_template import TEMPLATE_CHOICES
 
 SOURCES = ("builtin", "llama2", "llama3")
 THEMES = ("system", "light", "dark")
@@ -33,7 +32,7 @@ class ModelChoice:
     threads: int = 0                     # 0: one per physical core
     context_length: int = 0              # 0: the model's own; less saves memory (and drops old turns sooner)
     template: str = "auto"               # chat format: "auto" (the model's own; base models: a transcript),
-    #                                      "llama2", "llama3", "chatml", "base"
+    #                                      "llama2", "llama3", "chatml", "base" (another: the engine refuses it)
 
     @property
     def version(self) -> int | None:
@@ -105,8 +104,6 @@ def load_preferences(folder: Path) -> Preferences:
         prefs.theme = "system"
     if prefs.language not in LANGUAGES:
         prefs.language = ""
-    if prefs.model.template not in TEMPLATE_CHOICES:
-        prefs.model.template = "auto"
     if isinstance(prefs.saved_states_gb, bool) or not isinstance(prefs.saved_states_gb, (int, float)):
         prefs.saved_states_gb = Preferences.saved_states_gb
     return prefs

@@ -482,6 +482,30 @@
         <translation>模型一次能看到的词元数：越少越省内存，但较早的对话会更早被略去</translation>
     </message>
     <message>
+        <source>Automatic (the model&apos;s own)</source>
+        <translation>自动（模型自身的格式）</translation>
+    </message>
+    <message>
+        <source>LLaMA2 chat</source>
+        <translation>LLaMA2 对话</translation>
+    </message>
+    <message>
+        <source>LLaMA3 instruct</source>
+        <translation>LLaMA3 指令</translation>
+    </message>
+    <message>
+        <source>ChatML</source>
+        <translation>ChatML</translation>
+    </message>
+    <message>
+        <source>Base model: plain User/Assistant transcript</source>
+        <translation>基础模型：纯文本 User/Assistant 对话记录</translation>
+    </message>
+    <message>
+        <source>A base model (not chat-tuned) continues text: it chats through a plain transcript that stops where the next turn would start</source>
+        <translation>基础模型（未经对话微调）只会续写文本：它通过纯文本对话记录来聊天，并在下一轮开始处停止</translation>
+    </message>
+    <message>
         <source>Check files</source>
         <translation>检查文件</translation>
     </message>
@@ -504,6 +528,10 @@
     <message>
         <source>Context length</source>
         <translation>上下文长度</translation>
+    </message>
+    <message>
+        <source>Chat format</source>
+        <translation>对话格式</translation>
     </message>
     <message>
         <source>Download the model</source>
@@ -617,6 +645,30 @@
     <message>
         <source>API</source>
         <translation>API</translation>
+    </message>
+    <message>
+        <source>Saved conversations</source>
+        <translation>已保存的对话状态</translation>
+    </message>
+    <message>
+        <source>Off</source>
+        <translation>关闭</translation>
+    </message>
+    <message>
+        <source>A reopened conversation continues at once instead of reading the whole chat again; the least recently used are deleted beyond this size</source>
+        <translation>重新打开的对话可立即继续，无需重新读取整个对话；超出此大小时，最久未使用的会被删除</translation>
+    </message>
+    <message>
+        <source>Clear</source>
+        <translation>清除</translation>
+    </message>
+    <message>
+        <source>{0:.2f} GB used</source>
+        <translation>已用 {0:.2f} GB</translation>
+    </message>
+    <message>
+        <source>{0:.1f} MB used</source>
+        <translation>已用 {0:.1f} MB</translation>
     </message>
     <message>
         <source>New conversations start with these settings; each conversation can change them (Conversation settings).</source>
