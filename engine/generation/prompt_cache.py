@@ -38,6 +38,8 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from .kv_cache import shared_prefix
+
 log = logging.getLogger("engine.prompt_cache")
 
 FORMAT_VERSION = 1
@@ -91,15 +93,6 @@ class StateIndex:
             if seg.first + seg.count <= n:
                 best = seg.first + seg.count
         return best
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class PromptStateFile:
@@ -215,7 +208,7 @@ class PromptStateFile:
         """
         ids = [int(i) for i in ids]
         index = self.scan()
-        keep = index.boundary_at_most(common_prefix(index.ids, ids)) if index else 0
+        keep = index.boundary_at_most(shared_prefix(index.ids, ids)) if index else 0
         if keep == len(ids) and index is not None and index.ids == ids:
             self.touch()
             return 0

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .prompt_cache import PromptStateFile, common_prefix
+from .kv_cache import shared_prefix
+from .prompt_cache import PromptStateFile
 
 log = logging.getLogger("engine.prompt_cache")
 SUFFIX = ".kvstate"
@@ -132,7 +133,7 @@ class StateWriter:
             return 0
         if known.ids == ids:
             return None
-        shared = common_prefix(known.ids, ids)
+        shared = shared_prefix(known.ids, ids)
         return max((b for b in known.boundaries if b <= shared), default=0)
 
     def _known_state(self, state: PromptStateFile) -> _Known | None:
