@@ -172,7 +172,6 @@ def run_once(engine, args) -> int:
             messages.append({"role": "system", "content": args.system})
         messages.append({"role": "user", "content": args.prompt})
         completion = engine.chat(messages, settings, _stream(not args.json), **_state(args))
-    engine.flush_states()
     if args.json:
         result = {"model": engine.info.as_dict(), "prompt_ids": completion.prompt_ids,
                   "output_ids": completion.output_ids, "text": completion.text,
@@ -266,9 +265,12 @@ def main(argv=None) -> int:
         if args.serve:
             return run_server(args)
         engine = _load(args)
-        if args.prompt is not None or args.prompt_ids:
-            return run_once(engine, args)
-        return run_chat(engine, args)
+        try:
+            if args.prompt is not None or args.prompt_ids:
+                return run_once(engine, args)
+            return run_chat(engine, args)
+        finally:
+            engine.flush_states()  # the last answer's state is on disk before the process ends
     except EngineError as exc:
         return report(exc, None if args.builtin else args.version)
     except MemoryError:

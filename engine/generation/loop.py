@@ -97,10 +97,10 @@ def _prefill(executor, prompt, cache, cancel, stats, sources=(), on_prefill=None
     if not executor.supports_prefix_reuse:
         cache.ids = []
         executor.reset()
-    start = time.perf_counter()
     rows = executor.supports_kv_rows
     reuse = fill_cache(executor, cache, prompt, sources if rows else (), can_shift=rows and shift)
     plan = reuse.plan
+    start = time.perf_counter()                 # what is computed: restoring and moving rows are not
     stats.cached_tokens, stats.restored_tokens, stats.shifted_tokens = plan.cached, reuse.restored, plan.moved
     ranges = plan.fresh(len(prompt))
     total, done, logits = sum(b - a for a, b in ranges), 0, None

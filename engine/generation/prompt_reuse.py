@@ -34,7 +34,12 @@ class StateOnDisk:
         self.state, self.writer = state, writer
         self.index: StateIndex | None = None
 
-    def shared(self, prompt: Sequence[int]) -> int:
+    def shared(self, prompt: Sequence[int], beyond: int = 0) -> int:
+        """How much of ``prompt`` the file holds; 0 at once when it cannot hold more than ``beyond`` tokens (the
+        cache already has them): then the next question never waits for the last answer's save."""
+        expected = self.writer.expected_ids(self.state.path)
+        if expected is not None and shared_prefix(expected, prompt) <= beyond:
+            return 0
         self.writer.wait(self.state.path)          # a save of this file may still be under way
         self.index = self.state.scan()
         return shared_prefix(self.index.ids, prompt) if self.index else 0
@@ -74,7 +79,7 @@ class MemorySlots:
     def enabled(self) -> bool:
         return self.slots > 0 and self.budget > 0
 
-    def shared(self, prompt: Sequence[int]) -> int:
+    def shared(self, prompt: Sequence[int], beyond: int = 0) -> int:
         self._best, best = None, 0
         for slot in self._kept:
             n = shared_prefix(slot.ids, prompt)
@@ -123,7 +128,7 @@ def fill_cache(executor, cache: KVCacheState, prompt: Sequence[int], sources: Se
     last = len(prompt) - 1
     best, best_n = None, plan.keep
     for source in sources:
-        n = min(source.shared(prompt), last)
+        n = min(source.shared(prompt, best_n), last)
         if n > best_n and n >= plan.cached:        # exact rows over moved ones, when they reach as far
             best, best_n = source, n
     live = cache.valid_prefix()

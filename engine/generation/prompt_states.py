@@ -136,6 +136,13 @@ class StateWriter:
         shared = shared_prefix(known.ids, ids)
         return max((b for b in known.boundaries if b <= shared), default=0)
 
+    def expected_ids(self, path: Path) -> list[int] | None:
+        """The ids ``path`` holds once its pending saves are done, if this writer knows (None: read the file)."""
+        with self._cond:
+            known = self._known.get(path)
+            return list(known.ids) if known is not None and (self._pending.get(path) or known.size is not None) \
+                else None
+
     def _known_state(self, state: PromptStateFile) -> _Known | None:
         path = state.path
         with self._cond:

@@ -164,8 +164,8 @@ class MindSporeExecutor(Executor):
     def warmup(self, progress=None) -> None:
         """Compile the prefill and decode graphs now, so the first answer is not 10 s late.
 
-        This writes junk into cache positions 0..PREFILL_CHUNK; harmless, since
-        every later prefill starts by overwriting the positions it uses.
+        This writes junk into cache position 0 (and the spare positions past the
+        context); harmless, since every later prefill overwrites the positions it uses.
         """
         blocks = WARMUP_BLOCKS
         for n, size in enumerate(blocks):
