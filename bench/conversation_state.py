@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import GenerationSettings, load_engine  # noqa: E402
+from engine import ExecutorOptions, GenerationSettings, ModelSource, load_engine  # noqa: E402
 
 ONE_TOKEN = GenerationSettings(greedy=True, repetition_penalty=1.0, max_new_tokens=1)
 SYSTEM = 64
@@ -61,8 +61,9 @@ def drop_from_page_cache(path: Path) -> bool:
 
 def run(args) -> dict:
     started = time.perf_counter()
-    engine = load_engine(args.version, args.config, None, args.model, need_tokenizer=False, backend="cpu",
-                         weight_format=args.quantize, max_seq_len=args.history + QUESTION + 64)
+    engine = load_engine(ModelSource(args.version, args.model, config=args.config, need_tokenizer=False),
+                         ExecutorOptions(backend="cpu", weight_format=args.quantize,
+                                         max_seq_len=args.history + QUESTION + 64))
     vocab = engine.config.vocab_size
     out = {"model": str(args.model), "weights": engine.info.weight_format, "load_s": round(time.perf_counter() - started, 1),
            "kv": engine.executor.kv_element_type}

@@ -14,7 +14,7 @@ import pytest
 
 import model_factory as mf
 import reference_llama as ref
-from engine import GenerationSettings, load_engine
+from engine import ExecutorOptions, GenerationSettings, ModelSource, load_engine
 from engine.text.tokenizers import load_tokenizer
 from fixtures import chat_engine, make_executor
 
@@ -67,7 +67,7 @@ def test_a_chat_that_outgrows_the_context_moves_its_kept_turns(llama2_tiny, spm_
     """Through the chat API with the LLaMA2 template: the turn that overflows computes its new question (and the
     first kept question, which now carries the system prompt), not the kept turns."""
     ckpt, yml, _, _ = llama2_tiny
-    engine = load_engine(2, yml, spm_model, ckpt, backend="cpu", template="llama2")
+    engine = load_engine(ModelSource(2, ckpt, spm_model, yml, template="llama2"), ExecutorOptions(backend="cpu"))
     try:
         settings = GenerationSettings(greedy=True, repetition_penalty=1.0, max_new_tokens=12)
         history = [{"role": "system", "content": "Be brief."}]
@@ -93,7 +93,7 @@ def test_a_chat_that_outgrows_the_context_moves_its_kept_turns(llama2_tiny, spm_
 def test_a_base_model_transcript_stops_where_the_next_turn_would_start(llama2_tiny, spm_model):
     """``template="base"``: a plain User:/Assistant: transcript whose stop strings end the answer at the next turn."""
     ckpt, yml, _, _ = llama2_tiny
-    engine = load_engine(2, yml, spm_model, ckpt, backend="cpu", template="base")
+    engine = load_engine(ModelSource(2, ckpt, spm_model, yml, template="base"), ExecutorOptions(backend="cpu"))
     tok = load_tokenizer(spm_model, 2)
     try:
         assert engine.info.kind == "base" and engine.info.template == "base"

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import reference_llama as ref
-from engine import GenerationSettings, load_engine
+from engine import ExecutorOptions, GenerationSettings, ModelSource, load_engine
 from engine.generation.prompt_cache import PromptStateFile, StateLayout
 from engine.generation.prompt_states import states_size
 from fixtures import ROOT
@@ -35,8 +35,8 @@ def engines(request, llama2_tiny, llama3_chunked):
     """One engine per checkpoint on the backend, loaded as the front ends load them (raw ids: no tokenizer)."""
     made = {}
     for name, (ckpt, yml, _, _) in (("llama2", llama2_tiny), ("llama3", llama3_chunked)):
-        made[name] = load_engine(2 if name == "llama2" else 3, yml, None, ckpt, need_tokenizer=False,
-                                 backend=request.param)
+        made[name] = load_engine(ModelSource(2 if name == "llama2" else 3, ckpt, config=yml, need_tokenizer=False),
+                                 ExecutorOptions(backend=request.param))
     yield made
     for engine in made.values():
         engine.close()
@@ -132,7 +132,8 @@ def test_a_state_of_another_model_or_kv_type_is_ignored(engines, llama2_tiny, tm
     engine = engines["llama2"]
     ckpt, yml, _, _ = llama2_tiny
     other_kv = "float32" if engine.executor.kv_element_type == "float16" else "float16"
-    other = load_engine(2, yml, None, ckpt, need_tokenizer=False, backend="cpu", kv_cache=other_kv)
+    other = load_engine(ModelSource(2, ckpt, config=yml, need_tokenizer=False),
+                        ExecutorOptions(backend="cpu", kv_cache=other_kv))
     try:
         if other.info.state_identity == engine.info.state_identity:
             pytest.skip("this backend has only one KV element type")
@@ -164,7 +165,7 @@ def test_prefill_progress_is_reported_up_to_the_tokens_computed(engines):
 
 def test_the_least_recently_used_states_are_evicted_at_the_size_limit(llama2_tiny, tmp_path):
     ckpt, yml, _, _ = llama2_tiny
-    engine = load_engine(2, yml, None, ckpt, need_tokenizer=False, backend="cpu")
+    engine = load_engine(ModelSource(2, ckpt, config=yml, need_tokenizer=False), ExecutorOptions(backend="cpu"))
     try:
         folder = tmp_path / "states"
         prompts = {key: _ids(60, seed) for seed, key in enumerate("abcd")}
