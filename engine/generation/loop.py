@@ -40,7 +40,8 @@ class GenerationStats:
     shifted_tokens: int = 0     # of those, moved to new positions after older turns were dropped
     generated_tokens: int = 0
     ttft_s: float = 0.0
-    prefill_s: float = 0.0
+    prefill_s: float = 0.0      # computing the prompt
+    reuse_s: float = 0.0        # reading back a saved state, or moving cached rows, before that
     decode_calls: int = 0       # one-token forward passes after the prefill
     decode_s: float = 0.0       # time spent in exactly those calls
     finish_reason: str = ""     # "stop", "stop_string", "length", "context", "cancelled"
@@ -57,7 +58,7 @@ class GenerationStats:
     def as_dict(self) -> dict:
         return {"prompt_tokens": self.prompt_tokens, "prefilled_tokens": self.prefilled_tokens,
                 "cached_tokens": self.cached_tokens, "restored_tokens": self.restored_tokens,
-                "shifted_tokens": self.shifted_tokens,
+                "shifted_tokens": self.shifted_tokens, "reuse_s": round(self.reuse_s, 4),
                 "generated_tokens": self.generated_tokens, "ttft_s": round(self.ttft_s, 4),
                 "prefill_tokens_per_s": round(self.prefill_tokens_per_s, 2),
                 "decode_tokens_per_s": round(self.decode_tokens_per_s, 2), "decode_calls": self.decode_calls,
@@ -97,10 +98,11 @@ def _prefill(executor, prompt, cache, cancel, stats, sources=(), on_prefill=None
     if not executor.supports_prefix_reuse:
         cache.ids = []
         executor.reset()
-    rows = executor.supports_kv_rows
+    rows, start = executor.supports_kv_rows, time.perf_counter()
     reuse = fill_cache(executor, cache, prompt, sources if rows else (), can_shift=rows and shift)
     plan = reuse.plan
-    start = time.perf_counter()                 # what is computed: restoring and moving rows are not
+    stats.reuse_s = time.perf_counter() - start
+    start = time.perf_counter()
     stats.cached_tokens, stats.restored_tokens, stats.shifted_tokens = plan.cached, reuse.restored, plan.moved
     ranges = plan.fresh(len(prompt))
     total, done, logits = sum(b - a for a, b in ranges), 0, None
