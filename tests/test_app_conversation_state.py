@@ -143,6 +143,13 @@ def llama2_host(app_qt, llama2_tiny, spm_model, home):
     return host
 
 
+def llama2_prefs(host):
+    """Settings that keep the window on the LLaMA2-shaped model (it is loaded already: no reload)."""
+    prefs = quick_prefs(max_new_tokens=4)
+    prefs.model = host.worker.choice
+    return prefs
+
+
 def _conversation_with(home, uid, messages):
     store = ChatStore(home / "chats.sqlite3")
     store.create_conversation(uid, uid)
@@ -155,12 +162,13 @@ def _conversation_with(home, uid, messages):
 def test_an_empty_answer_never_breaks_a_llama2_conversation(qtbot, open_window, home, llama2_host, empty_reason):
     """Q1 answered with nothing (stopped before the first token, or failed), then Q2: it is answered."""
     _conversation_with(home, "chat", [("user", "hello there", True, None), ("assistant", "", False, empty_reason)])
-    window = open_window(quick_prefs(max_new_tokens=4), engine=llama2_host)
+    window = open_window(llama2_prefs(llama2_host), engine=llama2_host)
     qtbot.waitUntil(lambda: window.composer.property("ready"), timeout=60_000)
     qtbot.waitUntil(lambda: window.conversations.titles() == ["chat"], timeout=5000)
     window.conversations.list.setCurrentRow(0)
     qtbot.waitUntil(lambda: len(window.messages.cards) == 2, timeout=5000)
     send(qtbot, window, "are you there?")
+    assert window.engine.info.template == "llama2-chat"               # still the LLaMA2-shaped model
     assert stored(home)[-1][3] in ("stop", "length", "stop_string"), stored(home)
     assert not window.notice.isVisible() or "alternate" not in window.notice.text()
 
@@ -169,7 +177,7 @@ def test_regenerate_recovers_a_llama2_conversation_broken_by_an_empty_answer(qtb
     """Stopped empty, then a second question that failed (as the old app did): Regenerate now answers it."""
     _conversation_with(home, "broken", [("user", "hello there", True, None), ("assistant", "", False, "cancelled"),
                                         ("user", "are you there?", True, None), ("assistant", "", False, "error")])
-    window = open_window(quick_prefs(max_new_tokens=4), engine=llama2_host)
+    window = open_window(llama2_prefs(llama2_host), engine=llama2_host)
     qtbot.waitUntil(lambda: window.composer.property("ready"), timeout=60_000)
     qtbot.waitUntil(lambda: window.conversations.titles() == ["broken"], timeout=5000)
     window.conversations.list.setCurrentRow(0)
@@ -177,6 +185,7 @@ def test_regenerate_recovers_a_llama2_conversation_broken_by_an_empty_answer(qtb
     answer_cards(window)[-1].regenerate_button.click()
     qtbot.waitUntil(lambda: window.session.answering, timeout=5000)
     wait_idle(qtbot, window)
+    assert window.engine.info.template == "llama2-chat"
     assert stored(home)[-1][0] == "assistant" and stored(home)[-1][3] in ("stop", "length", "stop_string")
 
 
