@@ -1,8 +1,9 @@
 """Matrix-vector products over stored weights: one kernel per format, chosen by the array's type.
 
 Decoding reads every weight once per token, so these decide the speed. Each
-kernel walks four rows at a time and shares every ``x[j]`` among them, with a
-long contiguous inner loop that LLVM vectorizes (the widening cast included).
+kernel walks four rows at a time and shares every ``x[j]`` among them; the
+2-byte and float32 rows go through ``dot_wide``'s LLVM vector code, the same
+for fp16 and bf16 but for the one widening instruction.
 Formats:
   * 2-byte (fp16 as uint16, bf16 as int16) and float32: ``W[n, k]``;
   * ``int8`` blocks (Q8_0-like): ``W[n, k]`` int8 plus ``S[n, k // 32]`` float32
@@ -20,10 +21,12 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
+from .dot_wide import wide_tile
 from .int8_dot import BLOCK, int8_rows1, int8_rows4, quantize_activation
 from .jit import KERNEL, PARALLEL, widen
 
 ROWS = 4     # rows per kernel step
+_tile4, _tile1 = wide_tile(ROWS, 1), wide_tile(1, 1)
 
 
 def matvec_rows(W, S, x, xq, xs, out, r0, r1):
@@ -39,24 +42,13 @@ def prepare_input(W, x, xq, xs):
 @njit(**KERNEL)
 def _wide_rows(W, S, x, out, r0, r1):
     k = W.shape[1]
+    X, O = x.reshape(1, k), out.reshape(1, out.size)
     r = r0
     while r + ROWS <= r1:
-        w0, w1, w2, w3 = W[r], W[r + 1], W[r + 2], W[r + 3]
-        a0 = a1 = a2 = a3 = np.float32(0.0)
-        for j in range(k):
-            xj = x[j]
-            a0 += widen(w0[j]) * xj
-            a1 += widen(w1[j]) * xj
-            a2 += widen(w2[j]) * xj
-            a3 += widen(w3[j]) * xj
-        out[r], out[r + 1], out[r + 2], out[r + 3] = a0, a1, a2, a3
+        _tile4(W, r, X, 0, O)
         r += ROWS
     while r < r1:
-        w0 = W[r]
-        a0 = np.float32(0.0)
-        for j in range(k):
-            a0 += widen(w0[j]) * x[j]
-        out[r] = a0
+        _tile1(W, r, X, 0, O)
         r += 1
 
 
