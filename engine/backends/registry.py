@@ -18,7 +18,7 @@ from pathlib import Path
 from engine.errors import EngineError
 
 DEVICES = ("auto", "cpu", "gpu")
-WEIGHT_FORMATS = ("auto", "stored", "int8", "float32")
+WEIGHT_FORMATS = ("auto", "stored", "int8", "int4", "float32")
 KV_CACHE_TYPES = ("float16", "float32")
 
 
@@ -28,7 +28,7 @@ class ExecutorOptions:
 
     max_seq_len: int
     device: str = "CPU"              # "CPU" or "GPU" (MindSpore's spelling)
-    weight_format: str = "stored"    # "stored" (as in the file), "int8", "float32"
+    weight_format: str = "stored"    # "stored" (as in the file), "int8", "int4", "float32"
     threads: int | None = None       # None: one per physical core
     kv_cache: str = "float16"        # "float16" or "float32" (executors that have only one ignore it)
     config_path: Path | None = None  # the yaml ``cfg`` came from, for executors that read more of it

@@ -16,7 +16,7 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from .jit import KERNEL, PARALLEL, to_half_bits, widen
-from .matvec import ROWS, matvec_rows, prepare_input, widen_rows
+from .matvec import matvec_rows, prepare_input, row_unit, widen_rows
 
 
 @njit(**KERNEL)
@@ -99,7 +99,7 @@ def _store_kv_for(k_cache, v_cache, kv, pos, head_dim):
 @njit(**PARALLEL)
 def decode_layer(x, pos, attn_norm, ffn_norm, wq, sq, wk, sk, wv, sv, wo, so, w1, s1, w3, s3, w2, s2,
                  k_cache, v_cache, cos, sin, eps, n_heads, kv_heads, h_buf, q_buf, kv_buf, att_buf,
-                 gate_buf, up_buf, scores, xq, xs):
+                 gate_buf, up_buf, scores, act):
     """x (float32 [hidden]) <- layer(x) for the token at ``pos``; the cache rows at ``pos`` are written."""
     hidden = x.size
     head_dim = q_buf.size // n_heads
@@ -107,18 +107,18 @@ def decode_layer(x, pos, attn_norm, ffn_norm, wq, sq, wk, sk, wv, sv, wo, so, w1
     rep = n_heads // kv_heads
     # attention block
     rms_norm(x, attn_norm, eps, h_buf)
-    prepare_input(wq, h_buf, xq, xs)
-    nq, nk = wq.shape[0], wk.shape[0]
-    steps_q, steps_k = (nq + ROWS - 1) // ROWS, (nk + ROWS - 1) // ROWS
+    prepare_input(wq, h_buf, act)
+    nq, nk, unit = q_buf.size, kv_dim, row_unit(wq)
+    steps_q, steps_k = (nq + unit - 1) // unit, (nk + unit - 1) // unit
     for t in prange(steps_q + 2 * steps_k):
         if t < steps_q:
-            matvec_rows(wq, sq, h_buf, xq, xs, q_buf, t * ROWS, min(nq, t * ROWS + ROWS))
+            matvec_rows(wq, sq, h_buf, act, q_buf, t * unit, min(nq, t * unit + unit))
         elif t < steps_q + steps_k:
             u = t - steps_q
-            matvec_rows(wk, sk, h_buf, xq, xs, kv_buf[0], u * ROWS, min(nk, u * ROWS + ROWS))
+            matvec_rows(wk, sk, h_buf, act, kv_buf[0], u * unit, min(nk, u * unit + unit))
         else:
             u = t - steps_q - steps_k
-            matvec_rows(wv, sv, h_buf, xq, xs, kv_buf[1], u * ROWS, min(nk, u * ROWS + ROWS))
+            matvec_rows(wv, sv, h_buf, act, kv_buf[1], u * unit, min(nk, u * unit + unit))
     rope(q_buf, n_heads, head_dim, cos[pos], sin[pos])
     rope(kv_buf[0], kv_heads, head_dim, cos[pos], sin[pos])
     store_kv(k_cache, v_cache, kv_buf, pos, head_dim)
@@ -127,26 +127,26 @@ def decode_layer(x, pos, attn_norm, ffn_norm, wq, sq, wk, sk, wv, sv, wo, so, w1
         g = h // rep
         _attend_head(q_buf[h * head_dim:(h + 1) * head_dim], k_cache[g], v_cache[g], pos + 1, scale,
                      scores[h], att_buf[h * head_dim:(h + 1) * head_dim])
-    steps_h = (hidden + ROWS - 1) // ROWS
-    prepare_input(wo, att_buf, xq, xs)
+    steps_h = (hidden + unit - 1) // unit
+    prepare_input(wo, att_buf, act)
     for t in prange(steps_h):
-        matvec_rows(wo, so, att_buf, xq, xs, h_buf, t * ROWS, min(hidden, t * ROWS + ROWS))
+        matvec_rows(wo, so, att_buf, act, h_buf, t * unit, min(hidden, t * unit + unit))
     for i in range(hidden):
         x[i] += h_buf[i]
     # feed-forward block
     rms_norm(x, ffn_norm, eps, h_buf)
-    prepare_input(w1, h_buf, xq, xs)
-    nf = w1.shape[0]
-    for t in prange((nf + ROWS - 1) // ROWS):
-        r0, r1 = t * ROWS, min(nf, t * ROWS + ROWS)
-        matvec_rows(w1, s1, h_buf, xq, xs, gate_buf, r0, r1)
-        matvec_rows(w3, s3, h_buf, xq, xs, up_buf, r0, r1)
+    prepare_input(w1, h_buf, act)
+    nf = gate_buf.size
+    for t in prange((nf + unit - 1) // unit):
+        r0, r1 = t * unit, min(nf, t * unit + unit)
+        matvec_rows(w1, s1, h_buf, act, gate_buf, r0, r1)
+        matvec_rows(w3, s3, h_buf, act, up_buf, r0, r1)
         for i in range(r0, r1):
             g = gate_buf[i]
             gate_buf[i] = g / (np.float32(1.0) + np.exp(-g)) * up_buf[i]
-    prepare_input(w2, gate_buf, xq, xs)
+    prepare_input(w2, gate_buf, act)
     for t in prange(steps_h):
-        matvec_rows(w2, s2, gate_buf, xq, xs, h_buf, t * ROWS, min(hidden, t * ROWS + ROWS))
+        matvec_rows(w2, s2, gate_buf, act, h_buf, t * unit, min(hidden, t * unit + unit))
     for i in range(hidden):
         x[i] += h_buf[i]
 
