@@ -19,7 +19,7 @@ import yaml
 
 from .backends.executor import MemoryNeed
 from .backends.registry import ExecutorOptions, check_choice, resolve
-from .builtin_model import builtin_model_dir
+from .builtin_model import builtin_model_dir, find_builtin_gguf
 from .config import ModelConfig, load_config
 from .errors import Cancelled, CheckpointError, EngineError, TokenizerError
 from .generation.chat_engine import ChatEngine, ModelInfo
@@ -84,12 +84,12 @@ class ModelFiles:
 
 
 def _auto_format(weight_format: str, builtin: bool, backend: str) -> str:
-    """``auto``: weights as stored, except the built-in model on the cpu backend, which runs in 8-bit
-    blocks: its source is 4-bit anyway (the 8-bit copy moves its perplexity by 0.4%) and it decodes
-    ~25% faster that way."""
+    """``auto``: weights as stored, except the built-in model on the cpu backend, which runs from its own
+    4-bit blocks (its source file's, taken as they are): the same perplexity as its 8-bit copy, fewer
+    bytes per token (README)."""
     if weight_format != "auto":
         return weight_format
-    return "int8" if builtin and backend == "cpu" else "stored"
+    return "int4" if builtin and backend == "cpu" else "stored"
 
 
 def _builtin_files(progress):
@@ -225,7 +225,8 @@ def load_engine(version: int | None = None, config_path: str | Path | None = Non
             raise EngineError(f"The {entry.name} backend cannot run here: {reason}", subject="settings")
         options = ExecutorOptions(max_seq_len=min(max_seq_len or cfg.seq_length, cfg.seq_length), device=ms_device,
                                   weight_format=_auto_format(weight_format, builtin, entry.name),
-                                  threads=threads, kv_cache=kv_cache, config_path=files.config_path)
+                                  threads=threads, kv_cache=kv_cache, config_path=files.config_path,
+                                  blocks_file=find_builtin_gguf() if builtin else None)
         need = _check_memory(entry, cfg, source, options)
         if cancel is not None and cancel.is_set():
             raise Cancelled("Loading was cancelled.")

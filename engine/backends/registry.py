@@ -32,6 +32,9 @@ class ExecutorOptions:
     threads: int | None = None       # None: one per physical core
     kv_cache: str = "float16"        # "float16" or "float32" (executors that have only one ignore it)
     config_path: Path | None = None  # the yaml ``cfg`` came from, for executors that read more of it
+    # A GGUF file holding this model's own 4-/8-bit blocks (the built-in model's source): ``int4`` on the cpu
+    # backend takes them as they are instead of quantizing the float copy again.
+    blocks_file: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,10 @@ class CpuExecutor(Executor):
         if options.weight_format not in ("stored",) + QUANTIZED:
             raise EngineError(f"The cpu backend computes from weights as stored, int8 or int4, not "
                               f"{options.weight_format}.", subject="settings")
+        blocks = {}
+        if options.weight_format == "int4" and options.blocks_file is not None:
+            from .gguf_blocks import gguf_block_weights
+            blocks = gguf_block_weights(options.blocks_file, cfg.num_heads, cfg.kv_heads)
         matrices = [layer_name(i, s) for i in range(cfg.num_layers) for s in _LINEAR]
         head = EMBEDDING if cfg.tie_word_embeddings else LM_HEAD
         total = sum(source.tensors[n].nbytes for n in matrices + [head])
@@ -115,7 +119,9 @@ class CpuExecutor(Executor):
             if cancel is not None and cancel.is_set():
                 raise Cancelled("Loading was cancelled.")
             info = source.tensors[name]
-            if quantize and can_quantize(info.shape):
+            if name in blocks:
+                weight = blocks.pop(name)
+            elif quantize and can_quantize(info.shape):
                 weight = quantized_weight(source, name, format_code(head_format(name, cfg, options.weight_format)))
             else:
                 weight = stored_weight(source, name)
