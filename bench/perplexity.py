@@ -50,30 +50,13 @@ def text_ids(engine, text: str, max_tokens: int = 512) -> list[int]:
 
 def llama_cpp_perplexities(checkpoint: Path, config: Path, ids: list[int], kinds, folder: Path) -> dict:
     """llama.cpp's perplexity of ``ids`` on GGUF copies of the checkpoint (F16, then its own quantizations)."""
-    import ctypes
-    import hashlib
-
-    import llama_cpp
     from llama_cpp import Llama
 
-    from gguf_export import export
+    from gguf_export import cached_gguf
 
-    folder.mkdir(parents=True, exist_ok=True)
-    stat = checkpoint.stat()
-    tag = hashlib.sha256(f"{checkpoint.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:10]
-    f16 = folder / f"{checkpoint.stem}-{tag}-F16.gguf"
-    if not f16.exists():
-        export(checkpoint, config, f16, "F16")
     out = {}
     for kind in kinds:
-        path = f16
-        if kind != "F16":
-            path = folder / f"{checkpoint.stem}-{tag}-{kind}.gguf"
-            if not path.exists():
-                params = llama_cpp.llama_model_quantize_default_params()
-                params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind}")
-                if llama_cpp.llama_model_quantize(str(f16).encode(), str(path).encode(), ctypes.byref(params)):
-                    raise RuntimeError(f"llama.cpp could not quantize to {kind}")
+        path = cached_gguf(checkpoint, config, kind, folder)
         llm = Llama(model_path=str(path), n_ctx=len(ids) + 8, n_batch=len(ids), n_ubatch=len(ids), logits_all=True,
                     verbose=False)
         llm.eval(ids)

@@ -51,10 +51,14 @@ def _check_memory(entry, cfg, source, options: ExecutorOptions) -> MemoryNeed:
         return need
     gb = 1e9
     alternative, suggested = "", None
-    if options.weight_format != "int8" and entry.name == "cpu":
-        small = cls.estimate_memory(cfg, source, ExecutorOptions(**{**options.__dict__, "weight_format": "int8"}))
+    smaller = {"stored": ("int8", "int4"), "int8": ("int4",)}.get(options.weight_format, ())
+    for fmt, words in ((f, {"int8": "8-bit (int8)", "int4": "4-bit (int4)"}[f]) for f in smaller):
+        if entry.name != "cpu":
+            break
+        small = cls.estimate_memory(cfg, source, replace(options, weight_format=fmt))
         if small.total <= free:
-            alternative, suggested = f" With 8-bit (int8) weights it would need {small.total / gb:.1f} GB.", "int8"
+            alternative, suggested = f" With {words} weights it would need {small.total / gb:.1f} GB.", fmt
+            break
     raise EngineError(
         f"Running {source.path.name} with the {entry.name} backend needs about {need.summary()}: "
         f"{need.description}. Only {free / gb:.1f} GB is free.{alternative} Close other programs or allow a "
@@ -161,7 +165,7 @@ def estimate_memory(version: int | None = None, config_path=None, checkpoint_pat
     """What loading would need in RAM, by part, beside what is free now (nothing is loaded).
 
     Keys: total, weights, kv_cache, overhead (bytes), description, backend, available (bytes or
-    None), fits (bool), and int8_total (the same with 8-bit weights, for the cpu backend).
+    None), fits (bool), and int8_total / int4_total (the same with 8-/4-bit weights, for the cpu backend).
     """
     check_choice(backend, device, weight_format, kv_cache)
     files = open_model_files(version, config_path, None, checkpoint_path, builtin=builtin, need_tokenizer=False)
@@ -172,14 +176,15 @@ def estimate_memory(version: int | None = None, config_path=None, checkpoint_pat
                                   kv_cache=kv_cache, config_path=files.config_path)
         cls = entry.executor_class()
         need = cls.estimate_memory(files.cfg, files.source, options)
-        small = (cls.estimate_memory(files.cfg, files.source, replace(options, weight_format="int8"))
-                 if entry.name == "cpu" else None)
+        small, smallest = ((cls.estimate_memory(files.cfg, files.source, replace(options, weight_format=f))
+                            for f in ("int8", "int4")) if entry.name == "cpu" else (None, None))
     finally:
         files.source.close()
     free = available_bytes()
     return {"total": need.total, "weights": need.weights, "kv_cache": need.kv_cache, "overhead": need.overhead,
             "description": need.description, "backend": entry.name, "available": free,
-            "fits": free is None or need.total <= free, "int8_total": small.total if small else None}
+            "fits": free is None or need.total <= free, "int8_total": small.total if small else None,
+            "int4_total": smallest.total if smallest else None}
 
 
 def verify_checkpoint(checkpoint_path: str | Path, progress: Callable[[int, int], None] | None = None,
@@ -201,7 +206,7 @@ def load_engine(version: int | None = None, config_path: str | Path | None = Non
 
     ``backend``: "auto" (a usable GPU through MindSpore, else the cpu executor), "cpu",
     "mindspore", or any registered name. ``weight_format``: "auto"/"stored" (as in the file) or
-    "int8". ``threads``: compute threads (default: one per physical core). ``kv_cache``:
+    "int8" or "int4". ``threads``: compute threads (default: one per physical core). ``kv_cache``:
     "float16" (half the memory) or "float32". ``cancel`` stops loading (raises ``Cancelled``)
     between tensors.
     """
