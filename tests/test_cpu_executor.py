@@ -101,6 +101,25 @@ def test_quantized_weights_match_a_numpy_reference(model, fmt, rule, request):
     ex.close()
 
 
+@pytest.mark.parametrize("model", ["llama2_tiny", "llama3_chunked"])
+@pytest.mark.parametrize("fmt", ["stored", "int8", "int4"])
+def test_a_batch_of_tokens_gets_the_logits_each_gets_alone(model, fmt, request):
+    """decode_batch: one pass over the weights for several tokens, each row bit-identical to decoding it
+    alone at its position (what checking drafted tokens and serving several streams rely on)."""
+    ckpt, yml, weights, spec = request.getfixturevalue(model)
+    ex = make_executor("cpu", ckpt, yml, weight_format=fmt)
+    prompt = [spec.bos] + list(np.random.default_rng(8).integers(3, spec.vocab, 20))
+    tokens = [5, 17, 99, 1000, 3, 44, 12]
+    ex.prefill(prompt, 0)
+    together = ex.decode_batch(tokens, len(prompt))
+    ex.prefill(prompt, 0)
+    alone = np.stack([ex.decode(t, len(prompt) + i) for i, t in enumerate(tokens)])
+    assert np.array_equal(together, alone)
+    if fmt == "stored":
+        _close(together[-1], ref.forward(weights, spec.hp, prompt + tokens)[-1], 1e-3)
+    ex.close()
+
+
 def test_int8_stays_close_to_the_stored_weights(llama3_chunked, llama3_int8):
     """Stated tolerance for 8-bit blocks on these random test models: logits within 3% of max |logit|."""
     ckpt, yml, weights, spec = llama3_chunked

@@ -155,22 +155,41 @@ class CpuExecutor(Executor):
         self.v_cache = np.zeros((cfg.num_layers, cfg.kv_heads, seq, hd), kv_type)
         angles = np.outer(np.arange(seq, dtype=np.float64), rope_inv_frequencies(cfg))
         self.cos, self.sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
-        h, q_dim, kv_dim = cfg.hidden_size, cfg.num_heads * hd, cfg.kv_heads * hd
-        self._x = np.zeros(h, np.float32)
-        self._h = np.zeros(max(h, q_dim), np.float32)
-        self._q = np.zeros(q_dim, np.float32)
-        self._kv = np.zeros((2, kv_dim), np.float32)
-        self._att = np.zeros(q_dim, np.float32)
-        self._gate = np.zeros(cfg.ffn_size, np.float32)
-        self._up = np.zeros(cfg.ffn_size, np.float32)
-        self._scores = np.zeros((cfg.num_heads, seq), np.float32)
-        self._logits = np.zeros(cfg.vocab_size, np.float32)
-        widest = max(h, q_dim, cfg.ffn_size)
-        # an input vector in 8-bit blocks (values, scales, block sums), for packed weights
-        self._act = (np.zeros((1, widest), np.int8), np.zeros((1, widest // 32 + 1), np.float32),
-                     np.zeros((1, widest // 32 + 1), np.int32))
+        from .model_step import MAX_TOKENS
+
+        h, q_dim, kv_dim, f, n = cfg.hidden_size, cfg.num_heads * hd, cfg.kv_heads * hd, cfg.ffn_size, MAX_TOKENS
+        self._x = np.zeros((n, h), np.float32)
+        self._buffers = (np.zeros((n, h), np.float32), np.zeros((n, q_dim), np.float32),
+                         np.zeros((n, 2, kv_dim), np.float32), np.zeros((n, q_dim), np.float32),
+                         np.zeros((n, f), np.float32), np.zeros((n, f), np.float32), np.zeros((n, h), np.float32),
+                         np.zeros((n * cfg.num_heads, seq), np.float32))
+        self._logits = np.zeros((n, cfg.vocab_size), np.float32)
+        widest = max(h, q_dim, f)
+        # the tokens' inputs in 8-bit blocks (values, scales, block sums), for packed weights
+        self._act = (np.zeros((n, widest), np.int8), np.zeros((n, widest // 32 + 1), np.float32),
+                     np.zeros((n, widest // 32 + 1), np.int32))
         self._tiles = TileBuffer()
         self._block_act = Activations()
+        self._model = self._typed_model()
+
+    def _typed_model(self) -> tuple:
+        """The weights as ``model_step.forward_tokens`` takes them: a typed list per matrix kind."""
+        from numba.typed import List
+
+        def typed(arrays):
+            out = List()
+            for a in arrays:
+                out.append(a)
+            return out
+
+        kinds = []
+        for short in _LINEAR:
+            weights = [getattr(layer, short) for layer in self.layers]
+            kinds += [typed([w.data for w in weights]), typed([w.scales for w in weights])]
+        parts = list(self.lm_head.row_parts())
+        norms = np.stack([v for layer in self.layers for v in (layer.attn_norm, layer.ffn_norm)] + [self.norm_out])
+        return (norms, *kinds, typed([p[2] for p in parts]), typed([p[3] for p in parts]),
+                np.array([p[1] for p in parts], np.int64))
 
     # -- running ------------------------------------------------------------
     def warmup(self, progress=None) -> None:
@@ -199,33 +218,37 @@ class CpuExecutor(Executor):
             progress(stage, 2, 2)
 
     def decode(self, token: int, pos: int) -> np.ndarray:
-        from . import jit
-        from .decode_step import decode_layer, embed_row, rms_norm
+        return self.decode_batch([token], pos)[0]
 
-        if not 0 <= pos < self.max_seq_len:
-            raise EngineError(f"position {pos} is past the context of {self.max_seq_len}")
+    def decode_batch(self, tokens: Sequence[int], pos: int) -> np.ndarray:
+        """Logits [T, vocab] of up to 16 tokens at positions pos..: one compiled call, one pass over the
+        weights, each row bit-identical to decoding that token alone (``model_step``)."""
+        from . import jit
+        from .decode_step import embed_row
+        from .model_step import MAX_TOKENS, forward_tokens
+
+        count = len(tokens)
+        if not 1 <= count <= MAX_TOKENS:
+            raise EngineError(f"decode_batch takes 1 to {MAX_TOKENS} tokens, not {count}")
+        if not 0 <= pos or pos + count > self.max_seq_len:
+            raise EngineError(f"position {pos + count - 1} is past the context of {self.max_seq_len}")
         jit.use_threads(self.threads)  # numba's thread count is per calling thread
-        cfg, x = self.config, self._x
-        data, scales, row = self.embedding.find_row(int(token))
-        embed_row(data, scales, row, x)
-        h = self._h[:cfg.hidden_size]
-        for i, layer in enumerate(self.layers):
-            decode_layer(x, pos, layer.attn_norm, layer.ffn_norm, layer.wq.data, layer.wq.scales,
-                         layer.wk.data, layer.wk.scales, layer.wv.data, layer.wv.scales,
-                         layer.wo.data, layer.wo.scales, layer.w1.data, layer.w1.scales,
-                         layer.w3.data, layer.w3.scales, layer.w2.data, layer.w2.scales,
-                         self.k_cache[i], self.v_cache[i], self.cos, self.sin, cfg.rms_norm_eps,
-                         cfg.num_heads, cfg.kv_heads, h, self._q, self._kv, self._att, self._gate,
-                         self._up, self._scores, self._act)
-        rms_norm(x, self.norm_out, cfg.rms_norm_eps, h)
-        return self._project(h)
+        cfg, x = self.config, self._x[:count]
+        for t, token in enumerate(tokens):
+            data, scales, row = self.embedding.find_row(int(token))
+            embed_row(data, scales, row, x[t])
+        forward_tokens(x, pos, *self._model, self.k_cache, self.v_cache, self.cos, self.sin, cfg.rms_norm_eps,
+                       cfg.num_heads, self._buffers, self._act, self._logits)
+        return self._logits[:count].copy()
 
     def _project(self, h: np.ndarray) -> np.ndarray:
         from .matvec import matvec
 
+        logits = self._logits[0]
+        act = tuple(a[:1] for a in self._act)
         for first, rows, data, scales in self.lm_head.row_parts():
-            matvec(data, scales, h, self._act, self._logits[first:first + rows])
-        return self._logits.copy()
+            matvec(data, scales, h, act, logits[first:first + rows])
+        return logits.copy()
 
     def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
@@ -290,7 +313,7 @@ class CpuExecutor(Executor):
         closes when that last view goes.
         """
         self.layers = []
-        self.lm_head = self.embedding = None
+        self.lm_head = self.embedding = self._model = None
         source, self.source = getattr(self, "source", None), None
         if source is None:
             return

@@ -57,8 +57,8 @@ def _wide_block(W, X, out, r0, t0, t1):
 
 
 @njit(**KERNEL)
-def _quant_block(W, fmt, act, out, g, t0, t1):
-    XQ, XD, XS = act
+def _quant_block(W, fmt, act, k, out, g, t0, t1):
+    XQ, XD, XS = act[0][:, :k], act[1][:, :k // 32], act[2][:, :k // 32]
     t = t0
     while t + QUANT_TOKENS <= t1:
         if fmt == Q8:
@@ -81,12 +81,12 @@ def _quant_block(W, fmt, act, out, g, t0, t1):
 @overload(rows_block, jit_options=KERNEL)
 def _rows_block_for(W, S, X, act, out, r0, t0, t1):
     if W.dtype == types.uint8:
-        return lambda W, S, X, act, out, r0, t0, t1: _quant_block(W, S[0], act, out, r0 // GROUP, t0, t1)
+        return lambda W, S, X, act, out, r0, t0, t1: _quant_block(W, S[0], act, S[2], out, r0 // GROUP, t0, t1)
     return lambda W, S, X, act, out, r0, t0, t1: _wide_block(W, X, out, r0, t0, t1)
 
 
 def prepare_inputs(W, X, act):
-    """Quantize the rows of X into ``act`` when W is packed."""
+    """Quantize the rows of X into ``act`` (at least as wide and tall) when W is packed."""
     raise NotImplementedError  # compiled through the overload below
 
 
@@ -97,10 +97,16 @@ def _prepare_inputs_for(W, X, act):
     return lambda W, X, act: None
 
 
-@njit(**PARALLEL)
+@njit(**KERNEL)
 def matmul(W, S, X, act, out):
-    """out[T, n] = X[T, k] @ W.T (act: 8-bit blocks of X, [T, k], [T, k/32], [T, k/32], filled here)."""
+    """out[T, n] = X[T, k] @ W.T (act: room for X's 8-bit blocks, [T, >=k], [T, >=k/32] twice; filled here)."""
     prepare_inputs(W, X, act)
+    matmul_prepared(W, S, X, act, out)
+
+
+@njit(**PARALLEL)
+def matmul_prepared(W, S, X, act, out):
+    """``matmul`` with ``act`` already holding X's 8-bit blocks (several matrices share one input)."""
     tokens, n, unit = X.shape[0], out.shape[1], row_unit(W)
     steps = (n + unit - 1) // unit
     blocks = (tokens + TOKEN_BLOCK - 1) // TOKEN_BLOCK
