@@ -189,11 +189,11 @@ def test_two_clients_at_once_both_get_their_answers(server):
 def _record_of(handle, max_tokens: int, timeout: float = 10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = [r for r in handle.recent_generations() if r.max_tokens == max_tokens]
+        found = [r for r in list(handle.queue.finished) if r.max_tokens == max_tokens]
         if found:
             return found[-1]
         time.sleep(0.05)
-    raise AssertionError(f"no finished job with max_tokens={max_tokens}: {handle.recent_generations()}")
+    raise AssertionError(f"no finished job with max_tokens={max_tokens}: {list(handle.queue.finished)}")
 
 
 def test_a_client_leaving_mid_stream_stops_its_generation(server):

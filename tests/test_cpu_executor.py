@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import reference_llama as ref
-from fixtures import make_executor, run_cli
+from fixtures import assert_close, greedy_ids, make_executor, run_cli
 
 from engine.backends.executor import PrefillCancelled
 
@@ -40,19 +40,6 @@ def quantized_weights(weights: dict, tied: bool = False) -> dict:
     return out
 
 
-def _close(got, want, rtol):
-    scale = float(np.abs(want).max())
-    assert np.abs(got - want).max() <= rtol * scale, np.abs(got - want).max() / scale
-
-
-def _greedy(ex, prompt, n):
-    logits, out = ex.prefill(prompt, 0), []
-    for pos in range(len(prompt), len(prompt) + n):
-        out.append(int(np.argmax(logits)))
-        logits = ex.decode(out[-1], pos)
-    return out
-
-
 @pytest.fixture(scope="module")
 def llama3_int8(llama3_chunked):
     ex = make_executor("cpu", llama3_chunked[0], llama3_chunked[1], weight_format="int8", kv_cache="float32")
@@ -66,8 +53,8 @@ def test_int8_matches_a_numpy_q8_0_reference(model, request):
     ex = make_executor("cpu", ckpt, yml, weight_format="int8", kv_cache="float32")
     want = quantized_weights(weights)
     prompt = [spec.bos] + list(np.random.default_rng(5).integers(3, spec.vocab, 40))
-    _close(ex.prefill(prompt, 0), ref.forward(want, spec.hp, prompt)[-1], 1e-4)
-    assert _greedy(ex, prompt, 10) == ref.greedy(want, spec.hp, prompt, 10)
+    assert_close(ex.prefill(prompt, 0), ref.forward(want, spec.hp, prompt)[-1], 1e-4)
+    assert greedy_ids(ex, prompt, 10) == ref.greedy(want, spec.hp, prompt, 10)
     ex.close()
 
 
@@ -75,7 +62,7 @@ def test_int8_stays_close_to_the_stored_weights(llama3_chunked, llama3_int8):
     """Stated tolerance for 8-bit blocks on these random test models: logits within 3% of max |logit|."""
     ckpt, yml, weights, spec = llama3_chunked
     prompt = [spec.bos, 5, 17, 99_999, 2_000_000, 42]
-    _close(llama3_int8.prefill(prompt, 0), ref.forward(weights, spec.hp, prompt)[-1], 0.03)
+    assert_close(llama3_int8.prefill(prompt, 0), ref.forward(weights, spec.hp, prompt)[-1], 0.03)
 
 
 def test_stored_weights_are_views_of_the_mapped_file(llama3_chunked):
@@ -118,7 +105,7 @@ def test_cancelled_prefill_leaves_a_cache_the_next_prompt_can_trust(llama2_tiny)
         assert stop.computed == 0
     # 128 tokens done, then a cancel arrives during the second block: the first block stays valid
     ex.prefill(ids[:128], 0)
-    _close(ex.prefill(ids[128:], 128), ref.forward(weights, spec.hp, ids)[-1], 1e-4)
+    assert_close(ex.prefill(ids[128:], 128), ref.forward(weights, spec.hp, ids)[-1], 1e-4)
     source = ex.source
     ex.close()
     assert source.closed
@@ -128,7 +115,7 @@ def test_one_thread_gives_the_same_tokens(llama2_tiny):
     ckpt, yml, weights, spec = llama2_tiny
     prompt = [spec.bos, 15, 300, 7, 999]
     one = make_executor("cpu", ckpt, yml, threads=1)
-    assert _greedy(one, prompt, 12) == ref.greedy(weights, spec.hp, prompt, 12)
+    assert greedy_ids(one, prompt, 12) == ref.greedy(weights, spec.hp, prompt, 12)
     one.close()
 
 

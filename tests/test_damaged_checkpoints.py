@@ -30,13 +30,6 @@ def _stored_at(data: bytes, weights: dict, name: str) -> int:
     return at
 
 
-def _one_line(result, *needles) -> str:
-    line = error_line(result)
-    for needle in needles:
-        assert needle in line, line
-    return line
-
-
 @pytest.fixture(scope="module")
 def nan_ckpt(llama2_tiny, tmp_path_factory) -> Path:
     """llama2_tiny with four float16 NaNs (0xFFFF) written over the start of one tensor."""
@@ -72,7 +65,7 @@ def test_cli_says_the_weights_are_damaged_and_prints_no_garbage(nan_ckpt, llama2
                      "--prompt-ids", ",".join(map(str, PROMPT)), "--max-new-tokens", "5",
                      *(["--greedy"] if greedy else ["--seed", "1"]),
                      env_extra=compile_cache_env(cli_compile_cache, yml))
-    _one_line(result, "damaged", "--verify")
+    error_line(result, "damaged", "--verify")
     assert result.stdout.strip() == ""
 
 
@@ -141,7 +134,7 @@ def test_a_flipped_byte_under_a_crc_is_refused_before_loading(crc_ckpt, llama2_t
         load_engine(2, yml, None, bad, need_tokenizer=False, backend="mindspore")
     assert refused.value.subject == "weights"
     assert not (tmp_path / "home" / "verified_checkpoints.json").exists()
-    _one_line(run_cli("run_model.py", "-V", "2", "-C", yml, "-M", bad, "--prompt-ids", "1,2", home=tmp_path / "h2"),
+    error_line(run_cli("run_model.py", "-V", "2", "-C", yml, "-M", bad, "--prompt-ids", "1,2", home=tmp_path / "h2"),
               "flipped.ckpt", "CRC32")
 
 
@@ -153,5 +146,5 @@ def test_encrypted_ckpt_is_refused_by_name(llama2_tiny, tmp_path):
     mf.write_ckpt(spec, weights, path, enc_key=b"0123456789abcdef")
     with pytest.raises(CheckpointError, match=r"secret\.ckpt is an encrypted MindSpore checkpoint"):
         open_weights(path)
-    _one_line(run_cli("run_model.py", "-V", "2", "-C", yml, "-M", path, "--prompt-ids", "1,2"),
+    error_line(run_cli("run_model.py", "-V", "2", "-C", yml, "-M", path, "--prompt-ids", "1,2"),
               "secret.ckpt", "encrypted")

@@ -13,9 +13,8 @@ import math
 
 import numpy as np
 from numba import njit, prange, types
-from numba.extending import overload
 
-from .jit import KERNEL, PARALLEL, to_half_bits, widen
+from .jit import KERNEL, PARALLEL, by_element_type, to_half_bits, widen
 from .matvec import ROWS, matvec_rows, prepare_input, widen_rows
 
 
@@ -70,7 +69,7 @@ def _attend_head(q, keys, values, length, scale, scores, out):
 
 def store_kv(k_cache, v_cache, kv, pos, head_dim):
     """Write one token's keys and values (float32 [2, kv_dim]) into the cache at ``pos``."""
-    raise NotImplementedError  # compiled through the overload below
+    raise NotImplementedError  # compiled as the kernel for the cache's type (by_element_type, below)
 
 
 @njit(**KERNEL)
@@ -89,11 +88,7 @@ def _store_float(k_cache, v_cache, kv, pos, head_dim):
             v_cache[g, pos, d] = kv[1, g * head_dim + d]
 
 
-@overload(store_kv, jit_options=KERNEL)
-def _store_kv_for(k_cache, v_cache, kv, pos, head_dim):
-    if k_cache.dtype == types.uint16:
-        return lambda k_cache, v_cache, kv, pos, head_dim: _store_half(k_cache, v_cache, kv, pos, head_dim)
-    return lambda k_cache, v_cache, kv, pos, head_dim: _store_float(k_cache, v_cache, kv, pos, head_dim)
+by_element_type(store_kv, 0, {types.uint16: _store_half}, _store_float)
 
 
 @njit(**PARALLEL)
@@ -103,7 +98,6 @@ def decode_layer(x, pos, attn_norm, ffn_norm, wq, sq, wk, sk, wv, sv, wo, so, w1
     """x (float32 [hidden]) <- layer(x) for the token at ``pos``; the cache rows at ``pos`` are written."""
     hidden = x.size
     head_dim = q_buf.size // n_heads
-    kv_dim = kv_heads * head_dim
     rep = n_heads // kv_heads
     # attention block
     rms_norm(x, attn_norm, eps, h_buf)

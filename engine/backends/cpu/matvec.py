@@ -18,26 +18,25 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange, types
-from numba.extending import overload
 
 from .int8_dot import BLOCK, int8_rows1, int8_rows4, quantize_activation
-from .jit import KERNEL, PARALLEL, widen
+from .jit import KERNEL, PARALLEL, by_element_type, widen
 
 ROWS = 4     # rows per kernel step
 
 
 def matvec_rows(W, S, x, xq, xs, out, r0, r1):
     """out[r] = W[r] . x for r in r0..r1 (r1 - r0 a multiple of ROWS, or the matrix's end)."""
-    raise NotImplementedError  # compiled through the overload below
+    raise NotImplementedError  # compiled as the kernel for W's format (by_element_type, below)
 
 
 def prepare_input(W, x, xq, xs):
     """Quantize ``x`` into (xq, xs) when ``W`` is int8; nothing for the other formats."""
-    raise NotImplementedError  # compiled through the overload below
+    raise NotImplementedError  # compiled as the kernel for W's format (by_element_type, below)
 
 
 @njit(**KERNEL)
-def _wide_rows(W, S, x, out, r0, r1):
+def _wide_rows(W, S, x, xq, xs, out, r0, r1):
     k = W.shape[1]
     r = r0
     while r + ROWS <= r1:
@@ -61,7 +60,7 @@ def _wide_rows(W, S, x, out, r0, r1):
 
 
 @njit(**KERNEL)
-def _int8_rows(W, S, xq, xs, out, r0, r1):
+def _int8_rows(W, S, x, xq, xs, out, r0, r1):
     r = r0
     while r + ROWS <= r1:
         int8_rows4(W, r, xq, S, xs, out)
@@ -71,18 +70,18 @@ def _int8_rows(W, S, xq, xs, out, r0, r1):
         r += 1
 
 
-@overload(matvec_rows, jit_options=KERNEL)
-def _matvec_rows_for(W, S, x, xq, xs, out, r0, r1):
-    if W.dtype == types.int8:
-        return lambda W, S, x, xq, xs, out, r0, r1: _int8_rows(W, S, xq, xs, out, r0, r1)
-    return lambda W, S, x, xq, xs, out, r0, r1: _wide_rows(W, S, x, out, r0, r1)
+@njit(**KERNEL)
+def _quantize_input(W, x, xq, xs):
+    quantize_activation(x, xq, xs)
 
 
-@overload(prepare_input, jit_options=KERNEL)
-def _prepare_input_for(W, x, xq, xs):
-    if W.dtype == types.int8:
-        return lambda W, x, xq, xs: quantize_activation(x, xq, xs)
-    return lambda W, x, xq, xs: None
+@njit(**KERNEL)
+def _input_as_is(W, x, xq, xs):
+    pass
+
+
+by_element_type(matvec_rows, 0, {types.int8: _int8_rows}, _wide_rows)
+by_element_type(prepare_input, 0, {types.int8: _quantize_input}, _input_as_is)
 
 
 @njit(**PARALLEL)
@@ -97,7 +96,7 @@ def matvec(W, S, x, xq, xs, out):
 
 def widen_rows(W, S, r0, r1, out):
     """out[i] = float32 row r0 + i of W (dequantized for int8): a tile for a BLAS matrix product."""
-    raise NotImplementedError  # compiled through the overload below
+    raise NotImplementedError  # compiled as the kernel for W's format (by_element_type, below)
 
 
 @njit(**KERNEL)
@@ -120,11 +119,7 @@ def _widen_int8(W, S, r0, r1, out):
                 dest[j] = np.float32(row[j]) * scale
 
 
-@overload(widen_rows, jit_options=KERNEL)
-def _widen_rows_for(W, S, r0, r1, out):
-    if W.dtype == types.int8:
-        return lambda W, S, r0, r1, out: _widen_int8(W, S, r0, r1, out)
-    return lambda W, S, r0, r1, out: _widen_wide(W, S, r0, r1, out)
+by_element_type(widen_rows, 0, {types.int8: _widen_int8}, _widen_wide)
 
 
 @njit(**KERNEL)
