@@ -86,7 +86,7 @@ class EngineWorker(QObject):
         if choice.source == "builtin":  # its check would convert it, without progress: load_engine does both
             return
         from engine import EngineError, available_bytes, check_model_files
-        summary = check_model_files(**choice.load_arguments())
+        summary = check_model_files(choice.model_source())
         free = available_bytes()
         if free is not None and self.engine is not None:  # the current model is closed before loading
             free += self.engine.info.memory_estimate
@@ -105,7 +105,7 @@ class EngineWorker(QObject):
             if stage != last[1] or done >= total or now - last[0] >= PROGRESS_S:
                 last[:] = [now, stage]
                 self.progress.emit(stage, int(done), int(total))
-        return load_engine(**choice.load_arguments(), **choice.run_arguments(), progress=report, cancel=cancel)
+        return load_engine(choice.model_source(), choice.run_options(), progress=report, cancel=cancel)
 
     @Slot()
     def unload(self) -> None:

@@ -188,7 +188,7 @@ class ModelSetupForm(QWidget):
 
         def job(_report):
             from engine import check_model_files
-            return check_model_files(**choice.load_arguments())
+            return check_model_files(choice.model_source())
         self.check_button.setEnabled(False)
         self.result.setText(self.tr("Checking…"))
         self.task = Task(job, then=self._summary, otherwise=self._problem, parent=self).start()

@@ -36,16 +36,19 @@ class ModelChoice:
     def version(self) -> int | None:
         return {"llama2": 2, "llama3": 3}.get(self.source)
 
-    def load_arguments(self) -> dict:
-        """Keyword arguments for ``engine.load_engine`` / ``check_model_files``."""
+    def model_source(self):
+        """The engine's ``ModelSource`` for ``load_engine`` / ``check_model_files`` ("" and 0 mean the default)."""
+        from engine import ModelSource
         if self.source == "builtin":
-            return {"builtin": True}
-        return {"version": self.version, "checkpoint_path": self.checkpoint or None,
-                "tokenizer_path": self.tokenizer or None, "config_path": self.config or None}
+            return ModelSource(builtin=True)
+        return ModelSource(version=self.version, checkpoint=self.checkpoint or None, tokenizer=self.tokenizer or None,
+                           config=self.config or None)
 
-    def run_arguments(self) -> dict:
-        return {"backend": self.backend, "weight_format": self.weight_format, "threads": self.threads or None,
-                "max_seq_len": self.context_length or None}
+    def run_options(self):
+        """The engine's ``ExecutorOptions`` (0 threads or context: the default)."""
+        from engine import ExecutorOptions
+        return ExecutorOptions(backend=self.backend, weight_format=self.weight_format, threads=self.threads or None,
+                               max_seq_len=self.context_length or None)
 
 
 @dataclass

@@ -80,10 +80,11 @@ def llama2_engine(llama2_tiny, spm_model):
     Shared by the generation tests: each leaves the engine idle, and any test that drives its
     executor directly resets the engine's cache afterwards.
     """
-    from engine import load_engine
+    from engine import ExecutorOptions, ModelSource, load_engine
 
     ckpt, yml, _, _ = llama2_tiny
-    engine = load_engine(2, yml, spm_model, ckpt, backend="mindspore")
+    engine = load_engine(ModelSource(version=2, config=yml, tokenizer=spm_model, checkpoint=ckpt),
+                         ExecutorOptions(backend="mindspore"))
     yield engine
     engine.close()
 

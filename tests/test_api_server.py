@@ -90,11 +90,11 @@ def cli_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(request):
-    from engine import load_engine
+    from engine import ExecutorOptions, ModelSource, load_engine
 
     if any("cli_server" in item.fixturenames for item in request.session.items):
         request.getfixturevalue("cli_server")   # start it first: it loads while we load
-    eng = load_engine(builtin=True, max_seq_len=CONTEXT)
+    eng = load_engine(ModelSource(builtin=True), ExecutorOptions(max_seq_len=CONTEXT))
     yield eng
     eng.close()
 

@@ -25,13 +25,13 @@ ZH_QUESTION = "长城有多长？请用中文回答。"
 
 
 def test_a_missing_checkpoint_shows_the_engines_own_message(qtbot, open_window, home):
-    from engine import EngineError, check_model_files
+    from engine import EngineError, ModelSource, check_model_files
 
     missing = home / "模型" / "llama2_7b.ckpt"
     prefs = quick_prefs()
     prefs.model = ModelChoice(source="llama2", checkpoint=str(missing))
     with pytest.raises(EngineError) as expected:  # the independent truth: what the engine says
-        check_model_files(2, None, None, missing)
+        check_model_files(ModelSource(version=2, checkpoint=missing))
     window = open_window(prefs, engine=EngineHost())  # its own engine thread: nothing gets loaded
     qtbot.waitUntil(lambda: window.notice.isVisible(), timeout=30_000)
     text = window.notice.text()
@@ -44,14 +44,14 @@ def test_a_missing_checkpoint_shows_the_engines_own_message(qtbot, open_window, 
 
 
 def test_a_damaged_checkpoint_is_refused_with_the_engines_message(qtbot, open_window, home):
-    from engine import EngineError, check_model_files
+    from engine import EngineError, ModelSource, check_model_files
 
     damaged = home / "llama2_7b.ckpt"
     damaged.write_bytes(b"\x0a\x05hello" + os.urandom(2000))
     prefs = quick_prefs()
     prefs.model = ModelChoice(source="llama2", checkpoint=str(damaged))
     with pytest.raises(EngineError) as expected:
-        check_model_files(2, None, None, damaged)
+        check_model_files(ModelSource(version=2, checkpoint=damaged))
     window = open_window(prefs, engine=EngineHost())
     qtbot.waitUntil(lambda: window.notice.isVisible(), timeout=30_000)
     assert window.notice.text().startswith(str(expected.value))

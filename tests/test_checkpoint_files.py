@@ -22,7 +22,7 @@ import pytest
 
 import model_factory as mf
 import reference_llama as ref
-from engine import CheckpointError, GenerationSettings, TokenizerError, load_engine
+from engine import CheckpointError, ExecutorOptions, GenerationSettings, ModelSource, TokenizerError, load_engine
 from engine.config import load_config
 from engine.weights.validation import open_weights, validate_weights
 from fixtures import chat_engine, compile_cache_env, error_line, make_executor, run_cli
@@ -85,7 +85,7 @@ def test_ckpt_with_training_extras_loads_and_answers_like_the_plain_file(with_ex
     from engine import check_model_files
 
     ckpt, yml, weights, spec = llama2_tiny
-    summary = check_model_files(2, yml, spm_model, with_extras)
+    summary = check_model_files(ModelSource(version=2, config=yml, tokenizer=spm_model, checkpoint=with_extras))
     assert summary["stored_dtypes"] == ["float16", "float32"] and summary["layers"] == 2
     with open_weights(with_extras) as extras, open_weights(ckpt) as plain:
         assert set(extras.tensors) == set(plain.tensors) | {"epoch_num", "lr"}  # "note" (text) is not a tensor
@@ -257,7 +257,8 @@ def test_tokenizer_refusal_leaves_no_handle_on_the_checkpoint(problem, ckpt_copy
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(TokenizerError) as refused:
-            load_engine(2, yml, tokenizer, ckpt_copy, backend="mindspore")
+            load_engine(ModelSource(version=2, config=yml, tokenizer=tokenizer, checkpoint=ckpt_copy),
+                        ExecutorOptions(backend="mindspore"))
         assert _handles(ckpt_copy) == ([], [])  # closed at once, while the error is still held
         del refused
         gc.collect()
@@ -270,13 +271,13 @@ def test_tokenizer_refusal_leaves_no_handle_on_the_checkpoint(problem, ckpt_copy
 def test_the_executor_closes_its_weight_source(ckpt_copy, llama2_tiny):
     """What it computes after that, from its own copy of the weights, the extras and shards tests check."""
     from engine import Cancelled
-    from engine.backends.registry import ExecutorOptions, get_backend
+    from engine.backends.registry import get_backend
 
     cfg = load_config(llama2_tiny[1])
     executor_class = get_backend("mindspore").executor_class()
     source = open_weights(ckpt_copy)
     validate_weights(source, cfg)
-    executor = executor_class(cfg, source, ExecutorOptions(max_seq_len=cfg.seq_length))
+    executor = executor_class(cfg, source, ExecutorOptions(max_seq_len=cfg.seq_length, device="CPU"))
     assert source.closed and _handles(ckpt_copy) == ([], [])
     executor.close()
 
@@ -284,7 +285,7 @@ def test_the_executor_closes_its_weight_source(ckpt_copy, llama2_tiny):
     stop = threading.Event()
     stop.set()
     with pytest.raises(Cancelled):
-        executor_class(cfg, source, ExecutorOptions(max_seq_len=cfg.seq_length), cancel=stop)
+        executor_class(cfg, source, ExecutorOptions(max_seq_len=cfg.seq_length, device="CPU"), cancel=stop)
     assert source.closed and _handles(ckpt_copy) == ([], [])
 
 

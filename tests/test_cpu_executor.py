@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import mmap
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -129,7 +130,7 @@ def test_close_releases_the_checkpoint_file(llama2_tiny):
 
 def test_memory_estimate_suggests_int8_when_only_that_fits(llama3_chunked, monkeypatch):
     import engine.loader as loader
-    from engine import EngineError, load_engine
+    from engine import EngineError, ModelSource, load_engine
 
     ckpt, yml, _, spec = llama3_chunked
     from engine.backends.cpu.cpu_executor import CpuExecutor
@@ -139,15 +140,18 @@ def test_memory_estimate_suggests_int8_when_only_that_fits(llama3_chunked, monke
 
     cfg = load_config(yml)
     with open_weights(ckpt) as source:
-        stored = CpuExecutor.estimate_memory(cfg, source, ExecutorOptions(max_seq_len=256))
-        small = CpuExecutor.estimate_memory(cfg, source, ExecutorOptions(max_seq_len=256, weight_format="int8"))
+        options = ExecutorOptions(max_seq_len=256, device="CPU", weight_format="stored")
+        stored = CpuExecutor.estimate_memory(cfg, source, options)
+        small = CpuExecutor.estimate_memory(cfg, source, replace(options, weight_format="int8"))
     assert small.weights < 0.6 * stored.weights
     free = (stored.total + small.total) // 2
     monkeypatch.setattr(loader, "available_bytes", lambda: free)  # this machine, but fuller
     with pytest.raises(EngineError) as err:
-        load_engine(3, yml, None, ckpt, need_tokenizer=False, backend="cpu")
+        load_engine(ModelSource(version=3, config=yml, checkpoint=ckpt, need_tokenizer=False),
+                    ExecutorOptions(backend="cpu"))
     assert err.value.suggested_format == "int8" and "8-bit (int8) weights it would need" in str(err.value)
-    engine = load_engine(3, yml, None, ckpt, need_tokenizer=False, backend="cpu", weight_format="int8")
+    engine = load_engine(ModelSource(version=3, config=yml, checkpoint=ckpt, need_tokenizer=False),
+                         ExecutorOptions(backend="cpu", weight_format="int8"))
     assert engine.info.weight_format == "int8" and engine.info.executor == "cpu"
     engine.close()
 
@@ -193,12 +197,12 @@ def test_int8_moves_the_builtin_models_perplexity_by_less_than_one_percent(tmp_p
     sys.path.insert(0, str(ROOT / "bench"))
     from perplexity import TEXT, perplexity
 
-    from engine import load_engine
+    from engine import ExecutorOptions, ModelSource, load_engine
 
     text = TEXT.read_text(encoding="utf-8")
     results = {}
     for fmt in ("stored", "int8"):
-        engine = load_engine(builtin=True, backend="cpu", weight_format=fmt)
+        engine = load_engine(ModelSource(builtin=True), ExecutorOptions(backend="cpu", weight_format=fmt))
         results[fmt], scored = perplexity(engine, text)
         engine.close()
         assert scored > 300

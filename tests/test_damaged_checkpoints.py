@@ -13,7 +13,7 @@ import pytest
 
 import model_factory as mf
 import reference_llama as ref
-from engine import CheckpointError, GenerationSettings, load_engine
+from engine import CheckpointError, ExecutorOptions, GenerationSettings, ModelSource, load_engine
 from engine.weights.validation import open_weights
 from fixtures import chat_engine, compile_cache_env, error_line, make_executor, run_cli
 
@@ -131,7 +131,8 @@ def test_a_flipped_byte_under_a_crc_is_refused_before_loading(crc_ckpt, llama2_t
     bad = tmp_path / "flipped.ckpt"
     bad.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match=r"flipped\.ckpt is damaged: its CRC32 check fails") as refused:
-        load_engine(2, yml, None, bad, need_tokenizer=False, backend="mindspore")
+        load_engine(ModelSource(version=2, config=yml, checkpoint=bad, need_tokenizer=False),
+                    ExecutorOptions(backend="mindspore"))
     assert refused.value.subject == "weights"
     assert not (tmp_path / "home" / "verified_checkpoints.json").exists()
     error_line(run_cli("run_model.py", "-V", "2", "-C", yml, "-M", bad, "--prompt-ids", "1,2", home=tmp_path / "h2"),
