@@ -201,6 +201,29 @@ def test_the_api_switch_serves_the_loaded_model_to_other_programs(qtbot, open_wi
     qtbot.waitUntil(lambda: window.api_address == "", timeout=30_000)
 
 
+def test_the_local_api_server_follows_the_model_it_serves(qtbot, app_qt, monkeypatch):
+    """Asked for before any model is loaded, the server starts with the model; it stops when the model goes."""
+    import urllib.error
+    import urllib.request
+
+    from app_fixtures import LOAD_TIMEOUT_S, MODEL_HOME, shared_model
+
+    monkeypatch.setenv("LLAMA_DESK_HOME", str(MODEL_HOME))  # the built-in model's conversion is there already
+    host = EngineHost()
+    try:
+        host.set_api_server(True, 0)  # any free port
+        with qtbot.waitSignal(host.api.state, timeout=LOAD_TIMEOUT_S * 1000) as started:
+            host.load(shared_model())
+        running, url = started.args
+        assert running and url.startswith("http://127.0.0.1:") and host.info is not None
+        with urllib.request.urlopen(url + "/models", timeout=60) as reply:
+            assert json.loads(reply.read())["data"][0]["id"] == host.info.model_id
+    finally:
+        assert host.shutdown(60_000)
+    with pytest.raises(urllib.error.URLError):  # stopped with its model
+        urllib.request.urlopen(url + "/models", timeout=5)
+
+
 def test_conversation_settings_change_the_next_answer(qtbot, open_window, home):
     from app.conversation_settings import ConversationSettingsDialog
 
