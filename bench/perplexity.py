@@ -70,7 +70,8 @@ def llama_cpp_perplexities(checkpoint: Path, config: Path, ids: list[int], kinds
 
 
 def main() -> int:
-    from engine import load_engine
+    from cli_support import model_source
+    from engine import ExecutorOptions, load_engine
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-V", "--version", type=int, default=2)
@@ -90,8 +91,7 @@ def main() -> int:
     for fmt, layout in runs:
         if layout:
             quantize.INT4_LAYOUT = layout
-        engine = load_engine(args.version, args.config, args.tokenizer, args.model, builtin=args.builtin,
-                             backend="cpu", weight_format=fmt)
+        engine = load_engine(model_source(args), ExecutorOptions(backend="cpu", weight_format=fmt))
         ids = text_ids(engine, text)
         ckpt = Path(engine.info.checkpoint)
         files = (ckpt, ckpt.parent / "config.yaml" if args.builtin else Path(args.config))

@@ -84,15 +84,15 @@ def _prefill_rates(run, prompt: list[int], lengths: list[int]) -> dict:
 
 def measure_ours(config: str, checkpoint: str, backend: str, fmt: str, threads: int | None, prompt_lens: list[int],
                  decode_tokens: int, builtin: bool = False) -> dict:
-    from engine import load_engine
+    from engine import ExecutorOptions, ModelSource, load_engine
     from engine.memory import peak_rss_bytes
 
     longest = max(prompt_lens)
     started = time.perf_counter()
-    engine = load_engine(None if builtin else 2, None if builtin else config, None, None if builtin else checkpoint,
-                         builtin=builtin, need_tokenizer=False, backend=backend,
-                         weight_format=fmt,
-                         threads=threads, max_seq_len=max(longest, 32 + decode_tokens) + 64)
+    model = ModelSource(builtin=True, need_tokenizer=False) if builtin else \
+        ModelSource(version=2, config=config, checkpoint=checkpoint, need_tokenizer=False)
+    engine = load_engine(model, ExecutorOptions(backend=backend, weight_format=fmt, threads=threads,
+                                                max_seq_len=max(longest, 32 + decode_tokens) + 64))
     load_s = time.perf_counter() - started
     ex, vocab = engine.executor, engine.config.vocab_size
     prompt = _prompt(vocab, longest)

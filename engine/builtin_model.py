@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 
 from .errors import CheckpointError
-from .paths import user_data_dir
+from .paths import converted_models_dir
 from .weights.integrity import sha256_file
 from .weights.names import gguf_to_ours
 from .weights.safetensors_reader import write_safetensors
@@ -126,7 +126,7 @@ def _is_current(marker: Path) -> bool:
 
 def builtin_model_dir(progress: Callable[[int, int], None] | None = None) -> Path:
     """Converted model folder, converting on first use."""
-    out_dir = user_data_dir() / "models" / FOLDER_NAME
+    out_dir = converted_models_dir() / FOLDER_NAME
     marker = out_dir / ".complete"
     if _is_current(marker):
         return out_dir

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import mmap
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 import reference_llama as ref
-from fixtures import make_executor, run_cli
+from fixtures import assert_close, greedy_ids, make_executor, run_cli
 
 from engine.backends.executor import PrefillCancelled
 
@@ -68,19 +69,6 @@ def quantized_weights(weights: dict, tied: bool = False, rule=q8_0_reference) ->
     return out
 
 
-def _close(got, want, rtol):
-    scale = float(np.abs(want).max())
-    assert np.abs(got - want).max() <= rtol * scale, np.abs(got - want).max() / scale
-
-
-def _greedy(ex, prompt, n):
-    logits, out = ex.prefill(prompt, 0), []
-    for pos in range(len(prompt), len(prompt) + n):
-        out.append(int(np.argmax(logits)))
-        logits = ex.decode(out[-1], pos)
-    return out
-
-
 @pytest.fixture(scope="module")
 def llama3_int8(llama3_chunked):
     ex = make_executor("cpu", llama3_chunked[0], llama3_chunked[1], weight_format="int8", kv_cache="float32")
@@ -96,8 +84,8 @@ def test_quantized_weights_match_a_numpy_reference(model, fmt, rule, request):
     ex = make_executor("cpu", ckpt, yml, weight_format=fmt, kv_cache="float32")
     want = quantized_weights(weights, rule=rule)
     prompt = [spec.bos] + list(np.random.default_rng(5).integers(3, spec.vocab, 40))
-    _close(ex.prefill(prompt, 0), ref.forward(want, spec.hp, prompt, inputs=eight_bit_inputs)[-1], 1e-4)
-    assert _greedy(ex, prompt, 10) == ref.greedy(want, spec.hp, prompt, 10, inputs=eight_bit_inputs)
+    assert_close(ex.prefill(prompt, 0), ref.forward(want, spec.hp, prompt, inputs=eight_bit_inputs)[-1], 1e-4)
+    assert greedy_ids(ex, prompt, 10) == ref.greedy(want, spec.hp, prompt, 10, inputs=eight_bit_inputs)
     ex.close()
 
 
@@ -116,7 +104,7 @@ def test_a_batch_of_tokens_gets_the_logits_each_gets_alone(model, fmt, request):
     alone = np.stack([ex.decode(t, len(prompt) + i) for i, t in enumerate(tokens)])
     assert np.array_equal(together, alone)
     if fmt == "stored":
-        _close(together[-1], ref.forward(weights, spec.hp, prompt + tokens)[-1], 1e-3)
+        assert_close(together[-1], ref.forward(weights, spec.hp, prompt + tokens)[-1], 1e-3)
     ex.close()
 
 
@@ -124,7 +112,7 @@ def test_int8_stays_close_to_the_stored_weights(llama3_chunked, llama3_int8):
     """Stated tolerance for 8-bit blocks on these random test models: logits within 3% of max |logit|."""
     ckpt, yml, weights, spec = llama3_chunked
     prompt = [spec.bos, 5, 17, 99_999, 2_000_000, 42]
-    _close(llama3_int8.prefill(prompt, 0), ref.forward(weights, spec.hp, prompt)[-1], 0.03)
+    assert_close(llama3_int8.prefill(prompt, 0), ref.forward(weights, spec.hp, prompt)[-1], 0.03)
 
 
 def test_stored_weights_are_views_of_the_mapped_file(llama3_chunked):
@@ -167,7 +155,7 @@ def test_cancelled_prefill_leaves_a_cache_the_next_prompt_can_trust(llama2_tiny)
         assert stop.computed == 0
     # 128 tokens done, then a cancel arrives during the second block: the first block stays valid
     ex.prefill(ids[:128], 0)
-    _close(ex.prefill(ids[128:], 128), ref.forward(weights, spec.hp, ids)[-1], 1e-4)
+    assert_close(ex.prefill(ids[128:], 128), ref.forward(weights, spec.hp, ids)[-1], 1e-4)
     source = ex.source
     ex.close()
     assert source.closed
@@ -177,7 +165,7 @@ def test_one_thread_gives_the_same_tokens(llama2_tiny):
     ckpt, yml, weights, spec = llama2_tiny
     prompt = [spec.bos, 15, 300, 7, 999]
     one = make_executor("cpu", ckpt, yml, threads=1)
-    assert _greedy(one, prompt, 12) == ref.greedy(weights, spec.hp, prompt, 12)
+    assert greedy_ids(one, prompt, 12) == ref.greedy(weights, spec.hp, prompt, 12)
     one.close()
 
 
@@ -191,7 +179,7 @@ def test_close_releases_the_checkpoint_file(llama2_tiny):
 
 def test_memory_estimate_suggests_int8_when_only_that_fits(llama3_chunked, monkeypatch):
     import engine.loader as loader
-    from engine import EngineError, load_engine
+    from engine import EngineError, ModelSource, load_engine
 
     ckpt, yml, _, spec = llama3_chunked
     from engine.backends.cpu.cpu_executor import CpuExecutor
@@ -201,15 +189,18 @@ def test_memory_estimate_suggests_int8_when_only_that_fits(llama3_chunked, monke
 
     cfg = load_config(yml)
     with open_weights(ckpt) as source:
-        stored = CpuExecutor.estimate_memory(cfg, source, ExecutorOptions(max_seq_len=256))
-        small = CpuExecutor.estimate_memory(cfg, source, ExecutorOptions(max_seq_len=256, weight_format="int8"))
+        options = ExecutorOptions(max_seq_len=256, device="CPU", weight_format="stored")
+        stored = CpuExecutor.estimate_memory(cfg, source, options)
+        small = CpuExecutor.estimate_memory(cfg, source, replace(options, weight_format="int8"))
     assert small.weights < 0.6 * stored.weights
     free = (stored.total + small.total) // 2
     monkeypatch.setattr(loader, "available_bytes", lambda: free)  # this machine, but fuller
     with pytest.raises(EngineError) as err:
-        load_engine(3, yml, None, ckpt, need_tokenizer=False, backend="cpu")
+        load_engine(ModelSource(version=3, config=yml, checkpoint=ckpt, need_tokenizer=False),
+                    ExecutorOptions(backend="cpu"))
     assert err.value.suggested_format == "int8" and "8-bit (int8) weights it would need" in str(err.value)
-    engine = load_engine(3, yml, None, ckpt, need_tokenizer=False, backend="cpu", weight_format="int8")
+    engine = load_engine(ModelSource(version=3, config=yml, checkpoint=ckpt, need_tokenizer=False),
+                         ExecutorOptions(backend="cpu", weight_format="int8"))
     assert engine.info.weight_format == "int8" and engine.info.executor == "cpu"
     engine.close()
 
@@ -246,7 +237,7 @@ def test_int8_product_matches_float64_within_rounding():
     assert np.abs(out - want).max() <= 1e-5 * np.abs(want).max()
 
 
-def test_int8_moves_the_builtin_models_perplexity_by_less_than_one_percent(tmp_path):
+def test_int8_and_int4_move_the_builtin_models_perplexity_by_less_than_one_percent(tmp_path):
     """On real weights (SmolLM2-135M) and a fixed English text: the README quotes these figures."""
     import sys
 
@@ -257,17 +248,18 @@ def test_int8_moves_the_builtin_models_perplexity_by_less_than_one_percent(tmp_p
     sys.path.insert(0, str(ROOT / "bench"))
     from perplexity import TEXT, perplexity
 
-    from engine import load_engine
+    from engine import ExecutorOptions, ModelSource, load_engine
 
     text = TEXT.read_text(encoding="utf-8")
     results = {}
-    for fmt in ("stored", "int8"):
-        engine = load_engine(builtin=True, backend="cpu", weight_format=fmt)
+    for fmt in ("stored", "int8", "int4"):   # int4: its own Q4_1 file's blocks
+        engine = load_engine(ModelSource(builtin=True), ExecutorOptions(backend="cpu", weight_format=fmt))
         results[fmt], scored = perplexity(engine, text)
         engine.close()
         assert scored > 300
     assert 10 < results["stored"] < 100  # a real model reading real text, not noise (vocabulary 49152)
     assert abs(results["int8"] / results["stored"] - 1) < 0.01
+    assert abs(results["int4"] / results["stored"] - 1) < 0.01
 
 
 def test_compiled_kernels_live_in_the_user_data_folder_only(llama2_tiny):

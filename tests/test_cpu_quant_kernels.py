@@ -149,7 +149,7 @@ def test_a_nan_weight_stops_quantized_loading(tmp_path):
     """Quantizing would hide a NaN in a block's scale; loading refuses the tensor by name instead."""
     import mindspore as ms
 
-    from engine import CheckpointError, load_engine
+    from engine import CheckpointError, ExecutorOptions, ModelSource, load_engine
 
     import model_factory as mf
 
@@ -163,5 +163,5 @@ def test_a_nan_weight_stops_quantized_loading(tmp_path):
                         for n, v in broken.items()], str(path))
     for fmt in ("int8", "int4"):
         with pytest.raises(CheckpointError, match=r"layers\.1\.attention\.wv.*NaN or infinite"):
-            load_engine(2, yml, None, path, need_tokenizer=False, backend="cpu", weight_format=fmt,
-                        verify_crc=False)
+            load_engine(ModelSource(version=2, config=yml, checkpoint=path, need_tokenizer=False),
+                        ExecutorOptions(backend="cpu", weight_format=fmt))

@@ -18,13 +18,12 @@ from typing import Callable
 import numpy as np
 
 from engine.errors import Cancelled, CheckpointError
-from engine.paths import user_data_dir
+from engine.paths import verified_record
 
 from .tensor_source import TensorSource
 
 ProgressFn = Callable[[int, int], None]
 _BLOCK = 1 << 24
-_RECORD = "verified_checkpoints.json"
 
 
 def _key(source: TensorSource) -> str:
@@ -34,7 +33,7 @@ def _key(source: TensorSource) -> str:
 
 def _load_record() -> dict:
     try:
-        return json.loads((user_data_dir() / _RECORD).read_text(encoding="utf-8"))
+        return json.loads(verified_record().read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
 
@@ -42,7 +41,7 @@ def _load_record() -> dict:
 def _remember(key: str) -> None:
     record = _load_record()
     record[key] = "crc-ok"
-    path = user_data_dir() / _RECORD
+    path = verified_record()
     tmp = path.with_name(path.name + f".{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(record, ensure_ascii=False, indent=0), encoding="utf-8")
     tmp.replace(path)

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, types
-from numba.extending import overload
 
-from .jit import KERNEL, to_half_bits, widen
+from .jit import KERNEL, by_element_type, to_half_bits, widen
 from .matvec import widen_rows
 
 
@@ -65,7 +64,7 @@ def attend_head(q, keys, values, length, scale, scores, out):
 
 def store_kv(k_cache, v_cache, kv, pos, head_dim):
     """Write one token's keys and values (float32 [2, kv_dim]) into the cache at ``pos``."""
-    raise NotImplementedError  # compiled through the overload below
+    raise NotImplementedError  # compiled as the kernel for the cache's type (by_element_type, below)
 
 
 @njit(**KERNEL)
@@ -84,11 +83,7 @@ def _store_float(k_cache, v_cache, kv, pos, head_dim):
             v_cache[g, pos, d] = kv[1, g * head_dim + d]
 
 
-@overload(store_kv, jit_options=KERNEL)
-def _store_kv_for(k_cache, v_cache, kv, pos, head_dim):
-    if k_cache.dtype == types.uint16:
-        return lambda k_cache, v_cache, kv, pos, head_dim: _store_half(k_cache, v_cache, kv, pos, head_dim)
-    return lambda k_cache, v_cache, kv, pos, head_dim: _store_float(k_cache, v_cache, kv, pos, head_dim)
+by_element_type(store_kv, 0, {types.uint16: _store_half}, _store_float)
 
 
 @njit(**KERNEL)

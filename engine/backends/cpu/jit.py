@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engine.paths import user_data_dir
+from engine.paths import jit_cache_dir
 
 def _kernel_sources_digest() -> str:
     """Changes whenever any kernel source (or numba) changes.
@@ -42,7 +42,7 @@ _OURS, _USERS = "LLAMA_DESK_NUMBA_CACHE_DIR", "LLAMA_DESK_USER_NUMBA_CACHE_DIR"
 _inherited = os.environ.get("NUMBA_CACHE_DIR")
 if _inherited and _inherited != os.environ.get(_OURS):
     os.environ[_USERS] = os.environ.get(_USERS) or _inherited   # the user's own choice of base folder
-_base = Path(os.environ[_USERS]) if os.environ.get(_USERS) else user_data_dir() / "jit-cache"
+_base = Path(os.environ[_USERS]) if os.environ.get(_USERS) else jit_cache_dir()
 CACHE_DIR = _base / _kernel_sources_digest()
 os.environ["NUMBA_CACHE_DIR"] = os.environ[_OURS] = str(CACHE_DIR)
 
@@ -56,12 +56,26 @@ if "OMP_WAIT_POLICY" not in os.environ:
 import numba  # noqa: E402  (after the cache folder is chosen)
 from llvmlite import ir  # noqa: E402
 from numba import types  # noqa: E402
-from numba.extending import intrinsic  # noqa: E402
+from numba.extending import intrinsic, overload  # noqa: E402
 
 numba.config.CACHE_DIR = str(CACHE_DIR)
 # What the kernels are compiled with: fastmath lets LLVM reorder sums (vectorized reductions).
 KERNEL = dict(nogil=True, fastmath=True, cache=True, error_model="numpy", boundscheck=False)
 PARALLEL = dict(KERNEL, parallel=True)
+
+
+def by_element_type(stub, arg: int, cases: dict, default):
+    """Compile each call to ``stub`` (a Python placeholder) as a call to the kernel for the element type of its
+    argument number ``arg``: ``cases[type]``, else ``default``. Every kernel takes the stub's arguments.
+
+    numba chooses while it types the call, so a format costs nothing at run time: the weights' element type
+    (uint16 fp16, int16 bf16, float32, int8 blocks) or the KV cache's picks the loop that reads it.
+    """
+    @overload(stub, jit_options=KERNEL)
+    def _choose(*args):
+        kernel = cases.get(args[arg].dtype, default)
+        return lambda *args: kernel(*args)
+    return stub
 
 
 @intrinsic
@@ -106,13 +120,6 @@ def use_threads(threads: int | None) -> int:
     n = min(threads or physical_cores(), numba.config.NUMBA_NUM_THREADS)
     numba.set_num_threads(n)
     return n
-
-
-def threading_layer() -> str:
-    try:
-        return numba.threading_layer()
-    except ValueError:  # not chosen until the first parallel kernel runs
-        return "not started"
 
 
 def compiled_marker(variant: str) -> Path:

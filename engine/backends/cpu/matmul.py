@@ -13,11 +13,10 @@ formats quantize the block's activations to 8 bits first (as decoding does).
 from __future__ import annotations
 
 from numba import njit, prange, types
-from numba.extending import overload
 
 from .dot_quant import GROUP, Q4_0, Q4_1, Q8, quant_tile
 from .dot_wide import wide_tile
-from .jit import KERNEL, PARALLEL
+from .jit import KERNEL, PARALLEL, by_element_type
 from .llvm_ir import LANES
 from .matvec import ROWS, row_unit
 from .quant_formats import quantize_activations
@@ -36,11 +35,11 @@ _q4_1_big, _q4_1_one = quant_tile(Q4_1, QUANT_TOKENS), quant_tile(Q4_1, 1)
 
 def rows_block(W, S, X, act, out, r0, t0, t1):
     """Rows of one kernel step from r0, tokens t0..t1."""
-    raise NotImplementedError  # compiled through the overload below
+    raise NotImplementedError  # compiled as the kernel for W's format (by_element_type, below)
 
 
 @njit(**KERNEL)
-def _wide_block(W, X, out, r0, t0, t1):
+def _wide_block(W, S, X, act, out, r0, t0, t1):
     n = out.shape[1]
     if r0 + ROWS <= n:
         t = t0
@@ -57,7 +56,9 @@ def _wide_block(W, X, out, r0, t0, t1):
 
 
 @njit(**KERNEL)
-def _quant_block(W, fmt, act, k, out, g, t0, t1):
+def _quant_block(W, S, X, act, out, r0, t0, t1):
+    """Packed blocks; S holds (format, rows, k); r0 starts a group."""
+    fmt, k, g = S[0], S[2], r0 // GROUP
     XQ, XD, XS = act[0][:, :k], act[1][:, :k // 32], act[2][:, :k // 32]
     t = t0
     while t + QUANT_TOKENS <= t1:
@@ -78,23 +79,25 @@ def _quant_block(W, fmt, act, k, out, g, t0, t1):
         t += 1
 
 
-@overload(rows_block, jit_options=KERNEL)
-def _rows_block_for(W, S, X, act, out, r0, t0, t1):
-    if W.dtype == types.uint8:
-        return lambda W, S, X, act, out, r0, t0, t1: _quant_block(W, S[0], act, S[2], out, r0 // GROUP, t0, t1)
-    return lambda W, S, X, act, out, r0, t0, t1: _wide_block(W, X, out, r0, t0, t1)
+by_element_type(rows_block, 0, {types.uint8: _quant_block}, _wide_block)
 
 
 def prepare_inputs(W, X, act):
     """Quantize the rows of X into ``act`` (at least as wide and tall) when W is packed."""
-    raise NotImplementedError  # compiled through the overload below
+    raise NotImplementedError  # compiled as the kernel for W's format (by_element_type, below)
 
 
-@overload(prepare_inputs, jit_options=KERNEL)
-def _prepare_inputs_for(W, X, act):
-    if W.dtype == types.uint8:
-        return lambda W, X, act: quantize_activations(X, act[0], act[1], act[2])
-    return lambda W, X, act: None
+@njit(**KERNEL)
+def _quantize_inputs(W, X, act):
+    quantize_activations(X, act[0], act[1], act[2])
+
+
+@njit(**KERNEL)
+def _inputs_as_is(W, X, act):
+    pass
+
+
+by_element_type(prepare_inputs, 0, {types.uint8: _quantize_inputs}, _inputs_as_is)
 
 
 @njit(**KERNEL)

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange, types
-from numba.extending import overload
 
 from .dot_quant import GROUP, Q4_0, Q4_1, Q8, quant_tile
 from .dot_wide import wide_tile
-from .jit import KERNEL, PARALLEL, widen
+from .jit import KERNEL, PARALLEL, by_element_type, widen
 from .quant_formats import quantize_activations, unpack_rows
 
 ROWS = 4     # rows per step for the 2-byte and float32 formats (packed formats: one group)
@@ -33,21 +32,31 @@ _q8, _q4_0, _q4_1 = quant_tile(Q8, 1), quant_tile(Q4_0, 1), quant_tile(Q4_1, 1)
 
 def row_unit(W):
     """Rows one kernel step computes: ROWS, or a packed format's group."""
-    raise NotImplementedError  # compiled through the overload below
+    raise NotImplementedError  # compiled as the kernel for W's format (by_element_type, below)
 
 
 def matvec_rows(W, S, x, act, out, r0, r1):
     """out[r] = W[r] . x for r in r0..r1 (r0 a multiple of ``row_unit(W)``; r1 too, or the matrix's end)."""
-    raise NotImplementedError  # compiled through the overload below
+    raise NotImplementedError  # compiled as the kernel for W's format (by_element_type, below)
 
 
 def prepare_input(W, x, act):
     """Quantize ``x`` into ``act`` = (XQ, XD, XS) when ``W`` is packed; nothing for the other formats."""
-    raise NotImplementedError  # compiled through the overload below
+    raise NotImplementedError  # compiled as the kernel for W's format (by_element_type, below)
 
 
 @njit(**KERNEL)
-def _wide_rows(W, x, out, r0, r1):
+def _rows_unit(W):
+    return ROWS
+
+
+@njit(**KERNEL)
+def _group_unit(W):
+    return GROUP
+
+
+@njit(**KERNEL)
+def _wide_rows(W, S, x, act, out, r0, r1):
     k = W.shape[1]
     X, O = x.reshape(1, k), out.reshape(1, out.size)
     r = r0
@@ -60,7 +69,9 @@ def _wide_rows(W, x, out, r0, r1):
 
 
 @njit(**KERNEL)
-def _quant_rows(W, fmt, act, k, out, r0, r1):
+def _quant_rows(W, S, x, act, out, r0, r1):
+    """Packed blocks; S holds (format, rows, k)."""
+    fmt, k = S[0], S[2]
     XQ, XD, XS = act[0][:, :k], act[1][:, :k // 32], act[2][:, :k // 32]
     O = out.reshape(1, out.size)
     for g in range(r0 // GROUP, (r1 + GROUP - 1) // GROUP):
@@ -72,27 +83,20 @@ def _quant_rows(W, fmt, act, k, out, r0, r1):
             _q4_1(W, g, XQ, XD, XS, 0, O)
 
 
-@overload(row_unit, jit_options=KERNEL)
-def _row_unit_for(W):
-    unit = GROUP if W.dtype == types.uint8 else ROWS
-    return lambda W: unit
+@njit(**KERNEL)
+def _quantize_input(W, x, act):
+    k, nb = x.size, x.size // 32
+    quantize_activations(x.reshape(1, k), act[0][:, :k], act[1][:, :nb], act[2][:, :nb])
 
 
-@overload(matvec_rows, jit_options=KERNEL)
-def _matvec_rows_for(W, S, x, act, out, r0, r1):
-    if W.dtype == types.uint8:  # packed blocks; S holds (format, rows, k)
-        return lambda W, S, x, act, out, r0, r1: _quant_rows(W, S[0], act, S[2], out, r0, r1)
-    return lambda W, S, x, act, out, r0, r1: _wide_rows(W, x, out, r0, r1)
+@njit(**KERNEL)
+def _input_as_is(W, x, act):
+    pass
 
 
-@overload(prepare_input, jit_options=KERNEL)
-def _prepare_input_for(W, x, act):
-    if W.dtype == types.uint8:
-        def quantize(W, x, act):
-            k, nb = x.size, x.size // 32
-            quantize_activations(x.reshape(1, k), act[0][:, :k], act[1][:, :nb], act[2][:, :nb])
-        return quantize
-    return lambda W, x, act: None
+by_element_type(row_unit, 0, {types.uint8: _group_unit}, _rows_unit)
+by_element_type(matvec_rows, 0, {types.uint8: _quant_rows}, _wide_rows)
+by_element_type(prepare_input, 0, {types.uint8: _quantize_input}, _input_as_is)
 
 
 @njit(**PARALLEL)
@@ -107,7 +111,7 @@ def matvec(W, S, x, act, out):
 
 def widen_rows(W, S, r0, r1, out):
     """out[i] = float32 row r0 + i of W (dequantized for packed formats): a tile for a BLAS matrix product."""
-    raise NotImplementedError  # compiled through the overload below
+    raise NotImplementedError  # compiled as the kernel for W's format (by_element_type, below)
 
 
 @njit(**KERNEL)
@@ -119,11 +123,12 @@ def _widen_wide(W, S, r0, r1, out):
             dest[j] = widen(row[j])
 
 
-@overload(widen_rows, jit_options=KERNEL)
-def _widen_rows_for(W, S, r0, r1, out):
-    if W.dtype == types.uint8:
-        return lambda W, S, r0, r1, out: unpack_rows(S[0], W, r0, r1, S[2], out)
-    return lambda W, S, r0, r1, out: _widen_wide(W, S, r0, r1, out)
+@njit(**KERNEL)
+def _unpack(W, S, r0, r1, out):
+    unpack_rows(S[0], W, r0, r1, S[2], out)
+
+
+by_element_type(widen_rows, 0, {types.uint8: _unpack}, _widen_wide)
 
 
 @njit(**KERNEL)

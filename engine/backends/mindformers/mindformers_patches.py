@@ -45,7 +45,7 @@ import types
 import warnings
 
 from engine.errors import EngineError
-from engine.paths import user_data_dir
+from engine.paths import logs_dir
 
 REQUIRED_VERSION = "2.0.0"
 INSTALL_HINT = "python install.py --mindformers"
@@ -76,7 +76,7 @@ def import_mindformers():
     reason = unavailable_reason()
     if reason:
         raise EngineError(reason, subject="settings")
-    logs = user_data_dir() / "logs" / "mindformers"
+    logs = logs_dir("mindformers")
     os.environ.setdefault("LOCAL_DEFAULT_PATH", str(logs))
     os.environ.setdefault("LOG_MF_PATH", str(logs))
     # MindFormers builds its cells for eager or graph execution from this variable, not from

@@ -21,7 +21,7 @@ import numpy as np
 from engine.backends.executor import Executor, MemoryNeed
 from engine.config import ModelConfig
 from engine.errors import Cancelled, EngineError
-from engine.paths import user_data_dir
+from engine.paths import logs_dir
 from engine.weights.names import expected_shapes
 from engine.weights.tensor_source import TensorSource
 
@@ -34,7 +34,7 @@ ProgressFn = Callable[[int, int], None]
 
 def import_mindspore():
     """Import MindSpore with its logs and compile-failure dumps kept out of the user's working folder."""
-    logs = user_data_dir() / "logs" / "mindspore"
+    logs = logs_dir("mindspore")
     os.environ.setdefault("MS_DEV_SAVE_GRAPHS_PATH", str(logs))
     # A graph that fails to compile is dumped to $MS_OM_PATH/rank_0/om/analyze_fail.ir (the working folder
     # when unset); MS_DEV_SAVE_GRAPHS_PATH does not move that dump.
@@ -76,6 +76,32 @@ def explain_failure(exc: BaseException) -> str:
                 "context.")
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith(("-", "mindspore/"))]
     return "MindSpore failed while running the model: " + (lines[0][:300] if lines else type(exc).__name__)
+
+
+def fill_parameters(net, source: TensorSource, cache_suffixes: tuple[str, ...],
+                    array_for: Callable[[str, tuple], np.ndarray], progress: ProgressFn | None,
+                    cancel: threading.Event | None) -> None:
+    """Give each Parameter of ``net`` (built under ``no_init_parameters``) its tensor, read once from ``source``.
+
+    ``array_for(name, shape)`` reads and converts one tensor; ``Tensor.from_numpy`` then shares its buffer,
+    so memory holds the converted weights plus one tensor in flight. The KV caches (names ending in
+    ``cache_suffixes``) start as zeros. A set ``cancel`` stops between tensors.
+    """
+    from mindspore import Tensor
+
+    params = dict(net.parameters_and_names())
+    total = sum(source.tensors[n].nbytes for n in params if n in source.tensors)
+    done = 0
+    for name, param in params.items():
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("Loading was cancelled.")
+        if name.endswith(cache_suffixes):
+            param.set_data(Tensor.from_numpy(np.zeros(param.shape, np.float32)))
+            continue
+        param.set_data(Tensor.from_numpy(array_for(name, tuple(param.shape))))
+        done += source.tensors[name].nbytes
+        if progress:
+            progress(done, total)
 
 
 def _compute_dtype(device: str, weight_format: str) -> str:
@@ -136,29 +162,13 @@ class MindSporeExecutor(Executor):
         self._cache_len = cache_len
         with no_init_parameters():
             self.net = LlamaForCausalLM(cfg, cache_len, compute_dtype)
-        self._load(source, compute_dtype, progress, cancel)
-        self._step = ms.jit(self.net.construct)
 
-    def _load(self, source: TensorSource, dtype: str, progress: ProgressFn | None,
-              cancel: threading.Event | None) -> None:
-        Tensor = self._Tensor
-        params = dict(self.net.parameters_and_names())
-        total = sum(source.tensors[n].nbytes for n in params if n in source.tensors)
-        done = 0
-        for name, param in params.items():
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("Loading was cancelled.")
-            if name.endswith(("k_cache", "v_cache")):
-                param.set_data(Tensor.from_numpy(np.zeros(param.shape, np.float32)))
-                continue
+        def array_for(name: str, _shape) -> np.ndarray:
             array = source.float32(name)
-            is_norm = name.endswith("norm.weight") or name.endswith("norm_out.weight")
-            if dtype == "float16" and not is_norm:
-                array = array.astype(np.float16)
-            param.set_data(Tensor.from_numpy(array))
-            done += source.tensors[name].nbytes
-            if progress:
-                progress(done, total)
+            is_norm = name.endswith("norm.weight") or name.endswith("norm_out.weight")  # norms stay float32
+            return array.astype(np.float16) if compute_dtype == "float16" and not is_norm else array
+        fill_parameters(self.net, source, ("k_cache", "v_cache"), array_for, progress, cancel)
+        self._step = ms.jit(self.net.construct)
 
     def warmup(self, progress=None) -> None:
         """Compile the prefill and decode graphs now, so the first answer is not 10 s late.
