@@ -102,8 +102,8 @@ def _load(args):
     need_tokenizer = not args.prompt_ids or bool(args.tokenizer)
     if args.prompt_ids and not args.tokenizer and not use_builtin:
         need_tokenizer = default_model_files(args.version)["tokenizer"].is_file()
-    options = ExecutorOptions(backend=args.backend, device=args.device,
-                              weight_format={"int8": "int8", "int4": "int4", "none": "stored"}.get(args.quantize, "auto"),
+    weight_format = {"int8": "int8", "int4": "int4", "none": "stored"}.get(args.quantize, "auto")
+    options = ExecutorOptions(backend=args.backend, device=args.device, weight_format=weight_format,
                               threads=args.threads, max_seq_len=args.max_seq_len, kv_cache=args.kv_cache)
     engine = load_engine(model_source(args, builtin=use_builtin, need_tokenizer=need_tokenizer), options,
                          progress=_progress)

@@ -273,13 +273,16 @@ def _measure_model(args, config: Path, ckpt: Path, stored: str) -> dict:
         if "decode_tokens_per_s" in a and "decode_tokens_per_s" in b:
             a.setdefault("vs_llama_cpp", {})[peer] = {
                 "decode": a["decode_tokens_per_s"] / b["decode_tokens_per_s"],
-                "prefill": {n: a["prefill_tokens_per_s"][n] / b["prefill_tokens_per_s"][n] for n in b["prefill_tokens_per_s"]},
+                "prefill": {n: a["prefill_tokens_per_s"][n] / b["prefill_tokens_per_s"][n]
+                            for n in b["prefill_tokens_per_s"]},
                 "ttft": b["ttft_s"] / a["ttft_s"]}
+    from engine.weights.names import expected_shapes
+
     return {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "python": platform.python_version(), "system": platform.system(), "load": _load_average()},
         "model": {"config": str(config), "checkpoint": str(ckpt), "file_bytes": file_bytes,
-                  "parameters": int(sum(np.prod(s) for s in __import__("engine.weights.names", fromlist=["x"]).expected_shapes(cfg).values()))},
+                  "parameters": int(sum(np.prod(s) for s in expected_shapes(cfg).values()))},
         "numpy_gemv_GBps": {"median": roofline, "samples": bandwidth},
         "file_read_s": read_s,
         "cost_model_stored": table(decode_cost(cfg, stored, 32 + args.decode // 2), roofline),

@@ -45,7 +45,8 @@ def _repack(fmt, src, order, out):
             codes = block + 2
             if fmt == Q4_1:
                 min_bits = np.uint16(np.uint16(row[block + 2]) | (np.uint16(row[block + 3]) << np.uint16(8)))
-                group[base + 2 * GROUP + 2 * lane], group[base + 2 * GROUP + 2 * lane + 1] = row[block + 2], row[block + 3]
+                at = base + 2 * GROUP + 2 * lane
+                group[at], group[at + 1] = row[block + 2], row[block + 3]
                 finite = finite and np.isfinite(widen(min_bits))
                 codes = block + 4
             bad[r] += 0 if finite else 1
