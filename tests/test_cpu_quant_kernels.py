@@ -31,6 +31,14 @@ def q4_0_reference(w: np.ndarray) -> np.ndarray:
 
 RULES = {"Q8": q8_0_reference, "Q4_0": q4_0_reference, "Q4_1": q4_1_reference}
 
+
+def sixteen_bit_inputs(rows: np.ndarray) -> np.ndarray:
+    """Rows in 16-bit blocks of 32: scale = max|x| / 32767, values rounded half away from zero."""
+    blocks = rows.reshape(rows.shape[0], -1, 32).astype(np.float32)
+    scale = (np.abs(blocks).max(axis=-1, keepdims=True) / np.float32(32767.0)).astype(np.float32)
+    scaled = blocks * _inverse(scale)
+    return (np.sign(scaled) * np.floor(np.abs(scaled) + np.float32(0.5)) * scale).reshape(rows.shape)
+
 # Run in a child process so a forced kernel variant (LLAMA_DESK_CPU_KERNELS) compiles from scratch.
 _CHILD = r"""
 import json, sys
@@ -59,8 +67,11 @@ for name in ("Q8", "Q4_0", "Q4_1"):
     for i in range(t):
         one = tuple(a[:1].copy() for a in act)
         matmul(packed, meta, x[i:i + 1], one, single[i])
+    act16 = (np.zeros((t, k), np.int16), act[1].copy(), act[2].copy())
+    y16 = np.zeros((t, n), np.float32)
+    matmul(packed, meta, x, act16, y16)
     out[name] = {"values": values.tolist(), "products": y.tolist(),
-                 "alone": np.concatenate(single).tolist()}
+                 "alone": np.concatenate(single).tolist(), "products16": y16.tolist()}
 print(json.dumps(out))
 """
 
@@ -93,6 +104,11 @@ def test_blocks_follow_llama_cpp_rules_and_products_are_integer_exact(host_resul
         want = eight_bit_inputs(x).astype(np.float64) @ values.T.astype(np.float64)
         got = np.asarray(host_results[name]["products"])
         assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max(), name
+        # 16-bit activation blocks (the built-in model's): the same integers, finer inputs
+        want16 = sixteen_bit_inputs(x).astype(np.float64) @ values.T.astype(np.float64)
+        got16 = np.asarray(host_results[name]["products16"])
+        assert np.abs(got16 - want16).max() <= 1e-5 * np.abs(want16).max(), name
+        assert np.abs(got16 - want16).max() < np.abs(got - want16).max(), name
 
 
 def test_a_token_gets_the_same_bits_alone_and_in_a_batch(host_results):
@@ -110,6 +126,7 @@ def test_every_cpu_variant_gives_the_same_bits(variant, host_results, tmp_path):
         pytest.skip(f"this CPU cannot run the {variant} kernels")
     for name in RULES:
         assert got[name]["products"] == host_results[name]["products"], (variant, name)
+        assert got[name]["products16"] == host_results[name]["products16"], (variant, name)
 
 
 def test_builtin_int4_takes_the_gguf_blocks_as_they_are():

@@ -79,10 +79,21 @@ def _dot4(builder, acc, w, x, signed_w: bool):
     return builder.add(acc, builder.add(builder.add(quads[0], quads[1]), builder.add(quads[2], quads[3])))
 
 
-def _broadcast_x(builder, xq_row, offset):
-    """Four activation bytes at ``offset``, repeated in every lane, as a byte vector."""
-    four = builder.load(builder.bitcast(builder.gep(xq_row, [offset]), I32.as_pointer()), align=1)
-    return builder.bitcast(splat(builder, four, GROUP), vec(I8, 4 * GROUP))
+def _broadcast_x(builder, xq_row, offset, element):
+    """Four activations at ``offset`` (8- or 16-bit), repeated in every lane, as a vector of that type."""
+    four_type = I32 if element == I8 else ir.IntType(64)
+    four = builder.load(builder.bitcast(builder.gep(xq_row, [offset]), four_type.as_pointer()), align=1)
+    return builder.bitcast(splat(builder, four, GROUP), vec(element, 4 * GROUP))
+
+
+def _dot4_wide(builder, acc, w, x, signed_w: bool):
+    """``_dot4`` with 16-bit activations: products of 16-bit lanes added in pairs (``pmaddwd``), then pairs."""
+    n = acc.type.count
+    wide = builder.sext(w, vec(I32, 4 * n)) if signed_w else builder.zext(w, vec(I32, 4 * n))
+    products = builder.mul(wide, builder.sext(x, vec(I32, 4 * n)))
+    pairs = builder.add(shuffle(builder, products, range(0, 4 * n, 2)), shuffle(builder, products, range(1, 4 * n, 2)))
+    return builder.add(acc, builder.add(shuffle(builder, pairs, range(0, 2 * n, 2)),
+                                        shuffle(builder, pairs, range(1, 2 * n, 2))))
 
 
 def _store_lanes(builder, values, o_row, first, limit):
@@ -102,18 +113,22 @@ def _store_lanes(builder, values, o_row, first, limit):
 def quant_tile(fmt: int, tokens: int):
     """The intrinsic ``tile(W, g, XQ, XD, XS, t0, out)``: rows of group ``g`` against ``tokens`` activations.
 
-    W uint8 [groups, blocks * block_bytes]; XQ int8 [T, k]; XD float32 [T, k/32]
-    (activation scales); XS int32 [T, k/32] (activation block sums); out
-    float32 [T, n]: out[t0 + t, g * GROUP + l] for the group's real rows.
+    W uint8 [groups, blocks * block_bytes]; XQ int8 [T, k] (or int16: 16-bit
+    activation blocks, for small models whose answers 8-bit rounding would
+    change); XD float32 [T, k/32] (activation scales); XS int32 [T, k/32]
+    (activation block sums); out float32 [T, n]: out[t0 + t, g * GROUP + l]
+    for the group's real rows.
     """
-    signed_w = fmt == Q8 and not _UNSIGNED_BYTES
-    offset = {Q8: 0 if signed_w else -128, Q4_0: -8, Q4_1: 0}[fmt]
     head, per_block = header_bytes(fmt), block_bytes(fmt)
 
     @intrinsic
     def tile(typingctx, W, g, XQ, XD, XS, t0, out):
-        if not (isinstance(W, types.Array) and W.dtype == types.uint8 and XQ.dtype == types.int8):
+        if not (isinstance(W, types.Array) and W.dtype == types.uint8 and XQ.dtype in (types.int8, types.int16)):
             return None
+        element = I8 if XQ.dtype == types.int8 else I16
+        signed_w = fmt == Q8 and (element == I16 or not _UNSIGNED_BYTES)
+        offset = {Q8: 0 if signed_w else -128, Q4_0: -8, Q4_1: 0}[fmt]
+        dot4 = _dot4 if element == I8 else _dot4_wide
 
         def codegen(context, builder, signature, args):
             w_data, _, w_strides = array_parts(context, builder, signature.args[0], args[0])
@@ -129,7 +144,7 @@ def quant_tile(fmt: int, tokens: int):
                 at = builder.gep(byte_pointer(builder, data), [builder.mul(builder.add(t0, i64(t)), strides[0])])
                 return builder.bitcast(at, elem.as_pointer())
 
-            xq_rows = [row_of(xq_data, xq_strides, t, I8) for t in range(tokens)]
+            xq_rows = [row_of(xq_data, xq_strides, t, element) for t in range(tokens)]
             xd_rows = [row_of(xd_data, xd_strides, t, F32) for t in range(tokens)]
             xs_rows = [row_of(xs_data, xs_strides, t, I32) for t in range(tokens)]
             floats = vec(F32, GROUP)
@@ -162,8 +177,8 @@ def quant_tile(fmt: int, tokens: int):
                 if offset:
                     sums = splat(builder, builder.mul(x_sum, const(I32, offset)), GROUP)
                 for w, at in pieces:
-                    sums = _dot4(builder, sums, w, _broadcast_x(builder, xq_rows[t], builder.add(x_first, i64(at))),
-                                 signed_w)
+                    x = _broadcast_x(builder, xq_rows[t], builder.add(x_first, i64(at)), element)
+                    sums = dot4(builder, sums, w, x, signed_w)
                 d_x = builder.load(builder.gep(xd_rows[t], [b]))
                 scale = builder.fmul(d_w, splat(builder, d_x, GROUP))
                 accs[t] = fmuladd(builder, builder.sitofp(sums, floats), scale, accs[t])

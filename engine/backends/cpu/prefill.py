@@ -29,15 +29,16 @@ class TileBuffer:
 
 
 class Activations:
-    """A block's activations in 8-bit blocks (values, scales, sums) for packed weights, grown on demand."""
+    """A block's activations in 8-bit (or 16-bit) blocks (values, scales, sums) for packed weights, grown on demand."""
 
-    def __init__(self):
-        self.arrays = (np.empty(0, np.int8), np.empty(0, np.float32), np.empty(0, np.int32))
+    def __init__(self, dtype=np.int8):
+        self.dtype = dtype
+        self.arrays = (np.empty(0, dtype), np.empty(0, np.float32), np.empty(0, np.int32))
 
     def get(self, tokens: int, k: int):
         blocks = (k + 31) // 32
         if self.arrays[0].size < tokens * k or self.arrays[1].size < tokens * blocks:
-            self.arrays = (np.empty(tokens * k, np.int8), np.empty(tokens * blocks, np.float32),
+            self.arrays = (np.empty(tokens * k, self.dtype), np.empty(tokens * blocks, np.float32),
                            np.empty(tokens * blocks, np.int32))
         q, d, s = self.arrays
         return (q[:tokens * k].reshape(tokens, k), d[:tokens * blocks].reshape(tokens, blocks),

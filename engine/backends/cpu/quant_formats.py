@@ -133,17 +133,18 @@ def unpack_rows(fmt, P, r0, r1, k, out):
 
 @njit(**EXACT)
 def quantize_activations(X, XQ, XD, XS):
-    """Rows of X (float32 [T, k]) -> 8-bit blocks XQ (int8), scales XD and integer block sums XS.
+    """Rows of X (float32 [T, k]) -> 8-bit (XQ int8) or 16-bit (XQ int16) blocks, scales XD, integer sums XS.
 
     A block holding NaN or Inf gets a NaN scale, so the product is NaN too (never a silent number).
     """
+    top = np.float32(127.0) if XQ.itemsize == 1 else np.float32(32767.0)
     for t in range(X.shape[0]):
         for b in range(X.shape[1] // BLOCK):
             amax, finite = np.float32(0.0), True
             for j in range(b * BLOCK, b * BLOCK + BLOCK):
                 finite = finite and np.isfinite(X[t, j])
                 amax = max(amax, abs(X[t, j]))
-            d = amax / np.float32(127.0)
+            d = amax / top
             inv = np.float32(1.0) / d if d > 0 else np.float32(0.0)
             total = 0
             for j in range(b * BLOCK, b * BLOCK + BLOCK):
