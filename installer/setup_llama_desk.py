@@ -26,7 +26,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import venv
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -266,6 +265,8 @@ def install(plan: Plan) -> dict:
     check_python(plan)
     plan.prefix.mkdir(parents=True, exist_ok=True)
     if not plan.in_place:
+        import venv  # here only: the embeddable runtime the Windows installer runs this in has no venv module
+
         print(f"Creating a fresh environment in {plan.venv} ...", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(plan.venv)
     check_path_room(site_packages(plan.python), plan.platform, is_windows(plan.platform) and windows_long_paths())
