@@ -239,8 +239,10 @@ def make_shortcuts(plan: Plan) -> list[str]:
 
 
 def site_packages(python: Path) -> Path:
+    # UTF-8 both ways: a Windows pipe's default code page cannot hold every user name (C:\Users\张三 on cp1252)
     out = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                         check=True, capture_output=True, text=True, encoding="utf-8")
+                         check=True, capture_output=True, text=True, encoding="utf-8",
+                         env={**os.environ, "PYTHONIOENCODING": "utf-8"})
     return Path(out.stdout.strip())
 
 
