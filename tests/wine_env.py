@@ -172,6 +172,12 @@ def wine_environment(prefix: Path, **extra: str) -> dict[str, str]:
             "WINEPREFIX": str(prefix), **extra}
 
 
+def has_locale(name: str) -> bool:
+    """Whether this machine has a locale (Wine takes Windows' code page from LANG, but needs it to exist)."""
+    listed = subprocess.run(["locale", "-a"], capture_output=True, text=True).stdout.split()
+    return name.lower().replace("utf-8", "utf8") in {entry.lower() for entry in listed}
+
+
 def wine_version() -> str:
     return subprocess.run(["wine", "--version"], capture_output=True, text=True).stdout.strip()
 
@@ -185,11 +191,18 @@ class WineSession:
         fcntl.flock(self._lock, fcntl.LOCK_EX)  # another test run on the same cache waits for this one
         self.xvfb, self.display = self._start_xvfb()
         self.env = wine_environment(prefix, DISPLAY=self.display)
-        subprocess.run(["wineserver", "-p"], env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, check=True)
-        # Wine's own services start with the first program and inherit its output: let them inherit nothing
-        subprocess.run(["wine", "cmd", "/c", "exit"], env=self.env, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+        try:
+            self._quiet(["wineserver", "-k"])  # one a crashed run left behind (the lock says no one else uses it)
+            self._quiet(["wineserver", "-p"], check=True)  # persistent: one server for all the run's programs
+            # Wine's own services start with the first program and inherit its output: let them inherit nothing
+            self._quiet(["wine", "cmd", "/c", "exit"], check=True)
+        except BaseException:
+            self.close()
+            raise
+
+    def _quiet(self, command: list[str], check: bool = False) -> None:
+        subprocess.run(command, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=300, check=check)
 
     @staticmethod
     def _start_xvfb() -> tuple[subprocess.Popen, str]:
@@ -221,8 +234,7 @@ class WineSession:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def close(self) -> None:
-        subprocess.run(["wineserver", "-k"], env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=60)
+        self._quiet(["wineserver", "-k"])
         self.xvfb.terminate()
         self.xvfb.wait(timeout=30)
         fcntl.flock(self._lock, fcntl.LOCK_UN)

@@ -131,5 +131,5 @@ def powershell_exe(pip_wheel: Path, python_exe_windows_path: str) -> bytes:
         launcher = wheel.read("pip/_vendor/distlib/t64.exe")
     script = io.BytesIO()
     with zipfile.ZipFile(script, "w") as archive:
-        archive.writestr("__main__.py", POWERSHELL_SCRIPT)
+        archive.writestr(zipfile.ZipInfo("__main__.py", (2024, 1, 1, 0, 0, 0)), POWERSHELL_SCRIPT)  # same bytes
     return launcher + f'#!"{python_exe_windows_path}"\r\n'.encode("utf-8") + script.getvalue()
