@@ -14,7 +14,9 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 import re
+import resource
 import socket
 import sqlite3
 import subprocess
@@ -52,7 +54,7 @@ def report(request) -> list[str]:
 @pytest.fixture(scope="session")
 def windows(tmp_path_factory, report):
     """A fresh install by the NSIS installer, in a cached prefix; one Wine session for the whole run."""
-    started = time.monotonic()
+    started, children = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
     runtime, python_zip = wine_env.ensure_runtime()
     wheels = wine_env.ensure_wheels()
     prefix, _ = wine_env.ensure_prefix(runtime, wine_install.build_windows.bundled_pip_wheel())
@@ -62,7 +64,6 @@ def windows(tmp_path_factory, report):
         installer = wine_install.build_installer(tmp_path_factory.mktemp("installer"), python_zip)
         built = time.monotonic() - started - set_up
         build = wine_install.WindowsInstall(session, installer, wheels)
-        import os  # DEV-ONLY
         if os.environ.get("WINE_DEV_REUSE") and build.host(build.python).exists():  # DEV-ONLY
             build.first_install = (subprocess.CompletedProcess([], 0, "", ""), 0.0)  # DEV-ONLY
         else:  # DEV-ONLY
@@ -72,8 +73,12 @@ def windows(tmp_path_factory, report):
                       f"installer built: {built:.0f} s; first install: {build.first_install[1]:.0f} s")
         yield build
     finally:
+        daemons = session.daemon_cpu_seconds()
         session.close()
-        report.append(f"the Windows stage took {time.monotonic() - started:.0f} s in all")
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = used.ru_utime + used.ru_stime - children.ru_utime - children.ru_stime + daemons
+        report.append(f"the Windows stage took {time.monotonic() - started:.0f} s in all, {cpu:.0f} s of CPU time "
+                      f"(load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 
 def linux_run(script: str, *args: str, input: str | None = None) -> subprocess.CompletedProcess:

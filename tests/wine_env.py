@@ -233,6 +233,19 @@ class WineSession:
         return subprocess.Popen(["wine", *map(str, args)], cwd=cwd, env=self.environment(env), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
+    def daemon_cpu_seconds(self) -> float:
+        """CPU time of this prefix's wineserver and Wine services so far (not our children: they are counted apart)."""
+        import psutil
+        total = 0.0
+        for process in psutil.process_iter():
+            try:
+                if process.environ().get("WINEPREFIX") == str(self.prefix):
+                    times = process.cpu_times()
+                    total += times.user + times.system
+            except (psutil.Error, OSError):
+                continue
+        return total
+
     def close(self) -> None:
         self._quiet(["wineserver", "-k"])
         self.xvfb.terminate()
