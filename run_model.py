@@ -15,8 +15,8 @@ import json
 import os
 import sys
 
-from cli_support import report, utf8_stdio
-from engine import EngineError, GenerationSettings, backend_names, load_engine, verify_checkpoint
+from cli_support import model_source, report, utf8_stdio
+from engine import EngineError, ExecutorOptions, GenerationSettings, backend_names, load_engine, verify_checkpoint
 from engine.paths import default_model_files
 
 
@@ -24,8 +24,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Chat with a local LLaMA2/LLaMA3 model on MindSpore.")
     p.add_argument("-V", "--version", type=int, choices=(2, 3), default=2, help="LLaMA version (2 or 3)")
     p.add_argument("-C", "--config", help="MindFormers yaml (default: configs/predict_llama{V}_*.yaml)")
-    p.add_argument("-F", "--tokenizer", help="tokenizer.model (default: checkpoint_download/llama{V}/)")
-    p.add_argument("-M", "--model", help="checkpoint .ckpt or .safetensors (default: checkpoint_download/llama{V}/)")
+    p.add_argument("-F", "--tokenizer", help="tokenizer.model (default: <models folder>/llama{V}/)")
+    p.add_argument("-M", "--model", help="checkpoint .ckpt or .safetensors (default: <models folder>/llama{V}/)")
     p.add_argument("--fast", action="store_true", help="LLaMA2: use the fast (HF tokenizers) tokenizer")
     p.add_argument("--builtin", action="store_true", help="use the built-in SmolLM2-135M-Instruct model")
     p.add_argument("--prompt", help="answer this one prompt and exit")
@@ -101,12 +101,11 @@ def _load(args):
     need_tokenizer = not args.prompt_ids or bool(args.tokenizer)
     if args.prompt_ids and not args.tokenizer and not use_builtin:
         need_tokenizer = default_model_files(args.version)["tokenizer"].is_file()
-    engine = load_engine(args.version, args.config, args.tokenizer, args.model, fast=args.fast,
-                         builtin=use_builtin, need_tokenizer=need_tokenizer, max_seq_len=args.max_seq_len,
-                         backend=args.backend, device=args.device,
-                         weight_format={"int8": "int8", "none": "stored"}.get(args.quantize, "auto"),
-                         threads=args.threads,
-                         kv_cache=args.kv_cache, progress=_progress)
+    options = ExecutorOptions(backend=args.backend, device=args.device,
+                              weight_format={"int8": "int8", "none": "stored"}.get(args.quantize, "auto"),
+                              threads=args.threads, max_seq_len=args.max_seq_len, kv_cache=args.kv_cache)
+    engine = load_engine(model_source(args, builtin=use_builtin, need_tokenizer=need_tokenizer), options,
+                         progress=_progress)
     for note in engine.info.notes:
         print(f"note: {note}", file=sys.stderr)
     return engine

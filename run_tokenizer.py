@@ -18,9 +18,9 @@ from pathlib import Path
 from cli_support import report, utf8_stdio
 from engine.errors import EngineError
 from engine.paths import default_model_files
-from engine.tokenizers import Tokenizer, load_tokenizer
-from engine.tokenizers.base import clean_text
-from engine.tokenizers.mindformers_counts import mindformers_vocab_sizes
+from engine.text.tokenizers import Tokenizer, load_tokenizer
+from engine.text.tokenizers.base import clean_text
+from engine.text.tokenizers.mindformers_counts import mindformers_vocab_sizes
 
 
 

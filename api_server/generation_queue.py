@@ -40,7 +40,7 @@ class QueueClosed(EngineError):
 
 @dataclass
 class JobRecord:
-    """What one job did, kept for the log and for tests (was a cancelled answer really cut short?)."""
+    """What one job did: logged, and the recent ones time the next Retry-After (tests read them too)."""
 
     kind: str
     max_tokens: int

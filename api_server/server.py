@@ -24,7 +24,7 @@ from engine import ChatEngine
 from .access_guard import is_loopback
 from .app import MAX_BODY_BYTES, create_app, model_id
 from .errors import ServerStartError
-from .generation_queue import GenerationQueue, JobRecord
+from .generation_queue import GenerationQueue
 
 log = logging.getLogger("api_server")
 GRACEFUL_SHUTDOWN_S = 5
@@ -100,10 +100,6 @@ class ServerHandle:
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
-
-    def recent_generations(self) -> list[JobRecord]:
-        """What the last jobs did (tokens, finish reason, whether the client left), oldest first."""
-        return list(self.queue.finished)
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the running answer, refuse the waiting ones, close the port, and wait for the thread."""

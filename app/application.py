@@ -7,14 +7,14 @@ thread, so MindSpore is imported there and never before the window is on screen.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QApplication
+
+from engine.paths import LOGS_FOLDER
 
 from . import translations
 from .first_run import FirstRunDialog
@@ -23,26 +23,9 @@ from .preferences import Preferences, save_preferences
 from .theme import apply_font, apply_theme, follow_system_changes
 
 
-def user_data_dir() -> Path:
-    """``engine.paths.user_data_dir()``, without importing the ``engine`` package before the first paint.
-
-    ``import engine`` imports numpy, yaml and the tokenizers (0.3-1 s here); ``engine/paths.py``
-    needs none of them, so it is loaded on its own (and registered, so ``engine`` reuses it).
-    """
-    module = sys.modules.get("engine.paths")
-    if module is None:
-        package = importlib.util.find_spec("engine")
-        spec = importlib.util.spec_from_file_location(
-            "engine.paths", Path(package.submodule_search_locations[0]) / "paths.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules["engine.paths"] = module
-    return module.user_data_dir()
-
-
 def setup_logging(home: Path) -> Path:
     """Unexpected errors go to a log file in the user-data folder; the window shows one line."""
-    folder = Path(home) / "logs"
+    folder = Path(home) / LOGS_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "app.log"
     handler = RotatingFileHandler(path, maxBytes=1_000_000, backupCount=3, encoding="utf-8")

@@ -2,12 +2,14 @@
 
 The download runs on its own thread; its progress events are queued to the UI thread. Pause and
 Cancel are ``threading.Event``s the downloader polls; a cancelled or interrupted download keeps its
-``.part`` and resumes next time. Files go where the engine looks for them by default.
+``.part`` and resumes next time. Files go where the engine looks for them by default: the models
+folder the form around it shows (``starting`` lets it keep that folder first).
 """
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
@@ -37,10 +39,12 @@ def human_time(seconds: float | None) -> str:
 
 class DownloadPanel(QWidget):
     downloaded = Signal(str)              # model name ("llama2"), once every file is verified and in place
+    starting = Signal(str)                # model name, just before its download starts
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.model = "llama2"
+        self.models_folder: Path | None = None  # None: engine.paths' models folder
         self.manifest = None              # another models.yaml (tests); None: checkpoint_download's own
         self.task: Task | None = None
         self.cancel_event = threading.Event()
@@ -71,16 +75,20 @@ class DownloadPanel(QWidget):
         self._set_running(False)
         self.set_model("llama2")
 
-    def set_model(self, name: str) -> None:
+    def set_model(self, name: str, models_folder: Path | None = None) -> None:
         if self.running:
             return
-        self.model = name
-        from engine.paths import default_model_files
-        folder = default_model_files(MODELS[name])["checkpoint"].parent
+        self.model, self.models_folder = name, models_folder
+        folder = self.destination()
         self.title.setText(self.tr("Download {0} into {1}. Mirrors are tried in turn; an interrupted download "
                                    "resumes where it stopped.").format(name.replace("llama", "LLaMA"), folder))
         self.bar.setValue(0)
         self.detail.setText("")
+
+    def destination(self) -> Path:
+        """The folder the current model's files go to, as the engine's defaults expect them."""
+        from engine.paths import default_model_files
+        return default_model_files(MODELS[self.model], self.models_folder)["checkpoint"].parent
 
     @property
     def running(self) -> bool:
@@ -95,10 +103,10 @@ class DownloadPanel(QWidget):
     def start(self) -> None:
         if self.running:
             return
-        from engine.paths import default_model_files
+        self.starting.emit(self.model)
         self.cancel_event, self.pause_event = threading.Event(), threading.Event()
         name, cancel, pause = self.model, self.cancel_event, self.pause_event
-        dest = default_model_files(MODELS[name])["checkpoint"].parent
+        dest = self.destination()
         extra = {"manifest": self.manifest} if self.manifest else {}
 
         def job(report):

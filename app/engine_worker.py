@@ -1,8 +1,9 @@
 """The model on its own thread (GPT4All's pattern): the window talks to it only through queued signals.
 
 ``EngineWorker`` lives on the engine thread and owns the ``ChatEngine``: loading, answering and
-closing all run there, so MindSpore is imported there too and the window never waits on it.
-``EngineHost`` is the window's handle. Every request carries its own ``threading.Event``, set by
+closing all run there, so MindSpore is imported there too and the window never waits on it. The
+local API server over that model is ``ApiController``'s, on the same thread (``api_controller.py``).
+``EngineHost`` is the window's handle on both. Every request carries its own ``threading.Event``, set by
 the window to stop an answer (checked between tokens and between prefill chunks) or a load; a
 stop therefore cannot be lost between two requests. Streamed text is gathered and sent every
 ``BATCH_S`` seconds, so a fast model cannot flood the window's event loop.
@@ -10,13 +11,13 @@ stop therefore cannot be lost between two requests. Streamed text is gathered an
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import threading
 import time
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
+from .api_controller import ApiController
 from .preferences import ModelChoice
 from .worker_thread import WorkerThread
 
@@ -41,18 +42,17 @@ class EngineWorker(QObject):
     progress = Signal(str, int, int)              # stage, done, total
     loaded = Signal(object)                       # engine.ModelInfo
     loadFailed = Signal(str, object)              # message, hint dict
+    unloading = Signal()                          # the model is about to close (emitted on the engine thread)
     unloaded = Signal()
     contextReport = Signal(str, int, int, int)    # answer uid, dropped messages, prompt tokens, context length
     tokens = Signal(str, str)                     # answer uid, text added
     finished = Signal(str, object)                # answer uid, result dict
     failed = Signal(str, str)                     # answer uid, message
-    apiState = Signal(bool, str)                  # running, address or the reason it is not
 
     def __init__(self):
         super().__init__()
         self.engine = None
         self.choice: ModelChoice | None = None
-        self.api = None
 
     # -- loading ------------------------------------------------------------------------------------
 
@@ -86,7 +86,7 @@ class EngineWorker(QObject):
         if choice.source == "builtin":  # its check would convert it, without progress: load_engine does both
             return
         from engine import EngineError, available_bytes, check_model_files
-        summary = check_model_files(**choice.load_arguments())
+        summary = check_model_files(choice.model_source())
         free = available_bytes()
         if free is not None and self.engine is not None:  # the current model is closed before loading
             free += self.engine.info.memory_estimate
@@ -105,15 +105,11 @@ class EngineWorker(QObject):
             if stage != last[1] or done >= total or now - last[0] >= PROGRESS_S:
                 last[:] = [now, stage]
                 self.progress.emit(stage, int(done), int(total))
-        return load_engine(**choice.load_arguments(), **choice.run_arguments(), progress=report, cancel=cancel)
-
-    @Slot()
-    def unload(self) -> None:
-        self._close_engine()
+        return load_engine(choice.model_source(), choice.run_options(), progress=report, cancel=cancel)
 
     def _close_engine(self) -> None:
-        self._stop_api()
         if self.engine is not None:
+            self.unloading.emit()
             engine, self.engine, self.choice = self.engine, None, None
             try:
                 engine.close()
@@ -164,36 +160,6 @@ class EngineWorker(QObject):
             "tokens_per_s": round(s.decode_tokens_per_s, 2), "prefill_tokens_per_s": round(s.prefill_tokens_per_s, 1),
             "dropped_messages": completion.dropped_messages, "context_length": self.engine.context_length})
 
-    # -- local API server ---------------------------------------------------------------------------
-
-    @Slot(bool, int)
-    def set_api_server(self, wanted: bool, port: int) -> None:
-        self._stop_api()
-        if not wanted:
-            self.apiState.emit(False, "")
-            return
-        if importlib.util.find_spec("api_server") is None:
-            self.apiState.emit(False, "The local API server is not installed in this version.")
-            return
-        if self.engine is None:
-            self.apiState.emit(False, "Load a model first.")
-            return
-        try:
-            import api_server
-            self.api = api_server.start_background(self.engine, host="127.0.0.1", port=port)
-        except Exception as exc:  # noqa: BLE001 - a port in use must not take the app down
-            self.apiState.emit(False, f"The local API server could not start: {exc}")
-            return
-        self.apiState.emit(True, str(self.api.url))
-
-    def _stop_api(self) -> None:
-        if self.api is not None:
-            api, self.api = self.api, None
-            try:
-                api.stop()
-            except Exception:  # noqa: BLE001
-                log.exception("stopping the API server failed")
-
     @Slot()
     def shutdown(self) -> None:
         self._close_engine()
@@ -206,7 +172,6 @@ class EngineHost(QObject):
 
     _load = Signal(object, object)
     _chat = Signal(str, object, object, object)
-    _unload = Signal()
     _api = Signal(bool, int)
     _shutdown = Signal()
 
@@ -214,11 +179,13 @@ class EngineHost(QObject):
         super().__init__(parent)
         self.thread = WorkerThread("engine")
         self.worker = EngineWorker()
+        self.api = ApiController(self.worker)
         self.worker.moveToThread(self.thread)
+        self.api.moveToThread(self.thread)
         self._load.connect(self.worker.load)
         self._chat.connect(self.worker.chat)
-        self._unload.connect(self.worker.unload)
-        self._api.connect(self.worker.set_api_server)
+        self._api.connect(self.api.set_wanted)
+        self._shutdown.connect(self.api.shutdown)     # first: no request may reach a closing model
         self._shutdown.connect(self.worker.shutdown)
         self.worker.finished.connect(self._answer_done)
         self.worker.failed.connect(self._answer_done)
@@ -261,6 +228,7 @@ class EngineHost(QObject):
                 event.set()
 
     def set_api_server(self, wanted: bool, port: int) -> None:
+        """Serve the loaded model (and each one loaded after it) on 127.0.0.1:``port``, or stop serving."""
         self._api.emit(wanted, port)
 
     @Slot(str, object)

@@ -38,5 +38,9 @@ class FirstRunDialog(QDialog):
         layout.addWidget(buttons)
 
     def accept(self) -> None:
+        problem = self.form.save_models_folder()
+        if problem:
+            self.form.result.setText(problem)
+            return
         self.chosen.emit(self.form.choice())
         super().accept()

@@ -17,6 +17,8 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QPushButton, QSplitter, QVBoxLayout,
                                QWidget)
 
+from engine.paths import HISTORY_FILE
+
 from .chat_session import ChatSession
 from .composer import Composer
 from .conversation_list import ConversationList
@@ -55,7 +57,7 @@ class Services:
 
     @classmethod
     def start(cls, home: Path) -> "Services":
-        return cls(Storage(Path(home) / "chats.sqlite3"), EngineHost())
+        return cls(Storage(Path(home) / HISTORY_FILE), EngineHost())
 
     def close(self) -> None:
         if getattr(self, "closed", False):
@@ -142,7 +144,7 @@ class MainWindow(QMainWindow):
         worker.loadFailed.connect(self._on_load_failed)
         worker.unloaded.connect(self._on_unloaded)  # worker signals: bound methods only (lambdas would run
         #                                             on the engine thread)
-        worker.apiState.connect(self._on_api_state)
+        self.engine.api.state.connect(self._on_api_state)
         self.status.cancelLoad.connect(self.engine.cancel_load)
         self.storage.error.connect(lambda m: self.notice.show_message(self.tr("The chat could not be saved: {0}")
                                                                       .format(m)))
@@ -169,6 +171,8 @@ class MainWindow(QMainWindow):
         self.storage.call("conversations", then=self.conversations.set_conversations)
         if self.engine.info is not None:
             self._on_loaded(self.engine.info)
+        if self.prefs.api_server:  # the server follows the model: it starts once one is loaded
+            self.engine.set_api_server(True, self.prefs.api_port)
         if load_model:
             self.load_model(self.prefs.model)
 
@@ -187,8 +191,6 @@ class MainWindow(QMainWindow):
         self.composer.set_ready(True)
         if self.notice.kind == "load":
             self.notice.clear()
-        if self.prefs.api_server:
-            self.engine.set_api_server(True, self.prefs.api_port)
         self.modelReady.emit(info)
 
     def _on_unloaded(self) -> None:
@@ -300,7 +302,7 @@ class MainWindow(QMainWindow):
         apply_theme(self.prefs.theme)
         if new.model != old.model or self.engine.info is None:
             self.load_model(new.model)
-        if (new.api_server, new.api_port) != (old.api_server, old.api_port) and self.engine.info is not None:
+        if (new.api_server, new.api_port) != (old.api_server, old.api_port):
             self.engine.set_api_server(new.api_server, new.api_port)
         if new.language != old.language:
             self.rebuildRequested.emit()

@@ -2,16 +2,21 @@
 
 "Check files" runs the engine's ``check_model_files`` off the UI thread and shows its summary or
 its message (the engine's words, never a traceback). The LLaMA downloads are offered next to the
-file fields, and fill them in when done.
+file fields, and fill them in when done. The models folder (``engine.paths``: where downloads go and
+the file fields default to) is chosen here too, and kept when the dialog is accepted or a download
+starts (the files must be found where they went).
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from engine import paths
 
 from .background import Task
 from .download_panel import DownloadPanel
@@ -19,7 +24,9 @@ from .preferences import ModelChoice
 
 
 class PathField(QWidget):
-    def __init__(self, caption: str, file_filter: str, parent=None):
+    """A path typed or picked with Browse…: a file, or a folder when ``file_filter`` is None."""
+
+    def __init__(self, caption: str, file_filter: str | None, parent=None):
         super().__init__(parent)
         self.caption, self.file_filter = caption, file_filter
         self.edit = QLineEdit(self)
@@ -32,7 +39,10 @@ class PathField(QWidget):
 
     def _browse(self) -> None:
         start = self.edit.text() or self.edit.placeholderText()
-        path, _ = QFileDialog.getOpenFileName(self, self.caption, start, self.file_filter)
+        if self.file_filter is None:
+            path = QFileDialog.getExistingDirectory(self, self.caption, start)
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, self.caption, start, self.file_filter)
         if path:
             self.edit.setText(path)
 
@@ -52,6 +62,17 @@ class ModelSetupForm(QWidget):
         self.checkpoint = PathField(self.tr("Checkpoint"), self.tr("Checkpoints (*.ckpt *.safetensors);;All files (*)"))
         self.tokenizer = PathField(self.tr("Tokenizer"), self.tr("Tokenizer (*.model *.json);;All files (*)"))
         self.config = PathField(self.tr("Config"), self.tr("Config (*.yaml *.yml);;All files (*)"))
+        self.models_folder = PathField(self.tr("Models folder"), None)
+        self.models_folder.edit.setPlaceholderText(str(paths.default_models_dir()))
+        self.models_folder.edit.setToolTip(self.tr("Where downloads go and where LLaMA2/LLaMA3 files are looked "
+                                                   "for by default (e.g. a drive with room for 16 GB)"))
+        self._saved_folder = paths.models_dir()
+        override = os.environ.get(paths.MODELS_ENV)
+        chosen = override or paths.chosen_models_dir()
+        self.models_folder.edit.setText(str(chosen) if chosen else "")
+        if override:
+            self.models_folder.setEnabled(False)
+            self.models_folder.setToolTip(self.tr("Set by the environment variable {0}").format(paths.MODELS_ENV))
         self.backend = QComboBox()
         self.backend.addItem(self.tr("Automatic"), "auto")
         from engine import backend_names  # light: names only, no backend is imported
@@ -73,6 +94,7 @@ class ModelSetupForm(QWidget):
         self.result.setObjectName("checkResult")
         form = QFormLayout()
         form.addRow(self.tr("Model"), self.source)
+        form.addRow(self.tr("Models folder"), self.models_folder)
         form.addRow(self.tr("Checkpoint"), self.checkpoint)
         form.addRow(self.tr("Tokenizer"), self.tokenizer)
         form.addRow(self.tr("Config"), self.config)
@@ -84,6 +106,7 @@ class ModelSetupForm(QWidget):
         self.download = DownloadPanel(self.downloads)
         QVBoxLayout(self.downloads).addWidget(self.download)
         self.download.downloaded.connect(self._downloaded)
+        self.download.starting.connect(self._download_starting)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         row = QHBoxLayout()
@@ -94,6 +117,7 @@ class ModelSetupForm(QWidget):
         layout.addStretch(1)
         self.task: Task | None = None
         self.source.currentIndexChanged.connect(self._source_changed)
+        self.models_folder.edit.textChanged.connect(self._source_changed)
         self.set_choice(choice)
 
     def set_choice(self, choice: ModelChoice) -> None:
@@ -120,13 +144,38 @@ class ModelSetupForm(QWidget):
             field.setEnabled(llama)
         self.downloads.setVisible(llama)
         if llama:
-            from engine.paths import default_model_files
-            defaults = default_model_files(2 if source == "llama2" else 3)
+            defaults = paths.default_model_files(2 if source == "llama2" else 3, self.models_folder_path())
             self.checkpoint.edit.setPlaceholderText(str(defaults["checkpoint"]))
             self.tokenizer.edit.setPlaceholderText(str(defaults["tokenizer"]))
             self.config.edit.setPlaceholderText(str(defaults["config"]))
-            self.download.set_model(source)
+            self.download.set_model(source, self.models_folder_path())
         self.result.clear()
+
+    def models_folder_path(self) -> Path:
+        """The models folder as this form has it (its field, else the default), saved or not."""
+        return Path(self.models_folder.text()) if self.models_folder.text() else paths.default_models_dir()
+
+    @property
+    def models_folder_changed(self) -> bool:
+        return self.models_folder_path() != self._saved_folder
+
+    def save_models_folder(self) -> str | None:
+        """Keep the chosen models folder (``engine.paths``); None when done, else why it could not be."""
+        if os.environ.get(paths.MODELS_ENV) or not self.models_folder_changed:
+            return None
+        try:
+            paths.choose_models_dir(self.models_folder.text() or None)
+        except OSError as exc:
+            return self.tr("The models folder {0} cannot be used: {1}").format(self.models_folder.text(),
+                                                                             exc.strerror or exc)
+        self._saved_folder = paths.models_dir()
+        return None
+
+    def _download_starting(self, _model: str = "") -> None:
+        problem = self.save_models_folder()
+        if problem:
+            self.result.setStyleSheet("color: #c0392b;")
+            self.result.setText(problem)
 
     def check(self) -> None:
         """Validate the chosen files against each other (no weights are read); shows the outcome."""
@@ -139,7 +188,7 @@ class ModelSetupForm(QWidget):
 
         def job(_report):
             from engine import check_model_files
-            return check_model_files(**choice.load_arguments())
+            return check_model_files(choice.model_source())
         self.check_button.setEnabled(False)
         self.result.setText(self.tr("Checking…"))
         self.task = Task(job, then=self._summary, otherwise=self._problem, parent=self).start()

@@ -12,7 +12,8 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-FILE_NAME = "settings.json"
+from engine.paths import SETTINGS_FILE
+
 SOURCES = ("builtin", "llama2", "llama3")
 THEMES = ("system", "light", "dark")
 LANGUAGES = ("", "en", "zh_CN")          # "": follow the system
@@ -35,16 +36,19 @@ class ModelChoice:
     def version(self) -> int | None:
         return {"llama2": 2, "llama3": 3}.get(self.source)
 
-    def load_arguments(self) -> dict:
-        """Keyword arguments for ``engine.load_engine`` / ``check_model_files``."""
+    def model_source(self):
+        """The engine's ``ModelSource`` for ``load_engine`` / ``check_model_files`` ("" and 0 mean the default)."""
+        from engine import ModelSource
         if self.source == "builtin":
-            return {"builtin": True}
-        return {"version": self.version, "checkpoint_path": self.checkpoint or None,
-                "tokenizer_path": self.tokenizer or None, "config_path": self.config or None}
+            return ModelSource(builtin=True)
+        return ModelSource(version=self.version, checkpoint=self.checkpoint or None, tokenizer=self.tokenizer or None,
+                           config=self.config or None)
 
-    def run_arguments(self) -> dict:
-        return {"backend": self.backend, "weight_format": self.weight_format, "threads": self.threads or None,
-                "max_seq_len": self.context_length or None}
+    def run_options(self):
+        """The engine's ``ExecutorOptions`` (0 threads or context: the default)."""
+        from engine import ExecutorOptions
+        return ExecutorOptions(backend=self.backend, weight_format=self.weight_format, threads=self.threads or None,
+                               max_seq_len=self.context_length or None)
 
 
 @dataclass
@@ -78,7 +82,7 @@ def _known(cls, data) -> dict:
 
 
 def preferences_path(folder: Path) -> Path:
-    return Path(folder) / FILE_NAME
+    return Path(folder) / SETTINGS_FILE
 
 
 def load_preferences(folder: Path) -> Preferences:

@@ -16,6 +16,8 @@ from pathlib import Path
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
+from engine.paths import HISTORY_FILE
+
 from .engine_worker import EngineHost
 from .main_window import MainWindow, Services
 from .preferences import ModelChoice, Preferences
@@ -33,7 +35,7 @@ def run_screenshot(app: QApplication, prefs: Preferences, home: Path, path: str)
     prefs.chat.max_new_tokens = 200
     prefs.api_server = False
     folder = Path(tempfile.mkdtemp(prefix="llama-desk-screenshot-"))
-    services = Services(Storage(folder / "chats.sqlite3"), EngineHost())
+    services = Services(Storage(folder / HISTORY_FILE), EngineHost())
     window = MainWindow(prefs, home, services)
     window.resize(1180, 820)
     outcome = {"code": 3}

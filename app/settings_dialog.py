@@ -101,6 +101,12 @@ class SettingsDialog(QDialog):
             self.error.setText(problem)
             self.error.show()
             return
+        problem = self.model.save_models_folder()
+        if problem:
+            self.tabs.setCurrentIndex(1)
+            self.error.setText(problem)
+            self.error.show()
+            return
         super().accept()
 
     def result_prefs(self) -> Preferences:

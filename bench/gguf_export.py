@@ -16,8 +16,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.config import load_config  # noqa: E402
-from engine.names import EMBEDDING, LM_HEAD, NORM_OUT, layer_name  # noqa: E402
-from engine.weights import open_weights  # noqa: E402
+from engine.weights.names import EMBEDDING, LM_HEAD, NORM_OUT, layer_name  # noqa: E402
+from engine.weights.validation import open_weights  # noqa: E402
 
 _GGUF_LAYER = {"wq": "attn_q", "wk": "attn_k", "wv": "attn_v", "wo": "attn_output", "w1": "ffn_gate",
                "w3": "ffn_up", "w2": "ffn_down", "attention_norm": "attn_norm", "ffn_norm": "ffn_norm"}

@@ -41,7 +41,8 @@ def perplexity(engine, text: str, max_tokens: int = 512) -> tuple[float, int]:
 
 
 def main() -> int:
-    from engine import load_engine
+    from cli_support import model_source
+    from engine import ExecutorOptions, load_engine
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-V", "--version", type=int, default=2)
@@ -54,8 +55,7 @@ def main() -> int:
     text = args.text.read_text(encoding="utf-8")
     results = {}
     for fmt in ("stored", "int8"):
-        engine = load_engine(args.version, args.config, args.tokenizer, args.model, builtin=args.builtin,
-                             backend="cpu", weight_format=fmt)
+        engine = load_engine(model_source(args), ExecutorOptions(backend="cpu", weight_format=fmt))
         ppl, n = perplexity(engine, text)
         results[fmt] = {"perplexity": round(ppl, 4), "tokens": n, "weight_format": engine.info.weight_format}
         engine.close()

@@ -74,13 +74,13 @@ def _prompt(vocab: int, n: int) -> list[int]:
 
 def measure_ours(config: str, checkpoint: str, backend: str, fmt: str, threads: int | None, prompt_len: int,
                  decode_tokens: int) -> dict:
-    from engine import load_engine
+    from engine import ExecutorOptions, ModelSource, load_engine
     from engine.memory import peak_rss_bytes
 
     started = time.perf_counter()
-    engine = load_engine(2, config, None, checkpoint, need_tokenizer=False, backend=backend,
-                         weight_format="auto" if fmt == "stored" else fmt, threads=threads,
-                         max_seq_len=prompt_len + decode_tokens + 64)
+    engine = load_engine(ModelSource(version=2, config=config, checkpoint=checkpoint, need_tokenizer=False),
+                         ExecutorOptions(backend=backend, weight_format="auto" if fmt == "stored" else fmt,
+                                         threads=threads, max_seq_len=prompt_len + decode_tokens + 64))
     load_s = time.perf_counter() - started
     ex, vocab = engine.executor, engine.config.vocab_size
     prompt = _prompt(vocab, prompt_len)
@@ -232,7 +232,7 @@ def main() -> int:
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "python": platform.python_version(), "system": platform.system()},
         "model": {"config": str(config), "checkpoint": str(ckpt), "file_bytes": file_bytes,
-                  "parameters": int(sum(np.prod(s) for s in __import__("engine.names", fromlist=["x"]).expected_shapes(cfg).values()))},
+                  "parameters": int(sum(np.prod(s) for s in __import__("engine.weights.names", fromlist=["x"]).expected_shapes(cfg).values()))},
         "numpy_gemv_GBps": {"median": roofline, "samples": bandwidth},
         "file_read_s": read_s,
         "cost_model_stored": table(decode_cost(cfg, stored, 32 + args.decode // 2), roofline),

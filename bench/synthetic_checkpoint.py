@@ -22,8 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.config import config_from_dict, load_config  # noqa: E402
-from engine.names import expected_shapes  # noqa: E402
 from engine.paths import default_model_files  # noqa: E402
+from engine.weights.names import expected_shapes  # noqa: E402
 
 # TinyLlama-1.1B's shape: a real LLaMA2-architecture model (GQA), 1.1e9 parameters.
 SHAPES = {"tinyllama": dict(hidden_size=2048, num_layers=22, num_heads=32, n_kv_heads=4, intermediate_size=5632,

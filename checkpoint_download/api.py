@@ -46,7 +46,7 @@ def download_model(model_name: str, dest: str | Path | None = None, progress: Pr
                    manifest: Path = MANIFEST) -> list[Path]:
     """Download, verify and place every file of ``model_name``; returns their paths in manifest order.
 
-    ``dest`` defaults to the model's folder under checkpoint_download/, where the engine looks.
+    ``dest`` defaults to the model's folder in the models folder (``engine.paths``), where the engine looks.
     ``extra_mirrors`` maps a file name to addresses tried before the manifest's own.
     Raises ``DownloadError`` (``DownloadCancelled`` on cancel) with one line for the user.
     """

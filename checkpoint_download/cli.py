@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     get = sub.add_parser("get", help="download a model's files (llama2, llama3, ...)")
     get.add_argument("model")
-    get.add_argument("-o", "--dest", type=Path, help="folder to write to (default: checkpoint_download/<model>/)")
+    get.add_argument("-o", "--dest", type=Path, help="folder to write to (default: <models folder>/<model>/, as the app and run_model.py look)")
     get.add_argument("--mirror", "--url", action="append", default=[], metavar="NAME=URL",
                      help="another address for one file, tried first (repeatable)")
     one = sub.add_parser("fetch", help="download one file from one or more mirrors")

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from engine.paths import models_dir
+
 from .errors import DownloadError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -36,8 +38,14 @@ class FileSpec:
 class ModelSpec:
     name: str
     description: str
-    folder: Path  # default destination
+    folder_name: str  # its folder in the models folder
     files: tuple[FileSpec, ...]
+
+    @property
+    def folder(self) -> Path:
+        """Where it goes by default: in the models folder that ``engine.paths`` owns (the app's choice,
+        ``LLAMA_DESK_MODELS_DIR``, else the default of a source checkout or an installed copy)."""
+        return models_dir() / self.folder_name
 
 
 def hf_endpoint() -> str:
@@ -97,7 +105,7 @@ def load_models(path: Path = MANIFEST) -> dict[str, ModelSpec]:
         where = f"{Path(path).name}, model {name}"
         files = tuple(_file_spec(entry, where) for entry in body.get("files", []))
         models[name] = ModelSpec(name=name, description=body.get("description", ""),
-                                 folder=PACKAGE_DIR / body.get("folder", name), files=files)
+                                 folder_name=str(body.get("folder", name)), files=files)
     return models
 
 

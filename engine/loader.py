@@ -1,5 +1,8 @@
 """``load_engine``: the one factory. Files are checked, in order, before memory is spent.
 
+Two values say what to load: a ``ModelSource`` (which files) and an ``ExecutorOptions`` (how to run
+them); every front end builds the same two, and each checks itself when made.
+
 Order: config -> checkpoint index -> names/shapes/dtypes against the config ->
 tokenizer (and that its vocabulary fits the model) -> CRC when the file has
 one -> backend and its memory estimate against free RAM -> only then the
@@ -17,19 +20,19 @@ from typing import Callable
 
 import yaml
 
-from .backends import ExecutorOptions, check_choice, resolve
+from .backends.executor import MemoryNeed
+from .backends.registry import BackendEntry, ExecutorOptions, resolve
 from .builtin_model import builtin_model_dir
-from .chat_engine import ChatEngine, ModelInfo
-from .chat_template import template_for
 from .config import ModelConfig, load_config
 from .errors import Cancelled, CheckpointError, EngineError, TokenizerError
-from .executor import MemoryNeed
-from .integrity import scan_nonfinite, verify_crc_once
+from .generation.chat_engine import ChatEngine, ModelInfo
 from .memory import available_bytes, peak_rss_bytes
-from .names import expected_shapes
 from .paths import default_model_files
-from .tensor_source import TensorSource
-from .weights import open_weights, validate_weights
+from .text.chat_template import template_for
+from .weights.integrity import scan_nonfinite, verify_crc_once
+from .weights.names import expected_shapes
+from .weights.tensor_source import TensorSource
+from .weights.validation import open_weights, validate_weights
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -52,7 +55,7 @@ def _check_memory(entry, cfg, source, options: ExecutorOptions) -> MemoryNeed:
     gb = 1e9
     alternative, suggested = "", None
     if options.weight_format != "int8" and entry.name == "cpu":
-        small = cls.estimate_memory(cfg, source, ExecutorOptions(**{**options.__dict__, "weight_format": "int8"}))
+        small = cls.estimate_memory(cfg, source, replace(options, weight_format="int8"))
         if small.total <= free:
             alternative, suggested = f" With 8-bit (int8) weights it would need {small.total / gb:.1f} GB.", "int8"
     raise EngineError(
@@ -60,6 +63,24 @@ def _check_memory(entry, cfg, source, options: ExecutorOptions) -> MemoryNeed:
         f"{need.description}. Only {free / gb:.1f} GB is free.{alternative} Close other programs or allow a "
         "shorter context. (Set LLAMA_DESK_SKIP_MEMORY_CHECK=1 to try anyway.)",
         subject="memory", suggested_format=suggested)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Which files make the model: LLaMA2 or LLaMA3 files, each one left out looked for where the downloader
+    puts it (``engine.paths``), or the built-in model (``builtin=True``)."""
+
+    version: int | None = None                # 2 or 3 (ignored for the built-in model)
+    checkpoint: str | Path | None = None      # .ckpt, .safetensors, shards' index or their folder
+    tokenizer: str | Path | None = None       # tokenizer.model
+    config: str | Path | None = None          # the MindFormers yaml
+    builtin: bool = False
+    fast_tokenizer: bool = False              # LLaMA2: HF tokenizers' fast one instead of SentencePiece
+    need_tokenizer: bool = True               # False: raw token ids only, no tokenizer file needed
+
+    def __post_init__(self):
+        if not self.builtin and self.version not in (2, 3):
+            raise EngineError(f"The LLaMA version must be 2 or 3 (got {self.version!r}).", subject="version")
 
 
 @dataclass
@@ -99,13 +120,11 @@ def _builtin_files(progress):
     return folder, cfg, extra
 
 
-def open_model_files(version: int | None = None, config_path: str | Path | None = None,
-                     tokenizer_path: str | Path | None = None, checkpoint_path: str | Path | None = None, *,
-                     fast: bool = False, builtin: bool = False, need_tokenizer: bool = True,
-                     progress: ProgressFn | None = None) -> ModelFiles:
+def open_model_files(model: ModelSource, progress: ProgressFn | None = None) -> ModelFiles:
     """Config, checkpoint index and tokenizer, each checked against the others (raises EngineError)."""
-    from .tokenizers import load_tokenizer, load_tokenizer_json
+    from .text.tokenizers import load_tokenizer, load_tokenizer_json
 
+    builtin, version = model.builtin, model.version
     if builtin:
         folder, cfg, extra = _builtin_files(progress)
         ckpt, config_name = folder / "model.safetensors", str(folder / "config.yaml")
@@ -113,16 +132,15 @@ def open_model_files(version: int | None = None, config_path: str | Path | None 
         template = template_for(extra.get("chat_template", "chatml"), extra.get("default_system"))
         name = extra.get("name", "built-in model")
     else:
-        if version not in (2, 3):
-            raise EngineError(f"The LLaMA version must be 2 or 3 (got {version!r}).", subject="version")
         defaults = default_model_files(version)
-        config_name = str(config_path or defaults["config"])
+        config_name = str(model.config or defaults["config"])
         cfg = load_config(config_name)
-        ckpt = Path(checkpoint_path or defaults["checkpoint"])
+        ckpt = Path(model.checkpoint or defaults["checkpoint"])
         if not ckpt.exists():
             raise CheckpointError(f"Checkpoint not found: {ckpt}. The LLaMA{version} files can be downloaded "
                                   "with checkpoint_download.", path=ckpt)
-        tok_path = Path(tokenizer_path or defaults["tokenizer"]) if (need_tokenizer or tokenizer_path) else None
+        wanted = model.need_tokenizer or model.tokenizer
+        tok_path = Path(model.tokenizer or defaults["tokenizer"]) if wanted else None
         template = template_for(f"llama{version}")
         name = f"LLaMA{version} ({ckpt.name})"
     source = open_weights(ckpt)
@@ -133,7 +151,8 @@ def open_model_files(version: int | None = None, config_path: str | Path | None 
             if not tok_path.is_file():
                 raise TokenizerError(f"Tokenizer not found: {tok_path}. It comes with the checkpoint "
                                      "(checkpoint_download fetches both).", path=tok_path)
-            tokenizer = load_tokenizer_json(tok_path) if builtin else load_tokenizer(tok_path, version, fast=fast)
+            tokenizer = (load_tokenizer_json(tok_path) if builtin
+                         else load_tokenizer(tok_path, version, fast=model.fast_tokenizer))
             _check_vocab_fits(tokenizer, cfg, tok_path)
     except BaseException:
         source.close()
@@ -141,35 +160,36 @@ def open_model_files(version: int | None = None, config_path: str | Path | None 
     return ModelFiles(name, cfg, ckpt, source, tokenizer, template, Path(config_name))
 
 
-def check_model_files(version: int | None = None, config_path=None, tokenizer_path=None, checkpoint_path=None, *,
-                      fast: bool = False, builtin: bool = False, progress: ProgressFn | None = None) -> dict:
+def check_model_files(model: ModelSource, progress: ProgressFn | None = None) -> dict:
     """Check a model's files against each other without loading weights; a summary dict, or EngineError.
 
     For the built-in model this converts it first if needed (``progress`` shows that).
     """
-    files = open_model_files(version, config_path, tokenizer_path, checkpoint_path, fast=fast, builtin=builtin,
-                             progress=progress)
+    files = open_model_files(model, progress)
     try:
         return files.summary()
     finally:
         files.source.close()
 
 
-def estimate_memory(version: int | None = None, config_path=None, checkpoint_path=None, *, builtin: bool = False,
-                    backend: str = "auto", device: str = "auto", weight_format: str = "auto",
-                    max_seq_len: int | None = None, kv_cache: str = "float16") -> dict:
+def _resolved(options: ExecutorOptions, files: ModelFiles, builtin: bool) -> tuple[BackendEntry, ExecutorOptions]:
+    """The backend to use and the options as its executor takes them (see ``ExecutorOptions``)."""
+    entry, ms_device = resolve(options.backend, options.device)
+    context = min(options.max_seq_len or files.cfg.seq_length, files.cfg.seq_length)
+    return entry, replace(options, backend=entry.name, device=ms_device, max_seq_len=context,
+                          weight_format=_auto_format(options.weight_format, builtin, entry.name),
+                          config_path=files.config_path)
+
+
+def estimate_memory(model: ModelSource, options: ExecutorOptions = ExecutorOptions()) -> dict:
     """What loading would need in RAM, by part, beside what is free now (nothing is loaded).
 
     Keys: total, weights, kv_cache, overhead (bytes), description, backend, available (bytes or
     None), fits (bool), and int8_total (the same with 8-bit weights, for the cpu backend).
     """
-    check_choice(backend, device, weight_format, kv_cache)
-    files = open_model_files(version, config_path, None, checkpoint_path, builtin=builtin, need_tokenizer=False)
+    files = open_model_files(replace(model, need_tokenizer=False, tokenizer=None))
     try:
-        entry, ms_device = resolve(backend, device)
-        options = ExecutorOptions(max_seq_len=min(max_seq_len or files.cfg.seq_length, files.cfg.seq_length),
-                                  device=ms_device, weight_format="stored" if weight_format == "auto" else weight_format,
-                                  kv_cache=kv_cache, config_path=files.config_path)
+        entry, options = _resolved(options, files, builtin=False)  # "auto": as stored
         cls = entry.executor_class()
         need = cls.estimate_memory(files.cfg, files.source, options)
         small = (cls.estimate_memory(files.cfg, files.source, replace(options, weight_format="int8"))
@@ -190,42 +210,23 @@ def verify_checkpoint(checkpoint_path: str | Path, progress: Callable[[int, int]
         return scan_nonfinite(source, progress, cancel)
 
 
-def load_engine(version: int | None = None, config_path: str | Path | None = None,
-                tokenizer_path: str | Path | None = None, checkpoint_path: str | Path | None = None, *,
-                fast: bool = False, builtin: bool = False, need_tokenizer: bool = True,
-                max_seq_len: int | None = None, backend: str = "auto", device: str = "auto",
-                weight_format: str = "auto", threads: int | None = None, kv_cache: str = "float16",
-                verify_crc: bool = True, progress: ProgressFn | None = None,
-                cancel: threading.Event | None = None) -> ChatEngine:
-    """Load LLaMA2 (version=2), LLaMA3 (version=3) or the built-in model (builtin=True).
+def load_engine(model: ModelSource, options: ExecutorOptions = ExecutorOptions(), *,
+                progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> ChatEngine:
+    """Load the model whose files ``model`` names (LLaMA2, LLaMA3 or the built-in one), run as ``options`` say.
 
-    ``backend``: "auto" (a usable GPU through MindSpore, else the cpu executor), "cpu",
-    "mindspore", or any registered name. ``weight_format``: "auto"/"stored" (as in the file) or
-    "int8". ``threads``: compute threads (default: one per physical core). ``kv_cache``:
-    "float16" (half the memory) or "float32". ``cancel`` stops loading (raises ``Cancelled``)
-    between tensors.
+    ``progress(stage, done, total)`` reports each stage; ``cancel`` stops loading (raises
+    ``Cancelled``) between tensors.
     """
     start = time.perf_counter()
-    check_choice(backend, device, weight_format, kv_cache)
-    if max_seq_len is not None and (isinstance(max_seq_len, bool) or not isinstance(max_seq_len, int)
-                                    or max_seq_len < 2):
-        raise EngineError(f"The context length must be a whole number of at least 2 tokens, got {max_seq_len!r}.",
-                          subject="settings")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise EngineError(f"threads must be a whole number of at least 1, got {threads!r}.", subject="settings")
-    files = open_model_files(version, config_path, tokenizer_path, checkpoint_path, fast=fast, builtin=builtin,
-                             need_tokenizer=need_tokenizer, progress=progress)
+    builtin, version = model.builtin, model.version
+    files = open_model_files(model, progress)
     cfg, source, tokenizer, template = files.cfg, files.source, files.tokenizer, files.template
     try:
-        if verify_crc:
-            verify_crc_once(source, (lambda d, t: progress("checking", d, t)) if progress else None, cancel)
-        entry, ms_device = resolve(backend, device)
-        reason = entry.executor_class().unavailable_reason(ms_device)
+        verify_crc_once(source, (lambda d, t: progress("checking", d, t)) if progress else None, cancel)
+        entry, options = _resolved(options, files, builtin)
+        reason = entry.executor_class().unavailable_reason(options.device)
         if reason:
             raise EngineError(f"The {entry.name} backend cannot run here: {reason}", subject="settings")
-        options = ExecutorOptions(max_seq_len=min(max_seq_len or cfg.seq_length, cfg.seq_length), device=ms_device,
-                                  weight_format=_auto_format(weight_format, builtin, entry.name),
-                                  threads=threads, kv_cache=kv_cache, config_path=files.config_path)
         need = _check_memory(entry, cfg, source, options)
         if cancel is not None and cancel.is_set():
             raise Cancelled("Loading was cancelled.")

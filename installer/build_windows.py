@@ -22,9 +22,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(ROOT))
 from icon import ico  # noqa: E402
 
+from engine import paths  # noqa: E402  (standard library only: the user-data folder and what is ours in it)
+
 PAYLOAD = ("setup_llama_desk.py", "requirements-lock.txt", "get_python.ps1")
+DATA_INCLUDE = "user_data.nsh"
 
 
 class BuildError(Exception):
@@ -63,12 +67,29 @@ def makensis_command(stage: Path, out_file: Path, version: str, app_wheel: str, 
     return ["makensis", "-V2", "-WX", "-INPUTCHARSET", "UTF8", *options, str(HERE / "llama-desk.nsi")]  # -WX: a warning fails
 
 
+def user_data_include() -> str:
+    """llama-desk.nsi's user-data folder and its "remove data" list, written from engine.paths.
+
+    The downloads (``paths.DOWNLOAD_FOLDERS``) are not in the list: the user's 13-30 GB of checkpoints
+    go only when a choice of their own asks.
+    """
+    lines = ["; Written by installer/build_windows.py from engine/paths.py at build time: do not edit.",
+             f'!define DATA_HOME_ENV "{paths.HOME_ENV}"',
+             f'!define DATA_FOLDER "{paths.APP_FOLDER}"  ; in $LOCALAPPDATA unless DATA_HOME_ENV names one',
+             "!macro RemoveOurData"]
+    lines += [f'  Delete "$DataDir\\{name}"' for name in paths.OUR_FILES]
+    lines += [f'  RMDir /r "$DataDir\\{name}"' for name in paths.OUR_FOLDERS]
+    lines += ['  RMDir "$DataDir"  ; only when nothing else is left in it', "!macroend", ""]
+    return "\n".join(lines)
+
+
 def stage_files(stage: Path, app_wheel: Path, pip_wheel: Path, bundle: Path | None, python_zip: Path | None) -> None:
     if stage.exists():
         shutil.rmtree(stage)
     payload = stage / "payload"
     payload.mkdir(parents=True)
     (stage / "llama-desk.ico").write_bytes(ico())
+    (stage / DATA_INCLUDE).write_text(user_data_include(), encoding="utf-8")
     for name in PAYLOAD:
         shutil.copy2(HERE / name, payload / name)
     shutil.copy2(app_wheel, payload / app_wheel.name)

@@ -29,6 +29,7 @@ Target amd64-unicode
 !include x64.nsh
 
 !define APP "llama-desk"
+!include "${STAGE}\user_data.nsh"  ; DATA_HOME_ENV, DATA_FOLDER and RemoveOurData, from engine/paths.py
 !define UNINST_KEY "Software\Microsoft\Windows\CurrentVersion\Uninstall\${APP}"
 !ifndef PYTHON_VERSION
   !define PYTHON_VERSION "3.11.9"
@@ -250,25 +251,11 @@ Function LaunchApp
 FunctionEnd
 
 Function un.onInit
-  ReadEnvStr $DataDir LLAMA_DESK_HOME
+  ReadEnvStr $DataDir ${DATA_HOME_ENV}
   ${If} $DataDir == ""
-    StrCpy $DataDir "$LOCALAPPDATA\${APP}"
+    StrCpy $DataDir "$LOCALAPPDATA\${DATA_FOLDER}"
   ${EndIf}
 FunctionEnd
-
-; What llama-desk writes in the user-data folder (as DATA_ENTRIES in setup_llama_desk.py): only these go.
-!macro RemoveData
-  Delete "$DataDir\chats.sqlite3"
-  Delete "$DataDir\chats.sqlite3-wal"
-  Delete "$DataDir\chats.sqlite3-shm"
-  Delete "$DataDir\settings.json"
-  Delete "$DataDir\verified_checkpoints.json"
-  RMDir /r "$DataDir\logs"
-  RMDir /r "$DataDir\models"
-  RMDir /r "$DataDir\jit-cache"
-  RMDir /r "$DataDir\checkpoints"
-  RMDir "$DataDir"
-!macroend
 
 Section "Uninstall"
   Delete "$SMPROGRAMS\${APP}.lnk"
@@ -289,10 +276,10 @@ Section "Uninstall"
   ClearErrors
   ${GetOptions} $0 "/REMOVEDATA" $1
   ${IfNot} ${Errors}
-    !insertmacro RemoveData
+    !insertmacro RemoveOurData
   ${ElseIf} ${FileExists} "$DataDir\*.*"
     MessageBox MB_YESNO|MB_ICONQUESTION|MB_DEFBUTTON2 $(AskRemoveData) /SD IDNO IDNO keep
-    !insertmacro RemoveData
+    !insertmacro RemoveOurData
     keep:
   ${EndIf}
 SectionEnd

@@ -41,18 +41,9 @@ MIRRORS = {
     "aliyun": "https://mirrors.aliyun.com/pypi/simple/",
     "huawei": "https://repo.huaweicloud.com/repository/pypi/simple",
 }
-# Entries of the user-data folder that llama-desk writes; --remove-data deletes these and nothing else.
-DATA_ENTRIES = ("chats.sqlite3", "chats.sqlite3-wal", "chats.sqlite3-shm", "settings.json", "logs", "models",
-                "jit-cache", "checkpoints", "verified_checkpoints.json")
-# Installed copies keep downloaded checkpoints in the user-data folder: the default (next to the code,
-# i.e. inside the environment) would be deleted by an upgrade or an uninstall. Read by engine/paths.py.
-SITE_HOOK_NAME = "llama_desk_installed.pth"
-SITE_HOOK = ("import os, sys; os.environ.setdefault('LLAMA_DESK_MODELS_DIR', os.path.join("
-             "os.environ.get('LLAMA_DESK_HOME') or (os.path.join(os.environ.get('LOCALAPPDATA') or "
-             "os.path.expanduser('~/AppData/Local'), 'llama-desk') if sys.platform == 'win32' else "
-             "os.path.expanduser('~/Library/Application Support/llama-desk') if sys.platform == 'darwin' else "
-             "os.path.join(os.environ.get('XDG_DATA_HOME') or os.path.expanduser('~/.local/share'), 'llama-desk')), "
-             "'checkpoints'))\n")
+# The user-data folder and what llama-desk writes in it are engine.paths' to say: the installed interpreter
+# is asked once the project is in it (this script runs before, so it cannot import engine itself).
+DATA_LAYOUT_QUERY = "import json; from engine.paths import data_layout; print(json.dumps(data_layout()))"
 
 
 class SetupError(Exception):
@@ -72,17 +63,6 @@ def default_prefix(env=os.environ, platform: str = sys.platform) -> Path:
     if is_windows(platform):
         return Path(env.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "Programs" / APP
     return xdg_data_home(env) / f"{APP}-app"
-
-
-def user_data_dir(env=os.environ, platform: str = sys.platform) -> Path:
-    """engine.paths.user_data_dir(), without creating it (LLAMA_DESK_HOME overrides)."""
-    if env.get("LLAMA_DESK_HOME"):
-        return Path(env["LLAMA_DESK_HOME"])
-    if is_windows(platform):
-        return Path(env.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / APP
-    if platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / APP
-    return xdg_data_home(env) / APP
 
 
 def mirror_url(choice: str | None) -> str | None:
@@ -238,6 +218,14 @@ def make_shortcuts(plan: Plan) -> list[str]:
     return [str(icon), str(entry)]
 
 
+def data_layout(python: Path) -> dict:
+    """engine.paths.data_layout() as the installed copy sees it: the user-data folder, our entries, the downloads."""
+    # -I: neither the working folder nor PYTHONPATH may put another ``engine`` first
+    out = subprocess.run([str(python), "-I", "-c", DATA_LAYOUT_QUERY], check=True, capture_output=True, text=True,
+                         encoding="utf-8")
+    return json.loads(out.stdout)
+
+
 def site_packages(python: Path) -> Path:
     # UTF-8 both ways: a Windows pipe's default code page cannot hold every user name (C:\Users\张三 on cp1252)
     out = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -274,28 +262,28 @@ def install(plan: Plan) -> dict:
     check_path_room(site_packages(plan.python), plan.platform, is_windows(plan.platform) and windows_long_paths())
     for command in install_commands(plan):
         run(command)
-    hook = site_packages(plan.python) / SITE_HOOK_NAME
-    hook.write_text(SITE_HOOK, encoding="utf-8")
-    created = [str(hook)]
+    data = data_layout(plan.python)
+    created = []
     if Path(__file__).resolve() != (plan.prefix / Path(__file__).name).resolve():
         shutil.copy2(__file__, plan.prefix / Path(__file__).name)  # the uninstaller
     if plan.shortcuts:
         created += make_shortcuts(plan)
     manifest = {"app": APP, "prefix": str(plan.prefix), "environment": None if plan.in_place else str(plan.venv),
                 "python": str(plan.python), "gui_python": str(plan.gui_python), "base_python": str(plan.base_python),
-                "created": created}
+                "created": created, "data": data}
     (plan.prefix / "install.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
     print(f"llama-desk is installed in {plan.prefix}. Your conversations and settings are kept in "
-          f"{user_data_dir()}.\nUninstall: \"{plan.base_python}\" \"{plan.prefix / Path(__file__).name}\" --uninstall",
+          f"{data['user_data']}.\nUninstall: \"{plan.base_python}\" \"{plan.prefix / Path(__file__).name}\" --uninstall",
           flush=True)
     return manifest
 
 
-def remove_data(folder: Path) -> list[str]:
-    """Delete what llama-desk wrote in the user-data folder; return what is left there (not ours)."""
+def remove_data(data: dict) -> list[str]:
+    """Delete what llama-desk wrote in the user-data folder (not the downloads); return what is left there."""
+    folder = Path(data["user_data"])
     if not folder.is_dir():
         return []
-    for name in DATA_ENTRIES:
+    for name in data["our_files"] + data["our_folders"]:
         path = folder / name
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
@@ -322,12 +310,17 @@ def uninstall(prefix: Path, delete_data: bool = False) -> None:
         prefix.rmdir()  # only when empty: the prefix may have been a folder with other things in it
     except OSError:
         pass
-    data = user_data_dir()
-    if delete_data:
+    data = manifest.get("data")
+    if data is None:  # installed by a version that did not record it
+        print("Removed llama-desk. Your conversations and settings stay in llama-desk's user-data folder"
+              + (" (this installation did not record where: delete them by hand)." if delete_data else "."))
+    elif delete_data:
         left = remove_data(data)
-        print(f"Removed llama-desk and its data in {data}" + (f" (left there, not ours: {', '.join(left)})" if left else ""))
+        print(f"Removed llama-desk and its data in {data['user_data']}"
+              + (f" (left there: {', '.join(left)}; downloaded models are kept)" if left else ""))
     else:
-        print(f"Removed llama-desk. Your conversations and settings stay in {data} (--remove-data deletes them).")
+        print(f"Removed llama-desk. Your conversations and settings stay in {data['user_data']} "
+              "(--remove-data deletes them).")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -344,7 +337,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dry-run", action="store_true", help="print the pip command lines and stop")
     parser.add_argument("--uninstall", action="store_true", help="remove an installation (keeps your data)")
     parser.add_argument("--remove-data", action="store_true", help="with --uninstall: also delete your "
-                        "conversations, settings and converted models")
+                        "conversations, settings and converted models (downloaded models stay)")
     return parser.parse_args(argv)
 
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import model_factory as mf
@@ -39,9 +40,9 @@ def llama3_chunked():
 def make_executor(backend: str, ckpt, yml, *, max_seq_len=None, weight_format="stored", threads=None,
                   kv_cache="float16"):
     """An executor from the registry, built the way load_engine builds it (it owns the source)."""
-    from engine.backends import ExecutorOptions, get_backend
+    from engine.backends.registry import ExecutorOptions, get_backend
     from engine.config import load_config
-    from engine.weights import open_weights, validate_weights
+    from engine.weights.validation import open_weights, validate_weights
 
     cfg = load_config(yml)
     source = open_weights(ckpt)
@@ -79,10 +80,11 @@ def llama2_engine(llama2_tiny, spm_model):
     Shared by the generation tests: each leaves the engine idle, and any test that drives its
     executor directly resets the engine's cache afterwards.
     """
-    from engine import load_engine
+    from engine import ExecutorOptions, ModelSource, load_engine
 
     ckpt, yml, _, _ = llama2_tiny
-    engine = load_engine(2, yml, spm_model, ckpt, backend="mindspore")
+    engine = load_engine(ModelSource(version=2, config=yml, tokenizer=spm_model, checkpoint=ckpt),
+                         ExecutorOptions(backend="mindspore"))
     yield engine
     engine.close()
 
@@ -126,10 +128,27 @@ def run_cli(script: str, *args, home: Path | None = None, env_extra: dict | None
 _PROGRESS = re.compile(r"^[\w -]+: *\d+%$")  # "weights:  48%", rewritten in place with \r
 
 
-def error_line(result: subprocess.CompletedProcess) -> str:
-    """The one line a refused command prints (progress lines aside): exit code 2, no traceback."""
+def error_line(result: subprocess.CompletedProcess, *needles: str) -> str:
+    """The one line a refused command prints (progress lines aside): exit code 2, no traceback; it holds ``needles``."""
     assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.strip() and not _PROGRESS.match(line.strip())]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-3000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
     return lines[0]
+
+
+def assert_close(got: np.ndarray, want: np.ndarray, rtol: float) -> None:
+    """Logits within ``rtol`` of the reference's largest magnitude (float32 sums in another order, fp16 caches)."""
+    scale = float(np.abs(want).max())
+    assert np.abs(got - want).max() <= rtol * scale, np.abs(got - want).max() / scale
+
+
+def greedy_ids(executor, prompt: list[int], n: int) -> list[int]:
+    """``n`` tokens by argmax through an executor's own prefill and decode (no sampler, no stop ids)."""
+    logits, out = executor.prefill(prompt, 0), []
+    for pos in range(len(prompt), len(prompt) + n):
+        out.append(int(np.argmax(logits)))
+        logits = executor.decode(out[-1], pos)
+    return out

@@ -90,11 +90,11 @@ def cli_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(request):
-    from engine import load_engine
+    from engine import ExecutorOptions, ModelSource, load_engine
 
     if any("cli_server" in item.fixturenames for item in request.session.items):
         request.getfixturevalue("cli_server")   # start it first: it loads while we load
-    eng = load_engine(builtin=True, max_seq_len=CONTEXT)
+    eng = load_engine(ModelSource(builtin=True), ExecutorOptions(max_seq_len=CONTEXT))
     yield eng
     eng.close()
 
@@ -189,11 +189,11 @@ def test_two_clients_at_once_both_get_their_answers(server):
 def _record_of(handle, max_tokens: int, timeout: float = 10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = [r for r in handle.recent_generations() if r.max_tokens == max_tokens]
+        found = [r for r in list(handle.queue.finished) if r.max_tokens == max_tokens]
         if found:
             return found[-1]
         time.sleep(0.05)
-    raise AssertionError(f"no finished job with max_tokens={max_tokens}: {handle.recent_generations()}")
+    raise AssertionError(f"no finished job with max_tokens={max_tokens}: {list(handle.queue.finished)}")
 
 
 def test_a_client_leaving_mid_stream_stops_its_generation(server):

@@ -25,13 +25,13 @@ ZH_QUESTION = "长城有多长？请用中文回答。"
 
 
 def test_a_missing_checkpoint_shows_the_engines_own_message(qtbot, open_window, home):
-    from engine import EngineError, check_model_files
+    from engine import EngineError, ModelSource, check_model_files
 
     missing = home / "模型" / "llama2_7b.ckpt"
     prefs = quick_prefs()
     prefs.model = ModelChoice(source="llama2", checkpoint=str(missing))
     with pytest.raises(EngineError) as expected:  # the independent truth: what the engine says
-        check_model_files(2, None, None, missing)
+        check_model_files(ModelSource(version=2, checkpoint=missing))
     window = open_window(prefs, engine=EngineHost())  # its own engine thread: nothing gets loaded
     qtbot.waitUntil(lambda: window.notice.isVisible(), timeout=30_000)
     text = window.notice.text()
@@ -44,14 +44,14 @@ def test_a_missing_checkpoint_shows_the_engines_own_message(qtbot, open_window, 
 
 
 def test_a_damaged_checkpoint_is_refused_with_the_engines_message(qtbot, open_window, home):
-    from engine import EngineError, check_model_files
+    from engine import EngineError, ModelSource, check_model_files
 
     damaged = home / "llama2_7b.ckpt"
     damaged.write_bytes(b"\x0a\x05hello" + os.urandom(2000))
     prefs = quick_prefs()
     prefs.model = ModelChoice(source="llama2", checkpoint=str(damaged))
     with pytest.raises(EngineError) as expected:
-        check_model_files(2, None, None, damaged)
+        check_model_files(ModelSource(version=2, checkpoint=damaged))
     window = open_window(prefs, engine=EngineHost())
     qtbot.waitUntil(lambda: window.notice.isVisible(), timeout=30_000)
     assert window.notice.text().startswith(str(expected.value))
@@ -116,6 +116,45 @@ def test_the_download_panel_shows_progress_pauses_and_finishes(qtbot, home, tmp_
     assert (tmp_path / "模型" / "llama2" / "llama2_7b.ckpt").read_bytes() == data
 
 
+def test_the_models_folder_chosen_in_settings_is_where_downloads_go_and_the_engine_looks(qtbot, app_qt, tmp_path,
+                                                                                          monkeypatch):
+    from app.settings_dialog import SettingsDialog
+    from engine import paths
+
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("LLAMA_DESK_HOME", str(tmp_path / "home 家"))
+    monkeypatch.delenv("LLAMA_DESK_MODELS_DIR", raising=False)
+    chosen = tmp_path / "D盘" / "模型"
+    data = payload(300_000)
+    with DownloadServer(Behaviour(files={"/llama2_7b.ckpt": data})) as url:
+        manifest = tmp_path / "models.yaml"
+        manifest.write_text(yaml.safe_dump({"models": {"llama2": {"description": "test", "folder": "llama2", "files": [
+            {"name": "llama2_7b.ckpt", "mirrors": [f"{url}/llama2_7b.ckpt"]}]}}}), encoding="utf-8")
+        dialog = SettingsDialog(quick_prefs(), page="model")
+        qtbot.addWidget(dialog)
+        form = dialog.model
+        form.source.setCurrentIndex(form.source.findData("llama2"))
+        assert form.models_folder.text() == "" and form.models_folder.edit.placeholderText() == str(
+            paths.default_models_dir())
+        form.models_folder.edit.setText(str(chosen))  # what Browse… fills in
+        checkpoint = chosen / "llama2" / "llama2_7b.ckpt"
+        assert form.checkpoint.edit.placeholderText() == str(checkpoint)
+        assert str(checkpoint.parent) in form.download.title.text()
+        form.download.manifest = manifest
+        with qtbot.waitSignal(form.download.downloaded, timeout=60_000):
+            form.download.start_button.click()
+    assert checkpoint.read_bytes() == data
+    assert paths.models_dir() == chosen  # kept when the download started: the engine must find what went there
+    # the form checks the new files at once: the engine opened the one in the chosen folder (random bytes: refused)
+    qtbot.waitUntil(lambda: form.check_button.isEnabled() and str(checkpoint) in form.result.text(), timeout=60_000)
+    form.models_folder.edit.setText("")  # back to the default, when the dialog is accepted
+    assert paths.models_dir() == chosen
+    dialog.accept()
+    assert paths.models_dir() == paths.default_models_dir()
+
+
 def test_settings_theme_and_the_api_switch(qtbot, open_window, home):
     from app.settings_dialog import SettingsDialog
 
@@ -160,6 +199,29 @@ def test_the_api_switch_serves_the_loaded_model_to_other_programs(qtbot, open_wi
     off.api_server = False
     window.apply_prefs(off)
     qtbot.waitUntil(lambda: window.api_address == "", timeout=30_000)
+
+
+def test_the_local_api_server_follows_the_model_it_serves(qtbot, app_qt, monkeypatch):
+    """Asked for before any model is loaded, the server starts with the model; it stops when the model goes."""
+    import urllib.error
+    import urllib.request
+
+    from app_fixtures import LOAD_TIMEOUT_S, MODEL_HOME, shared_model
+
+    monkeypatch.setenv("LLAMA_DESK_HOME", str(MODEL_HOME))  # the built-in model's conversion is there already
+    host = EngineHost()
+    try:
+        host.set_api_server(True, 0)  # any free port
+        with qtbot.waitSignal(host.api.state, timeout=LOAD_TIMEOUT_S * 1000) as started:
+            host.load(shared_model())
+        running, url = started.args
+        assert running and url.startswith("http://127.0.0.1:") and host.info is not None
+        with urllib.request.urlopen(url + "/models", timeout=60) as reply:
+            assert json.loads(reply.read())["data"][0]["id"] == host.info.model_id
+    finally:
+        assert host.shutdown(60_000)
+    with pytest.raises(urllib.error.URLError):  # stopped with its model
+        urllib.request.urlopen(url + "/models", timeout=5)
 
 
 def test_conversation_settings_change_the_next_answer(qtbot, open_window, home):

@@ -10,9 +10,9 @@ import pytest
 
 import reference_llama as ref
 from engine import GenerationError
-from engine.chat_template import template_for
 from engine.errors import TokenizerError
-from engine.tokenizers import load_tokenizer
+from engine.text.chat_template import template_for
+from engine.text.tokenizers import load_tokenizer
 from fixtures import compile_cache_env, run_cli
 
 posix_argv = pytest.mark.skipif(os.name == "nt", reason="Windows passes the command line as UTF-16, never as bytes")

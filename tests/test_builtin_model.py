@@ -135,7 +135,7 @@ def test_wrong_builtin_file_and_leftover_half_conversion(tmp_path, monkeypatch):
 
 def test_a_conversion_in_an_older_format_is_replaced_not_reused(tmp_path, monkeypatch):
     from engine.builtin_model import FOLDER_NAME, FORMAT_VERSION, builtin_model_dir
-    from engine.safetensors_reader import SafetensorsReader
+    from engine.weights.safetensors_reader import SafetensorsReader
 
     monkeypatch.setenv("LLAMA_DESK_HOME", str(tmp_path))
     monkeypatch.setenv("LLAMA_DESK_BUILTIN_GGUF", str(require_asset("smollm2-gguf")))

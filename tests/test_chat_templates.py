@@ -23,9 +23,10 @@ import sentencepiece
 import tiktoken
 from tiktoken.load import load_tiktoken_bpe
 
-from engine.chat_template import ChatMLTemplate, Llama2ChatTemplate, Llama3ChatTemplate, fit_to_context, template_for
 from engine.errors import GenerationError
-from engine.tokenizers import load_tokenizer, load_tokenizer_json, save_gguf_tokenizer
+from engine.generation.context_policy import fit_to_context
+from engine.text.chat_template import ChatMLTemplate, Llama2ChatTemplate, Llama3ChatTemplate, template_for
+from engine.text.tokenizers import load_tokenizer, load_tokenizer_json, save_gguf_tokenizer
 
 # =============================================================================
 # LLaMA2-chat: Meta's llama/generation.py, chat_completion

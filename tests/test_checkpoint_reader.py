@@ -8,10 +8,10 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from engine.ckpt_reader import CkptReader
 from engine.errors import CheckpointError
-from engine.safetensors_reader import SafetensorsReader, write_safetensors
-from engine.weights import open_weights
+from engine.weights.ckpt_reader import CkptReader
+from engine.weights.safetensors_reader import SafetensorsReader, write_safetensors
+from engine.weights.validation import open_weights
 
 
 def test_every_tensor_is_bit_identical_to_mindspore_load_checkpoint(llama2_tiny):
@@ -135,4 +135,4 @@ def test_read_only_checkpoint_can_be_read(llama2_tiny, tmp_path):
     shutil.copy(llama2_tiny[0], copy)
     copy.chmod(0o400)
     with CkptReader(copy) as reader:
-        assert "lm_head.weight" in reader
+        assert "lm_head.weight" in reader.tensors

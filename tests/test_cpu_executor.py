@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import mmap
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 import reference_llama as ref
-from fixtures import make_executor, run_cli
+from fixtures import assert_close, greedy_ids, make_executor, run_cli
 
-from engine.executor import PrefillCancelled
+from engine.backends.executor import PrefillCancelled
 
 
 def q8_0_reference(w: np.ndarray) -> np.ndarray:
@@ -40,19 +41,6 @@ def quantized_weights(weights: dict, tied: bool = False) -> dict:
     return out
 
 
-def _close(got, want, rtol):
-    scale = float(np.abs(want).max())
-    assert np.abs(got - want).max() <= rtol * scale, np.abs(got - want).max() / scale
-
-
-def _greedy(ex, prompt, n):
-    logits, out = ex.prefill(prompt, 0), []
-    for pos in range(len(prompt), len(prompt) + n):
-        out.append(int(np.argmax(logits)))
-        logits = ex.decode(out[-1], pos)
-    return out
-
-
 @pytest.fixture(scope="module")
 def llama3_int8(llama3_chunked):
     ex = make_executor("cpu", llama3_chunked[0], llama3_chunked[1], weight_format="int8", kv_cache="float32")
@@ -66,8 +54,8 @@ def test_int8_matches_a_numpy_q8_0_reference(model, request):
     ex = make_executor("cpu", ckpt, yml, weight_format="int8", kv_cache="float32")
     want = quantized_weights(weights)
     prompt = [spec.bos] + list(np.random.default_rng(5).integers(3, spec.vocab, 40))
-    _close(ex.prefill(prompt, 0), ref.forward(want, spec.hp, prompt)[-1], 1e-4)
-    assert _greedy(ex, prompt, 10) == ref.greedy(want, spec.hp, prompt, 10)
+    assert_close(ex.prefill(prompt, 0), ref.forward(want, spec.hp, prompt)[-1], 1e-4)
+    assert greedy_ids(ex, prompt, 10) == ref.greedy(want, spec.hp, prompt, 10)
     ex.close()
 
 
@@ -75,7 +63,7 @@ def test_int8_stays_close_to_the_stored_weights(llama3_chunked, llama3_int8):
     """Stated tolerance for 8-bit blocks on these random test models: logits within 3% of max |logit|."""
     ckpt, yml, weights, spec = llama3_chunked
     prompt = [spec.bos, 5, 17, 99_999, 2_000_000, 42]
-    _close(llama3_int8.prefill(prompt, 0), ref.forward(weights, spec.hp, prompt)[-1], 0.03)
+    assert_close(llama3_int8.prefill(prompt, 0), ref.forward(weights, spec.hp, prompt)[-1], 0.03)
 
 
 def test_stored_weights_are_views_of_the_mapped_file(llama3_chunked):
@@ -118,7 +106,7 @@ def test_cancelled_prefill_leaves_a_cache_the_next_prompt_can_trust(llama2_tiny)
         assert stop.computed == 0
     # 128 tokens done, then a cancel arrives during the second block: the first block stays valid
     ex.prefill(ids[:128], 0)
-    _close(ex.prefill(ids[128:], 128), ref.forward(weights, spec.hp, ids)[-1], 1e-4)
+    assert_close(ex.prefill(ids[128:], 128), ref.forward(weights, spec.hp, ids)[-1], 1e-4)
     source = ex.source
     ex.close()
     assert source.closed
@@ -128,7 +116,7 @@ def test_one_thread_gives_the_same_tokens(llama2_tiny):
     ckpt, yml, weights, spec = llama2_tiny
     prompt = [spec.bos, 15, 300, 7, 999]
     one = make_executor("cpu", ckpt, yml, threads=1)
-    assert _greedy(one, prompt, 12) == ref.greedy(weights, spec.hp, prompt, 12)
+    assert greedy_ids(one, prompt, 12) == ref.greedy(weights, spec.hp, prompt, 12)
     one.close()
 
 
@@ -142,25 +130,28 @@ def test_close_releases_the_checkpoint_file(llama2_tiny):
 
 def test_memory_estimate_suggests_int8_when_only_that_fits(llama3_chunked, monkeypatch):
     import engine.loader as loader
-    from engine import EngineError, load_engine
+    from engine import EngineError, ModelSource, load_engine
 
     ckpt, yml, _, spec = llama3_chunked
-    from engine.backends import ExecutorOptions
+    from engine.backends.cpu.cpu_executor import CpuExecutor
+    from engine.backends.registry import ExecutorOptions
     from engine.config import load_config
-    from engine.cpu_executor import CpuExecutor
-    from engine.weights import open_weights
+    from engine.weights.validation import open_weights
 
     cfg = load_config(yml)
     with open_weights(ckpt) as source:
-        stored = CpuExecutor.estimate_memory(cfg, source, ExecutorOptions(max_seq_len=256))
-        small = CpuExecutor.estimate_memory(cfg, source, ExecutorOptions(max_seq_len=256, weight_format="int8"))
+        options = ExecutorOptions(max_seq_len=256, device="CPU", weight_format="stored")
+        stored = CpuExecutor.estimate_memory(cfg, source, options)
+        small = CpuExecutor.estimate_memory(cfg, source, replace(options, weight_format="int8"))
     assert small.weights < 0.6 * stored.weights
     free = (stored.total + small.total) // 2
     monkeypatch.setattr(loader, "available_bytes", lambda: free)  # this machine, but fuller
     with pytest.raises(EngineError) as err:
-        load_engine(3, yml, None, ckpt, need_tokenizer=False, backend="cpu")
+        load_engine(ModelSource(version=3, config=yml, checkpoint=ckpt, need_tokenizer=False),
+                    ExecutorOptions(backend="cpu"))
     assert err.value.suggested_format == "int8" and "8-bit (int8) weights it would need" in str(err.value)
-    engine = load_engine(3, yml, None, ckpt, need_tokenizer=False, backend="cpu", weight_format="int8")
+    engine = load_engine(ModelSource(version=3, config=yml, checkpoint=ckpt, need_tokenizer=False),
+                         ExecutorOptions(backend="cpu", weight_format="int8"))
     assert engine.info.weight_format == "int8" and engine.info.executor == "cpu"
     engine.close()
 
@@ -179,8 +170,8 @@ def test_first_start_compiles_kernels_and_later_starts_load_them(tmp_path, llama
 
 def test_int8_product_matches_float64_within_rounding():
     """The 8-bit kernel (integer products, activations in 16-bit blocks) against float64, with an outlier."""
-    from engine.cpu.matvec import matvec
-    from engine.cpu.quantize import quantize_rows
+    from engine.backends.cpu.matvec import matvec
+    from engine.backends.cpu.quantize import quantize_rows
 
     rng = np.random.default_rng(0)
     n, k = 256, 1536
@@ -206,12 +197,12 @@ def test_int8_moves_the_builtin_models_perplexity_by_less_than_one_percent(tmp_p
     sys.path.insert(0, str(ROOT / "bench"))
     from perplexity import TEXT, perplexity
 
-    from engine import load_engine
+    from engine import ExecutorOptions, ModelSource, load_engine
 
     text = TEXT.read_text(encoding="utf-8")
     results = {}
     for fmt in ("stored", "int8"):
-        engine = load_engine(builtin=True, backend="cpu", weight_format=fmt)
+        engine = load_engine(ModelSource(builtin=True), ExecutorOptions(backend="cpu", weight_format=fmt))
         results[fmt], scored = perplexity(engine, text)
         engine.close()
         assert scored > 300

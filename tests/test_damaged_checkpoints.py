@@ -13,8 +13,8 @@ import pytest
 
 import model_factory as mf
 import reference_llama as ref
-from engine import CheckpointError, GenerationSettings, load_engine
-from engine.weights import open_weights
+from engine import CheckpointError, ExecutorOptions, GenerationSettings, ModelSource, load_engine
+from engine.weights.validation import open_weights
 from fixtures import chat_engine, compile_cache_env, error_line, make_executor, run_cli
 
 DAMAGED = "model.layers.0.attention.wq.weight"
@@ -28,13 +28,6 @@ def _stored_at(data: bytes, weights: dict, name: str) -> int:
     at = data.find(stored)
     assert at > 0 and data.find(stored, at + 1) == -1
     return at
-
-
-def _one_line(result, *needles) -> str:
-    line = error_line(result)
-    for needle in needles:
-        assert needle in line, line
-    return line
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +65,7 @@ def test_cli_says_the_weights_are_damaged_and_prints_no_garbage(nan_ckpt, llama2
                      "--prompt-ids", ",".join(map(str, PROMPT)), "--max-new-tokens", "5",
                      *(["--greedy"] if greedy else ["--seed", "1"]),
                      env_extra=compile_cache_env(cli_compile_cache, yml))
-    _one_line(result, "damaged", "--verify")
+    error_line(result, "damaged", "--verify")
     assert result.stdout.strip() == ""
 
 
@@ -115,7 +108,7 @@ def test_crc_checked_ckpt_loads_and_is_recorded_as_verified(crc_ckpt, llama2_tin
 
 
 def test_crc_is_read_once_per_version_of_the_file(crc_ckpt, tmp_path, monkeypatch):
-    from engine.integrity import verify_crc_once
+    from engine.weights.integrity import verify_crc_once
 
     monkeypatch.setenv("LLAMA_DESK_HOME", str(tmp_path / "home"))
     path = Path(shutil.copy(crc_ckpt, tmp_path / "copy.ckpt"))
@@ -138,10 +131,11 @@ def test_a_flipped_byte_under_a_crc_is_refused_before_loading(crc_ckpt, llama2_t
     bad = tmp_path / "flipped.ckpt"
     bad.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match=r"flipped\.ckpt is damaged: its CRC32 check fails") as refused:
-        load_engine(2, yml, None, bad, need_tokenizer=False, backend="mindspore")
+        load_engine(ModelSource(version=2, config=yml, checkpoint=bad, need_tokenizer=False),
+                    ExecutorOptions(backend="mindspore"))
     assert refused.value.subject == "weights"
     assert not (tmp_path / "home" / "verified_checkpoints.json").exists()
-    _one_line(run_cli("run_model.py", "-V", "2", "-C", yml, "-M", bad, "--prompt-ids", "1,2", home=tmp_path / "h2"),
+    error_line(run_cli("run_model.py", "-V", "2", "-C", yml, "-M", bad, "--prompt-ids", "1,2", home=tmp_path / "h2"),
               "flipped.ckpt", "CRC32")
 
 
@@ -153,5 +147,5 @@ def test_encrypted_ckpt_is_refused_by_name(llama2_tiny, tmp_path):
     mf.write_ckpt(spec, weights, path, enc_key=b"0123456789abcdef")
     with pytest.raises(CheckpointError, match=r"secret\.ckpt is an encrypted MindSpore checkpoint"):
         open_weights(path)
-    _one_line(run_cli("run_model.py", "-V", "2", "-C", yml, "-M", path, "--prompt-ids", "1,2"),
+    error_line(run_cli("run_model.py", "-V", "2", "-C", yml, "-M", path, "--prompt-ids", "1,2"),
               "secret.ckpt", "encrypted")

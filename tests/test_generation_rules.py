@@ -17,10 +17,10 @@ import pytest
 import model_factory as mf
 import reference_llama as ref
 from engine import ChatEngine, GenerationSettings
-from engine.chat_template import template_for
-from engine.generation import generate
-from engine.sampling import Sampler, SamplingSettings
-from engine.tokenizers import load_tokenizer
+from engine.generation.loop import generate
+from engine.generation.sampling import Sampler, SamplingSettings
+from engine.text.chat_template import template_for
+from engine.text.tokenizers import load_tokenizer
 from fixtures import chat_engine, compile_cache_env, make_executor, run_cli
 
 GREEDY = GenerationSettings(greedy=True, repetition_penalty=1.0, max_new_tokens=8)

@@ -160,38 +160,23 @@ def test_the_longest_path_allowance_covers_the_locked_windows_wheels():
 def test_default_places_per_user_without_admin_rights(monkeypatch):
     windows = {"LOCALAPPDATA": r"C:\Users\张三\AppData\Local"}
     assert setup.default_prefix(windows, "win32") == Path(windows["LOCALAPPDATA"]) / "Programs" / "llama-desk"
-    assert setup.user_data_dir(windows, "win32") == Path(windows["LOCALAPPDATA"]) / "llama-desk"
     linux = {"XDG_DATA_HOME": "/home/u/数据"}
     assert setup.default_prefix(linux, "linux") == Path("/home/u/数据/llama-desk-app")
-    assert setup.user_data_dir({**linux, "LLAMA_DESK_HOME": "/elsewhere"}, "linux") == Path("/elsewhere")
 
 
-@pytest.mark.parametrize("env", [{"XDG_DATA_HOME": "xdg 数据"}, {"LLAMA_DESK_HOME": "home 家"}, {}])
-def test_the_data_folder_is_the_apps_own(env, monkeypatch, tmp_path):
-    from engine.paths import user_data_dir
-    monkeypatch.delenv("LLAMA_DESK_HOME", raising=False)
-    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    for key, value in env.items():
-        monkeypatch.setenv(key, str(tmp_path / value))
-    assert setup.user_data_dir() == user_data_dir()
-
-
-def test_the_site_hook_sends_downloads_to_the_user_data_folder(tmp_path):
-    """In an installed copy the default checkpoint folder must outlive the environment (upgrade, uninstall)."""
-    site_dir = tmp_path / "site 包"
-    site_dir.mkdir()
-    (site_dir / setup.SITE_HOOK_NAME).write_text(setup.SITE_HOOK, encoding="utf-8")
-    code = (f"import site, sys; site.addsitedir({str(site_dir)!r}); sys.path.insert(0, {str(ROOT)!r}); "
-            "from engine.paths import default_model_files, user_data_dir; "
-            "print(default_model_files(3)['checkpoint']); print(user_data_dir())")
-    for extra in ({"LLAMA_DESK_HOME": str(tmp_path / "home 家")}, {"XDG_DATA_HOME": str(tmp_path / "xdg 数据")}):
-        env = {k: v for k, v in os.environ.items() if k not in ("LLAMA_DESK_HOME", "LLAMA_DESK_MODELS_DIR",
-                                                                 "XDG_DATA_HOME")}
-        done = subprocess.run([sys.executable, "-c", code], env={**env, "HOME": str(tmp_path), **extra},
-                              capture_output=True, text=True, encoding="utf-8", check=True)
-        checkpoint, data = map(Path, done.stdout.splitlines())
-        assert checkpoint == data / "checkpoints" / "llama3" / "llama3-8B.ckpt"
+def test_the_installed_interpreter_says_where_the_data_is(tmp_path, monkeypatch):
+    """The setup script asks the copy it installed (engine.paths) instead of knowing the folders itself."""
+    import venv
+    environment = tmp_path / "venv 环境"
+    venv.EnvBuilder(with_pip=False).create(environment)
+    python = environment / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    Path(purelib, "llama_desk_project.pth").write_text(str(ROOT) + "\n", encoding="utf-8")  # as a wheel puts it there
+    home = tmp_path / "数据 home"
+    monkeypatch.setenv("LLAMA_DESK_HOME", str(home))
+    from engine import paths
+    assert setup.data_layout(python) == paths.data_layout() and paths.data_layout()["user_data"] == str(home)
 
 
 # -- shortcuts --------------------------------------------------------------------
@@ -254,7 +239,12 @@ def fake_installation(tmp_path: Path, monkeypatch) -> tuple[Path, Path, Path]:
     (data / "logs").mkdir(parents=True)
     (data / "chats.sqlite3").write_text("my conversations", encoding="utf-8")
     (data / "settings.json").write_text("{}", encoding="utf-8")
+    (data / "checkpoints" / "llama2").mkdir(parents=True)
+    (data / "checkpoints" / "llama2" / "llama2_7b.ckpt").write_text("13.5 GB of download", encoding="utf-8")
     monkeypatch.setenv("LLAMA_DESK_HOME", str(data))
+    from engine.paths import data_layout
+    manifest["data"] = data_layout()  # what install() records, from the installed engine.paths
+    (prefix / "install.json").write_text(json.dumps(manifest), encoding="utf-8")
     return prefix, entry, data
 
 
@@ -274,9 +264,22 @@ def test_uninstall_with_remove_data_deletes_only_what_the_app_wrote(tmp_path, mo
     (data / "my notes.txt").write_text("not ours either", encoding="utf-8")
     setup.uninstall(prefix, delete_data=True)
     assert sorted(p.name for p in prefix.iterdir()) == ["my notes.txt"]  # a folder the user chose stays
-    assert sorted(p.name for p in data.iterdir()) == ["my notes.txt"]
+    assert sorted(p.name for p in data.iterdir()) == ["checkpoints", "my notes.txt"]  # downloads are kept
+    assert (data / "checkpoints" / "llama2" / "llama2_7b.ckpt").read_text(encoding="utf-8") == "13.5 GB of download"
     with pytest.raises(setup.SetupError, match="install.json"):
         setup.uninstall(prefix)
+
+
+def test_the_windows_uninstaller_removes_what_engine_paths_calls_ours_and_keeps_the_downloads():
+    from engine import paths
+    include = build_windows.user_data_include().splitlines()
+    removed = [line.split('"$DataDir\\', 1)[1].rstrip('"') for line in include
+               if line.strip().startswith(("Delete ", "RMDir /r "))]
+    assert removed == list(paths.OUR_FILES) + list(paths.OUR_FOLDERS)
+    assert f'!define DATA_HOME_ENV "{paths.HOME_ENV}"' in include
+    assert not set(removed) & set(paths.DOWNLOAD_FOLDERS)
+    script = (ROOT / "installer" / "llama-desk.nsi").read_text(encoding="utf-8")
+    assert "!insertmacro RemoveOurData" in script and "$DataDir\\" not in script.replace('"$DataDir\\*.*"', "")
 
 
 # -- the lock and the Windows wheels --------------------------------------------------

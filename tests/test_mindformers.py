@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import reference_llama as ref
-from fixtures import ROOT, make_executor
+from fixtures import ROOT, assert_close, greedy_ids, make_executor
 
 RTOL = 1e-4
 LLAMA2_PROMPT = [1, 15, 300, 7, 999]
@@ -26,29 +26,13 @@ LLAMA3_PROMPT = [128000, 5, 17, 99_999, 2_000_000, 42]
 
 
 def _mindformers_missing() -> str | None:
-    from engine.mindformers_patches import unavailable_reason
+    from engine.backends.mindformers.mindformers_patches import unavailable_reason
 
     return unavailable_reason()
 
 
 needs_mindformers = pytest.mark.skipif(_mindformers_missing() is not None,
                                        reason=f"{_mindformers_missing()} (optional extra)")
-
-
-def _close(got, want):
-    scale = float(np.abs(want).max())
-    assert np.abs(got - want).max() <= RTOL * scale, np.abs(got - want).max() / scale
-
-
-def _greedy(ex, prompt, n):
-    logits = ex.prefill(prompt, 0)
-    out, pos = [], len(prompt)
-    for _ in range(n):
-        token = int(np.argmax(logits))
-        out.append(token)
-        logits = ex.decode(token, pos)
-        pos += 1
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +51,7 @@ def mf_llama3(llama3_chunked):
 
 def _other_backend(name):
     """``name``, or skip when that executor cannot be imported or cannot run here."""
-    from engine.backends import get_backend
+    from engine.backends.registry import get_backend
 
     try:
         reason = get_backend(name).executor_class().unavailable_reason("CPU")
@@ -84,10 +68,10 @@ def test_llama2_fp16_greedy_agrees_with_reference_and_backend(llama2_tiny, mf_ll
     ckpt, yml, weights, spec = llama2_tiny
     other = _other_backend(other)
     want = ref.greedy(weights, spec.hp, LLAMA2_PROMPT, 16)
-    assert _greedy(mf_llama2, LLAMA2_PROMPT, 16) == want
+    assert greedy_ids(mf_llama2, LLAMA2_PROMPT, 16) == want
     ex = make_executor(other, ckpt, yml, max_seq_len=160)
     try:
-        assert _greedy(ex, LLAMA2_PROMPT, 16) == want
+        assert greedy_ids(ex, LLAMA2_PROMPT, 16) == want
     finally:
         ex.close()
 
@@ -97,12 +81,12 @@ def test_llama2_fp16_greedy_agrees_with_reference_and_backend(llama2_tiny, mf_ll
 def test_llama3_bf16_gqa_greedy_agrees_with_reference_and_backend(llama3_chunked, mf_llama3, other):
     ckpt, yml, weights, spec = llama3_chunked
     other = _other_backend(other)
-    _close(mf_llama3.prefill(LLAMA3_PROMPT, 0), ref.forward(weights, spec.hp, LLAMA3_PROMPT)[-1])
+    assert_close(mf_llama3.prefill(LLAMA3_PROMPT, 0), ref.forward(weights, spec.hp, LLAMA3_PROMPT)[-1], RTOL)
     want = ref.greedy(weights, spec.hp, LLAMA3_PROMPT, 6)
-    assert _greedy(mf_llama3, LLAMA3_PROMPT, 6) == want
+    assert greedy_ids(mf_llama3, LLAMA3_PROMPT, 6) == want
     ex = make_executor(other, ckpt, yml, max_seq_len=64)
     try:
-        assert _greedy(ex, LLAMA3_PROMPT, 6) == want
+        assert greedy_ids(ex, LLAMA3_PROMPT, 6) == want
     finally:
         ex.close()
 
@@ -112,9 +96,9 @@ def test_prompt_in_several_chunks_and_from_a_cached_prefix(llama2_tiny, mf_llama
     """150 tokens are three chunks; a later prefill at start_pos reuses the cache (prefix reuse is real)."""
     ckpt, yml, weights, spec = llama2_tiny
     ids = [int(i) for i in np.random.default_rng(1).integers(0, spec.vocab, 150)]
-    _close(mf_llama2.prefill(ids, 0), ref.forward(weights, spec.hp, ids)[-1])
+    assert_close(mf_llama2.prefill(ids, 0), ref.forward(weights, spec.hp, ids)[-1], RTOL)
     mf_llama2.prefill(ids[:70], 0)
-    _close(mf_llama2.prefill(ids[70:90], 70), ref.forward(weights, spec.hp, ids[:90])[-1])
+    assert_close(mf_llama2.prefill(ids[70:90], 70), ref.forward(weights, spec.hp, ids[:90])[-1], RTOL)
     assert type(mf_llama2).supports_prefix_reuse
 
 
@@ -132,7 +116,7 @@ class _SetAfter(threading.Event):
 
 @needs_mindformers
 def test_stop_between_prefill_chunks(mf_llama2):
-    from engine.executor import PrefillCancelled
+    from engine.backends.executor import PrefillCancelled
 
     with pytest.raises(PrefillCancelled) as stopped:
         mf_llama2.prefill(list(range(3, 153)), 0, cancel=_SetAfter(2))
@@ -163,7 +147,7 @@ def test_run_model_backend_mindformers_with_a_real_tokenizer(llama2_tiny, llama2
 
 
 def test_other_versions_are_refused_with_the_install_command(monkeypatch):
-    from engine import mindformers_patches as patches
+    from engine.backends.mindformers import mindformers_patches as patches
 
     monkeypatch.setattr(patches, "installed_version", lambda: "1.3.2")
     reason = patches.unavailable_reason()
@@ -173,9 +157,9 @@ def test_other_versions_are_refused_with_the_install_command(monkeypatch):
 
 
 def test_gpu_and_int8_are_refused(llama2_tiny):
-    from engine.backends import resolve
+    from engine.backends.mindformers.mindformers_executor import MindFormersExecutor
+    from engine.backends.registry import resolve
     from engine.errors import EngineError
-    from engine.mindformers_executor import MindFormersExecutor
 
     with pytest.raises(EngineError, match="CPU only"):
         resolve("mindformers", "gpu")
@@ -193,8 +177,8 @@ def test_mindformers_own_prefill_attention_agrees_with_our_kernels(llama2_tiny, 
     from mindformers.models.llama import LlamaConfig, LlamaForCausalLM
     from mindspore.nn.utils import no_init_parameters
 
+    from engine.backends.mindformers.mindformers_config import BLOCK_SIZE, mindformers_settings, yaml_model_config
     from engine.config import load_config
-    from engine.mindformers_config import BLOCK_SIZE, mindformers_settings, yaml_model_config
 
     ckpt, yml, weights, spec = llama2_tiny
     settings = mindformers_settings(load_config(yml), yaml_model_config(yml), 64, LlamaConfig)
@@ -211,4 +195,4 @@ def test_mindformers_own_prefill_attention_agrees_with_our_kernels(llama2_tiny, 
     logits, _, _ = net(ms.Tensor(ids), batch_valid_length=ms.Tensor(np.array([len(prompt)], np.int32)),
                        block_tables=ms.Tensor(np.arange(64 // BLOCK_SIZE, dtype=np.int32).reshape(1, -1)),
                        slot_mapping=ms.Tensor(slots))
-    _close(mf_llama2.prefill(prompt, 0), logits.asnumpy().reshape(-1))
+    assert_close(mf_llama2.prefill(prompt, 0), logits.asnumpy().reshape(-1), RTOL)

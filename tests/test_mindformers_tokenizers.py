@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.tokenizers import load_tokenizer
-from engine.tokenizers.mindformers_counts import mindformers_vocab_sizes
+from engine.text.tokenizers import load_tokenizer
+from engine.text.tokenizers.mindformers_counts import mindformers_vocab_sizes
 from fixtures import run_cli
 
 TEXTS = ["Hello world", "你好，世界！今天天气怎么样？", "emoji 🦙🚀 and ZWJ 👩‍💻", "inner  spaces\nand\ttabs  ",
@@ -35,7 +35,7 @@ LLAMA3_ENV = "LLAMA_DESK_MF_LLAMA3_TOKENIZER"
 
 @pytest.fixture(scope="module")
 def mindformers():
-    from engine.mindformers_patches import import_mindformers, unavailable_reason
+    from engine.backends.mindformers.mindformers_patches import import_mindformers, unavailable_reason
 
     reason = unavailable_reason()
     if reason:
@@ -82,8 +82,8 @@ def test_our_tokenizer_and_mindformers_fast_one_share_a_process(mindformers, lla
     our fast LLaMA2 tokenizer (sentencepiece's proto module), then MindFormers' fast tokenizer (its own copy)."""
     script = (
         "import sys, mindspore\n"
-        "from engine.tokenizers import load_tokenizer\n"
-        "from engine.mindformers_patches import import_mindformers\n"
+        "from engine.text.tokenizers import load_tokenizer\n"
+        "from engine.backends.mindformers.mindformers_patches import import_mindformers\n"
         "ours = load_tokenizer(sys.argv[1], 2, fast=True)\n"
         "import_mindformers()\n"
         "from mindformers.models.llama import LlamaTokenizerFast\n"

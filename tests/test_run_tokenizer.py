@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.tokenizers import load_tokenizer
+from engine.text.tokenizers import load_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "run_tokenizer.py"

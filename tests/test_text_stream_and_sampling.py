@@ -17,10 +17,10 @@ import random
 import numpy as np
 import pytest
 
-from engine.chat_template import template_for
-from engine.sampling import Sampler, SamplingSettings, apply_repetition_penalty, logits_to_probs
-from engine.text_stream import IncrementalDecoder, StopStringFilter
-from engine.tokenizers import load_tokenizer, load_tokenizer_json, save_gguf_tokenizer
+from engine.generation.sampling import Sampler, SamplingSettings, apply_repetition_penalty, logits_to_probs
+from engine.text.chat_template import template_for
+from engine.text.detokenizer import IncrementalDecoder, StopStringFilter
+from engine.text.tokenizers import load_tokenizer, load_tokenizer_json, save_gguf_tokenizer
 
 FFFD = "\ufffd"
 

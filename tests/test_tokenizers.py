@@ -13,8 +13,8 @@ import assets
 import pytest
 
 from engine.errors import TokenizerError
-from engine.tokenizers import load_tokenizer, load_tokenizer_json, save_gguf_tokenizer
-from engine.tokenizers.tiktoken_tokenizer import (
+from engine.text.tokenizers import load_tokenizer, load_tokenizer_json, save_gguf_tokenizer
+from engine.text.tokenizers.tiktoken_tokenizer import (
     MAX_NO_WHITESPACES_CHARS,
     split_long_runs,
 )

@@ -446,6 +446,18 @@
         <translation>配置 (*.yaml *.yml);;所有文件 (*)</translation>
     </message>
     <message>
+        <source>Models folder</source>
+        <translation>模型文件夹</translation>
+    </message>
+    <message>
+        <source>Where downloads go and where LLaMA2/LLaMA3 files are looked for by default (e.g. a drive with room for 16 GB)</source>
+        <translation>下载的模型保存在这里，默认也从这里查找 LLaMA2/LLaMA3 文件（例如选一个有 16 GB 空间的磁盘）</translation>
+    </message>
+    <message>
+        <source>Set by the environment variable {0}</source>
+        <translation>由环境变量 {0} 指定</translation>
+    </message>
+    <message>
         <source>Automatic</source>
         <translation>自动</translation>
     </message>
@@ -496,6 +508,10 @@
     <message>
         <source>Download the model</source>
         <translation>下载模型</translation>
+    </message>
+    <message>
+        <source>The models folder {0} cannot be used: {1}</source>
+        <translation>无法使用模型文件夹 {0}：{1}</translation>
     </message>
     <message>
         <source>The built-in model needs no files.</source>

@@ -1,0 +1,296 @@
+"""The ``cpu`` executor: LLaMA computed from the checkpoint's own 2-byte weights, or 8-bit blocks.
+
+MindSpore's CPU kernels compute only in float32, which doubles a 2-byte
+model's memory and the bytes each token must read. Here the weights stay as
+stored (fp16/bf16 views into the memory-mapped file: no copy, no conversion)
+or are quantized at load to 8-bit blocks (``weight_format="int8"``), and
+JIT-compiled kernels (numba) compute with them directly: decode is one fused,
+multi-threaded call per layer; prefill widens weight tiles to float32 for
+BLAS matrix products. The KV cache holds fp16 by default (float32 on request:
+exact to float32 rounding, twice the memory). MindSpore is never imported.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from engine.backends.executor import Executor, MemoryNeed, PrefillCancelled
+from engine.config import ModelConfig, rope_inv_frequencies
+from engine.errors import Cancelled, EngineError
+from engine.weights.names import EMBEDDING, LM_HEAD, NORM_OUT, layer_name
+from engine.weights.tensor_source import TensorSource
+
+# Prompt tokens per block: weights are widened once per block, and BLAS runs faster on taller
+# products (128: 39 tokens/s on a 1.1B model; 512: 58-64). Stop is checked between layers.
+PREFILL_BLOCK = 512
+# Shorter prompts (a chat turn's few new tokens) go through the decode path token by token.
+DECODE_PATH_MAX = 3
+_LINEAR = ("wq", "wk", "wv", "wo", "w1", "w3", "w2")
+# numba/llvmlite once loaded, plus scratch buffers of a prefill block.
+_RUNTIME_BYTES = 350 << 20
+ProgressFn = Callable[[int, int], None]
+
+
+def _prefill_scratch_bytes(cfg: ModelConfig, max_seq_len: int) -> int:
+    from .prefill import _TILE_ELEMENTS
+
+    block = min(PREFILL_BLOCK, max_seq_len)
+    activations = block * (4 * cfg.hidden_size + 3 * cfg.ffn_size) * 4
+    attention = (cfg.num_heads // cfg.kv_heads) * block * max_seq_len * 4 + 2 * max_seq_len * cfg.head_dim * 4
+    largest = max(cfg.ffn_size, cfg.hidden_size) * cfg.hidden_size
+    return activations + attention + min(_TILE_ELEMENTS, largest) * 4 + cfg.num_heads * max_seq_len * 4
+
+
+class _Layer:
+    __slots__ = ("attn_norm", "ffn_norm", "wq", "wk", "wv", "wo", "w1", "w3", "w2")
+
+
+class CpuExecutor(Executor):
+    name = "cpu"
+
+    @classmethod
+    def unavailable_reason(cls, device: str) -> str | None:
+        if device != "CPU":
+            return "the cpu backend runs on the CPU only."
+        import importlib.util
+        if importlib.util.find_spec("numba") is None:
+            return "numba is not installed (pip install numba)."
+        return None
+
+    @classmethod
+    def estimate_memory(cls, cfg: ModelConfig, source, options) -> MemoryNeed:
+        from .quantize import can_quantize, quantized_bytes
+
+        seq = min(options.max_seq_len, cfg.seq_length)
+        kv_cache = cfg.num_layers * 2 * cfg.kv_heads * seq * cfg.head_dim * (4 if options.kv_cache == "float32" else 2)
+        weights = 0
+        for name, info in source.tensors.items():
+            if not name.startswith(("model.", "lm_head.")):
+                continue
+            if name == EMBEDDING and not cfg.tie_word_embeddings:
+                weights += info.shape[1] * 2 * 64  # only the rows of tokens seen are ever read
+            elif options.weight_format == "int8" and can_quantize(info.shape):
+                weights += quantized_bytes(info.shape)
+            else:
+                weights += info.nbytes
+        kind = "8-bit weights (blocks of 32)" if options.weight_format == "int8" else "weights as stored"
+        return MemoryNeed(weights, kv_cache, _RUNTIME_BYTES + _prefill_scratch_bytes(cfg, seq),
+                          f"{kind}, {options.kv_cache} KV cache for {seq} tokens")
+
+    def __init__(self, cfg: ModelConfig, source: TensorSource, options, progress: ProgressFn | None = None,
+                 cancel: threading.Event | None = None):
+        self.config = cfg
+        self.source = source
+        self.max_seq_len = min(options.max_seq_len, cfg.seq_length)
+        self.threads = options.threads
+        self.kv_cache = options.kv_cache
+        try:
+            self._build(options, progress, cancel)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- loading ------------------------------------------------------------
+    def _build(self, options, progress, cancel) -> None:
+        from . import jit
+        from .quantize import can_quantize
+        from .weights import quantized_weight, stored_weight, vector
+
+        jit.use_threads(self.threads)
+        cfg, source = self.config, self.source
+        quantize = options.weight_format == "int8"
+        if options.weight_format not in ("stored", "int8"):
+            raise EngineError(f"The cpu backend computes from weights as stored or int8, not "
+                              f"{options.weight_format}.", subject="settings")
+        matrices = [layer_name(i, s) for i in range(cfg.num_layers) for s in _LINEAR]
+        head = EMBEDDING if cfg.tie_word_embeddings else LM_HEAD
+        total = sum(source.tensors[n].nbytes for n in matrices + [head])
+        done = 0
+
+        def load(name: str):
+            nonlocal done
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("Loading was cancelled.")
+            info = source.tensors[name]
+            weight = quantized_weight(source, name) if quantize and can_quantize(info.shape) \
+                else stored_weight(source, name)
+            done += info.nbytes
+            if progress:
+                progress(done, total)
+            return weight
+
+        self.layers = []
+        for i in range(cfg.num_layers):
+            layer = _Layer()
+            layer.attn_norm = vector(source, layer_name(i, "attention_norm"))
+            layer.ffn_norm = vector(source, layer_name(i, "ffn_norm"))
+            for short in _LINEAR:
+                setattr(layer, short, load(layer_name(i, short)))
+            self.layers.append(layer)
+        self.norm_out = vector(source, NORM_OUT)
+        self.lm_head = load(head)
+        self.embedding = self.lm_head if cfg.tie_word_embeddings else stored_weight(source, EMBEDDING)
+        formats = {getattr(layer, s).format for layer in self.layers for s in _LINEAR}
+        self.weight_format = "/".join(sorted(formats))
+        self._allocate()
+
+    def _allocate(self) -> None:
+        from .prefill import TileBuffer
+
+        cfg, seq = self.config, self.max_seq_len
+        hd = cfg.head_dim
+        kv_type = np.float32 if self.kv_cache == "float32" else np.uint16  # uint16 holds fp16 bits
+        self.k_cache = np.zeros((cfg.num_layers, cfg.kv_heads, seq, hd), kv_type)
+        self.v_cache = np.zeros((cfg.num_layers, cfg.kv_heads, seq, hd), kv_type)
+        angles = np.outer(np.arange(seq, dtype=np.float64), rope_inv_frequencies(cfg))
+        self.cos, self.sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+        h, q_dim, kv_dim = cfg.hidden_size, cfg.num_heads * hd, cfg.kv_heads * hd
+        self._x = np.zeros(h, np.float32)
+        self._h = np.zeros(max(h, q_dim), np.float32)
+        self._q = np.zeros(q_dim, np.float32)
+        self._kv = np.zeros((2, kv_dim), np.float32)
+        self._att = np.zeros(q_dim, np.float32)
+        self._gate = np.zeros(cfg.ffn_size, np.float32)
+        self._up = np.zeros(cfg.ffn_size, np.float32)
+        self._scores = np.zeros((cfg.num_heads, seq), np.float32)
+        self._logits = np.zeros(cfg.vocab_size, np.float32)
+        widest = max(h, q_dim, cfg.ffn_size)
+        self._xq = np.zeros(widest, np.int16)   # an input vector in 8-bit blocks, for int8 weights
+        self._xs = np.zeros(widest // 32 + 1, np.float32)
+        self._tiles = TileBuffer()
+
+    # -- running ------------------------------------------------------------
+    def warmup(self, progress=None) -> None:
+        """Compile (or load from the on-disk cache) every kernel this model uses, before the first answer."""
+        from . import jit
+
+        marker = jit.compiled_marker(f"{self.weight_format.replace('/', '+')}-{self.kv_cache}")
+        stage = ("loading compiled CPU kernels" if marker.exists() else
+                 "compiling CPU kernels once (a minute or two; later starts take a second)")
+        if not marker.exists():
+            jit.remove_stale_caches()
+        if progress:
+            progress(stage, 0, 2)
+        started = time.perf_counter()
+        self.decode(0, 0)
+        if progress:
+            progress(stage, 1, 2)
+        self._prefill_block(np.zeros(DECODE_PATH_MAX + 1, np.int64), 0, None)
+        self.warmup_s = time.perf_counter() - started
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(f"{self.warmup_s:.1f} s\n", encoding="utf-8")
+        except OSError:
+            pass  # a read-only data folder only costs the message
+        if progress:
+            progress(stage, 2, 2)
+
+    def decode(self, token: int, pos: int) -> np.ndarray:
+        from . import jit
+        from .decode_step import decode_layer, embed_row, rms_norm
+
+        if not 0 <= pos < self.max_seq_len:
+            raise EngineError(f"position {pos} is past the context of {self.max_seq_len}")
+        jit.use_threads(self.threads)  # numba's thread count is per calling thread
+        cfg, x = self.config, self._x
+        data, scales, row = self.embedding.find_row(int(token))
+        embed_row(data, scales, row, x)
+        h = self._h[:cfg.hidden_size]
+        for i, layer in enumerate(self.layers):
+            decode_layer(x, pos, layer.attn_norm, layer.ffn_norm, layer.wq.data, layer.wq.scales,
+                         layer.wk.data, layer.wk.scales, layer.wv.data, layer.wv.scales,
+                         layer.wo.data, layer.wo.scales, layer.w1.data, layer.w1.scales,
+                         layer.w3.data, layer.w3.scales, layer.w2.data, layer.w2.scales,
+                         self.k_cache[i], self.v_cache[i], self.cos, self.sin, cfg.rms_norm_eps,
+                         cfg.num_heads, cfg.kv_heads, h, self._q, self._kv, self._att, self._gate,
+                         self._up, self._scores, self._xq, self._xs)
+        rms_norm(x, self.norm_out, cfg.rms_norm_eps, h)
+        return self._project(h)
+
+    def _project(self, h: np.ndarray) -> np.ndarray:
+        from .matvec import matvec
+
+        for first, data, scales in self.lm_head.parts:
+            matvec(data, scales, h, self._xq, self._xs, self._logits[first:first + data.shape[0]])
+        return self._logits.copy()
+
+    def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        if start_pos + len(ids) > self.max_seq_len:
+            raise EngineError(f"{start_pos + len(ids)} tokens do not fit the context of {self.max_seq_len}")
+        if len(ids) <= DECODE_PATH_MAX:
+            logits = None
+            for n, token in enumerate(ids):
+                if cancel is not None and cancel.is_set():
+                    raise PrefillCancelled(n)
+                logits = self.decode(int(token), start_pos + n)
+            return logits
+        logits = None
+        for begin in range(0, len(ids), PREFILL_BLOCK):
+            logits = self._prefill_block(ids[begin:begin + PREFILL_BLOCK], start_pos + begin, cancel, done=begin)
+        return logits
+
+    def _prefill_block(self, ids: np.ndarray, start: int, cancel, done: int = 0) -> np.ndarray:
+        from . import jit
+        from .decode_step import embed_row
+        from .prefill import attend_block, matmul, rms_norm_rows, rope_rows, write_cache
+
+        jit.use_threads(self.threads)
+        cfg, tiles = self.config, self._tiles
+        t, hd = len(ids), cfg.head_dim
+        x = np.empty((t, cfg.hidden_size), np.float32)
+        for n, token in enumerate(ids):
+            data, scales, row = self.embedding.find_row(int(token))
+            embed_row(data, scales, row, x[n])
+        cos, sin = self.cos[start:start + t], self.sin[start:start + t]
+        q = np.empty((t, cfg.num_heads * hd), np.float32)
+        k = np.empty((t, cfg.kv_heads * hd), np.float32)
+        v = np.empty_like(k)
+        o = np.empty((t, cfg.hidden_size), np.float32)
+        gate = np.empty((t, cfg.ffn_size), np.float32)
+        up = np.empty_like(gate)
+        for i, layer in enumerate(self.layers):
+            if cancel is not None and cancel.is_set():
+                raise PrefillCancelled(done)
+            hn = rms_norm_rows(x, layer.attn_norm, cfg.rms_norm_eps)
+            matmul(layer.wq, hn, q, tiles)
+            matmul(layer.wk, hn, k, tiles)
+            matmul(layer.wv, hn, v, tiles)
+            rope_rows(q, cfg.num_heads, hd, cos, sin)
+            rope_rows(k, cfg.kv_heads, hd, cos, sin)
+            write_cache(self.k_cache[i], self.v_cache[i], k, v, start, hd)
+            attended = attend_block(q, self.k_cache[i], self.v_cache[i], start, cfg.num_heads, tiles)
+            x += matmul(layer.wo, attended, o, tiles)
+            hn = rms_norm_rows(x, layer.ffn_norm, cfg.rms_norm_eps)
+            matmul(layer.w1, hn, gate, tiles)
+            matmul(layer.w3, hn, up, tiles)
+            gate *= up / (np.float32(1.0) + np.exp(-gate))
+            x += matmul(layer.w2, gate, o, tiles)
+        last = rms_norm_rows(x[-1:], self.norm_out, cfg.rms_norm_eps)[0]
+        return self._project(np.ascontiguousarray(last))
+
+    def close(self) -> None:
+        """Drop every view into the memory map, then close the file (Windows keeps it locked otherwise).
+
+        A traceback still held somewhere (say, a saved exception) can keep a view
+        alive; then a garbage collection usually frees it, and if not the file
+        closes when that last view goes.
+        """
+        self.layers = []
+        self.lm_head = self.embedding = None
+        source, self.source = getattr(self, "source", None), None
+        if source is None:
+            return
+        try:
+            source.close()
+        except BufferError:
+            import gc
+            gc.collect()
+            try:
+                source.close()
+            except BufferError:
+                pass

@@ -1,8 +1,0 @@
-"""JIT-compiled CPU kernels for the ``cpu`` executor (numba; no MindSpore, no C compiler needed).
-
-``jit`` configures numba (on-disk cache in the user-data folder, threads) and
-holds the bit-level intrinsics; ``matvec`` the matrix-vector products per
-weight format; ``decode_step`` one fused layer for one token; ``prefill``
-matrix-matrix products and attention for a block of prompt tokens;
-``quantize`` the 8-bit block format.
-"""

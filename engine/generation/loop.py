@@ -1,0 +1,176 @@
+"""The streaming, cancellable generation loop, independent of any backend.
+
+``generate`` prefills the prompt (reusing whatever prefix the executor's cache
+already holds, when the executor supports that), then decodes one token at a
+time, calling ``on_token`` with the id and the text it adds. It stops on a stop
+id (eos/eot), a stop string, ``max_new_tokens``, the end of the context, or
+when ``cancel`` is set from another thread (also during a long prefill); the
+stats say which and how fast. Logits that are not finite stop it with a
+message that the weights are likely damaged, instead of printing garbage.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from engine.backends.executor import Executor, PrefillCancelled
+from engine.errors import CheckpointError, ContextOverflow, GenerationError
+from engine.memory import peak_rss_bytes
+from engine.text.detokenizer import IncrementalDecoder, StopStringFilter
+
+from .kv_cache import KVCacheState
+from .sampling import Sampler, SamplingSettings
+
+TokenCallback = Callable[[int, str], None]  # (token id, text it adds); id -1 carries text flushed at the end
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    prefilled_tokens: int = 0   # prompt tokens actually computed (the rest came from the cache)
+    generated_tokens: int = 0
+    ttft_s: float = 0.0
+    prefill_s: float = 0.0
+    decode_calls: int = 0       # one-token forward passes after the prefill
+    decode_s: float = 0.0       # time spent in exactly those calls
+    finish_reason: str = ""     # "stop", "stop_string", "length", "context", "cancelled"
+    peak_rss_bytes: int = 0
+
+    @property
+    def prefill_tokens_per_s(self) -> float:
+        return self.prefilled_tokens / self.prefill_s if self.prefill_s > 0 else 0.0
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return self.decode_calls / self.decode_s if self.decode_calls and self.decode_s > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {"prompt_tokens": self.prompt_tokens, "prefilled_tokens": self.prefilled_tokens,
+                "generated_tokens": self.generated_tokens, "ttft_s": round(self.ttft_s, 4),
+                "prefill_tokens_per_s": round(self.prefill_tokens_per_s, 2),
+                "decode_tokens_per_s": round(self.decode_tokens_per_s, 2), "decode_calls": self.decode_calls,
+                "finish_reason": self.finish_reason, "peak_rss_bytes": self.peak_rss_bytes}
+
+
+@dataclass
+class Completion:
+    prompt_ids: list[int]
+    output_ids: list[int] = field(default_factory=list)
+    text: str = ""
+    stats: GenerationStats = field(default_factory=GenerationStats)
+    dropped_messages: int = 0   # chat only: oldest messages left out so the prompt fits the context
+
+
+def _check_prompt(prompt: list[int], executor: Executor) -> None:
+    if not prompt:
+        raise GenerationError("The prompt is empty: give at least one token or some text.")
+    vocab = executor.config.vocab_size
+    if any(i < 0 or i >= vocab for i in prompt):
+        raise GenerationError(f"Prompt ids must be between 0 and {vocab - 1} (the model's vocabulary).")
+    if len(prompt) >= executor.max_seq_len:
+        raise ContextOverflow(f"The prompt has {len(prompt)} tokens but the context holds {executor.max_seq_len}: "
+                              "shorten it, or allow a longer context if memory allows.",
+                              tokens=len(prompt), limit=executor.max_seq_len)
+
+
+def _check_finite(logits: np.ndarray, step: int) -> None:
+    if not np.isfinite(logits).all():
+        raise CheckpointError(
+            f"The model computed invalid numbers (NaN or Inf) at output token {step + 1}: its weights are most "
+            "likely damaged. Verify the checkpoint for bad tensors, or download it again.", subject="weights")
+
+
+def _prefill(executor, prompt, cache, cancel, stats) -> np.ndarray | None:
+    """Logits of the prompt's last token, or None when cancelled (the cache then says what is valid)."""
+    if not executor.supports_prefix_reuse:
+        cache.ids = []
+        executor.reset()
+    reuse = cache.reusable_prefix(prompt)
+    cache.ids = prompt[:reuse]
+    start = time.perf_counter()
+    try:
+        logits = executor.prefill(prompt[reuse:], reuse, cancel=cancel)
+        computed = len(prompt) - reuse
+    except PrefillCancelled as stop:
+        logits, computed = None, stop.computed
+    cache.ids = prompt[:reuse + computed]
+    stats.prefilled_tokens = computed
+    stats.prefill_s = time.perf_counter() - start
+    return logits
+
+
+def generate(executor: Executor, prompt_ids: Sequence[int], *, max_new_tokens: int = 256,
+             sampling: SamplingSettings = SamplingSettings(), stop_ids: Sequence[int] = (),
+             stop_strings: Sequence[str] = (), tokenizer=None, on_token: TokenCallback | None = None,
+             cancel: threading.Event | None = None, cache: KVCacheState | None = None) -> Completion:
+    prompt = [int(i) for i in prompt_ids]
+    _check_prompt(prompt, executor)
+    cache = cache or KVCacheState()
+    result = Completion(prompt_ids=prompt)
+    stats = result.stats
+    stats.prompt_tokens = len(prompt)
+    if max_new_tokens == 0:
+        stats.finish_reason = "length"
+        return result
+    # A checkpoint's vocabulary may be padded past the tokenizer's: never pick an id it cannot decode.
+    limit = tokenizer.vocab_size_with_added if tokenizer is not None else executor.config.vocab_size
+    sampler = Sampler(sampling, getattr(tokenizer, "control_ids", frozenset()), limit)
+    sampler.remember(prompt)
+    stops = set(stop_ids)
+    # Its left context too: a raw prompt may hold ids past the tokenizer, which it cannot decode.
+    decoder = IncrementalDecoder(tokenizer, [i for i in prompt if i < limit]) if tokenizer is not None else None
+    stop_filter = StopStringFilter(stop_strings if tokenizer is not None else ())
+    pieces: list[str] = []
+
+    start = time.perf_counter()
+    logits = _prefill(executor, prompt, cache, cancel, stats)
+    pos = len(prompt)
+    while logits is not None:
+        if cancel is not None and cancel.is_set():
+            break
+        logits = logits[:limit]
+        _check_finite(logits, stats.generated_tokens)
+        token = sampler(logits)
+        if stats.generated_tokens == 0:
+            stats.ttft_s = time.perf_counter() - start
+        if token in stops:
+            stats.finish_reason = "stop"
+            break
+        result.output_ids.append(token)
+        sampler.remember([token])
+        stats.generated_tokens += 1
+        text = stop_filter.push(decoder.push(token)) if decoder else ""
+        pieces.append(text)
+        if on_token:
+            on_token(token, text)
+        if stop_filter.stopped:
+            stats.finish_reason = "stop_string"
+            break
+        if stats.generated_tokens >= max_new_tokens:
+            stats.finish_reason = "length"
+            break
+        if pos >= executor.max_seq_len:
+            stats.finish_reason = "context"
+            break
+        step = time.perf_counter()
+        logits = executor.decode(token, pos)
+        stats.decode_s += time.perf_counter() - step
+        stats.decode_calls += 1
+        cache.ids.append(token)
+        pos += 1
+    if not stats.finish_reason:
+        stats.finish_reason = "cancelled"
+    if decoder and not stop_filter.stopped:
+        tail = stop_filter.push(decoder.flush()) + (stop_filter.flush() if not stop_filter.stopped else "")
+        if tail:
+            pieces.append(tail)
+            if on_token:
+                on_token(-1, tail)
+    result.text = "".join(pieces)
+    stats.peak_rss_bytes = peak_rss_bytes()
+    return result
