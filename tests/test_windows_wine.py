@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import re
-import resource
 import socket
 import sqlite3
 import subprocess
@@ -56,7 +55,7 @@ def report(request) -> list[str]:
 def windows(tmp_path_factory, report):
     """A fresh install by the NSIS installer, in a cached prefix; one Wine session for the whole run."""
     with wine_env.exclusive():
-        started, children = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        started, meter = time.monotonic(), wine_env.CpuMeter(wine_env.cache_dir() / "prefix")
         runtime, python_zip = wine_env.ensure_runtime()
         wheels = wine_env.ensure_wheels()
         prefix, _ = wine_env.ensure_prefix(runtime, wine_install.build_windows.bundled_pip_wheel())
@@ -72,10 +71,8 @@ def windows(tmp_path_factory, report):
                           f"installer built: {built:.0f} s; first install: {build.first_install[1]:.0f} s")
             yield build
         finally:
-            daemons = session.daemon_cpu_seconds()
             session.close()
-            used = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu = used.ru_utime + used.ru_stime - children.ru_utime - children.ru_stime + daemons
+            cpu = meter.stop()
             report.append(f"the Windows stage took {time.monotonic() - started:.0f} s in all, {cpu:.0f} s of CPU "
                           f"time (load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 

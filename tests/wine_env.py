@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -242,19 +243,6 @@ class WineSession:
         return subprocess.Popen(["wine", *map(str, args)], cwd=cwd, env=self.environment(env), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
-    def daemon_cpu_seconds(self) -> float:
-        """CPU time of this prefix's wineserver and Wine services so far (not our children: they are counted apart)."""
-        import psutil
-        total = 0.0
-        for process in psutil.process_iter():
-            try:
-                if process.environ().get("WINEPREFIX") == str(self.prefix):
-                    times = process.cpu_times()
-                    total += times.user + times.system
-            except (psutil.Error, OSError):
-                continue
-        return total
-
     def close(self) -> None:
         self._quiet(["wineserver", "-k"])
         self.xvfb.terminate()
@@ -292,6 +280,46 @@ def ensure_prefix(runtime: Path, pip_wheel: Path) -> tuple[Path, dict[str, str]]
     subprocess.run(["wineserver", "-w"], **quiet)  # registry and files written before the prefix counts as made
     stamp.write_text(json.dumps(made_of, indent=1, ensure_ascii=False), encoding="utf-8")
     return prefix, made_of
+
+
+class CpuMeter:
+    """CPU seconds this test run's own processes use, whatever else the machine runs: this process's descendants and
+    every process of the Wine prefix (Wine starts Windows programs detached from their parents), sampled each second.
+    A process living less than a second is missed."""
+
+    def __init__(self, prefix: Path):
+        import psutil
+        self._psutil, self._prefix, self._ours, self._used = psutil, str(prefix), {}, {}
+        self._start = self._descendants_and_self()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _descendants_and_self(self) -> float:
+        me = self._psutil.Process()
+        return sum(sum(p.cpu_times()[:2]) for p in [me] + me.children(recursive=True) if p.is_running())
+
+    def _is_ours(self, process) -> bool:
+        key = (process.pid, process.create_time())
+        if key not in self._ours:
+            self._ours[key] = process.environ().get("WINEPREFIX") == self._prefix or \
+                process.pid in {c.pid for c in self._psutil.Process().children(recursive=True)}
+        return self._ours[key]
+
+    def _watch(self) -> None:
+        while not self._stop.wait(1.0):
+            for process in self._psutil.process_iter():
+                try:
+                    if self._is_ours(process):
+                        self._used[(process.pid, process.create_time())] = sum(process.cpu_times()[:2])
+                except (self._psutil.Error, OSError):
+                    continue
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        me = self._psutil.Process().cpu_times()
+        return sum(self._used.values()) + me.user + me.system - self._start
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.5) -> bool:
