@@ -15,8 +15,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import wine_env
+from engine import paths
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "installer"))
@@ -24,6 +26,7 @@ import build_windows  # noqa: E402
 
 APP = "llama-desk"
 LOCAL = rf"C:\users\{wine_env.WINDOWS_USER}\AppData\Local"
+ROAMING = rf"C:\users\{wine_env.WINDOWS_USER}\AppData\Roaming"
 UNINSTALL_KEY = rf"HKCU\Software\Microsoft\Windows\CurrentVersion\Uninstall\{APP}"
 INSTALL_TIMEOUT_S = 1200
 PROBE = Path(__file__).resolve().parent / "windows_probe.py"  # runs inside the Windows Python
@@ -36,18 +39,19 @@ class WindowsInstall:
     wine: wine_env.WineSession
     installer: Path
     wheels: Path
+    first_install: tuple[subprocess.CompletedProcess, float] | None = None  # the fixture's fresh install, timed
+
+    folder: ClassVar[str] = rf"{LOCAL}\Programs\{APP}"  # NSIS: $LOCALAPPDATA\Programs\llama-desk
+    data: ClassVar[str] = rf"{LOCAL}\{paths.APP_FOLDER}"  # engine.paths.user_data_dir() on Windows
+    python: ClassVar[str] = rf"{folder}\python\python.exe"
+    pythonw: ClassVar[str] = rf"{folder}\python\pythonw.exe"
+    start_menu: ClassVar[str] = rf"{ROAMING}\Microsoft\Windows\Start Menu\Programs\{APP}.lnk"
+    desktop: ClassVar[str] = rf"C:\users\{wine_env.WINDOWS_USER}\Desktop\{APP}.lnk"
 
     def host(self, windows: str) -> Path:
         """The file behind a C:\\ path of the prefix."""
         assert windows[:3].upper() == "C:\\", windows
         return self.wine.prefix / "drive_c" / Path(*windows[3:].split("\\"))
-
-    folder = rf"{LOCAL}\Programs\{APP}"            # NSIS: $LOCALAPPDATA\Programs\llama-desk
-    data = rf"{LOCAL}\{APP}"                        # engine.paths.user_data_dir() on Windows
-    python = rf"{folder}\python\python.exe"
-    pythonw = rf"{folder}\python\pythonw.exe"
-    start_menu = rf"C:\users\{wine_env.WINDOWS_USER}\AppData\Roaming\Microsoft\Windows\Start Menu\Programs\{APP}.lnk"
-    desktop = rf"C:\users\{wine_env.WINDOWS_USER}\Desktop\{APP}.lnk"
 
     def clean(self) -> None:
         """No earlier run's program, data or registry entries: the next install is a first one."""
