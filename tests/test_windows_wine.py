@@ -29,7 +29,7 @@ import pytest
 import assets
 import wine_env
 import wine_install
-from engine import builtin_model, paths
+from engine import paths
 from test_installer_in_place import EMBEDDABLE_LACKS
 
 pytestmark = pytest.mark.skipif(wine_env.why_unavailable() is not None, reason=str(wine_env.why_unavailable()))
@@ -54,6 +54,8 @@ def report(request) -> list[str]:
 @pytest.fixture(scope="session")
 def windows(tmp_path_factory, report):
     """A fresh install by the NSIS installer, in a cached prefix; one Wine session for the whole run."""
+    if wine_env.skip_reason_offline():
+        pytest.skip(wine_env.skip_reason_offline())
     with wine_env.exclusive():
         started, meter = time.monotonic(), wine_env.CpuMeter(wine_env.cache_dir() / "prefix")
         runtime, python_zip = wine_env.ensure_runtime()
@@ -107,6 +109,8 @@ def test_the_runtime_lacks_only_what_the_setup_step_does_without(windows):
 
 def test_a_runtime_file_changed_after_signing_is_refused(tmp_path):
     """The runtime is trusted for its signatures: one byte changed in python.exe, and it is not used."""
+    if wine_env.skip_reason_offline():
+        pytest.skip(wine_env.skip_reason_offline())
     python = wine_env.ensure_runtime()[0] / "python.exe"
     assert wine_env.authenticode_signer(python).endswith(wine_env.PSF)
     data = bytearray(python.read_bytes())
@@ -259,7 +263,7 @@ def test_serve_answers_the_openai_client_and_a_loaded_checkpoint_is_not_replaced
                    messages=[{"role": "user", "content": QUESTION}])
         assert "Paris" in client.chat.completions.create(**ask).choices[0].message.content
 
-        model = rf"{windows.data}\{paths.CONVERTED_FOLDER}\{builtin_model.FOLDER_NAME}\model.safetensors"
+        model = last_json(builtin_answer[0].stdout)["model"]["checkpoint"]  # the built-in model, converted
         before = hashlib.sha256(windows.host(model).read_bytes()).hexdigest()
         fetch = windows.python_run(["-m", "checkpoint_download", "fetch", "http://127.0.0.1:9/model.safetensors",
                                     "-o", model, "--sha256", "0" * 64], timeout=300)

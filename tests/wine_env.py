@@ -67,6 +67,18 @@ def why_unavailable() -> str | None:
     return None
 
 
+def skip_reason_offline() -> str | None:
+    """Why the stage cannot set itself up now: its runtime or wheels are not cached and downloads are forbidden."""
+    if not os.environ.get(assets.OFFLINE_ENV):
+        return None
+    runtime_ready = (cache_dir() / "runtime" / "verified.json").is_file() and (cache_dir() / PYTHON_ZIP).is_file()
+    wheels_ready = (cache_dir() / f"wheels-{wheels_key()}" / "complete").is_file()
+    if runtime_ready and wheels_ready:
+        return None
+    return (f"the Windows stage downloads its runtime and wheels (~400 MB) once, and {assets.OFFLINE_ENV}=1 forbids "
+            "it: run it once with the network")
+
+
 def cache_dir() -> Path:
     folder = assets.cache_dir() / "wine"
     folder.mkdir(parents=True, exist_ok=True)
@@ -155,10 +167,13 @@ def ensure_runtime() -> tuple[Path, Path]:
     return folder, archive
 
 
+def wheels_key() -> str:
+    return digest(LOCK_FILE.read_bytes(), BUILTIN_MODEL)
+
+
 def ensure_wheels() -> Path:
     """The lock's win_amd64 / cp311 wheels and the built-in model's, as installer/build_bundle.py downloads them."""
-    key = digest(LOCK_FILE.read_bytes(), BUILTIN_MODEL)
-    folder = cache_dir() / f"wheels-{key}"
+    folder = cache_dir() / f"wheels-{wheels_key()}"
     if (folder / "complete").is_file():
         return folder
     for old in cache_dir().glob("wheels-*"):
