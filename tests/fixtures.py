@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +153,17 @@ def greedy_ids(executor, prompt: list[int], n: int) -> list[int]:
         out.append(int(np.argmax(logits)))
         logits = executor.decode(out[-1], pos)
     return out
+
+
+class StopAfterChecks(threading.Event):
+    """A cancel event that becomes set when checked for the (n+1)-th time: Stop pressed at a known point."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.left = n
+
+    def is_set(self) -> bool:
+        if self.left == 0:
+            self.set()
+        self.left -= 1
+        return super().is_set()

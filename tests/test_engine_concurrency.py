@@ -21,20 +21,6 @@ def reference_answer(llama2_tiny, prompt, n=GREEDY.max_new_tokens):
     return ref.answer(weights, spec.hp, prompt, n, stop={EOS}, limit=1000)  # the tokenizer has 1000 pieces
 
 
-class StopAfterChecks(threading.Event):
-    """A cancel event that becomes set when checked for the (n+1)-th time: Stop pressed at a known point."""
-
-    def __init__(self, n: int):
-        super().__init__()
-        self.left = n
-
-    def is_set(self) -> bool:
-        if self.left == 0:
-            self.set()
-        self.left -= 1
-        return super().is_set()
-
-
 def test_cancel_between_prefill_chunks_returns_at_once_and_keeps_the_cache_valid(llama2_engine, llama2_tiny):
     llama2_engine.reset_cache()
     prompt = [1] + [int(i) for i in np.random.default_rng(5).integers(3, 1000, 199)]  # four 64-token chunks
