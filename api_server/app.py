@@ -16,7 +16,7 @@ import time
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
@@ -98,12 +98,16 @@ class ApiService:
         if declared.isdigit() and int(declared) > DRAIN_LIMIT_BYTES:
             raise too_large
         body, size = bytearray(), 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > DRAIN_LIMIT_BYTES:
-                break
-            if size <= limit:
-                body += chunk
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > DRAIN_LIMIT_BYTES:
+                    break
+                if size <= limit:
+                    body += chunk
+        except ClientDisconnect:  # gone, or dropped for sending too slowly: nobody reads an answer
+            raise ApiError(400, "The client closed the connection before the body arrived.",
+                           code="client_closed") from None
         if size > limit:
             raise too_large
         return bytes(body)

@@ -23,6 +23,7 @@ from engine import ChatEngine
 
 from .access_guard import is_loopback
 from .app import MAX_BODY_BYTES, create_app, model_id
+from .connection_limits import ConnectionLimits, limited_protocol
 from .errors import ServerStartError
 from .generation_queue import GenerationQueue
 
@@ -76,10 +77,10 @@ def base_url(sock: socket.socket) -> str:
     return f"http://{shown}:{port}/v1"
 
 
-def _build(app, log_config) -> uvicorn.Server:
-    config = uvicorn.Config(app, http="h11", ws="none", lifespan="off", loop="asyncio", log_config=log_config,
-                            access_log=log_config is not None, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-                            server_header=False, proxy_headers=False)
+def _build(app, log_config, limits: ConnectionLimits) -> uvicorn.Server:
+    config = uvicorn.Config(app, http=limited_protocol(limits.request_timeout_s, limits.max_connections), ws="none",
+                            lifespan="off", loop="asyncio", log_config=log_config, access_log=log_config is not None,
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, server_header=False, proxy_headers=False)
     return uvicorn.Server(config)
 
 
@@ -115,20 +116,21 @@ class ServerHandle:
 
 
 def start_background(engine: ChatEngine, host: str = "127.0.0.1", port: int = 8080, api_key: str | None = None,
-                     *, max_waiting: int = 8, max_body_bytes: int = MAX_BODY_BYTES) -> ServerHandle:
+                     *, max_waiting: int = 8, max_body_bytes: int = MAX_BODY_BYTES,
+                     limits: ConnectionLimits = ConnectionLimits()) -> ServerHandle:
     """Serve ``engine`` from a daemon thread; returns once it accepts connections (port 0: any free port).
 
     It logs through the "api_server" logger and leaves the caller's logging set-up alone.
     """
-    return _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config=None)
+    return _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config=None, limits=limits)
 
 
-def _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config) -> ServerHandle:
+def _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config, limits) -> ServerHandle:
     check_address(host, port, api_key)
     sock = open_listener(host, port)
     queue = GenerationQueue(max_waiting)
     app = create_app(engine, queue, api_key=api_key, loopback_only=is_loopback(host), max_body_bytes=max_body_bytes)
-    server = _build(app, log_config)
+    server = _build(app, log_config, limits)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -160,7 +162,8 @@ def serve(engine: ChatEngine, host: str = "127.0.0.1", port: int = 8080, api_key
     compiles, and that handler sends SIGTERM; so Ctrl-C and SIGTERM both end in
     the same clean stop here, rather than in uvicorn's handlers or a killed process.
     """
-    handle = _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config=_console_log_config())
+    handle = _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config=_console_log_config(),
+                    limits=ConnectionLimits())
     log.info("Serving %s at %s (OpenAI-compatible%s). Ctrl-C stops.", model_id(engine), handle.url,
              ", API key required" if api_key else "")
     stop = threading.Event()

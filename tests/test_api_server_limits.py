@@ -1,0 +1,95 @@
+"""The local API under abuse and at its edges: half-sent and abandoned requests, too many connections, the
+largest prompts, and the fields OpenAI's and vLLM's clients send. A real server on 127.0.0.1 over the real
+built-in model (loaded once for this file); raw sockets where a client library would hide what is sent."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+
+import pytest
+
+import api_server
+
+CONTEXT = 512
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from engine import ExecutorOptions, ModelSource, load_engine
+
+    eng = load_engine(ModelSource(builtin=True), ExecutorOptions(max_seq_len=CONTEXT))
+    yield eng
+    eng.close()
+
+
+def port_of(handle) -> int:
+    return int(handle.url.split(":")[2].split("/")[0])
+
+
+def raw(port: int, data: bytes, timeout: float = 30.0) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.sendall(data)
+    return sock
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (socket.timeout if it never does; a reset,
+    as when the server closes on bytes it did not read, counts as closed)."""
+    out = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return out
+        if not chunk:
+            return out
+        out += chunk
+
+
+def post(port: int, path: str, body: dict | bytes, headers: str = "") -> tuple[int, dict]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
+    with raw(port, f"POST /v1{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {len(data)}\r\nConnection: close\r\n{headers}\r\n".encode() + data) as sock:
+        answer = read_until_closed(sock)
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), json.loads(payload) if payload.startswith(b"{") else {"raw": payload}
+
+
+def no_tracebacks(caplog) -> None:
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records if r.exc_info]
+    assert "Traceback" not in caplog.text
+
+
+# -- requests that never arrive ---------------------------------------------------------
+
+def test_half_sent_requests_are_dropped_in_seconds_and_connections_are_capped(engine, caplog):
+    caplog.set_level(logging.INFO)
+    limits = api_server.ConnectionLimits(request_timeout_s=1.0, max_connections=16)
+    with api_server.start_background(engine, port=0, limits=limits) as handle:
+        port = port_of(handle)
+        started = time.monotonic()
+        body = raw(port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                         b"\r\nContent-Length: 1000\r\n\r\n{\"messages\": [")                  # a body cut short
+        time.sleep(0.2)
+        waiting = [raw(port, b"POST /v1/chat/completions HTTP/1.1\r\n") for _ in range(40)]   # a request line only
+        answers = [read_until_closed(sock) for sock in waiting + [body]]
+        seconds = time.monotonic() - started
+        timed_out = [a for a in answers if a.startswith(b"HTTP/1.1 408")]
+        refused = [a for a in answers if not a.startswith(b"HTTP/1.1 408")]
+        assert all(a in (b"", ) or a.startswith(b"HTTP/1.1 503") for a in refused), refused[:3]
+        assert len(timed_out) == 16 and len(refused) == len(answers) - 16   # 16 kept, the others turned away
+        assert seconds < 5, seconds                 # closed by the server, not held until the client gives up
+        for sock in waiting + [body]:
+            sock.close()
+        # the server is fine: the next client is answered
+        status, answer = post(port, "/completions", {"prompt": "The capital of France is", "max_tokens": 1,
+                                                     "temperature": 0})
+        assert status == 200 and answer["choices"][0]["text"] == " Paris"
+    dropped = [r for r in caplog.records if "did not arrive within 1 s" in r.getMessage()]
+    assert len(dropped) == len(timed_out)           # one line per abandoned request
+    assert sum("dropped a request: its body did not arrive" in r.getMessage() for r in dropped) == 1
+    assert len([r for r in caplog.records if "connection(s) refused" in r.getMessage()]) <= 2
+    no_tracebacks(caplog)
