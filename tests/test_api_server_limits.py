@@ -93,3 +93,52 @@ def test_half_sent_requests_are_dropped_in_seconds_and_connections_are_capped(en
     assert sum("dropped a request: its body did not arrive" in r.getMessage() for r in dropped) == 1
     assert len([r for r in caplog.records if "connection(s) refused" in r.getMessage()]) <= 2
     no_tracebacks(caplog)
+
+
+# -- the queue ------------------------------------------------------------------------------
+
+def completion_body(max_tokens: int, prompt: str = "Once upon a time") -> dict:
+    return {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0}
+
+
+def test_max_waiting_0_answers_one_at_a_time_instead_of_refusing_everything(engine):
+    with api_server.start_background(engine, port=0, max_waiting=0) as handle:
+        port = port_of(handle)
+        status, answer = post(port, "/completions", completion_body(1, "The capital of France is"))
+        assert status == 200 and answer["choices"][0]["text"] == " Paris"     # idle: answered
+        running = raw(port, b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: %d\r\n\r\n" % len(json.dumps(completion_body(200)))
+                      + json.dumps(completion_body(200)).encode())
+        deadline = time.monotonic() + 30
+        while not handle.queue.running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        status, refused = post(port, "/completions", completion_body(1))
+        assert status == 429 and refused["error"]["code"] == "queue_full"    # busy: nobody may wait
+        running.close()
+
+
+def test_retry_after_counts_the_answers_ahead(engine):
+    """Four 60-token answers ahead (one running, three waiting): the estimate is their time, not one answer's."""
+    with api_server.start_background(engine, port=0, max_waiting=3) as handle:
+        port = port_of(handle)
+        for _ in range(2):                                   # the pace of this model on this machine, now
+            assert post(port, "/completions", completion_body(60))[0] == 200
+        body = json.dumps(completion_body(60)).encode()
+        request = (b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)) + body
+        ahead = []
+        for n in range(4):
+            ahead.append(raw(port, request))
+            deadline = time.monotonic() + 30
+            while handle.queue.waiting + bool(handle.queue.running) < n + 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        with raw(port, request) as sock:
+            answer = read_until_closed(sock)
+        refused_at = time.monotonic()
+        assert answer.startswith(b"HTTP/1.1 429")
+        retry_after = int(next(line.split(b":")[1] for line in answer.split(b"\r\n")
+                               if line.lower().startswith(b"retry-after:")))
+        for sock in ahead:
+            assert read_until_closed(sock).startswith(b"HTTP/1.1 200")
+        real_wait = time.monotonic() - refused_at
+        assert 0.5 * real_wait <= retry_after <= 2 * real_wait + 1, (retry_after, real_wait)
