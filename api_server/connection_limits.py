@@ -1,11 +1,15 @@
-"""What one client may hold: a request that does not arrive in time is dropped, and connections are capped.
+"""What clients may hold: a request that does not arrive in time is dropped, connections are capped, and
+only a few requests are prepared (tokenized) at once.
 
 uvicorn waits for a request's headers and body as long as the client likes, so a thousand connections that
 send only a request line stay open until the process runs out of file handles and stops answering anyone
 (found by a fault run). Here every request must arrive whole (headers and body) within
 ``request_timeout_s`` of its first byte, or of the connection's opening; otherwise the connection gets a
 ``408`` and is closed, with one line in the log. Beyond ``max_connections`` open connections, a new one
-gets a ``503`` at once. Both happen before anything reaches the application.
+gets a ``503`` at once. Both happen before anything reaches the application. Preparing a request
+(tokenizing a long conversation) runs on a worker thread: ``BoundedThreads`` keeps those to
+``PREPARING_AT_ONCE``, so 32 clients sending a megabyte each wait their turn instead of taking 32
+tokenizations' worth of memory and both cores from the answer being computed.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ import logging
 import time
 from dataclasses import dataclass
 
+import anyio.to_thread
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("api_server")
 REQUEST_TIMEOUT_S = 15.0
 MAX_CONNECTIONS = 64
+PREPARING_AT_ONCE = 2
 _REFUSED_LOG_EVERY_S = 10.0
 _ANSWERS = {408: b"HTTP/1.1 408 Request Timeout\r\n", 503: b"HTTP/1.1 503 Service Unavailable\r\n"}
 
@@ -101,3 +107,16 @@ class LimitedH11Protocol(H11Protocol):
 
 def _who(client) -> str:
     return "%s:%d" % tuple(client[:2]) if client else "a client"
+
+
+class BoundedThreads:
+    """ASGI wrapper: the event loop's worker threads (anyio's default limiter) are ``threads`` at most."""
+
+    def __init__(self, app, threads: int = PREPARING_AT_ONCE):
+        self.app, self.threads = app, threads
+
+    async def __call__(self, scope, receive, send):
+        limiter = anyio.to_thread.current_default_thread_limiter()   # one per event loop
+        if limiter.total_tokens != self.threads:
+            limiter.total_tokens = self.threads
+        await self.app(scope, receive, send)

@@ -23,7 +23,7 @@ from engine import ChatEngine
 
 from .access_guard import is_loopback
 from .app import MAX_BODY_BYTES, create_app, model_id
-from .connection_limits import ConnectionLimits, limited_protocol
+from .connection_limits import BoundedThreads, ConnectionLimits, limited_protocol
 from .errors import ServerStartError
 from .generation_queue import GenerationQueue
 
@@ -129,7 +129,8 @@ def _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config,
     check_address(host, port, api_key)
     sock = open_listener(host, port)
     queue = GenerationQueue(max_waiting)
-    app = create_app(engine, queue, api_key=api_key, loopback_only=is_loopback(host), max_body_bytes=max_body_bytes)
+    app = BoundedThreads(create_app(engine, queue, api_key=api_key, loopback_only=is_loopback(host),
+                                    max_body_bytes=max_body_bytes))
     server = _build(app, log_config, limits)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api-server", daemon=True)
     thread.start()

@@ -142,3 +142,49 @@ def test_retry_after_counts_the_answers_ahead(engine):
             assert read_until_closed(sock).startswith(b"HTTP/1.1 200")
         real_wait = time.monotonic() - refused_at
         assert 0.5 * real_wait <= retry_after <= 2 * real_wait + 1, (retry_after, real_wait)
+
+
+# -- the largest prompts ------------------------------------------------------------------------
+
+def rss() -> int:
+    import psutil
+    return psutil.Process().memory_info().rss
+
+
+def test_megabyte_prompts_are_refused_by_their_length_without_the_work(engine):
+    """32 clients sending a 1 MB message each at once (each rightly refused): no tokenizing, little memory,
+    and a normal request meanwhile is answered as usual."""
+    import threading
+
+    huge = {"messages": [{"role": "user", "content": "hello world " * 87_000}], "max_tokens": 1}
+    with api_server.start_background(engine, port=0, max_waiting=40) as handle:
+        port = port_of(handle)
+        assert post(port, "/completions", completion_body(1, "The capital of France is"))[0] == 200
+        baseline, peak, results = rss(), [0], []
+        done = threading.Event()
+
+        def watch():
+            while not done.wait(0.05):
+                peak[0] = max(peak[0], rss())
+
+        def flood():
+            results.append(post(port, "/chat/completions", huge))
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        started = time.monotonic()
+        clients = [threading.Thread(target=flood) for _ in range(32)]
+        for client in clients:
+            client.start()
+        status, normal = post(port, "/completions", completion_body(1, "The capital of France is"))
+        for client in clients:
+            client.join(120)
+        seconds = time.monotonic() - started
+        done.set()
+        watcher.join()
+    assert status == 200 and normal["choices"][0]["text"] == " Paris"
+    assert len(results) == 32 and all(s == 400 and b["error"]["code"] == "context_length_exceeded"
+                                      for s, b in results), results[:2]
+    assert "bytes of text are at least" in results[0][1]["error"]["message"]
+    assert seconds < 15, seconds                     # tokenizing them would take ~1.4 s each on 2 cores
+    assert peak[0] - baseline < 300e6, (baseline, peak[0])   # 32 tokenizations would take GBs
