@@ -72,6 +72,7 @@ class ApiService:
                 "context_length": self.engine.context_length}
 
     def _check_model(self, name: str | None) -> None:
+        """GET /v1/models/{name}: only the loaded model is there."""
         accepted = {self.model.lower(), self.engine.info.name.lower()}
         if name and name.strip().lower() not in accepted:
             raise ApiError(404, f"The model {name!r} is not served here; this server serves {self.model!r} "
@@ -133,8 +134,8 @@ class ApiService:
         return bytes(body)
 
     async def _generate(self, request: Request, req: GenerationRequest):
+        # whatever "model" names, the one loaded model answers (clients send "gpt-4o" or their own names)
         self._refuse_by_length(req)
-        self._check_model(req.model)
         await self._check_fits(req)
         job = Job(self.engine, req)
         try:
@@ -193,6 +194,7 @@ class ApiService:
         return completion
 
     async def _stream(self, job: Job, shape: AnswerShape, include_usage: bool):
+        shape.stream_usage = include_usage
         for chunk in shape.opening_chunks():
             yield sse(chunk)
         async for kind, value in job.events():

@@ -30,6 +30,7 @@ from .generation_queue import GenerationQueue
 log = logging.getLogger("api_server")
 GRACEFUL_SHUTDOWN_S = 5
 START_TIMEOUT_S = 30
+MIN_NETWORK_KEY_CHARS = 16
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGBREAK,) if hasattr(signal, "SIGBREAK") else ())
 
 
@@ -45,6 +46,11 @@ def check_address(host: str, port: int, api_key: str | None) -> None:
         raise ServerStartError(
             f"Listening on {host} lets other computers use this model, so it needs an API key (clients then "
             "send 'Authorization: Bearer KEY'). Set one, or listen on 127.0.0.1 (this computer only).")
+    if not is_loopback(host) and len(api_key.strip()) < MIN_NETWORK_KEY_CHARS:
+        raise ServerStartError(
+            f"Listening on {host} needs an API key of at least {MIN_NETWORK_KEY_CHARS} characters (this one has "
+            f"{len(api_key.strip())}): other computers could guess a short one. Make one with: "
+            "python -c \"import secrets; print(secrets.token_urlsafe(24))\"")
 
 
 def open_listener(host: str, port: int) -> socket.socket:
@@ -58,7 +64,9 @@ def open_listener(host: str, port: int) -> socket.socket:
     family, _, _, _, address = next((f for f in found if f[0] == socket.AF_INET), found[0])
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        if os.name != "nt":  # on Windows SO_REUSEADDR would let two servers share a port; there it is not needed
+        if os.name == "nt":  # no other program may bind the same port over ours (Windows allows it by default)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+        else:                # a restart may reuse the port at once; POSIX never lets two servers share it
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
         sock.listen(128)
@@ -146,10 +154,22 @@ def _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config,
     return ServerHandle(server, queue, thread, base_url(sock))
 
 
+class WithoutQuery(logging.Filter):
+    """Access lines without the query string: a client may put its key there (``?api_key=...``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = args[:2] + (args[2].split("?", 1)[0] + "?[query not logged]",) + args[3:]
+        return True
+
+
 def _console_log_config() -> dict:
     """uvicorn's own console logging, with our "api_server" lines (one per answer) beside its access lines."""
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    config["filters"] = {"without_query": {"()": WithoutQuery}}
+    config["handlers"]["access"]["filters"] = ["without_query"]
     config["loggers"]["api_server"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     return config
 

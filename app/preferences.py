@@ -72,6 +72,7 @@ class Preferences:
     language: str = ""
     api_server: bool = False
     api_port: int = 8080
+    api_key: str = ""                    # "": none; else other programs send it (Authorization: Bearer KEY)
     setup_done: bool = False             # the first-run dialog was answered
 
 

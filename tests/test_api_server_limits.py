@@ -218,7 +218,7 @@ def server_process(tmp_path):
             except OSError:
                 assert time.monotonic() < deadline, "the server did not start"
                 time.sleep(0.3)
-        yield port
+        yield port, log_path
     finally:
         proc.kill()
         proc.wait(30)
@@ -228,6 +228,7 @@ def server_process(tmp_path):
                                        "prompt prepared once, outside the engine; on main the trimming is quadratic "
                                        "and runs again while holding the engine")
 def test_the_largest_accepted_conversation_is_answered_in_seconds_without_holding_the_engine(server_process):
+    port, _ = server_process
     """~30,000 one-letter messages (just under the 1 MB body limit): the oldest turns are left out, quickly, and a
     client asking something short meanwhile is not kept waiting behind that work."""
     import threading
@@ -248,7 +249,7 @@ def test_the_largest_accepted_conversation_is_answered_in_seconds_without_holdin
     def ask_big():
         started = time.monotonic()
         try:
-            outcome["big"] = post(server_process, "/chat/completions", big, timeout=12)[0], time.monotonic() - started
+            outcome["big"] = post(port, "/chat/completions", big, timeout=12)[0], time.monotonic() - started
         except OSError as exc:
             outcome["big"] = repr(exc), time.monotonic() - started
 
@@ -256,8 +257,36 @@ def test_the_largest_accepted_conversation_is_answered_in_seconds_without_holdin
     asker.start()
     time.sleep(0.3)
     started = time.monotonic()
-    status, small = post(server_process, "/completions", completion_body(1, "The capital of France is"), timeout=12)
+    status, small = post(port, "/completions", completion_body(1, "The capital of France is"), timeout=12)
     small_seconds = time.monotonic() - started
     asker.join(20)
     assert outcome["big"][0] in (200, 400) and outcome["big"][1] < 5, outcome
     assert status == 200 and small["choices"][0]["text"] == " Paris" and small_seconds < 5, (status, small_seconds)
+
+
+def test_a_key_sent_in_the_query_string_never_reaches_the_log(server_process):
+    port, log_path = server_process
+    with raw(port, b"GET /v1/models?api_key=sk-NEVER-LOG-ME&x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   b"Connection: close\r\n\r\n") as sock:
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 200")
+    deadline = time.monotonic() + 10
+    while "GET /v1/models" not in log_path.read_text(encoding="utf-8") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    log = log_path.read_text(encoding="utf-8")
+    assert '"GET /v1/models?[query not logged] HTTP/1.1" 200' in log and "NEVER-LOG-ME" not in log
+
+
+# -- what clients send -----------------------------------------------------------------------
+
+def test_with_include_usage_every_chunk_carries_usage_null_but_the_last(engine):
+    with api_server.start_background(engine, port=0) as handle:
+        status, answer = post(port_of(handle), "/chat/completions", {
+            "messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 5,
+            "temperature": 0, "stream": True, "stream_options": {"include_usage": True}})
+    assert status == 200
+    events = [line[len(b"data: "):] for line in answer["raw"].split(b"\n") if line.startswith(b"data: ")]
+    assert events[-1] == b"[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert len(chunks) >= 3 and all("usage" in c for c in chunks)
+    assert all(c["usage"] is None for c in chunks[:-1]) and chunks[-1]["usage"]["completion_tokens"] == 5
+    assert chunks[-1]["choices"] == []
