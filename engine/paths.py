@@ -41,6 +41,10 @@ OUR_FILES = (HISTORY_FILE, HISTORY_FILE + "-wal", HISTORY_FILE + "-shm", SETTING
 OUR_FOLDERS = (LOGS_FOLDER, JIT_CACHE_FOLDER, CONVERTED_FOLDER)
 DOWNLOAD_FOLDERS = (DOWNLOADS_FOLDER,)
 
+# Windows: the named mutex the running app holds, so the installer can tell it is running before it
+# upgrades or uninstalls (session-local: each user's own copy).
+APP_RUNNING_MUTEX = "llama-desk-app-running"
+
 
 def user_data_dir(create: bool = True) -> Path:
     override = os.environ.get(HOME_ENV)
