@@ -22,6 +22,8 @@ import os
 import sys
 from pathlib import Path
 
+from .atomic_write import write_text_atomically
+
 APP_FOLDER = "llama-desk"
 HOME_ENV = "LLAMA_DESK_HOME"
 MODELS_ENV = "LLAMA_DESK_MODELS_DIR"
@@ -111,9 +113,7 @@ def choose_models_dir(folder: str | Path | None) -> None:
         return
     folder = Path(folder).expanduser().resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"folder": str(folder)}, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomically(path, json.dumps({"folder": str(folder)}, ensure_ascii=False))
 
 
 def models_dir() -> Path:

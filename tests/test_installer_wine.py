@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-import assets
 from fixtures import ROOT
+from wine_prefix import Wine, windows_path
 
 sys.path.insert(0, str(ROOT / "installer"))
 import build_windows  # noqa: E402
@@ -27,6 +27,7 @@ from engine import paths  # noqa: E402
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or not all(shutil.which(t) for t in ("wine", "wineserver", "makensis", "7z")),
     reason="runs the Windows installer under Wine: apt-get install wine wine64 nsis p7zip-full (.ci/run installs them)")
+
 
 HOLDER = """Unicode true
 Target amd64-unicode
@@ -44,28 +45,6 @@ SectionEnd
 """
 
 
-def windows_path(path: Path) -> str:
-    return "Z:" + str(Path(path).resolve()).replace("/", "\\")
-
-
-class Wine:
-    def __init__(self, prefix: Path):
-        self.env = {**os.environ, "WINEPREFIX": str(prefix), "WINEDEBUG": "-all",
-                    "WINEDLLOVERRIDES": "mscoree,mshtml=;winemenubuilder.exe=d"}
-        if not (prefix / "system.reg").exists():
-            subprocess.run(["wineboot", "-i"], env=self.env, capture_output=True, timeout=300, check=True)
-
-    def run(self, *command: str, data: Path | None = None, timeout: float = 120) -> int:
-        env = {**self.env, paths.HOME_ENV: windows_path(data)} if data else self.env
-        return subprocess.run(["wine", *command], env=env, capture_output=True, timeout=timeout).returncode
-
-    def start(self, *command: str) -> subprocess.Popen:
-        return subprocess.Popen(["wine", *command], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def stop(self) -> None:
-        subprocess.run(["wineserver", "-k"], env=self.env, capture_output=True, timeout=60)
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """(wine, setup.exe, uninstall.exe, the running-app stand-in and the file that ends it)."""
@@ -81,7 +60,7 @@ def built(tmp_path_factory):
     script.write_text(HOLDER.format(out=work / "holder.exe", mutex=paths.APP_RUNNING_MUTEX,
                                     release=windows_path(release)), encoding="utf-8")
     subprocess.run(["makensis", "-V2", "-INPUTCHARSET", "UTF8", str(script)], check=True, capture_output=True)
-    wine = Wine(assets.cache_dir() / "wine-installer-prefix")
+    wine = Wine()
     yield wine, setup_exe, work / "unpacked" / "uninstall.exe", work / "holder.exe", release
     wine.stop()
 
@@ -100,7 +79,8 @@ def uninstall(wine: Wine, uninstaller: Path, install_dir: Path, data: Path, *opt
     install_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(uninstaller, install_dir / "uninstall.exe")
     # _?= runs it in place, as Windows' "Installed apps" does after copying it to a temporary folder
-    return wine.run(str(install_dir / "uninstall.exe"), "/S", *options, f"_?={windows_path(install_dir)}", data=data)
+    return wine.run(str(install_dir / "uninstall.exe"), "/S", *options, f"_?={windows_path(install_dir)}",
+                    env={paths.HOME_ENV: windows_path(data)}).returncode
 
 
 def tree(folder: Path) -> list[str]:
@@ -131,7 +111,7 @@ def test_nothing_is_touched_while_the_app_runs(built, tmp_path):
         assert uninstall(wine, uninstaller, tmp_path / "inst", data, "/REMOVEDATA", "/REMOVEDOWNLOADS") == 2
         assert tree(data) == everything
         target = tmp_path / "新 install"
-        assert wine.run(str(setup_exe), "/S", f"/D={windows_path(target)}") == 2
+        assert wine.run(str(setup_exe), "/S", f"/D={windows_path(target)}").returncode == 2
         assert not target.exists()
     finally:
         release.write_text("closed", encoding="utf-8")
