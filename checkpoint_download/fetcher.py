@@ -183,8 +183,8 @@ class FileFetcher:
             if any(m.startswith("hf://") for m in self.spec.mirrors):
                 advice += " If Hugging Face is blocked, set HF_ENDPOINT=https://hf-mirror.com."
         elif expect.recorded and any("not the same file" in f for f in failures):
-            advice = f" The size and checksum expected are the ones recorded at its first download: " \
-                     f"{self.records.reset_hint(self.spec.name)}."
+            advice = (" The size and checksum expected are the ones recorded at its first download; if the file "
+                      f"was updated on the server, {self.records.reset_hint(self.spec.name)}.")
         else:
             advice = " The address may have moved: give another mirror (see python -m checkpoint_download --help)."
         message = f"Could not download {self.spec.name}: {'; '.join(failures)}.{kept}{advice}"

@@ -57,6 +57,5 @@ class Records:
         return record
 
     def reset_hint(self, name: str) -> str:
-        """How to accept a new version of a file whose size and checksum are pinned by its record."""
-        return (f"if the file was updated on the server, remove the entry {name!r} from {self.path} "
-                "(or delete that file) so that the new version is accepted")
+        """How to accept another copy of a file whose size and checksum its record pins."""
+        return f"remove the entry {name!r} from {self.path} (or delete that file) so that a new copy is accepted"
