@@ -22,8 +22,6 @@ import os
 import sys
 from pathlib import Path
 
-from .atomic_write import write_text_atomically
-
 APP_FOLDER = "llama-desk"
 HOME_ENV = "LLAMA_DESK_HOME"
 MODELS_ENV = "LLAMA_DESK_MODELS_DIR"
@@ -111,6 +109,8 @@ def choose_models_dir(folder: str | Path | None) -> None:
     if folder is None or str(folder).strip() == "":
         path.unlink(missing_ok=True)
         return
+    from .atomic_write import write_text_atomically  # here: the app imports this module before its first paint
+
     folder = Path(folder).expanduser().resolve()
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomically(path, json.dumps({"folder": str(folder)}, ensure_ascii=False))
