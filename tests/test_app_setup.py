@@ -215,7 +215,8 @@ def test_the_local_api_server_follows_the_model_it_serves(qtbot, app_qt, monkeyp
         with qtbot.waitSignal(host.api.state, timeout=LOAD_TIMEOUT_S * 1000) as started:
             host.load(shared_model())
         running, url = started.args
-        assert running and url.startswith("http://127.0.0.1:") and host.info is not None
+        qtbot.waitUntil(lambda: host.info is not None)  # the state comes from the engine thread, info on ours
+        assert running and url.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(url + "/models", timeout=60) as reply:
             assert json.loads(reply.read())["data"][0]["id"] == host.info.model_id
     finally:
@@ -238,6 +239,7 @@ def test_the_local_api_server_can_require_a_key(qtbot, app_qt, monkeypatch):
         with qtbot.waitSignal(host.api.state, timeout=LOAD_TIMEOUT_S * 1000) as started:
             host.load(shared_model())
         running, url = started.args
+        qtbot.waitUntil(lambda: host.info is not None)
         assert running
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(url + "/models", timeout=60)
