@@ -90,7 +90,7 @@ class EngineWorker(QObject):
         free = available_bytes()
         if free is not None and self.engine is not None:  # the current model is closed before loading
             free += self.engine.info.memory_estimate
-        need = summary["weight_bytes"] // (2 if choice.weight_format == "int8" else 1)
+        need = summary["weight_bytes"] // {"int8": 2, "int4": 3}.get(choice.weight_format, 1)
         if free is not None and need > free:
             raise EngineError(f"This model's weights alone take {need / 1e9:.1f} GB of memory and only "
                               f"{free / 1e9:.1f} GB is free. Close other programs, or choose 8-bit weights or "

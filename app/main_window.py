@@ -210,6 +210,9 @@ class MainWindow(QMainWindow):
         if hint.get("suggested_format") == "int8":
             actions.append((self.tr("Use 8-bit weights"),
                             lambda: self.use_model(replace(choice, weight_format="int8"))))
+        elif hint.get("suggested_format") == "int4":
+            actions.append((self.tr("Use 4-bit weights"),
+                            lambda: self.use_model(replace(choice, weight_format="int4"))))
         version = hint.get("suggested_version")
         if version in (2, 3) and choice.version != version:
             actions.append((self.tr("Load as LLaMA{0}").format(version),

@@ -81,6 +81,7 @@ class ModelSetupForm(QWidget):
         self.weight_format = QComboBox()
         self.weight_format.addItem(self.tr("As stored in the file"), "auto")
         self.weight_format.addItem(self.tr("8-bit (int8, cpu backend; about half the memory)"), "int8")
+        self.weight_format.addItem(self.tr("4-bit (int4, cpu backend; under a third of the memory)"), "int4")
         self.threads = QSpinBox(minimum=0, maximum=max(os.cpu_count() or 1, 1))
         self.threads.setSpecialValueText(self.tr("Automatic (one per core)"))
         self.context_length = QSpinBox(minimum=0, maximum=131072, singleStep=512)

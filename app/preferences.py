@@ -28,7 +28,7 @@ class ModelChoice:
     tokenizer: str = ""
     config: str = ""
     backend: str = "auto"
-    weight_format: str = "auto"          # "auto" (as stored) or "int8"
+    weight_format: str = "auto"          # "auto" (as stored), "int8" or "int4"
     threads: int = 0                     # 0: one per physical core
     context_length: int = 0              # 0: the model's own; less saves memory (and drops old turns sooner)
 

@@ -56,10 +56,19 @@ def ensure_free_space(folder: Path, need: int, what: str) -> None:
                             f"but only {human(free)} is free. Free some space, or download elsewhere with -o/--dest DIR.")
 
 
+# Windows refuses to move, replace or delete a file that a process holds open or mapped (a loaded model).
+IN_USE = ("If a model is loaded from it (in llama-desk, its local API server or another program), close that first: "
+          "Windows does not let a file in use be moved or replaced.")
+
+
 def move_aside(path: Path) -> Path:
     """Rename a file that failed verification to ``<name>.bad`` (replacing an older one)."""
     bad = path.with_name(path.name.removesuffix(".part") + ".bad")
-    os.replace(path, bad)
+    try:
+        os.replace(path, bad)
+    except OSError as exc:
+        raise DownloadError(f"Cannot move {path} aside (to {bad.name}) to download it again: {exc.strerror or exc}. "
+                            f"{IN_USE} Then run the download again.") from None
     return bad
 
 
@@ -181,7 +190,11 @@ class PartFile:
     def place(self) -> Path:
         """Give the verified file its real name."""
         self.close()
-        self._guard(lambda: os.replace(self.path, self.target))
+        try:
+            os.replace(self.path, self.target)
+        except OSError as exc:
+            raise DownloadError(f"Cannot give {self.path} its name {self.target.name}: {exc.strerror or exc}. "
+                                f"{IN_USE} Then run the download again (it keeps what was received).") from None
         return self.target
 
     def reject(self) -> Path:

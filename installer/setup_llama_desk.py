@@ -26,7 +26,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import venv
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,8 +180,10 @@ def data_layout(python: Path) -> dict:
 
 
 def site_packages(python: Path) -> Path:
+    # UTF-8 both ways: a Windows pipe's default code page cannot hold every user name (C:\Users\张三 on cp1252)
     out = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                         check=True, capture_output=True, text=True, encoding="utf-8")
+                         check=True, capture_output=True, text=True, encoding="utf-8",
+                         env={**os.environ, "PYTHONIOENCODING": "utf-8"})
     return Path(out.stdout.strip())
 
 
@@ -207,6 +208,8 @@ def install(plan: Plan) -> dict:
     check_python(plan)
     plan.prefix.mkdir(parents=True, exist_ok=True)
     if not plan.in_place:
+        import venv  # here only: the embeddable runtime the Windows installer runs this in has no venv module
+
         print(f"Creating a fresh environment in {plan.venv} ...", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(plan.venv)
     check_path_room(site_packages(plan.python), plan.platform, is_windows(plan.platform) and windows_long_paths())

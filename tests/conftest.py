@@ -125,3 +125,13 @@ def spm_cases() -> list[tuple[str, list[int]]]:
 def bpe_cases() -> list[tuple[str, list[int]]]:
     """llama.cpp's 46 LLaMA3 (text, ids without BOS) cases."""
     return _vocab_cases("bpe")
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """What the Windows stage (tests/test_windows_wine.py) measured under Wine, when it ran."""
+    import wine_env
+    lines = config.stash.get(wine_env.REPORT_KEY, None)
+    if lines:
+        terminalreporter.section("Windows build under Wine")
+        for line in lines:
+            terminalreporter.write_line(line)

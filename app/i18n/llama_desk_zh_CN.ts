@@ -281,6 +281,10 @@
         <translation>使用 8 位权重</translation>
     </message>
     <message>
+        <source>Use 4-bit weights</source>
+        <translation>使用 4 位权重</translation>
+    </message>
+    <message>
         <source>Load as LLaMA{0}</source>
         <translation>按 LLaMA{0} 加载</translation>
     </message>
@@ -468,6 +472,10 @@
     <message>
         <source>8-bit (int8, cpu backend; about half the memory)</source>
         <translation>8 位（int8，cpu 后端；内存约减半）</translation>
+    </message>
+    <message>
+        <source>4-bit (int4, cpu backend; under a third of the memory)</source>
+        <translation>4 位（int4，cpu 后端；内存不到三分之一）</translation>
     </message>
     <message>
         <source>Automatic (one per core)</source>

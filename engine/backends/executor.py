@@ -92,6 +92,15 @@ class Executor(abc.ABC):
     def decode(self, token: int, pos: int) -> np.ndarray:
         """Run one token at ``pos`` and return its float32 logits [vocab]."""
 
+    def decode_batch(self, tokens: Sequence[int], pos: int) -> np.ndarray:
+        """Run up to 16 tokens at positions pos, pos + 1, ... and return their float32 logits [T, vocab].
+
+        Row t is bit-identical to ``decode(tokens[t], pos + t)`` after the tokens before it (batch
+        invariance), so checking drafted tokens or serving several streams never changes an answer;
+        an executor that can do better than one token at a time overrides this (cpu: one weight pass).
+        """
+        return np.stack([self.decode(int(token), pos + t) for t, token in enumerate(tokens)])
+
     def warmup(self, progress=None) -> None:
         """Do any one-time compilation before the first request; ``progress(stage, done, total)`` shows it."""
 

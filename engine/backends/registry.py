@@ -19,7 +19,7 @@ from engine.errors import EngineError
 
 DEVICES = ("auto", "cpu", "gpu")
 RESOLVED_DEVICES = ("CPU", "GPU")    # what executors are given
-WEIGHT_FORMATS = ("auto", "stored", "int8", "float32")
+WEIGHT_FORMATS = ("auto", "stored", "int8", "int4", "float32")
 KV_CACHE_TYPES = ("float16", "float32")
 
 
@@ -33,11 +33,15 @@ class ExecutorOptions:
 
     backend: str = "auto"            # "auto" (a usable GPU through MindSpore, else cpu), or a registered name
     device: str = "auto"             # "auto", "cpu", "gpu"
-    weight_format: str = "auto"      # "auto" (as stored; the built-in model int8 on cpu), "stored", "int8", "float32"
+    weight_format: str = "auto"      # "auto" (as stored; the built-in model its own 4-bit blocks on cpu), "stored",
+    #                                  "int8", "int4", "float32"
     threads: int | None = None       # None: one per physical core
     max_seq_len: int | None = None   # None: the model's own context length
     kv_cache: str = "float16"        # "float16" or "float32" (executors that have only one ignore it)
     config_path: Path | None = None  # the yaml the model's config came from, for executors that read more of it
+    # A GGUF file holding this model's own 4-/8-bit blocks (the built-in model's source): ``int4`` on the cpu
+    # backend takes them as they are instead of quantizing the float copy again. Set by the loader.
+    blocks_file: Path | None = None
 
     def __post_init__(self):
         check_choice(self.backend, self.device, self.weight_format, self.kv_cache)

@@ -28,6 +28,7 @@ def _kernel_sources_digest() -> str:
     from importlib.metadata import version
 
     digest = hashlib.sha256(version("numba").encode())
+    digest.update(os.environ.get("LLAMA_DESK_CPU_KERNELS", "").encode())  # a forced kernel variant (llvm_ir)
     for path in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

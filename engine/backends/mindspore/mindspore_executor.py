@@ -13,7 +13,9 @@ reference; on a GPU it computes in float16.
 from __future__ import annotations
 
 import os
+import sys
 import threading
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -41,12 +43,37 @@ def import_mindspore():
     os.environ.setdefault("MS_OM_PATH", str(logs))
     os.environ.setdefault("GLOG_log_dir", str(logs))
     os.environ.setdefault("GLOG_v", "3")
+    if not os.path.isfile(os.__file__):
+        # Python's embeddable runtime (the Windows installer's) keeps the standard library in a zip, where
+        # MindSpore's test for "standard library: run it as plain Python" (a file under os.py's folder) fails:
+        # it would compile collections.abc (which tensor slicing reaches) from a source that is not there.
+        # MS_JIT_IGNORE_MODULES is its own way to name them.
+        named = os.environ.get("MS_JIT_IGNORE_MODULES")
+        os.environ["MS_JIT_IGNORE_MODULES"] = ",".join(filter(None, [named, *sorted(sys.stdlib_module_names)]))
     try:
         import mindspore as ms
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise EngineError(f"MindSpore is not installed or failed to import ({exc}). "
                           "Install it with: pip install mindspore==2.10.0 \"numpy<2\"") from None
     return ms
+
+
+def _outside_windows_code_page(*folders: Path) -> str | None:
+    """Why MindSpore cannot compile here, if a folder its graphs come from has a name Windows' ANSI code page
+    cannot hold (C:\\Users\\张三 on an English Windows, cp1252): its graph compiler handles source paths in that
+    code page, and such a graph silently computes nothing (measured under Wine; cp936 holds 张三 and works)."""
+    if sys.platform != "win32":
+        return None
+    import locale
+    code_page = locale.getencoding() if hasattr(locale, "getencoding") else locale.getpreferredencoding(False)
+    for folder in folders:
+        try:
+            str(folder).encode(code_page)
+        except UnicodeEncodeError:
+            return (f"MindSpore cannot compile its graphs from {folder}: the path has characters this Windows' "
+                    f"code page ({code_page}) cannot hold. Use the cpu backend, or install llama-desk in a folder "
+                    "such as C:\\llama-desk.")
+    return None
 
 
 def keep_ctrl_c() -> None:
@@ -120,8 +147,12 @@ class MindSporeExecutor(Executor):
     def unavailable_reason(cls, device: str) -> str | None:
         import importlib.util
 
-        if importlib.util.find_spec("mindspore") is None:
+        spec = importlib.util.find_spec("mindspore")
+        if spec is None:
             return "MindSpore is not installed (pip install mindspore==2.10.0)."
+        outside = _outside_windows_code_page(Path(__file__).parent, Path(spec.origin).parent)
+        if outside:
+            return outside
         if device == "GPU":
             from engine.backends.devices import gpu_unavailable_reason
             return gpu_unavailable_reason()
