@@ -61,6 +61,7 @@ def built(tmp_path_factory):
                                     release=windows_path(release)), encoding="utf-8")
     subprocess.run(["makensis", "-V2", "-INPUTCHARSET", "UTF8", str(script)], check=True, capture_output=True)
     wine = Wine()
+    assert wine.windows_version() == "win10"    # else the installer's Windows 10 check, not the mutex, exits 2
     yield wine, setup_exe, work / "unpacked" / "uninstall.exe", work / "holder.exe", release
     wine.stop()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import assets
 
-PREFIX = "wine-installer-prefix"
+PREFIX = "wine-installer-prefix-win10"
 
 
 def windows_path(path: Path) -> str:
@@ -31,6 +31,15 @@ class Wine:
                     "WINEDLLOVERRIDES": "mscoree,mshtml=;winemenubuilder.exe=d"}
         if not (prefix / "system.reg").exists():
             subprocess.run(["wineboot", "-i"], env=self.env, capture_output=True, timeout=300, check=True)
+            # a new prefix says Windows 7, where the installer's own Windows 10 check exits 2 before anything else
+            subprocess.run(["wine", "reg", "add", r"HKCU\Software\Wine", "/v", "Version", "/t", "REG_SZ", "/d",
+                            "win10", "/f"], env=self.env, capture_output=True, timeout=120, check=True)
+
+    def windows_version(self) -> str:
+        """The Windows version this prefix reports (winecfg's name: win7, win10, ...)."""
+        done = self.run("reg", "query", r"HKCU\Software\Wine", "/v", "Version")
+        words = done.stdout.decode("utf-8", "replace").split()
+        return words[-1] if "Version" in words else "win7"
 
     def run(self, *command: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(["wine", *command], env={**self.env, **(env or {})}, capture_output=True,
