@@ -16,7 +16,7 @@ import time
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
@@ -51,6 +51,8 @@ class ApiService:
         self.max_body_bytes = max_body_bytes
         self.model = model_id(engine)
         self.created = int(time.time())
+        tokenizer = engine.tokenizer
+        self.token_bytes = tokenizer.longest_token_bytes if tokenizer is not None else None  # once, not per request
 
     # -- routes -----------------------------------------------------------------
 
@@ -74,10 +76,29 @@ class ApiService:
                 "context_length": self.engine.context_length}
 
     def _check_model(self, name: str | None) -> None:
+        """GET /v1/models/{name}: only the loaded model is there."""
         accepted = {self.model.lower(), self.engine.info.name.lower()}
         if name and name.strip().lower() not in accepted:
             raise ApiError(404, f"The model {name!r} is not served here; this server serves {self.model!r} "
                                 "(see GET /v1/models).", param="model", code="model_not_found")
+
+    def _refuse_by_length(self, req: GenerationRequest) -> None:
+        """A prompt whose text alone needs more tokens than the context holds is a 400 before any tokenizing
+        (no token stands for more than ``longest_token_bytes`` bytes): a megabyte costs a division, not a second
+        of tokenizing and tens of MB. In a chat, what always stays (the system message, the last one) counts."""
+        context = self.engine.context_length
+        if self.token_bytes is None:
+            return
+        if req.kind == "chat":
+            kept = req.prompt[:1] if req.prompt[0]["role"] == "system" else []
+            size = sum(len(m["content"].encode("utf-8", "replace")) for m in kept + req.prompt[-1:])
+            room, param = context - min(req.settings.max_new_tokens, context // 4), "messages"
+        else:
+            size, room, param = len(req.prompt.encode("utf-8", "replace")), context, "prompt"
+        at_least = -(-size // self.token_bytes)
+        if at_least >= room:
+            raise invalid(f"The prompt is too long: its {size:,} bytes of text are at least {at_least:,} tokens, "
+                          f"but {room} fit in the context. Shorten it.", param, code="context_length_exceeded")
 
     async def _json_body(self, request: Request) -> dict:
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -102,18 +123,23 @@ class ApiService:
         if declared.isdigit() and int(declared) > DRAIN_LIMIT_BYTES:
             raise too_large
         body, size = bytearray(), 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > DRAIN_LIMIT_BYTES:
-                break
-            if size <= limit:
-                body += chunk
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > DRAIN_LIMIT_BYTES:
+                    break
+                if size <= limit:
+                    body += chunk
+        except ClientDisconnect:  # gone, or dropped for sending too slowly: nobody reads an answer
+            raise ApiError(400, "The client closed the connection before the body arrived.",
+                           code="client_closed") from None
         if size > limit:
             raise too_large
         return bytes(body)
 
     async def _generate(self, request: Request, req: GenerationRequest):
-        self._check_model(req.model)
+        # whatever "model" names, the one loaded model answers (clients send "gpt-4o" or their own names)
+        self._refuse_by_length(req)
         prompt = await self._prepare(req)
         job = Job(self.engine, req, prompt)
         try:
@@ -175,6 +201,7 @@ class ApiService:
         return completion
 
     async def _stream(self, job: Job, shape: AnswerShape, include_usage: bool):
+        shape.stream_usage = include_usage
         for chunk in shape.opening_chunks():
             yield sse(chunk)
         async for kind, value in job.events():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -141,11 +142,12 @@ class GenerationQueue:
     def __init__(self, max_waiting: int = 8):
         if max_waiting < 0:
             raise ValueError("max_waiting must be 0 or more")
-        self.max_waiting = max_waiting
+        self.max_waiting = max_waiting   # besides the one running: 0 answers one request at a time, none waits
         self.finished: deque[JobRecord] = deque(maxlen=200)
         self._cond = threading.Condition()
         self._waiting: deque[Job] = deque()
         self._running: Job | None = None
+        self._running_since = 0.0
         self._closed = False
         self._thread = threading.Thread(target=self._work, name="api-server-generation", daemon=True)
         self._thread.start()
@@ -154,11 +156,15 @@ class GenerationQueue:
     def waiting(self) -> int:
         return len(self._waiting)
 
+    @property
+    def running(self) -> bool:
+        return self._running is not None
+
     def submit(self, job: Job) -> None:
         with self._cond:
             if self._closed:
                 raise QueueClosed("The server is stopping.")
-            if len(self._waiting) >= self.max_waiting:
+            if len(self._waiting) + (self._running is not None) > self.max_waiting:  # the running job apart
                 raise QueueFull(self._retry_after())
             self._waiting.append(job)
             self._cond.notify()
@@ -196,6 +202,7 @@ class GenerationQueue:
                 if self._closed:
                     return
                 job = self._running = self._waiting.popleft()
+                self._running_since = time.monotonic()
             try:
                 job.run()
             finally:
@@ -216,7 +223,10 @@ class GenerationQueue:
                      r.cached_tokens, r.generated_tokens, r.seconds, r.finish_reason)
 
     def _retry_after(self) -> int:
-        """Seconds until a slot frees up, guessed from the recent answers' durations."""
-        recent = [r.seconds for r in list(self.finished)[-10:] if r.seconds > 0]
-        average = sum(recent) / len(recent) if recent else 5.0
-        return max(1, min(120, round(average)))
+        """Seconds until the answers ahead are done: what is left of the running one plus each waiting one, timed
+        by the recent answers (answered ones: a job skipped or refused says nothing about the model's pace)."""
+        recent = [r.seconds for r in list(self.finished)[-20:]
+                  if r.seconds > 0 and r.finish_reason not in ("skipped", "error")]
+        each = sum(recent) / len(recent) if recent else 5.0
+        running_left = max(each - (time.monotonic() - self._running_since), 0.0) if self._running else 0.0
+        return max(1, min(600, math.ceil(running_left + len(self._waiting) * each)))

@@ -22,18 +22,19 @@ class ApiController(QObject):
     def __init__(self, worker):
         super().__init__()
         self.worker = worker                      # the EngineWorker whose model is served
-        self.wanted, self.port = False, 0
+        self.wanted, self.port, self.api_key = False, 0, ""
         self.handle = None
         # the worker lives on the same thread: direct calls, in order with its loading and closing
         worker.loaded.connect(self._model_loaded, Qt.ConnectionType.DirectConnection)
         worker.unloading.connect(self._stop, Qt.ConnectionType.DirectConnection)
 
-    @Slot(bool, int)
-    def set_wanted(self, wanted: bool, port: int) -> None:
-        if self.handle is not None and (wanted, port) == (self.wanted, self.port):
+    @Slot(bool, int, str)
+    def set_wanted(self, wanted: bool, port: int, api_key: str = "") -> None:
+        """Serve on 127.0.0.1:``port``; with ``api_key``, only to programs that send it."""
+        if self.handle is not None and (wanted, port, api_key) == (self.wanted, self.port, self.api_key):
             self.state.emit(True, str(self.handle.url))  # e.g. a rebuilt window asking again
             return
-        self.wanted, self.port = wanted, port
+        self.wanted, self.port, self.api_key = wanted, port, api_key
         self._stop()
         if not wanted:
             self.state.emit(False, "")
@@ -51,7 +52,8 @@ class ApiController(QObject):
             return
         try:
             import api_server
-            self.handle = api_server.start_background(self.worker.engine, host="127.0.0.1", port=self.port)
+            self.handle = api_server.start_background(self.worker.engine, host="127.0.0.1", port=self.port,
+                                                      api_key=self.api_key or None)
         except Exception as exc:  # noqa: BLE001 - a port in use must not take the app down
             self.state.emit(False, f"The local API server could not start: {exc}")
             return

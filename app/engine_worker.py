@@ -196,7 +196,7 @@ class EngineHost(QObject):
 
     _load = Signal(object, object)
     _chat = Signal(str, object, object, object, object)
-    _api = Signal(bool, int)
+    _api = Signal(bool, int, str)
     _shutdown = Signal()
 
     def __init__(self, parent: QObject | None = None):
@@ -252,9 +252,10 @@ class EngineHost(QObject):
             if uid is None or key == uid:
                 event.set()
 
-    def set_api_server(self, wanted: bool, port: int) -> None:
-        """Serve the loaded model (and each one loaded after it) on 127.0.0.1:``port``, or stop serving."""
-        self._api.emit(wanted, port)
+    def set_api_server(self, wanted: bool, port: int, api_key: str = "") -> None:
+        """Serve the loaded model (and each one loaded after it) on 127.0.0.1:``port``, or stop serving;
+        with ``api_key``, only to programs that send it."""
+        self._api.emit(wanted, port, api_key)
 
     @Slot(str, object)
     def _answer_done(self, uid: str, _result) -> None:

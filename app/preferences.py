@@ -74,6 +74,7 @@ class Preferences:
     language: str = ""
     api_server: bool = False
     api_port: int = 8080
+    api_key: str = ""                    # "": none; else other programs send it (Authorization: Bearer KEY)
     setup_done: bool = False             # the first-run dialog was answered
     saved_states_gb: float = 4.0         # conversation states kept on disk (reopened chats resume at once)
 

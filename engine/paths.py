@@ -42,6 +42,10 @@ OUR_FILES = (HISTORY_FILE, HISTORY_FILE + "-wal", HISTORY_FILE + "-shm", SETTING
 OUR_FOLDERS = (LOGS_FOLDER, JIT_CACHE_FOLDER, CONVERTED_FOLDER, PROMPT_STATES_FOLDER)
 DOWNLOAD_FOLDERS = (DOWNLOADS_FOLDER,)
 
+# Windows: the named mutex the running app holds, so the installer can tell it is running before it
+# upgrades or uninstalls (session-local: each user's own copy).
+APP_RUNNING_MUTEX = "llama-desk-app-running"
+
 
 def user_data_dir(create: bool = True) -> Path:
     override = os.environ.get(HOME_ENV)
@@ -111,11 +115,11 @@ def choose_models_dir(folder: str | Path | None) -> None:
     if folder is None or str(folder).strip() == "":
         path.unlink(missing_ok=True)
         return
+    from .atomic_write import write_text_atomically  # here: the app imports this module before its first paint
+
     folder = Path(folder).expanduser().resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"folder": str(folder)}, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomically(path, json.dumps({"folder": str(folder)}, ensure_ascii=False))
 
 
 def models_dir() -> Path:

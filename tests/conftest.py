@@ -15,7 +15,7 @@ import assets
 import pytest
 
 from fixtures import (  # noqa: F401  (model fixtures)
-    cli_compile_cache, llama2_engine, llama2_executor, llama2_tiny, llama3_chunked, llama3_executor)
+    cli_compile_cache, llama2_cpu_engine, llama2_engine, llama2_executor, llama2_tiny, llama3_chunked, llama3_executor)
 from app_fixtures import app_qt, engine_host, home, open_window  # noqa: F401,E402  (desktop app fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,25 @@ def llama2_engine(llama2_tiny, spm_model):
 
 
 @pytest.fixture(scope="session")
+def llama2_cpu_engine(llama2_tiny, spm_model, tmp_path_factory):
+    """``llama2_engine``'s model and tokenizer on the default cpu backend (default options), with a context of
+    1024 so that a prompt can span two of its 512-token prefill blocks."""
+    from engine import ExecutorOptions, ModelSource, load_engine
+
+    ckpt, _, _, spec = llama2_tiny
+    yml = mf.write_yaml(spec, tmp_path_factory.mktemp("cpu_engine") / "llama2_tiny_1024.yaml", seq_length=1024)
+    engine = load_engine(ModelSource(version=2, config=yml, tokenizer=spm_model, checkpoint=ckpt),
+                         ExecutorOptions(backend="cpu"))
+    yield engine
+    engine.close()
+
+
+def on_each_backend(request, mindspore_engine):
+    """For a module fixture parametrized over ("mindspore", "cpu"): the shared engine of that backend."""
+    return mindspore_engine if request.param == "mindspore" else request.getfixturevalue("llama2_cpu_engine")
+
+
+@pytest.fixture(scope="session")
 def cli_compile_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("mindspore-compile-cache")
 
@@ -152,3 +172,17 @@ def greedy_ids(executor, prompt: list[int], n: int) -> list[int]:
         out.append(int(np.argmax(logits)))
         logits = executor.decode(out[-1], pos)
     return out
+
+
+class StopAfterChecks(threading.Event):
+    """A cancel event that becomes set when checked for the (n+1)-th time: Stop pressed at a known point."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.left = n
+
+    def is_set(self) -> bool:
+        if self.left == 0:
+            self.set()
+        self.left -= 1
+        return super().is_set()

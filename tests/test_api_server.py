@@ -324,8 +324,10 @@ def test_bad_requests_get_openai_errors_and_the_server_goes_on(server):
     status, _, body = raw_post(url, "/chat/completions", b'{"messages": []}', {"Content-Type": "text/plain"})
     assert status == 415
     assert_openai_error(body)
+    other_name = ask(c, model="gpt-4o", max_tokens=1)            # the one loaded model answers to any name
+    assert other_name.model == "SmolLM2-135M-Instruct" and other_name.choices[0].message.content == "The"
     with pytest.raises(openai.NotFoundError) as unknown:
-        ask(c, model="gpt-4o")
+        c.models.retrieve("gpt-4o")                                # but only it is listed
     assert unknown.value.body["code"] == "model_not_found" and "SmolLM2-135M-Instruct" in unknown.value.body["message"]
     with pytest.raises(openai.APIStatusError) as huge:
         ask(c, "x" * 2_000_000)

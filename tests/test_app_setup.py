@@ -215,13 +215,40 @@ def test_the_local_api_server_follows_the_model_it_serves(qtbot, app_qt, monkeyp
         with qtbot.waitSignal(host.api.state, timeout=LOAD_TIMEOUT_S * 1000) as started:
             host.load(shared_model())
         running, url = started.args
-        assert running and url.startswith("http://127.0.0.1:") and host.info is not None
+        qtbot.waitUntil(lambda: host.info is not None)  # the state comes from the engine thread, info on ours
+        assert running and url.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(url + "/models", timeout=60) as reply:
             assert json.loads(reply.read())["data"][0]["id"] == host.info.model_id
     finally:
         assert host.shutdown(60_000)
     with pytest.raises(urllib.error.URLError):  # stopped with its model
         urllib.request.urlopen(url + "/models", timeout=5)
+
+
+def test_the_local_api_server_can_require_a_key(qtbot, app_qt, monkeypatch):
+    """Settings' API key (preferences.api_key): programs on this computer must send it."""
+    import urllib.error
+    import urllib.request
+
+    from app_fixtures import LOAD_TIMEOUT_S, MODEL_HOME, shared_model
+
+    monkeypatch.setenv("LLAMA_DESK_HOME", str(MODEL_HOME))
+    host = EngineHost()
+    try:
+        host.set_api_server(True, 0, "my local key")
+        with qtbot.waitSignal(host.api.state, timeout=LOAD_TIMEOUT_S * 1000) as started:
+            host.load(shared_model())
+        running, url = started.args
+        qtbot.waitUntil(lambda: host.info is not None)
+        assert running
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url + "/models", timeout=60)
+        assert refused.value.code == 401
+        asked = urllib.request.Request(url + "/models", headers={"Authorization": "Bearer my local key"})
+        with urllib.request.urlopen(asked, timeout=60) as reply:
+            assert json.loads(reply.read())["data"][0]["id"] == host.info.model_id
+    finally:
+        assert host.shutdown(60_000)
 
 
 def test_conversation_settings_change_the_next_answer(qtbot, open_window, home):

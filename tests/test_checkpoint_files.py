@@ -214,6 +214,24 @@ def test_broken_hf_shards_are_refused_naming_the_file(hf_index, llama2_tiny, tmp
              INDEX, SHARDS[1])
 
 
+@pytest.mark.parametrize("shard", ["../outside/{}", "sub/{}", "sub\\{}", "C:{}", "{outside}"])
+def test_an_index_naming_a_shard_outside_its_folder_is_refused(hf_index, tmp_path, shard):
+    """Each of these names a real, valid shard: only where it is makes it wrong."""
+    index = json.loads(hf_index.read_text(encoding="utf-8"))
+    folder = shutil.copytree(hf_index.parent, tmp_path / "model" / "hf")
+    elsewhere = {"../outside/{}": tmp_path / "model" / "outside", "sub/{}": folder / "sub",
+                 "sub\\{}": folder / "sub", "C:{}": folder, "{outside}": tmp_path / "model" / "outside"}[shard]
+    elsewhere.mkdir(exist_ok=True)
+    if elsewhere != folder:
+        shutil.copy(folder / SHARDS[1], elsewhere / SHARDS[1])
+    name = shard.format(SHARDS[1], outside=str(elsewhere / SHARDS[1]))
+    index["weight_map"] = {t: (name if f == SHARDS[1] else f) for t, f in index["weight_map"].items()}
+    (folder / INDEX).write_text(json.dumps(index), encoding="utf-8")
+    with pytest.raises(CheckpointError, match="which is not a file name in its own folder") as refused:
+        open_weights(folder / INDEX)
+    assert refused.value.path == folder / INDEX and "Download the index again" in str(refused.value)
+
+
 # -- 12/25. a refusal closes the file at once ---------------------------------
 
 @pytest.fixture

@@ -17,8 +17,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+import model_factory as mf
 import reference_llama as ref
-from fixtures import assert_close, greedy_ids, make_executor, run_cli
+from fixtures import StopAfterChecks, assert_close, greedy_ids, make_executor, run_cli
 
 from engine.backends.executor import PrefillCancelled
 
@@ -142,23 +143,33 @@ def test_int8_weights_hold_about_half_the_bytes(llama3_chunked, llama3_int8):
     stored.close()
 
 
-def test_cancelled_prefill_leaves_a_cache_the_next_prompt_can_trust(llama2_tiny):
-    ckpt, yml, weights, spec = llama2_tiny
+def test_cancelled_prefill_leaves_a_cache_the_next_prompt_can_trust(llama2_tiny, tmp_path):
+    from engine.backends.cpu.cpu_executor import PREFILL_BLOCK
+
+    ckpt, _, weights, spec = llama2_tiny
+    yml = mf.write_yaml(spec, tmp_path / "long_context.yaml", seq_length=2 * PREFILL_BLOCK)  # room for two blocks
     ex = make_executor("cpu", ckpt, yml, kv_cache="float32")
-    ids = list(np.random.default_rng(7).integers(3, spec.vocab, 200))
+    ids = list(np.random.default_rng(7).integers(3, spec.vocab, PREFILL_BLOCK + 188))
     cancel = threading.Event()
     cancel.set()
-    try:
-        ex.prefill(ids, 0, cancel=cancel)
-        raise AssertionError("a set cancel event did not stop the prefill")
-    except PrefillCancelled as stop:
-        assert stop.computed == 0
-    # 128 tokens done, then a cancel arrives during the second block: the first block stays valid
-    ex.prefill(ids[:128], 0)
-    assert_close(ex.prefill(ids[128:], 128), ref.forward(weights, spec.hp, ids)[-1], 1e-4)
+    assert computed_before_stop(ex, ids, cancel) == 0
+    # the first block runs (one check per layer), then Stop arrives in the second block after its first layer
+    # has written that block's keys and values: the first block stays valid, the second is computed again
+    assert computed_before_stop(ex, ids, StopAfterChecks(spec.layers + 1)) == PREFILL_BLOCK
+    assert_close(ex.prefill(ids[PREFILL_BLOCK:], PREFILL_BLOCK), ref.forward(weights, spec.hp, ids)[-1], 1e-4)
     source = ex.source
     ex.close()
     assert source.closed
+
+
+def computed_before_stop(executor, ids, cancel) -> int:
+    """How many prompt tokens a cancelled prefill says it computed (the exception is dropped here, so that no
+    traceback keeps a view of the mapped file alive)."""
+    try:
+        executor.prefill(ids, 0, cancel=cancel)
+    except PrefillCancelled as stop:
+        return stop.computed
+    raise AssertionError("the cancel event did not stop the prefill")
 
 
 def test_one_thread_gives_the_same_tokens(llama2_tiny):

@@ -139,6 +139,49 @@ def test_a_flipped_byte_under_a_crc_is_refused_before_loading(crc_ckpt, llama2_t
               "flipped.ckpt", "CRC32")
 
 
+def _mapped_rss(path: Path) -> int:
+    """Bytes of ``path``'s memory map resident in this process (Linux's /proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if line[:1].isalnum() and "-" in line.split(" ", 1)[0]:   # a mapping's header line
+            inside = line.rstrip().endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1]) * 1024
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads Linux's /proc/self/smaps")
+def test_the_crc_pass_reads_the_file_without_keeping_its_pages_mapped(crc_ckpt, tmp_path, monkeypatch):
+    """As on Windows, which has no MADV_DONTNEED: pages read through the map would stay in the working set."""
+    import mmap
+
+    from engine.weights.integrity import verify_crc_once
+
+    monkeypatch.delattr(mmap, "MADV_DONTNEED", raising=False)
+    monkeypatch.setenv("LLAMA_DESK_HOME", str(tmp_path / "home"))
+    path = Path(shutil.copy(crc_ckpt, tmp_path / "copy.ckpt"))
+    with open_weights(path) as source:
+        before = _mapped_rss(path)
+        assert verify_crc_once(source) is True
+        after = _mapped_rss(path)
+    assert path.stat().st_size > 8_000_000
+    assert after - before < 1_000_000, (before, after)   # through the map it would be the whole file
+
+
+def test_a_record_that_cannot_be_written_does_not_fail_the_check(crc_ckpt, tmp_path, monkeypatch, caplog):
+    """A locked (Windows) or read-only record file: the check passed, the load goes on, next time it checks again."""
+    from engine.weights.integrity import verify_crc_once
+
+    home = tmp_path / "home"
+    (home / "verified_checkpoints.json").mkdir(parents=True)   # in the way of the record
+    monkeypatch.setenv("LLAMA_DESK_HOME", str(home))
+    path = Path(shutil.copy(crc_ckpt, tmp_path / "copy.ckpt"))
+    with open_weights(path) as source:
+        assert verify_crc_once(source) is True
+        assert verify_crc_once(source) is True    # not remembered: checked again
+    assert "could not note" in caplog.text and "checked again next time" in caplog.text
+
+
 # -- encrypted ---------------------------------------------------------------
 
 def test_encrypted_ckpt_is_refused_by_name(llama2_tiny, tmp_path):

@@ -38,13 +38,22 @@ def _kernel_sources_digest() -> str:
 # the source files, which an installed program may not even be allowed to), so it stays set for the
 # whole process. A child process inherits it; _OURS tells a child it was our choice, not the user's,
 # so the child picks its own folder (its LLAMA_DESK_HOME may differ).
+# A user's own NUMBA_CACHE_DIR gets a folder of ours inside it: stale caches are cleaned up only there.
 _OURS, _USERS = "LLAMA_DESK_NUMBA_CACHE_DIR", "LLAMA_DESK_USER_NUMBA_CACHE_DIR"
+_OWN_FOLDER = "llama-desk-kernels"
+_MARKER = "llama-desk-kernels.txt"   # in every cache folder we made; with a hex name, the proof it is ours
 _inherited = os.environ.get("NUMBA_CACHE_DIR")
 if _inherited and _inherited != os.environ.get(_OURS):
     os.environ[_USERS] = os.environ.get(_USERS) or _inherited   # the user's own choice of base folder
-_base = Path(os.environ[_USERS]) if os.environ.get(_USERS) else jit_cache_dir()
+_base = Path(os.environ[_USERS]) / _OWN_FOLDER if os.environ.get(_USERS) else jit_cache_dir()
 CACHE_DIR = _base / _kernel_sources_digest()
 os.environ["NUMBA_CACHE_DIR"] = os.environ[_OURS] = str(CACHE_DIR)
+try:
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    (CACHE_DIR / _MARKER).write_text("Compiled CPU kernels of llama-desk: deleted when a newer version replaces "
+                                     "them.\n", encoding="utf-8")
+except OSError:
+    pass  # a read-only cache folder: numba then compiles every time, and nothing here is ever deleted
 
 # OpenMP worker threads spin between parallel regions before sleeping. libgomp's default spin
 # (300,000 rounds) steals the core from the thread that must launch the next region whenever
@@ -128,8 +137,17 @@ def compiled_marker(variant: str) -> Path:
 
 
 def remove_stale_caches() -> None:
-    """Delete kernel caches of earlier versions (each is tens of MB)."""
+    """Delete kernel caches of earlier versions (each is tens of MB): only folders provably ours."""
     import shutil
     for folder in CACHE_DIR.parent.iterdir() if CACHE_DIR.parent.is_dir() else ():
-        if folder.is_dir() and folder != CACHE_DIR and len(folder.name) == 16:
+        if folder != CACHE_DIR and _made_by_us(folder):
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _made_by_us(folder: Path) -> bool:
+    """A digest-named folder with our marker in it (or the compiled-*.ok files earlier versions left)."""
+    if folder.is_symlink() or not folder.is_dir() or len(folder.name) != 16:
+        return False
+    if any(c not in "0123456789abcdef" for c in folder.name):
+        return False
+    return (folder / _MARKER).is_file() or any(folder.glob("compiled-*.ok"))
