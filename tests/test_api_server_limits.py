@@ -224,9 +224,6 @@ def server_process(tmp_path):
         proc.wait(30)
 
 
-@pytest.mark.xfail(strict=True, reason="needs the conversations work (issue 15): each message tokenized once and the "
-                                       "prompt prepared once, outside the engine; on main the trimming is quadratic "
-                                       "and runs again while holding the engine")
 def test_the_largest_accepted_conversation_is_answered_in_seconds_without_holding_the_engine(server_process):
     """~33,000 one-letter messages (just under the 1 MB body limit): the oldest turns are left out in a second or
     two more than a prompt of the same length takes, and a client asking something short meanwhile is not kept
