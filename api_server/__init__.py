@@ -11,12 +11,15 @@ Routes: GET /v1/models, POST /v1/chat/completions, POST /v1/completions
 only with an API key. Modules: ``server`` (uvicorn, start and stop), ``app``
 (the routes), ``generation_queue`` (one model, many clients),
 ``openai_requests``/``openai_responses`` (the wire format), ``access_guard``
-(key and Host checks), ``fields`` and ``errors``.
+(key and Host checks), ``connection_limits`` (how long a request may take to
+arrive, how many connections), ``fields`` and ``errors``.
 """
 
+from .connection_limits import ConnectionLimits
 from .errors import ApiError, ServerStartError
 from .server import ServerHandle, check_address, open_listener, serve, start_background
 
 __all__ = [
     "start_background", "serve", "check_address", "open_listener", "ServerHandle", "ServerStartError", "ApiError",
+    "ConnectionLimits",
 ]

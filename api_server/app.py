@@ -16,11 +16,11 @@ import time
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from engine import ChatEngine, Completion, ContextOverflow, EngineError, GenerationError
+from engine import ChatEngine, ChatPrompt, Completion, ContextOverflow, EngineError, GenerationError
 
 from .access_guard import AccessGuard
 from .errors import ApiError, error_body, invalid
@@ -30,6 +30,8 @@ from .openai_responses import SSE_DONE, AnswerShape, shape_for, sse
 
 log = logging.getLogger("api_server")
 MAX_BODY_BYTES = 1 << 20
+# How many of a chat's oldest messages were left out so that it fits the context (0: none).
+DROPPED_HEADER = "X-Context-Dropped-Messages"
 DRAIN_LIMIT_BYTES = 32 << 20   # read (and drop) this much of a too-large body so the client sees the 413
 
 
@@ -44,9 +46,13 @@ class ApiService:
     def __init__(self, engine: ChatEngine, queue: GenerationQueue, max_body_bytes: int = MAX_BODY_BYTES):
         self.engine = engine
         self.queue = queue
+        if not engine.memory_slots.enabled:
+            engine.keep_prompts_in_memory()  # clients take turns: each one's prompt rows wait in RAM
         self.max_body_bytes = max_body_bytes
         self.model = model_id(engine)
         self.created = int(time.time())
+        tokenizer = engine.tokenizer
+        self.token_bytes = tokenizer.longest_token_bytes if tokenizer is not None else None  # once, not per request
 
     # -- routes -----------------------------------------------------------------
 
@@ -70,10 +76,29 @@ class ApiService:
                 "context_length": self.engine.context_length}
 
     def _check_model(self, name: str | None) -> None:
+        """GET /v1/models/{name}: only the loaded model is there."""
         accepted = {self.model.lower(), self.engine.info.name.lower()}
         if name and name.strip().lower() not in accepted:
             raise ApiError(404, f"The model {name!r} is not served here; this server serves {self.model!r} "
                                 "(see GET /v1/models).", param="model", code="model_not_found")
+
+    def _refuse_by_length(self, req: GenerationRequest) -> None:
+        """A prompt whose text alone needs more tokens than the context holds is a 400 before any tokenizing
+        (no token stands for more than ``longest_token_bytes`` bytes): a megabyte costs a division, not a second
+        of tokenizing and tens of MB. In a chat, what always stays (the system message, the last one) counts."""
+        context = self.engine.context_length
+        if self.token_bytes is None:
+            return
+        if req.kind == "chat":
+            kept = req.prompt[:1] if req.prompt[0]["role"] == "system" else []
+            size = sum(len(m["content"].encode("utf-8", "replace")) for m in kept + req.prompt[-1:])
+            room, param = context - min(req.settings.max_new_tokens, context // 4), "messages"
+        else:
+            size, room, param = len(req.prompt.encode("utf-8", "replace")), context, "prompt"
+        at_least = -(-size // self.token_bytes)
+        if at_least >= room:
+            raise invalid(f"The prompt is too long: its {size:,} bytes of text are at least {at_least:,} tokens, "
+                          f"but {room} fit in the context. Shorten it.", param, code="context_length_exceeded")
 
     async def _json_body(self, request: Request) -> dict:
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -98,20 +123,25 @@ class ApiService:
         if declared.isdigit() and int(declared) > DRAIN_LIMIT_BYTES:
             raise too_large
         body, size = bytearray(), 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > DRAIN_LIMIT_BYTES:
-                break
-            if size <= limit:
-                body += chunk
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > DRAIN_LIMIT_BYTES:
+                    break
+                if size <= limit:
+                    body += chunk
+        except ClientDisconnect:  # gone, or dropped for sending too slowly: nobody reads an answer
+            raise ApiError(400, "The client closed the connection before the body arrived.",
+                           code="client_closed") from None
         if size > limit:
             raise too_large
         return bytes(body)
 
     async def _generate(self, request: Request, req: GenerationRequest):
-        self._check_model(req.model)
-        await self._check_fits(req)
-        job = Job(self.engine, req)
+        # whatever "model" names, the one loaded model answers (clients send "gpt-4o" or their own names)
+        self._refuse_by_length(req)
+        prompt = await self._prepare(req)
+        job = Job(self.engine, req, prompt)
         try:
             self.queue.submit(job)
         except QueueFull as full:
@@ -121,25 +151,28 @@ class ApiService:
         except QueueClosed as exc:
             raise ApiError(503, str(exc), type="server_error", code="server_stopping") from None
         shape = shape_for(req.kind, self.model)
+        headers = {DROPPED_HEADER: str(prompt.dropped)} if isinstance(prompt, ChatPrompt) else {}
         if req.stream:
-            return EventStream(self._stream(job, shape, req.include_usage), on_close=lambda: self._left(job))
+            return EventStream(self._stream(job, shape, req.include_usage), on_close=lambda: self._left(job),
+                               headers=headers)
         completion = await self._wait_for(job, request)
-        return JSONResponse(shape.whole(completion))
+        return JSONResponse(shape.whole(completion), headers=headers)
 
-    async def _check_fits(self, req: GenerationRequest) -> None:
-        """A prompt the context cannot hold is a 400 now, not an error in the middle of a stream."""
+    async def _prepare(self, req: GenerationRequest) -> ChatPrompt | list[int]:
+        """The prompt, encoded once, here; one the context cannot hold is a 400 now, not in the middle of a stream."""
         try:
             if req.kind == "chat":
-                await anyio.to_thread.run_sync(self.engine.prepare_chat, req.prompt, req.settings.max_new_tokens)
-                return
+                return await anyio.to_thread.run_sync(self.engine.prepare_chat, req.prompt,
+                                                      req.settings.max_new_tokens)
             if not req.prompt.strip():
                 raise GenerationError("The prompt is empty: send some text to continue.")
-            count = await anyio.to_thread.run_sync(lambda: self.engine.count_tokens(req.prompt, bos=True))
+            ids = await anyio.to_thread.run_sync(self.engine.text_ids, req.prompt)
         except GenerationError as exc:
             raise _engine_refusal(exc, "messages" if req.kind == "chat" else "prompt") from None
-        if count >= self.engine.context_length:
-            raise invalid(f"The prompt is too long: {count} tokens, but the context holds "
+        if len(ids) >= self.engine.context_length:
+            raise invalid(f"The prompt is too long: {len(ids)} tokens, but the context holds "
                           f"{self.engine.context_length}. Shorten it.", "prompt", code="context_length_exceeded")
+        return ids
 
     async def _wait_for(self, job: Job, request: Request) -> Completion:
         """The job's result; if the client disconnects first, the job is withdrawn or stopped."""
@@ -168,6 +201,7 @@ class ApiService:
         return completion
 
     async def _stream(self, job: Job, shape: AnswerShape, include_usage: bool):
+        shape.stream_usage = include_usage
         for chunk in shape.opening_chunks():
             yield sse(chunk)
         async for kind, value in job.events():
@@ -193,8 +227,8 @@ class EventStream(StreamingResponse):
 
     media_type = "text/event-stream"
 
-    def __init__(self, content, on_close):
-        super().__init__(content, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    def __init__(self, content, on_close, headers: dict | None = None):
+        super().__init__(content, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})})
         self.on_close = on_close
 
     async def __call__(self, scope, receive, send):

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from typing import AsyncIterator
 
-from engine import ChatEngine, Completion, EngineError
+from engine import ChatEngine, ChatPrompt, Completion, EngineError
 
 from .openai_requests import GenerationRequest
 
@@ -40,11 +41,12 @@ class QueueClosed(EngineError):
 
 @dataclass
 class JobRecord:
-    """What one job did, kept for the log and for tests (was a cancelled answer really cut short?)."""
+    """What one job did: logged, and the recent ones time the next Retry-After (tests read them too)."""
 
     kind: str
     max_tokens: int
     prompt_tokens: int = 0
+    cached_tokens: int = 0
     generated_tokens: int = 0
     finish_reason: str = ""          # the engine's, "error", or "skipped" (the client left before its turn)
     seconds: float = 0.0
@@ -54,9 +56,10 @@ class JobRecord:
 class Job:
     """One request's generation: run on the worker thread, listened to on the event loop."""
 
-    def __init__(self, engine: ChatEngine, request: GenerationRequest):
+    def __init__(self, engine: ChatEngine, request: GenerationRequest, prompt: ChatPrompt | list[int]):
         self.engine = engine
         self.request = request
+        self.prompt = prompt             # prepared once, when the request was checked: ChatPrompt or text ids
         self.cancel = threading.Event()
         self.record = JobRecord(request.kind, request.settings.max_new_tokens)
         self._loop = asyncio.get_running_loop()
@@ -74,10 +77,11 @@ class Job:
                 return
             on_token = self._on_token if self.request.stream else None
             if self.request.kind == "chat":
-                completion = self.engine.chat(self.request.prompt, self.request.settings, on_token, self.cancel)
+                completion = self.engine.chat(self.prompt, self.request.settings, on_token, self.cancel,
+                                              use_memory_slots=True)
             else:
-                completion = self.engine.complete_text(self.request.prompt, self.request.settings, on_token,
-                                                       self.cancel)
+                completion = self.engine.complete_ids(self.prompt, self.request.settings, on_token, self.cancel,
+                                                      use_memory_slots=True)
         except EngineError as exc:
             self.record.finish_reason = "error"
             self.fail(exc)
@@ -88,6 +92,7 @@ class Job:
         else:
             stats = completion.stats
             self.record.prompt_tokens = stats.prompt_tokens
+            self.record.cached_tokens = stats.cached_tokens
             self.record.generated_tokens = stats.generated_tokens
             self.record.finish_reason = stats.finish_reason
             self._emit(("done", completion))
@@ -137,11 +142,12 @@ class GenerationQueue:
     def __init__(self, max_waiting: int = 8):
         if max_waiting < 0:
             raise ValueError("max_waiting must be 0 or more")
-        self.max_waiting = max_waiting
+        self.max_waiting = max_waiting   # besides the one running: 0 answers one request at a time, none waits
         self.finished: deque[JobRecord] = deque(maxlen=200)
         self._cond = threading.Condition()
         self._waiting: deque[Job] = deque()
         self._running: Job | None = None
+        self._running_since = 0.0
         self._closed = False
         self._thread = threading.Thread(target=self._work, name="api-server-generation", daemon=True)
         self._thread.start()
@@ -150,11 +156,15 @@ class GenerationQueue:
     def waiting(self) -> int:
         return len(self._waiting)
 
+    @property
+    def running(self) -> bool:
+        return self._running is not None
+
     def submit(self, job: Job) -> None:
         with self._cond:
             if self._closed:
                 raise QueueClosed("The server is stopping.")
-            if len(self._waiting) >= self.max_waiting:
+            if len(self._waiting) + (self._running is not None) > self.max_waiting:  # the running job apart
                 raise QueueFull(self._retry_after())
             self._waiting.append(job)
             self._cond.notify()
@@ -192,6 +202,7 @@ class GenerationQueue:
                 if self._closed:
                     return
                 job = self._running = self._waiting.popleft()
+                self._running_since = time.monotonic()
             try:
                 job.run()
             finally:
@@ -208,11 +219,14 @@ class GenerationQueue:
             log.info("%s: the client left; stopped after %d of at most %d tokens", r.kind, r.generated_tokens,
                      r.max_tokens)
         elif r.finish_reason != "error":
-            log.info("%s: %d prompt + %d answer tokens in %.1f s (%s)", r.kind, r.prompt_tokens,
-                     r.generated_tokens, r.seconds, r.finish_reason)
+            log.info("%s: %d prompt (%d from the cache) + %d answer tokens in %.1f s (%s)", r.kind, r.prompt_tokens,
+                     r.cached_tokens, r.generated_tokens, r.seconds, r.finish_reason)
 
     def _retry_after(self) -> int:
-        """Seconds until a slot frees up, guessed from the recent answers' durations."""
-        recent = [r.seconds for r in list(self.finished)[-10:] if r.seconds > 0]
-        average = sum(recent) / len(recent) if recent else 5.0
-        return max(1, min(120, round(average)))
+        """Seconds until the answers ahead are done: what is left of the running one plus each waiting one, timed
+        by the recent answers (answered ones: a job skipped or refused says nothing about the model's pace)."""
+        recent = [r.seconds for r in list(self.finished)[-20:]
+                  if r.seconds > 0 and r.finish_reason not in ("skipped", "error")]
+        each = sum(recent) / len(recent) if recent else 5.0
+        running_left = max(each - (time.monotonic() - self._running_since), 0.0) if self._running else 0.0
+        return max(1, min(600, math.ceil(running_left + len(self._waiting) * each)))

@@ -17,6 +17,8 @@ from . import fields
 from .errors import invalid, unsupported
 
 DEFAULT_MAX_TOKENS = 512
+MAX_STOPS = 4                        # as OpenAI's API
+MAX_STOP_CHARS = 200
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 TEXT_PART_TYPES = ("text", "input_text")
 
@@ -131,13 +133,26 @@ def repetition_penalty(body: dict, greedy: bool) -> float:
     return max(0.5, 1.0 + ((presence or 0.0) + (frequency or 0.0)) / 10.0)
 
 
+def stop_strings(body: dict) -> tuple[str, ...]:
+    """OpenAI's ``stop``: up to 4 texts, each of a sensible length (every one is looked for after every token)."""
+    stops = fields.texts(body, "stop")
+    if len(stops) > MAX_STOPS:
+        raise invalid(f"'stop' takes at most {MAX_STOPS} texts, got {len(stops)}.", "stop")
+    longest = max(stops, key=len, default="")
+    if len(longest) > MAX_STOP_CHARS:
+        raise invalid(f"Each 'stop' text may have at most {MAX_STOP_CHARS} characters; one has {len(longest)}.", "stop")
+    return tuple(stops)
+
+
 def generation_settings(body: dict) -> GenerationSettings:
     max_tokens = fields.integer(body, "max_completion_tokens", 1)
     if max_tokens is None:
         max_tokens = fields.integer(body, "max_tokens", 1)
     temperature = fields.number(body, "temperature", 0.0, 2.0)
     top_p = fields.number(body, "top_p", 0.0, 1.0)
-    top_k = fields.integer(body, "top_k", 0)
+    top_k = fields.integer(body, "top_k")
+    if top_k is not None and top_k < 0:
+        top_k = 0                        # vLLM's clients send -1 for "off"; ours is 0
     seed = fields.integer(body, "seed", high=2 ** 63 - 1)
     greedy = temperature == 0.0 or top_p == 0.0
     defaults = GenerationSettings()
@@ -150,6 +165,6 @@ def generation_settings(body: dict) -> GenerationSettings:
             repetition_penalty=repetition_penalty(body, greedy),
             seed=None if seed is None or seed < 0 else seed,     # -1: random, as llama.cpp's clients mean it
             max_new_tokens=DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens,
-            stop_strings=tuple(fields.texts(body, "stop")))
+            stop_strings=stop_strings(body))
     except GenerationError as exc:
         raise invalid(str(exc)) from None

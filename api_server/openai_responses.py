@@ -25,8 +25,10 @@ def sse(payload: dict) -> bytes:
 
 
 def usage(completion: Completion) -> dict:
+    """OpenAI's counts; ``cached_tokens``: prompt tokens taken from the cache rather than computed."""
     prompt, generated = completion.stats.prompt_tokens, completion.stats.generated_tokens
-    return {"prompt_tokens": prompt, "completion_tokens": generated, "total_tokens": prompt + generated}
+    return {"prompt_tokens": prompt, "completion_tokens": generated, "total_tokens": prompt + generated,
+            "prompt_tokens_details": {"cached_tokens": completion.stats.cached_tokens}}
 
 
 class AnswerShape:
@@ -40,10 +42,14 @@ class AnswerShape:
         self.id = f"{self.prefix}-{uuid.uuid4().hex[:24]}"
         self.model = model
         self.created = int(time.time())
+        self.stream_usage = False   # stream_options.include_usage: every chunk has "usage", null but the last
 
     def _envelope(self, obj: str, choices: list) -> dict:
-        return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
+        body = {"id": self.id, "object": obj, "created": self.created, "model": self.model,
                 "system_fingerprint": None, "choices": choices}
+        if self.stream_usage and obj == self.chunk_object:
+            body["usage"] = None    # as OpenAI's streams: clients may read the field in every chunk
+        return body
 
     def whole(self, completion: Completion) -> dict:
         body = self._envelope(self.whole_object, [self._choice(completion.text,

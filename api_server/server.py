@@ -23,12 +23,14 @@ from engine import ChatEngine
 
 from .access_guard import is_loopback
 from .app import MAX_BODY_BYTES, create_app, model_id
+from .connection_limits import BoundedThreads, ConnectionLimits, limited_protocol
 from .errors import ServerStartError
-from .generation_queue import GenerationQueue, JobRecord
+from .generation_queue import GenerationQueue
 
 log = logging.getLogger("api_server")
 GRACEFUL_SHUTDOWN_S = 5
 START_TIMEOUT_S = 30
+MIN_NETWORK_KEY_CHARS = 16
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGBREAK,) if hasattr(signal, "SIGBREAK") else ())
 
 
@@ -44,6 +46,11 @@ def check_address(host: str, port: int, api_key: str | None) -> None:
         raise ServerStartError(
             f"Listening on {host} lets other computers use this model, so it needs an API key (clients then "
             "send 'Authorization: Bearer KEY'). Set one, or listen on 127.0.0.1 (this computer only).")
+    if not is_loopback(host) and len(api_key.strip()) < MIN_NETWORK_KEY_CHARS:
+        raise ServerStartError(
+            f"Listening on {host} needs an API key of at least {MIN_NETWORK_KEY_CHARS} characters (this one has "
+            f"{len(api_key.strip())}): other computers could guess a short one. Make one with: "
+            "python -c \"import secrets; print(secrets.token_urlsafe(24))\"")
 
 
 def open_listener(host: str, port: int) -> socket.socket:
@@ -57,7 +64,9 @@ def open_listener(host: str, port: int) -> socket.socket:
     family, _, _, _, address = next((f for f in found if f[0] == socket.AF_INET), found[0])
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        if os.name != "nt":  # on Windows SO_REUSEADDR would let two servers share a port; there it is not needed
+        if os.name == "nt":  # no other program may bind the same port over ours (Windows allows it by default)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+        else:                # a restart may reuse the port at once; POSIX never lets two servers share it
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
         sock.listen(128)
@@ -76,10 +85,10 @@ def base_url(sock: socket.socket) -> str:
     return f"http://{shown}:{port}/v1"
 
 
-def _build(app, log_config) -> uvicorn.Server:
-    config = uvicorn.Config(app, http="h11", ws="none", lifespan="off", loop="asyncio", log_config=log_config,
-                            access_log=log_config is not None, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-                            server_header=False, proxy_headers=False)
+def _build(app, log_config, limits: ConnectionLimits) -> uvicorn.Server:
+    config = uvicorn.Config(app, http=limited_protocol(limits.request_timeout_s, limits.max_connections), ws="none",
+                            lifespan="off", loop="asyncio", log_config=log_config, access_log=log_config is not None,
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, server_header=False, proxy_headers=False)
     return uvicorn.Server(config)
 
 
@@ -101,10 +110,6 @@ class ServerHandle:
     def running(self) -> bool:
         return self._thread.is_alive()
 
-    def recent_generations(self) -> list[JobRecord]:
-        """What the last jobs did (tokens, finish reason, whether the client left), oldest first."""
-        return list(self.queue.finished)
-
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the running answer, refuse the waiting ones, close the port, and wait for the thread."""
         self.queue.close(timeout=0)
@@ -119,20 +124,22 @@ class ServerHandle:
 
 
 def start_background(engine: ChatEngine, host: str = "127.0.0.1", port: int = 8080, api_key: str | None = None,
-                     *, max_waiting: int = 8, max_body_bytes: int = MAX_BODY_BYTES) -> ServerHandle:
+                     *, max_waiting: int = 8, max_body_bytes: int = MAX_BODY_BYTES,
+                     limits: ConnectionLimits = ConnectionLimits()) -> ServerHandle:
     """Serve ``engine`` from a daemon thread; returns once it accepts connections (port 0: any free port).
 
     It logs through the "api_server" logger and leaves the caller's logging set-up alone.
     """
-    return _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config=None)
+    return _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config=None, limits=limits)
 
 
-def _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config) -> ServerHandle:
+def _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config, limits) -> ServerHandle:
     check_address(host, port, api_key)
     sock = open_listener(host, port)
     queue = GenerationQueue(max_waiting)
-    app = create_app(engine, queue, api_key=api_key, loopback_only=is_loopback(host), max_body_bytes=max_body_bytes)
-    server = _build(app, log_config)
+    app = BoundedThreads(create_app(engine, queue, api_key=api_key, loopback_only=is_loopback(host),
+                                    max_body_bytes=max_body_bytes))
+    server = _build(app, log_config, limits)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -147,10 +154,22 @@ def _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config)
     return ServerHandle(server, queue, thread, base_url(sock))
 
 
+class WithoutQuery(logging.Filter):
+    """Access lines without the query string: a client may put its key there (``?api_key=...``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = args[:2] + (args[2].split("?", 1)[0] + "?[query not logged]",) + args[3:]
+        return True
+
+
 def _console_log_config() -> dict:
     """uvicorn's own console logging, with our "api_server" lines (one per answer) beside its access lines."""
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    config["filters"] = {"without_query": {"()": WithoutQuery}}
+    config["handlers"]["access"]["filters"] = ["without_query"]
     config["loggers"]["api_server"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     return config
 
@@ -164,7 +183,8 @@ def serve(engine: ChatEngine, host: str = "127.0.0.1", port: int = 8080, api_key
     compiles, and that handler sends SIGTERM; so Ctrl-C and SIGTERM both end in
     the same clean stop here, rather than in uvicorn's handlers or a killed process.
     """
-    handle = _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config=_console_log_config())
+    handle = _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config=_console_log_config(),
+                    limits=ConnectionLimits())
     log.info("Serving %s at %s (OpenAI-compatible%s). Ctrl-C stops.", model_id(engine), handle.url,
              ", API key required" if api_key else "")
     stop = threading.Event()

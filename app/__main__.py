@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         import os
         sys.stdout = sys.stdout or open(os.devnull, "w", encoding="utf-8")
         sys.stderr = sys.stderr or open(os.devnull, "w", encoding="utf-8")
+    for stream in (sys.stdout, sys.stderr):  # a Windows pipe's code page (cp1252) cannot print every path: 截图.png
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(encoding="utf-8", errors="replace")
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from PySide6.QtWidgets import QApplication
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog
 
+from .background import Task
 from .export import safe_file_name
 
 
@@ -36,6 +37,15 @@ class ChatActions(QObject):
         w.conversations.remove(uid)
         if w.session.conversation and w.session.conversation.uid == uid:
             w.session_new()
+        self.forget_saved_state(uid)
+
+    def forget_saved_state(self, uid: str | None) -> None:
+        """Delete a conversation's saved states (``None``: every conversation's), off the UI thread."""
+        def job(_report):
+            from engine.generation.prompt_states import remove_states
+            from engine.paths import prompt_states_dir
+            return remove_states(prompt_states_dir(), uid)
+        self._state_task = Task(job, parent=self).start()
 
     def search(self, text: str) -> None:
         if text:

@@ -23,7 +23,7 @@ from .storage import Conversation, Message
 from .storage_worker import Storage
 
 TITLE_CHARS = 48
-STAT_KEYS = ("generated_tokens", "tokens_per_s", "ttft_s", "prompt_tokens", "prefill_tokens_per_s",
+STAT_KEYS = ("generated_tokens", "tokens_per_s", "ttft_s", "prompt_tokens", "cached_tokens", "prefill_tokens_per_s",
              "dropped_messages", "context_length")
 
 
@@ -212,18 +212,20 @@ class ChatSession(QObject):
             return
         self.messages.pop()               # shown again as the one being written
         history, values = self._request(self.messages)
+        conv = self.conversation.uid
         self._tokens_before[answer.uid] = answer.stats.get("generated_tokens", 0)
         self.view.remove_from(answer.uid)
         self._stream_into(answer)
         self.storage.call("reopen_message", answer.uid,
-                          then=lambda _r: self._start_model(answer.uid, history, values, answer.content),
+                          then=lambda _r: self._start_model(answer.uid, history, values, conv, answer.content),
                           otherwise=lambda error: self._on_failed(answer.uid, error))
 
     def _request(self, messages: list[Message]) -> tuple[list[dict], dict]:
         """What the model is sent for an answer after ``messages``: the history and the generation settings."""
         conv = self.conversation
-        # an answer that failed before writing anything is shown, but not sent back to the model
-        history = [{"role": m.role, "content": m.content} for m in messages if m.role == "user" or m.content.strip()]
+        # An answer stopped or failed before its first word is sent as an empty answer: leaving it out would
+        # put two questions in a row, which LLaMA2's format refuses (Meta's format allows an empty answer).
+        history = [{"role": m.role, "content": m.content} for m in messages]
         system = conv.system_prompt if conv.system_prompt is not None else self.prefs.chat.system_prompt
         if system.strip():
             history.insert(0, {"role": "system", "content": system})
@@ -245,17 +247,19 @@ class ChatSession(QObject):
                          parent=(new_messages or self.messages)[-1].uid, version=versions, versions=versions,
                          stats={"model": self.engine.info.name} if self.engine.info is not None else {})
         history, values = self._request(self.messages)
+        conv = self.conversation.uid
         self._stream_into(answer)
-        self.storage.call("add_messages", self.conversation.uid,
-                          [Message(**vars(m)) for m in new_messages + [answer]],
-                          then=lambda _r: self._start_model(answer.uid, history, values),
+        self.storage.call("add_messages", conv, [Message(**vars(m)) for m in new_messages + [answer]],
+                          then=lambda _r: self._start_model(answer.uid, history, values, conv),
                           otherwise=lambda error: self._on_failed(answer.uid, error))
 
-    def _start_model(self, uid: str, history: list[dict], values: dict, answer_start: str = "") -> None:
+    def _start_model(self, uid: str, history: list[dict], values: dict, conversation: str,
+                     answer_start: str = "") -> None:
         if self._stopped_early == uid:  # Stop came before the model had the question
             self._end(uid, answer_start, "cancelled", {"generated_tokens": self._tokens_before.pop(uid, 0)}, False)
-        else:
-            self.engine.chat(uid, history, values, answer_start)
+        else:  # the conversation's state on disk is reused, and brought up to date after the answer
+            self.engine.chat(uid, history, values, answer_start,
+                             {"key": conversation, "budget": self.prefs.saved_states_bytes})
 
     def stop(self) -> None:
         if self.streaming:

@@ -1,8 +1,9 @@
 """The model on its own thread (GPT4All's pattern): the window talks to it only through queued signals.
 
 ``EngineWorker`` lives on the engine thread and owns the ``ChatEngine``: loading, answering and
-closing all run there, so MindSpore is imported there too and the window never waits on it.
-``EngineHost`` is the window's handle. Every request carries its own ``threading.Event``, set by
+closing all run there, so MindSpore is imported there too and the window never waits on it. The
+local API server over that model is ``ApiController``'s, on the same thread (``api_controller.py``).
+``EngineHost`` is the window's handle on both. Every request carries its own ``threading.Event``, set by
 the window to stop an answer (checked between tokens and between prefill chunks) or a load; a
 stop therefore cannot be lost between two requests. Streamed text is gathered and sent every
 ``BATCH_S`` seconds, so a fast model cannot flood the window's event loop.
@@ -10,18 +11,19 @@ stop therefore cannot be lost between two requests. Streamed text is gathered an
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import threading
 import time
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
+from .api_controller import ApiController
 from .engine_messages import localized
 from .preferences import ModelChoice
 from .worker_thread import WorkerThread
 
 BATCH_S = 0.03
+STATE_FLUSH_S = 30     # at most this long waiting for a conversation's state to be written, to measure it
 PROGRESS_S = 0.05
 log = logging.getLogger(__name__)
 
@@ -43,22 +45,20 @@ class EngineWorker(QObject):
     progress = Signal(str, int, int)              # stage, done, total
     loaded = Signal(object)                       # engine.ModelInfo
     loadFailed = Signal(str, object)              # message, hint dict
+    unloading = Signal()                          # the model is about to close (emitted on the engine thread)
     unloaded = Signal()
     contextReport = Signal(str, int, int, int)    # answer uid, dropped messages, prompt tokens, context length
     tokens = Signal(str, str)                     # answer uid, text added
     tokenCount = Signal(str, int)                 # answer uid, tokens generated so far (with each text batch)
-    # The engine's side of these two is being built (per-conversation state files, prefill progress):
-    prefillProgress = Signal(str, int, int, bool)  # answer uid, prompt tokens read, of how many, saved state reused
+    prefillProgress = Signal(str, int, int, bool)  # answer uid, prompt tokens computed, of how many, state restored
     stateCacheSize = Signal(object)               # bytes the saved conversation states take on disk
     finished = Signal(str, object)                # answer uid, result dict
     failed = Signal(str, str)                     # answer uid, message
-    apiState = Signal(bool, str)                  # running, address or the reason it is not
 
     def __init__(self):
         super().__init__()
         self.engine = None
         self.choice: ModelChoice | None = None
-        self.api = None
 
     # -- loading ------------------------------------------------------------------------------------
 
@@ -92,11 +92,11 @@ class EngineWorker(QObject):
         if choice.source == "builtin":  # its check would convert it, without progress: load_engine does both
             return
         from engine import EngineError, available_bytes, check_model_files
-        summary = check_model_files(**choice.load_arguments())
+        summary = check_model_files(choice.model_source())
         free = available_bytes()
         if free is not None and self.engine is not None:  # the current model is closed before loading
             free += self.engine.info.memory_estimate
-        need = summary["weight_bytes"] // (2 if choice.weight_format == "int8" else 1)
+        need = summary["weight_bytes"] // {"int8": 2, "int4": 3}.get(choice.weight_format, 1)
         if free is not None and need > free:
             raise EngineError(self.tr("This model's weights alone take {0:.1f} GB of memory and only {1:.1f} GB is "
                                       "free. Close other programs, or choose 8-bit weights or a smaller model.")
@@ -111,15 +111,11 @@ class EngineWorker(QObject):
             if stage != last[1] or done >= total or now - last[0] >= PROGRESS_S:
                 last[:] = [now, stage]
                 self.progress.emit(stage, int(done), int(total))
-        return load_engine(**choice.load_arguments(), **choice.run_arguments(), progress=report, cancel=cancel)
-
-    @Slot()
-    def unload(self) -> None:
-        self._close_engine()
+        return load_engine(choice.model_source(), choice.run_options(), progress=report, cancel=cancel)
 
     def _close_engine(self) -> None:
-        self._stop_api()
         if self.engine is not None:
+            self.unloading.emit()
             engine, self.engine, self.choice = self.engine, None, None
             try:
                 engine.close()
@@ -129,9 +125,12 @@ class EngineWorker(QObject):
 
     # -- answering ----------------------------------------------------------------------------------
 
-    @Slot(str, object, object, str, object)
-    def chat(self, uid: str, messages: list, values: dict, answer_start: str, cancel: threading.Event) -> None:
-        from engine import EngineError, GenerationSettings
+    @Slot(str, object, object, str, object, object)
+    def chat(self, uid: str, messages: list, values: dict, answer_start: str, state: dict,
+             cancel: threading.Event) -> None:
+        """Answer ``messages``; ``answer_start``: an answer cut short, to be written on from its end;
+        ``state``: the conversation's key and the saved states' size limit, or {}."""
+        from engine import Cancelled, EngineError, GenerationSettings
 
         if self.engine is None:
             self.failed.emit(uid, self.tr("No model is loaded: choose one in Settings > Model."))
@@ -151,12 +150,26 @@ class EngineWorker(QObject):
                 pending.append(text)
             if time.monotonic() - last[0] >= BATCH_S:
                 flush()
+        shown = [0.0]
+
+        def on_prefill(done: int, total: int, restored: int) -> None:
+            now = time.monotonic()
+            if done in (0, total) or now - shown[0] >= PROGRESS_S:
+                shown[0] = now
+                self.prefillProgress.emit(uid, done, total, restored > 0)
         try:
             settings = GenerationSettings(**values)
-            prompt = self.engine.prepare_chat(messages, settings.max_new_tokens)
-            self.contextReport.emit(uid, prompt.dropped, len(prompt.ids), self.engine.context_length)
-            completion = self.engine.chat(messages, settings, on_token=on_token, cancel=cancel,
-                                          answer_start=answer_start)
+            started = self.engine.count_tokens(answer_start) if answer_start else 0
+            prompt = self.engine.prepare_chat(messages, settings.max_new_tokens + started)  # built once, used as is
+            self.contextReport.emit(uid, prompt.dropped, len(prompt.ids) + started, self.engine.context_length)
+            state_file = self._state_file(state)
+            completion = self.engine.chat(prompt, settings, on_token=on_token, cancel=cancel, on_prefill=on_prefill,
+                                          answer_start=answer_start, **state_file)
+        except Cancelled:                 # stopped while another request (the local API) had the model
+            flush()
+            self.finished.emit(uid, {"text": answer_start, "finish_reason": "cancelled", "prompt_tokens": 0,
+                                     "generated_tokens": 0, "context_length": self.engine.context_length})
+            return
         except EngineError as exc:
             flush()
             self.failed.emit(uid, localized(exc))
@@ -169,39 +182,29 @@ class EngineWorker(QObject):
         s = completion.stats
         self.finished.emit(uid, {
             "text": answer_start + completion.text, "finish_reason": s.finish_reason, "prompt_tokens": s.prompt_tokens,
-            "generated_tokens": s.generated_tokens, "ttft_s": round(s.ttft_s, 3),
+            "cached_tokens": s.cached_tokens, "generated_tokens": s.generated_tokens, "ttft_s": round(s.ttft_s, 3),
             "tokens_per_s": round(s.decode_tokens_per_s, 2), "prefill_tokens_per_s": round(s.prefill_tokens_per_s, 1),
             "dropped_messages": completion.dropped_messages, "context_length": self.engine.context_length})
+        if state_file:
+            self.engine.flush_states(timeout=STATE_FLUSH_S)   # the answer is shown; now its state is on disk
+            self._report_state_size()
 
-    # -- local API server ---------------------------------------------------------------------------
+    def _state_file(self, state: dict) -> dict:
+        """The conversation's saved-state keywords for ``engine.chat`` (none without a key or a backend for it)."""
+        if not state.get("key") or not self.engine.can_save_state or state.get("budget", 0) <= 0:
+            return {}
+        from engine.generation.prompt_states import state_file_name
+        from engine.paths import prompt_states_dir
+        name = state_file_name(state["key"], self.engine.info.state_identity)
+        return {"state_file": prompt_states_dir() / name, "state_budget": state["budget"]}
 
-    @Slot(bool, int)
-    def set_api_server(self, wanted: bool, port: int) -> None:
-        self._stop_api()
-        if not wanted:
-            self.apiState.emit(False, "")
-            return
-        if importlib.util.find_spec("api_server") is None:
-            self.apiState.emit(False, self.tr("The local API server is not installed in this version."))
-            return
-        if self.engine is None:
-            self.apiState.emit(False, self.tr("Load a model first."))
-            return
+    def _report_state_size(self) -> None:
+        from engine.generation.prompt_states import states_size
+        from engine.paths import prompt_states_dir
         try:
-            import api_server
-            self.api = api_server.start_background(self.engine, host="127.0.0.1", port=port)
-        except Exception as exc:  # noqa: BLE001 - a port in use must not take the app down
-            self.apiState.emit(False, self.tr("The local API server could not start: {0}").format(exc))
-            return
-        self.apiState.emit(True, str(self.api.url))
-
-    def _stop_api(self) -> None:
-        if self.api is not None:
-            api, self.api = self.api, None
-            try:
-                api.stop()
-            except Exception:  # noqa: BLE001
-                log.exception("stopping the API server failed")
+            self.stateCacheSize.emit(states_size(prompt_states_dir()))
+        except OSError:  # a folder being cleared or unreadable: the status bar just keeps its last figure
+            log.warning("could not measure the saved states", exc_info=True)
 
     @Slot()
     def shutdown(self) -> None:
@@ -214,20 +217,21 @@ class EngineHost(QObject):
     """The window's handle on the engine thread. Only ``stop``/``cancel_load`` touch shared state."""
 
     _load = Signal(object, object)
-    _chat = Signal(str, object, object, str, object)
-    _unload = Signal()
-    _api = Signal(bool, int)
+    _chat = Signal(str, object, object, str, object, object)
+    _api = Signal(bool, int, str)
     _shutdown = Signal()
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.thread = WorkerThread("engine")
         self.worker = EngineWorker()
+        self.api = ApiController(self.worker)
         self.worker.moveToThread(self.thread)
+        self.api.moveToThread(self.thread)
         self._load.connect(self.worker.load)
         self._chat.connect(self.worker.chat)
-        self._unload.connect(self.worker.unload)
-        self._api.connect(self.worker.set_api_server)
+        self._api.connect(self.api.set_wanted)
+        self._shutdown.connect(self.api.shutdown)     # first: no request may reach a closing model
         self._shutdown.connect(self.worker.shutdown)
         self.worker.finished.connect(self._answer_done)
         self.worker.failed.connect(self._answer_done)
@@ -261,10 +265,12 @@ class EngineHost(QObject):
         if self._load_cancel is not None:
             self._load_cancel.set()
 
-    def chat(self, uid: str, messages: list[dict], values: dict, answer_start: str = "") -> None:
-        """Answer the last message; ``answer_start``: an answer cut short, to be written on from its end."""
+    def chat(self, uid: str, messages: list[dict], values: dict, answer_start: str = "",
+             state: dict | None = None) -> None:
+        """Answer the last message; ``answer_start``: an answer cut short, to be written on from its end;
+        ``state``: {"key": conversation uid, "budget": bytes} to keep the conversation's state on disk."""
         self._answers[uid] = threading.Event()
-        self._chat.emit(uid, messages, values, answer_start, self._answers[uid])
+        self._chat.emit(uid, messages, values, answer_start, state or {}, self._answers[uid])
 
     def stop(self, uid: str | None = None) -> None:
         """Stop one answer (or all): takes effect at the next token or prefill chunk."""
@@ -272,8 +278,10 @@ class EngineHost(QObject):
             if uid is None or key == uid:
                 event.set()
 
-    def set_api_server(self, wanted: bool, port: int) -> None:
-        self._api.emit(wanted, port)
+    def set_api_server(self, wanted: bool, port: int, api_key: str = "") -> None:
+        """Serve the loaded model (and each one loaded after it) on 127.0.0.1:``port``, or stop serving;
+        with ``api_key``, only to programs that send it."""
+        self._api.emit(wanted, port, api_key)
 
     @Slot(str, object)
     def _answer_done(self, uid: str, _result) -> None:

@@ -174,6 +174,8 @@ class MainWindow(QMainWindow):
         self.storage.call("conversations", then=self._conversations_read)
         if self.engine.info is not None:
             self.model_status.on_loaded(self.engine.info)
+        if self.prefs.api_server:  # the server follows the model: it starts once one is loaded
+            self.engine.set_api_server(True, self.prefs.api_port, self.prefs.api_key)
         if load_model:
             self.load_model(self.prefs.model)
 
@@ -332,8 +334,8 @@ class MainWindow(QMainWindow):
         apply_theme(self.prefs.theme)
         if new.model != old.model or self.engine.info is None:
             self.load_model(new.model)
-        if (new.api_server, new.api_port) != (old.api_server, old.api_port) and self.engine.info is not None:
-            self.engine.set_api_server(new.api_server, new.api_port)
+        if (new.api_server, new.api_port, new.api_key) != (old.api_server, old.api_port, old.api_key):
+            self.engine.set_api_server(new.api_server, new.api_port, new.api_key)
         if new.language != old.language:
             self.rebuildRequested.emit()
 

@@ -86,12 +86,21 @@ class ModelSetupForm(QWidget):
         self.weight_format = QComboBox()
         self.weight_format.addItem(self.tr("As stored in the file"), "auto")
         self.weight_format.addItem(self.tr("8-bit (int8, cpu backend; about half the memory)"), "int8")
+        self.weight_format.addItem(self.tr("4-bit (int4, cpu backend; under a third of the memory)"), "int4")
         self.threads = QSpinBox(minimum=0, maximum=max(os.cpu_count() or 1, 1))
         self.threads.setSpecialValueText(self.tr("Automatic (one per core)"))
         self.context_length = QSpinBox(minimum=0, maximum=131072, singleStep=512)
         self.context_length.setSpecialValueText(self.tr("The model's own"))
         self.context_length.setToolTip(self.tr("Tokens the model sees at once: less needs less memory, and older "
                                                "turns are left out sooner"))
+        self.template = QComboBox()
+        self.template.addItem(self.tr("Automatic (the model's own)"), "auto")
+        self.template.addItem(self.tr("LLaMA2 chat"), "llama2")
+        self.template.addItem(self.tr("LLaMA3 instruct"), "llama3")
+        self.template.addItem(self.tr("ChatML"), "chatml")
+        self.template.addItem(self.tr("Base model: plain User/Assistant transcript"), "base")
+        self.template.setToolTip(self.tr("A base model (not chat-tuned) continues text: it chats through a plain "
+                                         "transcript that stops where the next turn would start"))
         self.check_button = QPushButton(self.tr("Check files"))
         self.check_button.clicked.connect(self.check)
         self.result = QLabel()
@@ -107,6 +116,7 @@ class ModelSetupForm(QWidget):
         form.addRow(self.tr("Weights"), self.weight_format)
         form.addRow(self.tr("Threads"), self.threads)
         form.addRow(self.tr("Context length"), self.context_length)
+        form.addRow(self.tr("Chat format"), self.template)
         self.downloads = QGroupBox(self.tr("Download the model"))
         self.download = DownloadPanel(self.downloads)
         QVBoxLayout(self.downloads).addWidget(self.download)
@@ -141,6 +151,7 @@ class ModelSetupForm(QWidget):
         self.weight_format.setCurrentIndex(max(self.weight_format.findData(choice.weight_format), 0))
         self.threads.setValue(choice.threads)
         self.context_length.setValue(choice.context_length)
+        self.template.setCurrentIndex(max(self.template.findData(choice.template), 0))
         self._source_changed()
 
     def _defaults(self, key: str) -> dict:
@@ -163,7 +174,8 @@ class ModelSetupForm(QWidget):
                            tokenizer=self.tokenizer.text() or (str(defaults["tokenizer"]) if hf else ""),
                            config=self.config.text(), backend=self.backend.currentData(),
                            weight_format=self.weight_format.currentData(), threads=self.threads.value(),
-                           context_length=self.context_length.value())
+                           context_length=self.context_length.value(),
+                           template=self.template.currentData())
 
     def _source_changed(self) -> None:
         key = self.source.currentData()
@@ -218,7 +230,7 @@ class ModelSetupForm(QWidget):
 
         def job(_report):
             from engine import check_model_files
-            return check_model_files(**choice.load_arguments())
+            return check_model_files(choice.model_source())
         self.check_button.setEnabled(False)
         self.result.setText(self.tr("Checking…"))
         self.task = Task(job, then=self._summary, otherwise=self._problem).start()

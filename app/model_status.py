@@ -45,7 +45,7 @@ class ModelStatus(QObject):
         worker.loaded.connect(self.on_loaded)
         worker.loadFailed.connect(self._on_load_failed)
         worker.unloaded.connect(self._on_unloaded)
-        worker.apiState.connect(self._on_api_state)
+        self.engine.api.state.connect(self._on_api_state)
         worker.stateCacheSize.connect(window.status.set_state_cache)
         window.status.cancelLoad.connect(self.engine.cancel_load)
 
@@ -93,8 +93,6 @@ class ModelStatus(QObject):
         w.composer.set_ready(True)
         if w.notice.kind in ("load", "wait"):
             w.notice.clear()
-        if w.prefs.api_server:
-            self.engine.set_api_server(True, w.prefs.api_port)
         w.session.report_context()
         self.check_cpu()
         w.modelReady.emit(info)
@@ -116,6 +114,8 @@ class ModelStatus(QObject):
         choice, actions = self.engine.failed_choice or w.prefs.model, []
         if hint.get("suggested_format") == "int8":
             actions.append((self.tr("Use 8-bit weights"), partial(self.load, replace(choice, weight_format="int8"))))
+        elif hint.get("suggested_format") == "int4":
+            actions.append((self.tr("Use 4-bit weights"), partial(self.load, replace(choice, weight_format="int4"))))
         version = hint.get("suggested_version")
         if version in (2, 3) and choice.version != version:
             actions.append((self.tr("Load as LLaMA{0}").format(version),

@@ -18,7 +18,7 @@ from .atomic_write import write_text_atomically
 SOURCES = ("builtin", "llama2", "llama3")
 THEMES = ("system", "light", "dark")
 LANGUAGES = ("", "en", "zh_CN")          # "": follow the system
-WEIGHT_FORMATS = ("auto", "int8")
+WEIGHT_FORMATS = ("auto", "int8", "int4")
 
 
 @dataclass
@@ -30,24 +30,29 @@ class ModelChoice:
     tokenizer: str = ""
     config: str = ""
     backend: str = "auto"
-    weight_format: str = "auto"          # "auto" (as stored) or "int8"
+    weight_format: str = "auto"          # "auto" (as stored), "int8" or "int4"
     threads: int = 0                     # 0: one per physical core
     context_length: int = 0              # 0: the model's own; less saves memory (and drops old turns sooner)
+    template: str = "auto"               # chat format: "auto" (the model's own; base models: a transcript),
+    #                                      "llama2", "llama3", "chatml", "base" (another: the engine refuses it)
 
     @property
     def version(self) -> int | None:
         return {"llama2": 2, "llama3": 3}.get(self.source)
 
-    def load_arguments(self) -> dict:
-        """Keyword arguments for ``engine.load_engine`` / ``check_model_files``."""
+    def model_source(self):
+        """The engine's ``ModelSource`` for ``load_engine`` / ``check_model_files`` ("" and 0 mean the default)."""
+        from engine import ModelSource
         if self.source == "builtin":
-            return {"builtin": True}
-        return {"version": self.version, "checkpoint_path": self.checkpoint or None,
-                "tokenizer_path": self.tokenizer or None, "config_path": self.config or None}
+            return ModelSource(builtin=True, template=self.template)
+        return ModelSource(version=self.version, checkpoint=self.checkpoint or None, tokenizer=self.tokenizer or None,
+                           config=self.config or None, template=self.template)
 
-    def run_arguments(self) -> dict:
-        return {"backend": self.backend, "weight_format": self.weight_format, "threads": self.threads or None,
-                "max_seq_len": self.context_length or None}
+    def run_options(self):
+        """The engine's ``ExecutorOptions`` (0 threads or context: the default)."""
+        from engine import ExecutorOptions
+        return ExecutorOptions(backend=self.backend, weight_format=self.weight_format, threads=self.threads or None,
+                               max_seq_len=self.context_length or None)
 
 
 @dataclass
@@ -71,9 +76,15 @@ class Preferences:
     language: str = ""
     api_server: bool = False
     api_port: int = 8080
+    api_key: str = ""                    # "": none; else other programs send it (Authorization: Bearer KEY)
     setup_done: bool = False             # the first-run dialog was answered
     last_conversation: str = ""          # the conversation shown at exit, shown again at the next start
     added_models: list = field(default_factory=list)   # models added by their files: {"name", "choice": {...}}
+    saved_states_gb: float = 4.0         # conversation states kept on disk (reopened chats resume at once)
+
+    @property
+    def saved_states_bytes(self) -> int:
+        return int(max(self.saved_states_gb, 0) * 1e9)
 
 
 # What a hand-edited file must hold for each annotated type; anything else falls back to the default
@@ -81,7 +92,8 @@ _TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), 
           "list": (list,)}
 _RANGES = {"api_port": (1024, 65535), "threads": (0, 1024), "context_length": (0, 1 << 20),
            "temperature": (0, 2), "top_k": (0, 1000), "top_p": (0.01, 1), "repetition_penalty": (0.5, 2),
-           "max_new_tokens": (1, 32768), "seed": (0, 2 ** 31 - 1)}     # (the ranges Settings offers)
+           "max_new_tokens": (1, 32768), "seed": (0, 2 ** 31 - 1),
+           "saved_states_gb": (0, 1000)}     # (the ranges Settings offers)
 
 
 def _valid(f, value) -> bool:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import copy
 import importlib.util
 
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout, QLabel,
-                               QPlainTextEdit, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout,
+                               QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QSpinBox, QTabWidget, QVBoxLayout,
+                               QWidget)
 
+from .background import Task
 from .conversation_settings import GenerationForm, check_values
 from .model_setup import ModelSetupForm
 from .preferences import GENERATION_FIELDS, Preferences, generation_values
@@ -82,10 +84,51 @@ class SettingsDialog(QDialog):
         form.addRow(self.tr("Default system prompt"), self.system_prompt)
         form.addRow(self.tr("API"), api_row)
         form.addRow("", self.api_address)
+        form.addRow(self.tr("Saved conversations"), self._saved_states_row())
         return page
 
     def _show_api_address(self, port: int) -> None:
         self.api_address.setText(self.tr("Will listen on http://127.0.0.1:{0}").format(port))
+
+    def _saved_states_row(self) -> QWidget:
+        """The size limit of the conversation states kept on disk, what they take now, and Clear."""
+        row = QWidget()
+        self.states_limit = QDoubleSpinBox(minimum=0.0, maximum=1000.0, singleStep=0.5, decimals=1,
+                                           value=self.prefs.saved_states_gb, suffix=" GB")
+        self.states_limit.setSpecialValueText(self.tr("Off"))
+        self.states_limit.setToolTip(self.tr("A reopened conversation continues at once instead of reading the whole "
+                                             "chat again; the least recently used are deleted beyond this size"))
+        self.states_used = QLabel()
+        self.states_clear = QPushButton(self.tr("Clear"))
+        self.states_clear.clicked.connect(self._clear_states)
+        line = QHBoxLayout(row)
+        line.setContentsMargins(0, 0, 0, 0)
+        for widget in (self.states_limit, self.states_used, self.states_clear):
+            line.addWidget(widget)
+        line.addStretch(1)
+        self._states_job(lambda: None)
+        return row
+
+    def _states_job(self, change) -> None:
+        """Run ``change`` on the saved states' folder off the UI thread, then show what they take."""
+        def job(_report):
+            from engine.generation.prompt_states import states_size
+            from engine.paths import prompt_states_dir
+            change()
+            return states_size(prompt_states_dir())
+        self._states_task = Task(job, then=self._show_states_size, parent=self).start()
+
+    def _show_states_size(self, size: int) -> None:
+        used = (self.tr("{0:.2f} GB used").format(size / 1e9) if size >= 1e9
+                else self.tr("{0:.1f} MB used").format(size / 1e6))
+        self.states_used.setText(used)
+        self.states_clear.setEnabled(size > 0)
+
+    def _clear_states(self) -> None:
+        from engine.generation.prompt_states import remove_states
+        from engine.paths import prompt_states_dir
+        self.states_clear.setEnabled(False)
+        self._states_job(lambda: remove_states(prompt_states_dir()))
 
     def _answers(self) -> QWidget:
         page = QWidget()
@@ -127,5 +170,6 @@ class SettingsDialog(QDialog):
                 setattr(prefs.chat, name, value)
         prefs.api_server = self.api.isChecked()
         prefs.api_port = self.port.value()
+        prefs.saved_states_gb = self.states_limit.value()
         prefs.model = self.model.choice()
         return prefs

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-BYTES_PER_WEIGHT = {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0, "int8": 1.0 + 4.0 / 32}  # int8: + scales
+# int8/q4_0: + an fp16 scale per 32 weights; q4_1: + a scale and a minimum
+BYTES_PER_WEIGHT = {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0, "int8": 1.0 + 2.0 / 32, "q4_0": 0.5 + 2.0 / 32,
+                    "q4_1": 0.5 + 4.0 / 32}
 
 
 @dataclass

@@ -23,7 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import load_engine  # noqa: E402
+from cli_support import model_source  # noqa: E402
+from engine import ExecutorOptions, load_engine  # noqa: E402
 from engine.weights.names import expected_shapes  # noqa: E402
 
 
@@ -70,8 +71,8 @@ def main() -> int:
     p.add_argument("--backend", default="auto")
     args = p.parse_args()
     builtin = args.version is None
-    engine = load_engine(args.version, args.config, None, args.model, builtin=builtin, need_tokenizer=builtin,
-                         max_seq_len=args.max_seq_len, backend=args.backend)
+    engine = load_engine(model_source(args, builtin=builtin, need_tokenizer=builtin),
+                         ExecutorOptions(backend=args.backend, max_seq_len=args.max_seq_len))
     cfg, ex = engine.config, engine.executor
     weight_bytes_fp32 = 4 * sum(int(np.prod(shape)) for shape in expected_shapes(cfg).values())
     prefill_s = best_of(lambda: ex.prefill(list(range(1, 65)), 0), 3)

@@ -1,4 +1,4 @@
-"""Write our checkpoint's weights as a llama.cpp GGUF (F16 or Q8_0), so llama.cpp runs the same model.
+"""Write our checkpoint's weights as a llama.cpp GGUF (F16 or Q8_0; other types by llama.cpp's own quantizer).
 
 Only for the benchmark's peer: the values are the same (Q/K rows permuted into
 llama.cpp's interleaved RoPE layout, as its own converter does), the
@@ -83,4 +83,33 @@ def export(checkpoint: Path, config: Path, out: Path, kind: str = "F16") -> Path
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
+    return out
+
+
+def cached_gguf(checkpoint: Path, config: Path, kind: str, folder: Path) -> Path:
+    """The GGUF copy of ``checkpoint`` in ``kind`` (F16, Q8_0, Q4_0, Q4_1, Q4_K_M), written once into ``folder``.
+
+    Named after the source file's path, size and time, so two checkpoints that share a file name
+    (``model.safetensors``) never share a copy. F16 and Q8_0 are written here; the other types by
+    llama.cpp's quantizer (llama-cpp-python) from the F16 copy, as its own tools would.
+    """
+    import ctypes
+    import hashlib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stat = checkpoint.stat()
+    tag = hashlib.sha256(f"{checkpoint.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode("utf-8")).hexdigest()[:10]
+    out = folder / f"{checkpoint.stem}-{tag}-{kind}.gguf"
+    if out.exists():
+        return out
+    print(f"writing {out.name} for llama.cpp (once) ...", file=sys.stderr)
+    if kind in ("F16", "Q8_0"):
+        return export(checkpoint, config, out, kind)
+    import llama_cpp
+
+    source = cached_gguf(checkpoint, config, "F16", folder)
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind}")
+    if llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), ctypes.byref(params)):
+        raise RuntimeError(f"llama.cpp could not quantize {source.name} to {kind}")
     return out

@@ -1,7 +1,8 @@
 """Speed and memory of every backend and weight format on one model, beside this machine's limits and llama.cpp.
 
-    python bench/speed.py                                   # a TinyLlama-1.1B-shaped fp16 model (written once)
-    python bench/speed.py --dtype bfloat16                  # the same shape stored in bf16 (LLaMA3's format)
+    python bench/speed.py                       # TinyLlama-1.1B shape in fp16, then a 0.85B GQA shape in bf16
+    python bench/speed.py --shape gqa-0.85b:bfloat16 --repeat 2   # one shape, best of two runs each side
+    python bench/speed.py --builtin             # the built-in model, llama.cpp on its very Q4_1 file
     python bench/speed.py -C model.yaml -M model.ckpt       # your own checkpoint
     python bench/speed.py --only cpu:stored,cpu:int8        # a subset
 
@@ -10,8 +11,10 @@ load time and peak memory are its own): the memory bandwidth of a numpy
 float32 GEMV (the roofline a decode step is bound by), our backends, and
 llama.cpp on the same weights (F16 and Q8_0 GGUF files written from our
 checkpoint) when ``llama-cpp-python`` is installed; without it, it says how
-to get it. Reported per configuration: load time, time to first token (a
-32-token prompt), prefill tokens/s (a 512-token prompt), decode tokens/s and
+to get it; int4 is compared with llama.cpp's Q4_0 (and the built-in model
+with its own Q4_1 file). Reported per configuration: load time, time to first
+token (a 32-token prompt), prefill tokens/s (512- and 2000-token prompts),
+decode tokens/s and
 the GB/s of weights that implies, peak RSS, and ratios to the numpy roofline
 and to llama.cpp. The per-token cost model (bytes and multiply-adds per
 operation, and the lower bound bytes / bandwidth) is printed beside them.
@@ -21,7 +24,6 @@ Speeds are ratios within this run: this kind of machine is shared and noisy.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -37,7 +39,11 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 CACHE = HERE / ".cache"
-DEFAULT_RUNS = ("cpu:stored", "cpu:int8", "mindspore:stored", "llama.cpp:F16", "llama.cpp:Q8_0")
+DEFAULT_RUNS = ("cpu:stored", "cpu:int8", "cpu:int4", "mindspore:stored", "llama.cpp:F16", "llama.cpp:Q8_0",
+                "llama.cpp:Q4_0")
+DEFAULT_SHAPES = ("tinyllama:float16", "gqa-0.85b:bfloat16")
+PEERS = (("cpu:stored", "llama.cpp:F16"), ("cpu:int8", "llama.cpp:Q8_0"), ("cpu:int4", "llama.cpp:Q4_0"),
+         ("cpu:int4", "llama.cpp:Q4_1"))
 LLAMA_CPP_HINT = ('pip install "llama-cpp-python==0.3.36" (builds llama.cpp from source, ~7 minutes; '
                   'set CMAKE_ARGS="-DGGML_NATIVE=ON" for this CPU)')
 
@@ -72,53 +78,61 @@ def _prompt(vocab: int, n: int) -> list[int]:
     return [int(i) for i in np.random.default_rng(1).integers(300, min(vocab, 30000), n)]
 
 
-def measure_ours(config: str, checkpoint: str, backend: str, fmt: str, threads: int | None, prompt_len: int,
-                 decode_tokens: int) -> dict:
-    from engine import load_engine
+def _prefill_rates(run, prompt: list[int], lengths: list[int]) -> dict:
+    return {str(n): n / min(_timed(lambda: run(prompt[:n])) for _ in range(2)) for n in lengths}
+
+
+def measure_ours(config: str, checkpoint: str, backend: str, fmt: str, threads: int | None, prompt_lens: list[int],
+                 decode_tokens: int, builtin: bool = False) -> dict:
+    from engine import ExecutorOptions, ModelSource, load_engine
     from engine.memory import peak_rss_bytes
 
+    longest = max(prompt_lens)
     started = time.perf_counter()
-    engine = load_engine(2, config, None, checkpoint, need_tokenizer=False, backend=backend,
-                         weight_format="auto" if fmt == "stored" else fmt, threads=threads,
-                         max_seq_len=prompt_len + decode_tokens + 64)
+    model = ModelSource(builtin=True, need_tokenizer=False) if builtin else \
+        ModelSource(version=2, config=config, checkpoint=checkpoint, need_tokenizer=False)
+    engine = load_engine(model, ExecutorOptions(backend=backend, weight_format=fmt, threads=threads,
+                                                max_seq_len=max(longest, 32 + decode_tokens) + 64))
     load_s = time.perf_counter() - started
     ex, vocab = engine.executor, engine.config.vocab_size
-    prompt = _prompt(vocab, prompt_len)
+    prompt = _prompt(vocab, longest)
     ttft = min(_timed(lambda: ex.prefill(prompt[:32], 0)) for _ in range(2))
-    prefill_s = min(_timed(lambda: ex.prefill(prompt, 0)) for _ in range(2))
+    prefill = _prefill_rates(lambda ids: ex.prefill(ids, 0), prompt, prompt_lens)
     ex.prefill(prompt[:32], 0)
     steps = []
     for i in range(decode_tokens):
         steps.append(_timed(lambda: ex.decode(prompt[i], 32 + i)))
     decode_s = float(np.median(steps[2:]))
-    result = {"load_s": load_s, "ttft_s": ttft, "prefill_tokens_per_s": prompt_len / prefill_s,
+    result = {"load_s": load_s, "ttft_s": ttft, "prefill_tokens_per_s": prefill,
               "decode_tokens_per_s": 1 / decode_s, "peak_rss_bytes": peak_rss_bytes(),
               "weight_format": engine.info.weight_format}
     engine.close()
     return result
 
 
-def measure_llama_cpp(gguf_path: str, threads: int | None, prompt_len: int, decode_tokens: int, vocab: int) -> dict:
+def measure_llama_cpp(gguf_path: str, threads: int | None, prompt_lens: list[int], decode_tokens: int,
+                      vocab: int) -> dict:
     from llama_cpp import Llama
 
     from engine.memory import peak_rss_bytes
 
     threads = threads or os.cpu_count()
+    longest = max(prompt_lens)
     started = time.perf_counter()
-    llm = Llama(model_path=gguf_path, n_ctx=prompt_len + decode_tokens + 64, n_threads=threads,
+    llm = Llama(model_path=gguf_path, n_ctx=max(longest, 32 + decode_tokens) + 64, n_threads=threads,
                 n_threads_batch=threads, n_batch=512, n_ubatch=512, verbose=False)
     llm.eval([1])
     load_s = time.perf_counter() - started
-    prompt = _prompt(vocab, prompt_len)
+    prompt = _prompt(vocab, longest)
 
     def run(tokens):
         llm.reset()
         llm.eval(tokens)
     ttft = min(_timed(lambda: run(prompt[:32])) for _ in range(2))
-    prefill_s = min(_timed(lambda: run(prompt)) for _ in range(2))
+    prefill = _prefill_rates(run, prompt, prompt_lens)
     run(prompt[:32])
     steps = [_timed(lambda: llm.eval([prompt[i]])) for i in range(decode_tokens)]
-    return {"load_s": load_s, "ttft_s": ttft, "prefill_tokens_per_s": prompt_len / prefill_s,
+    return {"load_s": load_s, "ttft_s": ttft, "prefill_tokens_per_s": prefill,
             "decode_tokens_per_s": 1 / float(np.median(steps[2:])), "peak_rss_bytes": peak_rss_bytes()}
 
 
@@ -144,29 +158,22 @@ def _run_worker(spec: dict) -> None:
     print(json.dumps(out))
 
 
-def _ensure_model(args) -> tuple[Path, Path]:
-    if args.model:
-        return Path(args.config), Path(args.model)
+def _ensure_model(shape: str, dtype: str) -> tuple[Path, Path]:
     CACHE.mkdir(exist_ok=True)
-    ckpt = CACHE / f"tinyllama-{args.dtype}.ckpt"
+    ckpt = CACHE / f"{shape}-{dtype}.ckpt"
     if not ckpt.exists():
-        print(f"writing a TinyLlama-shaped {args.dtype} checkpoint to {ckpt} (once) ...", file=sys.stderr)
+        print(f"writing a {shape}-shaped {dtype} checkpoint to {ckpt} (once) ...", file=sys.stderr)
         from synthetic_checkpoint import write
-        write(None, ckpt, shape="tinyllama", dtype_name=args.dtype)
+        write(None, ckpt, shape=shape, dtype_name=dtype)
     return ckpt.with_suffix(".yaml"), ckpt
 
 
-def _ensure_gguf(config: Path, ckpt: Path, kind: str) -> Path:
-    """The GGUF copy of ``ckpt`` for llama.cpp, written once; named after the source file's path, size and
-    time, so two checkpoints that share a file name (``model.safetensors``) never share a copy."""
-    stat = ckpt.stat()
-    source = hashlib.sha256(f"{ckpt.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode("utf-8")).hexdigest()[:10]
-    out = CACHE / f"{ckpt.stem}-{source}-{kind}.gguf"
-    if not out.exists():
-        print(f"writing {out.name} for llama.cpp (once) ...", file=sys.stderr)
-        from gguf_export import export
-        export(ckpt, config, out, kind)
-    return out
+def _ensure_gguf(config: Path, ckpt: Path, kind: str, builtin: bool) -> Path:
+    if builtin and kind == "Q4_1":
+        from engine.builtin_model import find_builtin_gguf
+        return find_builtin_gguf()     # the built-in model's own file, as shipped
+    from gguf_export import cached_gguf
+    return cached_gguf(ckpt, config, kind, CACHE)
 
 
 def main() -> int:
@@ -176,44 +183,83 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-C", "--config")
     p.add_argument("-M", "--model")
-    p.add_argument("--dtype", choices=("float16", "bfloat16"), default="float16")
+    p.add_argument("--builtin", action="store_true", help="the built-in model (llama.cpp: its own Q4_1 file)")
+    p.add_argument("--shape", action="append", help="shape:dtype of a synthetic checkpoint (default: "
+                   + ", ".join(DEFAULT_SHAPES) + ")")
     p.add_argument("--only", help="comma-separated backend:format list (default: " + ",".join(DEFAULT_RUNS) + ")")
     p.add_argument("--threads", type=int)
-    p.add_argument("--prompt", type=int, default=512)
+    p.add_argument("--prompt", default="512,2000", help="prefill prompt lengths (comma-separated)")
     p.add_argument("--decode", type=int, default=32)
+    p.add_argument("--repeat", type=int, default=1, help="runs of each configuration; the best counts")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
+    reports = []
+    if args.builtin:
+        from engine.builtin_model import builtin_model_dir
+        folder = builtin_model_dir()
+        models = [(folder / "config.yaml", folder / "model.safetensors", "float16")]
+    elif args.model:
+        models = [(Path(args.config), Path(args.model), "float16")]
+    else:
+        models = [(*_ensure_model(*spec.split(":")), spec.split(":")[1]) for spec in (args.shape or DEFAULT_SHAPES)]
+    for config, ckpt, stored in models:
+        reports.append(_measure_model(args, config, ckpt, stored))
+        _print(reports[-1])
+    if args.json:
+        args.json.write_text(json.dumps(reports, indent=1), encoding="utf-8")
+    return 0
+
+
+def _best(results: list[dict]) -> dict:
+    """The best of several runs of one configuration (fastest decode; each prefill length on its own)."""
+    ok = [r for r in results if "decode_tokens_per_s" in r]
+    if not ok:
+        return results[0]
+    best = dict(max(ok, key=lambda r: r["decode_tokens_per_s"]))
+    best["prefill_tokens_per_s"] = {n: max(r["prefill_tokens_per_s"][n] for r in ok)
+                                    for n in best["prefill_tokens_per_s"]}
+    best["ttft_s"] = min(r["ttft_s"] for r in ok)
+    best["decode_runs"] = [round(r["decode_tokens_per_s"], 2) for r in ok]
+    return best
+
+
+def _measure_model(args, config: Path, ckpt: Path, stored: str) -> dict:
     from engine.config import load_config
     from cost_model import bytes_per_token, decode_cost, table
 
-    config, ckpt = _ensure_model(args)
     cfg = load_config(config)
-    runs = args.only.split(",") if args.only else list(DEFAULT_RUNS)
+    lengths = [int(n) for n in args.prompt.split(",")]
+    runs = args.only.split(",") if args.only else list(DEFAULT_RUNS) + (["llama.cpp:Q4_1"] if args.builtin else [])
     have_llama_cpp = __import__("importlib").util.find_spec("llama_cpp") is not None
     bandwidth = [_worker("bandwidth")["GBps"]]
     read_s = file_read_seconds(ckpt)
     results = {}
     for run in runs:
         backend, fmt = run.split(":")
-        print(f"measuring {run} ...", file=sys.stderr, flush=True)
-        if backend == "llama.cpp":
-            if not have_llama_cpp:
-                results[run] = {"skipped": f"llama-cpp-python is not installed: {LLAMA_CPP_HINT}"}
-                continue
-            results[run] = _worker("llama.cpp", gguf_path=str(_ensure_gguf(config, ckpt, fmt)), threads=args.threads,
-                                   prompt_len=args.prompt, decode_tokens=args.decode, vocab=cfg.vocab_size)
-        else:
-            results[run] = _worker("ours", config=str(config), checkpoint=str(ckpt), backend=backend, fmt=fmt,
-                                   threads=args.threads, prompt_len=args.prompt, decode_tokens=args.decode)
-        bandwidth.append(_worker("bandwidth")["GBps"])
+        if backend == "llama.cpp" and not have_llama_cpp:
+            results[run] = {"skipped": f"llama-cpp-python is not installed: {LLAMA_CPP_HINT}"}
+            continue
+        tries = []
+        for attempt in range(args.repeat):
+            print(f"measuring {run} ({attempt + 1}/{args.repeat}) ...", file=sys.stderr, flush=True)
+            if backend == "llama.cpp":
+                tries.append(_worker("llama.cpp", gguf_path=str(_ensure_gguf(config, ckpt, fmt, args.builtin)),
+                                     threads=args.threads, prompt_lens=lengths, decode_tokens=args.decode,
+                                     vocab=cfg.vocab_size))
+            else:
+                tries.append(_worker("ours", config=str(config), checkpoint=str(ckpt), backend=backend, fmt=fmt,
+                                     threads=args.threads, prompt_lens=lengths, decode_tokens=args.decode,
+                                     builtin=args.builtin))
+            bandwidth.append(_worker("bandwidth")["GBps"])
+        results[run] = _best(tries)
     roofline = float(np.median(bandwidth))
     file_bytes = ckpt.stat().st_size
-    stored = args.dtype if not args.model else "float16"
     for run, r in results.items():
         if "decode_tokens_per_s" not in r:
             continue
         backend, fmt = run.split(":")
-        wf = {"F16": "float16", "Q8_0": "int8", "stored": stored, "int8": "int8"}[fmt]
+        wf = {"F16": "float16", "Q8_0": "int8", "Q4_0": "q4_0", "Q4_1": "q4_1", "stored": stored, "int8": "int8",
+              "int4": "q4_1"}[fmt]
         if backend == "mindspore":
             wf = "float32"
         per_token = bytes_per_token(cfg, wf, 32 + args.decode // 2)
@@ -222,47 +268,56 @@ def main() -> int:
         r["vs_numpy_roofline"] = r["GBps"] / roofline
         r["peak_rss_vs_file"] = r["peak_rss_bytes"] / file_bytes
         r["load_vs_file_read"] = r["load_s"] / read_s if read_s > 0 else None
-    for ours, peer in (("cpu:stored", "llama.cpp:F16"), ("cpu:int8", "llama.cpp:Q8_0")):
+    for ours, peer in PEERS:
         a, b = results.get(ours, {}), results.get(peer, {})
         if "decode_tokens_per_s" in a and "decode_tokens_per_s" in b:
-            a["vs_llama_cpp"] = {"decode": a["decode_tokens_per_s"] / b["decode_tokens_per_s"],
-                                 "prefill": a["prefill_tokens_per_s"] / b["prefill_tokens_per_s"],
-                                 "ttft": b["ttft_s"] / a["ttft_s"]}
-    report = {
+            a.setdefault("vs_llama_cpp", {})[peer] = {
+                "decode": a["decode_tokens_per_s"] / b["decode_tokens_per_s"],
+                "prefill": {n: a["prefill_tokens_per_s"][n] / b["prefill_tokens_per_s"][n]
+                            for n in b["prefill_tokens_per_s"]},
+                "ttft": b["ttft_s"] / a["ttft_s"]}
+    from engine.weights.names import expected_shapes
+
+    return {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "python": platform.python_version(), "system": platform.system()},
+                    "python": platform.python_version(), "system": platform.system(), "load": _load_average()},
         "model": {"config": str(config), "checkpoint": str(ckpt), "file_bytes": file_bytes,
-                  "parameters": int(sum(np.prod(s) for s in __import__("engine.weights.names", fromlist=["x"]).expected_shapes(cfg).values()))},
+                  "parameters": int(sum(np.prod(s) for s in expected_shapes(cfg).values()))},
         "numpy_gemv_GBps": {"median": roofline, "samples": bandwidth},
         "file_read_s": read_s,
         "cost_model_stored": table(decode_cost(cfg, stored, 32 + args.decode // 2), roofline),
         "cost_model_int8": table(decode_cost(cfg, "int8", 32 + args.decode // 2), roofline),
         "results": results,
     }
-    _print(report)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")
-    return 0
+
+
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # Windows
+        return None
 
 
 def _print(report: dict) -> None:
     gb = 1e9
     m = report["model"]
-    print(f"model: {m['checkpoint']} ({m['parameters'] / 1e9:.2f}e9 parameters, {m['file_bytes'] / gb:.2f} GB file)")
+    print(f"model: {m['checkpoint']} ({m['parameters'] / 1e9:.2f}e9 parameters, {m['file_bytes'] / gb:.2f} GB file); "
+          f"load average {report['machine']['load']}")
     print(f"numpy float32 GEMV: {report['numpy_gemv_GBps']['median']:.1f} GB/s (samples "
           + ", ".join(f"{b:.1f}" for b in report["numpy_gemv_GBps"]["samples"]) + f"); file read once: "
           f"{report['file_read_s']:.2f} s")
-    print(f"{'run':18} {'decode tok/s':>12} {'GB/s':>6} {'xroof':>6} {'prefill tok/s':>13} {'ttft s':>7} "
-          f"{'load s':>7} {'peak RSS GB':>11} {'RSS/file':>8}  vs llama.cpp (decode, prefill)")
+    print(f"{'run':16} {'decode tok/s':>12} {'GB/s':>6} {'xroof':>6} {'prefill tok/s':>20} {'ttft s':>7} "
+          f"{'load s':>7} {'RSS GB':>7}  vs llama.cpp: decode, prefill")
     for run, r in report["results"].items():
         if "decode_tokens_per_s" not in r:
-            print(f"{run:18} {r.get('skipped') or r.get('error')}")
+            print(f"{run:16} {r.get('skipped') or r.get('error')}")
             continue
-        peer = r.get("vs_llama_cpp")
-        peer_text = f"{peer['decode']:.2f}x, {peer['prefill']:.2f}x" if peer else ""
-        print(f"{run:18} {r['decode_tokens_per_s']:12.1f} {r['GBps']:6.1f} {r['vs_numpy_roofline']:6.2f} "
-              f"{r['prefill_tokens_per_s']:13.1f} {r['ttft_s']:7.2f} {r['load_s']:7.2f} "
-              f"{r['peak_rss_bytes'] / gb:11.2f} {r['peak_rss_vs_file']:8.2f}  {peer_text}")
+        prefill = " / ".join(f"{v:.0f}" for v in r["prefill_tokens_per_s"].values())
+        peers = "; ".join(f"{peer.split(':')[1]} {v['decode']:.2f}x, "
+                          + "/".join(f"{x:.2f}x" for x in v["prefill"].values())
+                          for peer, v in r.get("vs_llama_cpp", {}).items())
+        print(f"{run:16} {r['decode_tokens_per_s']:12.1f} {r['GBps']:6.1f} {r['vs_numpy_roofline']:6.2f} "
+              f"{prefill:>20} {r['ttft_s']:7.2f} {r['load_s']:7.2f} {r['peak_rss_bytes'] / gb:7.2f}  {peers}")
     print("per-token cost (stored weights):")
     for row in report["cost_model_stored"]:
         print(f"  {row['operation']:28} {row['MB_read']:10.1f} MB {row['M_multiply_adds']:10.1f} M MACs "

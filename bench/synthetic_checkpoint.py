@@ -26,8 +26,10 @@ from engine.paths import default_model_files  # noqa: E402
 from engine.weights.names import expected_shapes  # noqa: E402
 
 # TinyLlama-1.1B's shape: a real LLaMA2-architecture model (GQA), 1.1e9 parameters.
+# "gqa-0.85b": the same layers, 16 of them (0.84e9 parameters), the bf16 grouped-query case.
 SHAPES = {"tinyllama": dict(hidden_size=2048, num_layers=22, num_heads=32, n_kv_heads=4, intermediate_size=5632,
                             vocab_size=32000, seq_length=2048, rms_norm_eps=1e-5, theta=10000.0)}
+SHAPES["gqa-0.85b"] = dict(SHAPES["tinyllama"], num_layers=16)
 
 
 def shape_config(version: int | None, shape: str | None, layers: int | None):

@@ -13,10 +13,11 @@ from typing import Sequence
 
 import requests
 
+from .answers import file_name_of
 from .errors import DownloadError
-from .fetcher import FileFetcher, RetryPolicy
+from .fetcher import GIVEN, FileFetcher, RetryPolicy
 from .local_files import ensure_free_space
-from .manifest import MANIFEST, FileSpec, ModelSpec, check_sha256, get_model, load_models
+from .manifest import MANIFEST, FileSpec, ModelSpec, check_sha256, get_model, load_models, resolve_url
 from .progress import ProgressCallback
 from .records import Records
 
@@ -71,11 +72,11 @@ def fetch(urls: Sequence[str], path: str | Path, sha256: str | None = None,
         raise DownloadError("Give at least one address to download from.")
     path = Path(path)
     if path.is_dir():
-        path = path / urls[0].rstrip("/").rsplit("/", 1)[-1]
+        path = path / file_name_of(resolve_url(urls[0]))
     spec = FileSpec(path.name, tuple(urls), size, check_sha256(sha256, "--sha256"))
     with requests.Session() as session:
         return FileFetcher(spec, _make_folder(path.parent), progress=progress, cancel=cancel, pause=pause,
-                           retry=retry, session=session, record=False).run()
+                           retry=retry, session=session, record=False, checksum_source=GIVEN).run()
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from .manifest import MANIFEST, get_model
 from .progress import ProgressEvent, State
 
 COMMANDS = ("get", "fetch", "list")
+KIND_TEXT = {"chat": "chat model (answers in turns: recommended for chatting)",
+             "base": "base model (pre-trained only, continues text; for chatting prefer llama2-hf / llama3-hf)"}
 USAGE = """python -m checkpoint_download MODEL [-o DIR]           download a model (same as: get MODEL)
        python -m checkpoint_download fetch URL [URL ...] -o PATH [--sha256 HEX]
        python -m checkpoint_download list [MODEL] [-o DIR]"""
@@ -94,7 +96,7 @@ def _list(args) -> None:
     models = [get_model(args.model, args.manifest)] if args.model else list_models(args.manifest)
     for model in models:
         folder = args.dest if args.dest and args.model else model.folder
-        print(f"{model.name}: {model.description}\n  folder: {folder}")
+        print(f"{model.name}: {model.description}\n  kind: {KIND_TEXT.get(model.kind, 'not known')}\n  folder: {folder}")
         for st in model_status(model, folder):
             size = human(st.size) if st.size else "size unknown"
             have = f" ({human(st.have_bytes)})" if st.state == "partial" else ""

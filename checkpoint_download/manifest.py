@@ -34,12 +34,16 @@ class FileSpec:
     sha256: str | None = None
 
 
+KINDS = ("chat", "base")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
     description: str
     folder_name: str  # its folder in the models folder
     files: tuple[FileSpec, ...]
+    kind: str = ""    # "chat" (chat/instruct-tuned) or "base" (pre-trained only: continues text); "": unknown
 
     @property
     def folder(self) -> Path:
@@ -104,8 +108,11 @@ def load_models(path: Path = MANIFEST) -> dict[str, ModelSpec]:
     for name, body in (doc or {}).get("models", {}).items():
         where = f"{Path(path).name}, model {name}"
         files = tuple(_file_spec(entry, where) for entry in body.get("files", []))
+        kind = str(body.get("kind", ""))
+        if kind and kind not in KINDS:
+            raise DownloadError(f"{where}: kind must be one of {', '.join(KINDS)}, not {kind!r}.")
         models[name] = ModelSpec(name=name, description=body.get("description", ""),
-                                 folder_name=str(body.get("folder", name)), files=files)
+                                 folder_name=str(body.get("folder", name)), files=files, kind=kind)
     return models
 
 

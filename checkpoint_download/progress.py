@@ -93,3 +93,21 @@ class Reporter:
         self.meter.add(done)
         if time.monotonic() - self._last >= self.interval_s:
             self.emit(state, done)
+
+
+class SlowWindow:
+    """Bytes received over the last ``window_s``: a connection slower than ``min_bps`` there is worth dropping."""
+
+    def __init__(self, min_bps: float, window_s: float):
+        self.min_bps, self.window_s = min_bps, window_s
+        self.start, self.received = time.monotonic(), 0
+
+    def add(self, n: int) -> str | None:
+        """Count ``n`` bytes; a few words when the window just ended below the minimum speed, else None."""
+        self.received += n
+        elapsed = time.monotonic() - self.start
+        if elapsed < self.window_s:
+            return None
+        speed = self.received / elapsed
+        self.start, self.received = time.monotonic(), 0
+        return f"{speed:.0f} B/s over {elapsed:.0f} s" if speed < self.min_bps else None

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from engine.atomic_write import write_text_atomically
 
 RECORD_FILE = ".verified.json"
 
@@ -45,12 +46,16 @@ class Records:
             return None
 
     def put(self, name: str, size: int, sha256: str, source: str) -> Record:
+        """Record a file; raises OSError when the record cannot be written (the caller says so and goes on)."""
         files = self._load()
         record = Record(size, sha256, source, datetime.date.today().isoformat())
         files[name] = {"size": record.size, "sha256": record.sha256, "source": record.source,
                        "recorded": record.recorded}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"files": files}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)  # never leave a half-written record
+        # whole or not at all, and retried while another program (a backup, an antivirus) holds the old one
+        write_text_atomically(self.path, json.dumps({"files": files}, indent=2, sort_keys=True) + "\n")
         return record
+
+    def reset_hint(self, name: str) -> str:
+        """How to accept another copy of a file whose size and checksum its record pins."""
+        return f"remove the entry {name!r} from {self.path} (or delete that file) so that a new copy is accepted"

@@ -5,7 +5,8 @@ Importing it is cheap: the names below load their modules on first use, and
 neither MindSpore nor the JIT compiler is imported until a model is loaded,
 so the GUI paints its window before any of that.
 
-    engine = load_engine(version=2, checkpoint_path="llama2_7b.ckpt", tokenizer_path="tokenizer.model")
+    engine = load_engine(ModelSource(version=2, checkpoint="llama2_7b.ckpt", tokenizer="tokenizer.model"),
+                         ExecutorOptions(weight_format="int8"))
     reply = engine.chat([{"role": "user", "content": "你好"}], GenerationSettings(), on_token=print)
 
 Threads: a loaded engine serves one request at a time (a lock), from any
@@ -20,7 +21,8 @@ from .errors import (Cancelled, CheckpointError, ConfigError, ContextOverflow, E
                      GenerationError, TokenizerError)
 
 _LAZY = {
-    "backend_names": ".backends.registry", "ChatEngine": ".generation.chat_engine",
+    "backend_names": ".backends.registry", "ExecutorOptions": ".backends.registry",
+    "ModelSource": ".loader", "ChatEngine": ".generation.chat_engine",
     "ChatPrompt": ".generation.chat_engine", "GenerationSettings": ".generation.chat_engine",
     "ModelInfo": ".generation.chat_engine", "ModelConfig": ".config", "load_config": ".config",
     "Completion": ".generation.loop", "GenerationStats": ".generation.loop",

@@ -1,5 +1,8 @@
 """``load_engine``: the one factory. Files are checked, in order, before memory is spent.
 
+Two values say what to load: a ``ModelSource`` (which files) and an ``ExecutorOptions`` (how to run
+them); every front end builds the same two, and each checks itself when made.
+
 Order: config -> checkpoint index -> names/shapes/dtypes against the config ->
 tokenizer (and that its vocabulary fits the model) -> CRC when the file has
 one -> backend and its memory estimate against free RAM -> only then the
@@ -18,14 +21,16 @@ from typing import Callable
 import yaml
 
 from .backends.executor import MemoryNeed
-from .backends.registry import ExecutorOptions, check_choice, resolve
-from .builtin_model import builtin_model_dir
+from .backends.registry import BackendEntry, ExecutorOptions, resolve
+from .builtin_model import builtin_model_dir, find_builtin_gguf
 from .config import ModelConfig, load_config
 from .errors import Cancelled, CheckpointError, EngineError, TokenizerError
 from .generation.chat_engine import ChatEngine, ModelInfo
 from .memory import available_bytes, peak_rss_bytes
 from .paths import default_model_files
-from .text.chat_template import template_for
+from .generation.prompt_cache import model_facts, state_identity
+from .text.chat_template import TEMPLATE_CHOICES, template_for
+from .text.model_kind import choose_template
 from .weights.integrity import scan_nonfinite, verify_crc_once
 from .weights.names import expected_shapes
 from .weights.tensor_source import TensorSource
@@ -53,10 +58,14 @@ def _check_memory(entry, cfg, source, options: ExecutorOptions) -> MemoryNeed:
         return need
     gb = 1e9
     alternative, suggested = "", None
-    if options.weight_format != "int8" and entry.name == "cpu":
-        small = cls.estimate_memory(cfg, source, ExecutorOptions(**{**options.__dict__, "weight_format": "int8"}))
+    smaller = {"stored": ("int8", "int4"), "int8": ("int4",)}.get(options.weight_format, ())
+    for fmt, words in ((f, {"int8": "8-bit (int8)", "int4": "4-bit (int4)"}[f]) for f in smaller):
+        if entry.name != "cpu":
+            break
+        small = cls.estimate_memory(cfg, source, replace(options, weight_format=fmt))
         if small.total <= free:
-            alternative, suggested = f" With 8-bit (int8) weights it would need {small.total / gb:.1f} GB.", "int8"
+            alternative, suggested = f" With {words} weights it would need {small.total / gb:.1f} GB.", fmt
+            break
     raise EngineError(
         f"Running {source.path.name} with the {entry.name} backend needs about {need.summary()}: "
         f"{need.description}. Only {free / gb:.1f} GB is free.{alternative} Close other programs or allow a "
@@ -65,6 +74,29 @@ def _check_memory(entry, cfg, source, options: ExecutorOptions) -> MemoryNeed:
         code="not_enough_memory",
         params={"file": source.path.name, "backend": entry.name, "need": need.summary(), "what": need.description,
                 "free_gb": free / gb, "alternative": alternative})
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Which files make the model: LLaMA2 or LLaMA3 files, each one left out looked for where the downloader
+    puts it (``engine.paths``), or the built-in model (``builtin=True``)."""
+
+    version: int | None = None                # 2 or 3 (ignored for the built-in model)
+    checkpoint: str | Path | None = None      # .ckpt, .safetensors, shards' index or their folder
+    tokenizer: str | Path | None = None       # tokenizer.model
+    config: str | Path | None = None          # the MindFormers yaml
+    builtin: bool = False
+    fast_tokenizer: bool = False              # LLaMA2: HF tokenizers' fast one instead of SentencePiece
+    need_tokenizer: bool = True               # False: raw token ids only, no tokenizer file needed
+    template: str = "auto"                    # chat format: "auto" (the model's own: ``text.model_kind``),
+    #                                           "base" (a plain transcript for base models), "llama2", "llama3", "chatml"
+
+    def __post_init__(self):
+        if not self.builtin and self.version not in (2, 3):
+            raise EngineError(f"The LLaMA version must be 2 or 3 (got {self.version!r}).", subject="version")
+        if self.template not in TEMPLATE_CHOICES:
+            raise EngineError(f"Unknown chat template {self.template!r}. Use one of: {', '.join(TEMPLATE_CHOICES)}.",
+                              subject="settings")
 
 
 @dataclass
@@ -78,6 +110,7 @@ class ModelFiles:
     tokenizer: object | None
     template: object
     config_path: Path | None = None
+    template_note: str = ""                   # why ``auto`` chose the template, when the user should know
 
     def summary(self) -> dict:
         stored = sorted({self.source.tensors[n].dtype for n in expected_shapes(self.cfg)})
@@ -89,12 +122,12 @@ class ModelFiles:
 
 
 def _auto_format(weight_format: str, builtin: bool, backend: str) -> str:
-    """``auto``: weights as stored, except the built-in model on the cpu backend, which runs in 8-bit
-    blocks: its source is 4-bit anyway (the 8-bit copy moves its perplexity by 0.4%) and it decodes
-    ~25% faster that way."""
+    """``auto``: weights as stored, except the built-in model on the cpu backend, which runs from its own
+    4-bit blocks (its source file's, taken as they are): the same perplexity as its 8-bit copy, fewer
+    bytes per token (README)."""
     if weight_format != "auto":
         return weight_format
-    return "int8" if builtin and backend == "cpu" else "stored"
+    return "int4" if builtin and backend == "cpu" else "stored"
 
 
 def _builtin_files(progress):
@@ -104,34 +137,33 @@ def _builtin_files(progress):
     return folder, cfg, extra
 
 
-def open_model_files(version: int | None = None, config_path: str | Path | None = None,
-                     tokenizer_path: str | Path | None = None, checkpoint_path: str | Path | None = None, *,
-                     fast: bool = False, builtin: bool = False, need_tokenizer: bool = True,
-                     progress: ProgressFn | None = None) -> ModelFiles:
+def open_model_files(model: ModelSource, progress: ProgressFn | None = None) -> ModelFiles:
     """Config, checkpoint index and tokenizer, each checked against the others (raises EngineError)."""
     from .text.tokenizers import load_tokenizer, load_tokenizer_json
 
+    builtin, version = model.builtin, model.version
     if builtin:
         folder, cfg, extra = _builtin_files(progress)
         ckpt, config_name = folder / "model.safetensors", str(folder / "config.yaml")
         tok_path = folder / "tokenizer.json"
-        template = template_for(extra.get("chat_template", "chatml"), extra.get("default_system"))
+        chosen, note = choose_template(model.template, None, ckpt, tok_path, extra.get("chat_template", "chatml"))
         name = extra.get("name", "built-in model")
     else:
-        if version not in (2, 3):
-            raise EngineError(f"The LLaMA version must be 2 or 3 (got {version!r}).", subject="version",
-                              code="version_invalid", params={"version": version})
         defaults = default_model_files(version)
-        config_name = str(config_path or defaults["config"])
+        config_name = str(model.config or defaults["config"])
         cfg = load_config(config_name)
-        ckpt = Path(checkpoint_path or defaults["checkpoint"])
+        ckpt = Path(model.checkpoint or defaults["checkpoint"])
         if not ckpt.exists():
             raise CheckpointError(f"Checkpoint not found: {ckpt}. The LLaMA{version} files can be downloaded "
-                                  "with checkpoint_download.", path=ckpt,
-                                  code="checkpoint_not_found", params={"path": ckpt, "version": version})
-        tok_path = Path(tokenizer_path or defaults["tokenizer"]) if (need_tokenizer or tokenizer_path) else None
-        template = template_for(f"llama{version}")
+                                  "with checkpoint_download.", path=ckpt)
+        wanted = model.need_tokenizer or model.tokenizer
+        tok_path = Path(model.tokenizer or defaults["tokenizer"]) if wanted else None
+        yaml_doc = yaml.safe_load(Path(config_name).read_text(encoding="utf-8")) or {}
+        configured = (yaml_doc.get("llama_desk") or {}).get("chat_template") if isinstance(yaml_doc, dict) else None
+        chosen, note = choose_template(model.template, version, ckpt, tok_path, configured)
         name = f"LLaMA{version} ({ckpt.name})"
+        extra = {}
+    template = template_for(chosen, extra.get("default_system"))
     source = open_weights(ckpt)
     try:
         validate_weights(source, cfg, config_name)
@@ -139,55 +171,57 @@ def open_model_files(version: int | None = None, config_path: str | Path | None 
         if tok_path is not None:
             if not tok_path.is_file():
                 raise TokenizerError(f"Tokenizer not found: {tok_path}. It comes with the checkpoint "
-                                     "(checkpoint_download fetches both).", path=tok_path,
-                                     code="tokenizer_not_found", params={"path": tok_path})
-            tokenizer = load_tokenizer_json(tok_path) if builtin else load_tokenizer(tok_path, version, fast=fast)
+                                     "(checkpoint_download fetches both).", path=tok_path)
+            tokenizer = (load_tokenizer_json(tok_path) if builtin
+                         else load_tokenizer(tok_path, version, fast=model.fast_tokenizer))
             _check_vocab_fits(tokenizer, cfg, tok_path)
     except BaseException:
         source.close()
         raise
-    return ModelFiles(name, cfg, ckpt, source, tokenizer, template, Path(config_name))
+    return ModelFiles(name, cfg, ckpt, source, tokenizer, template, Path(config_name), note)
 
 
-def check_model_files(version: int | None = None, config_path=None, tokenizer_path=None, checkpoint_path=None, *,
-                      fast: bool = False, builtin: bool = False, progress: ProgressFn | None = None) -> dict:
+def check_model_files(model: ModelSource, progress: ProgressFn | None = None) -> dict:
     """Check a model's files against each other without loading weights; a summary dict, or EngineError.
 
     For the built-in model this converts it first if needed (``progress`` shows that).
     """
-    files = open_model_files(version, config_path, tokenizer_path, checkpoint_path, fast=fast, builtin=builtin,
-                             progress=progress)
+    files = open_model_files(model, progress)
     try:
         return files.summary()
     finally:
         files.source.close()
 
 
-def estimate_memory(version: int | None = None, config_path=None, checkpoint_path=None, *, builtin: bool = False,
-                    backend: str = "auto", device: str = "auto", weight_format: str = "auto",
-                    max_seq_len: int | None = None, kv_cache: str = "float16") -> dict:
+def _resolved(options: ExecutorOptions, files: ModelFiles, builtin: bool) -> tuple[BackendEntry, ExecutorOptions]:
+    """The backend to use and the options as its executor takes them (see ``ExecutorOptions``)."""
+    entry, ms_device = resolve(options.backend, options.device)
+    context = min(options.max_seq_len or files.cfg.seq_length, files.cfg.seq_length)
+    return entry, replace(options, backend=entry.name, device=ms_device, max_seq_len=context,
+                          weight_format=_auto_format(options.weight_format, builtin, entry.name),
+                          config_path=files.config_path, blocks_file=find_builtin_gguf() if builtin else None)
+
+
+def estimate_memory(model: ModelSource, options: ExecutorOptions = ExecutorOptions()) -> dict:
     """What loading would need in RAM, by part, beside what is free now (nothing is loaded).
 
     Keys: total, weights, kv_cache, overhead (bytes), description, backend, available (bytes or
-    None), fits (bool), and int8_total (the same with 8-bit weights, for the cpu backend).
+    None), fits (bool), and int8_total / int4_total (the same with 8-/4-bit weights, for the cpu backend).
     """
-    check_choice(backend, device, weight_format, kv_cache)
-    files = open_model_files(version, config_path, None, checkpoint_path, builtin=builtin, need_tokenizer=False)
+    files = open_model_files(replace(model, need_tokenizer=False, tokenizer=None))
     try:
-        entry, ms_device = resolve(backend, device)
-        options = ExecutorOptions(max_seq_len=min(max_seq_len or files.cfg.seq_length, files.cfg.seq_length),
-                                  device=ms_device, weight_format="stored" if weight_format == "auto" else weight_format,
-                                  kv_cache=kv_cache, config_path=files.config_path)
+        entry, options = _resolved(options, files, builtin=False)  # "auto": as stored
         cls = entry.executor_class()
         need = cls.estimate_memory(files.cfg, files.source, options)
-        small = (cls.estimate_memory(files.cfg, files.source, replace(options, weight_format="int8"))
-                 if entry.name == "cpu" else None)
+        small, smallest = ((cls.estimate_memory(files.cfg, files.source, replace(options, weight_format=f))
+                            for f in ("int8", "int4")) if entry.name == "cpu" else (None, None))
     finally:
         files.source.close()
     free = available_bytes()
     return {"total": need.total, "weights": need.weights, "kv_cache": need.kv_cache, "overhead": need.overhead,
             "description": need.description, "backend": entry.name, "available": free,
-            "fits": free is None or need.total <= free, "int8_total": small.total if small else None}
+            "fits": free is None or need.total <= free, "int8_total": small.total if small else None,
+            "int4_total": smallest.total if smallest else None}
 
 
 def verify_checkpoint(checkpoint_path: str | Path, progress: Callable[[int, int], None] | None = None,
@@ -198,45 +232,23 @@ def verify_checkpoint(checkpoint_path: str | Path, progress: Callable[[int, int]
         return scan_nonfinite(source, progress, cancel)
 
 
-def load_engine(version: int | None = None, config_path: str | Path | None = None,
-                tokenizer_path: str | Path | None = None, checkpoint_path: str | Path | None = None, *,
-                fast: bool = False, builtin: bool = False, need_tokenizer: bool = True,
-                max_seq_len: int | None = None, backend: str = "auto", device: str = "auto",
-                weight_format: str = "auto", threads: int | None = None, kv_cache: str = "float16",
-                verify_crc: bool = True, progress: ProgressFn | None = None,
-                cancel: threading.Event | None = None) -> ChatEngine:
-    """Load LLaMA2 (version=2), LLaMA3 (version=3) or the built-in model (builtin=True).
+def load_engine(model: ModelSource, options: ExecutorOptions = ExecutorOptions(), *,
+                progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> ChatEngine:
+    """Load the model whose files ``model`` names (LLaMA2, LLaMA3 or the built-in one), run as ``options`` say.
 
-    ``backend``: "auto" (a usable GPU through MindSpore, else the cpu executor), "cpu",
-    "mindspore", or any registered name. ``weight_format``: "auto"/"stored" (as in the file) or
-    "int8". ``threads``: compute threads (default: one per physical core). ``kv_cache``:
-    "float16" (half the memory) or "float32". ``cancel`` stops loading (raises ``Cancelled``)
-    between tensors.
+    ``progress(stage, done, total)`` reports each stage; ``cancel`` stops loading (raises
+    ``Cancelled``) between tensors.
     """
     start = time.perf_counter()
-    check_choice(backend, device, weight_format, kv_cache)
-    if max_seq_len is not None and (isinstance(max_seq_len, bool) or not isinstance(max_seq_len, int)
-                                    or max_seq_len < 2):
-        raise EngineError(f"The context length must be a whole number of at least 2 tokens, got {max_seq_len!r}.",
-                          subject="settings",
-                          code="context_length_invalid", params={"value": max_seq_len})
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise EngineError(f"threads must be a whole number of at least 1, got {threads!r}.", subject="settings",
-                          code="threads_invalid", params={"value": threads})
-    files = open_model_files(version, config_path, tokenizer_path, checkpoint_path, fast=fast, builtin=builtin,
-                             need_tokenizer=need_tokenizer, progress=progress)
+    builtin, version = model.builtin, model.version
+    files = open_model_files(model, progress)
     cfg, source, tokenizer, template = files.cfg, files.source, files.tokenizer, files.template
     try:
-        if verify_crc:
-            verify_crc_once(source, (lambda d, t: progress("checking", d, t)) if progress else None, cancel)
-        entry, ms_device = resolve(backend, device)
-        reason = entry.executor_class().unavailable_reason(ms_device)
+        verify_crc_once(source, (lambda d, t: progress("checking", d, t)) if progress else None, cancel)
+        entry, options = _resolved(options, files, builtin)
+        reason = entry.executor_class().unavailable_reason(options.device)
         if reason:
-            raise EngineError(f"The {entry.name} backend cannot run here: {reason}", subject="settings",
-                              code="backend_unavailable", params={"backend": entry.name, "reason": reason})
-        options = ExecutorOptions(max_seq_len=min(max_seq_len or cfg.seq_length, cfg.seq_length), device=ms_device,
-                                  weight_format=_auto_format(weight_format, builtin, entry.name),
-                                  threads=threads, kv_cache=kv_cache, config_path=files.config_path)
+            raise EngineError(f"The {entry.name} backend cannot run here: {reason}", subject="settings")
         need = _check_memory(entry, cfg, source, options)
         if cancel is not None and cancel.is_set():
             raise Cancelled("Loading was cancelled.",
@@ -245,6 +257,7 @@ def load_engine(version: int | None = None, config_path: str | Path | None = Non
         source.close()
         raise
     weight_bytes = source.total_bytes
+    facts = model_facts(source, cfg, tokenizer)
     report = (lambda d, t: progress("weights", d, t)) if progress else None
     # The executor owns the source from here on, and closes it even if it fails to build.
     runner = entry.executor_class()(cfg, source, options, progress=report, cancel=cancel)
@@ -257,5 +270,11 @@ def load_engine(version: int | None = None, config_path: str | Path | None = Non
                      tokenizer=getattr(tokenizer, "name", None), template=template.name if tokenizer else None,
                      executor=runner.name, device=runner.device, weight_format=runner.weight_format,
                      context_length=runner.max_seq_len, weight_bytes=weight_bytes, memory_estimate=need.total,
-                     load_s=time.perf_counter() - start, peak_rss_after_load=peak_rss_bytes())
+                     load_s=time.perf_counter() - start, peak_rss_after_load=peak_rss_bytes(),
+                     kind=template.kind, state_identity=state_identity(facts, runner))
+    if files.template_note and tokenizer:
+        info.notes.append(files.template_note)
+    if not runner.supports_kv_rows:
+        info.notes.append(f"The {runner.name} backend cannot save or move its KV cache: a conversation reopened "
+                          "later, or one that outgrew the context, is computed again.")
     return ChatEngine(runner, tokenizer, template if tokenizer else None, info)

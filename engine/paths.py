@@ -37,10 +37,11 @@ LOGS_FOLDER = "logs"
 CRASH_LOG = "crash.log"                    # in LOGS_FOLDER: Python's trace of a native crash (pythonw has no console)
 JIT_CACHE_FOLDER = "jit-cache"             # compiled CPU kernels
 CONVERTED_FOLDER = "models"                # the built-in model, converted from its GGUF
+PROMPT_STATES_FOLDER = "prompt-states"     # saved conversation states (KV caches), within a size limit
 DOWNLOADS_FOLDER = "checkpoints"           # an installed copy's default models folder
 OUR_FILES = (HISTORY_FILE, HISTORY_FILE + "-wal", HISTORY_FILE + "-shm", SETTINGS_FILE, MODELS_CHOICE_FILE,
              VERIFIED_FILE, INSTANCE_LOCK_FILE)
-OUR_FOLDERS = (LOGS_FOLDER, JIT_CACHE_FOLDER, CONVERTED_FOLDER)
+OUR_FOLDERS = (LOGS_FOLDER, JIT_CACHE_FOLDER, CONVERTED_FOLDER, PROMPT_STATES_FOLDER)
 DOWNLOAD_FOLDERS = (DOWNLOADS_FOLDER,)
 
 # Windows: the named mutex the running app holds, so the installer can tell it is running before it
@@ -77,6 +78,11 @@ def converted_models_dir() -> Path:
     return user_data_dir() / CONVERTED_FOLDER
 
 
+def prompt_states_dir() -> Path:
+    """Where the app keeps one saved state (KV cache) per conversation and model."""
+    return user_data_dir() / PROMPT_STATES_FOLDER
+
+
 def verified_record() -> Path:
     return user_data_dir() / VERIFIED_FILE
 
@@ -111,11 +117,11 @@ def choose_models_dir(folder: str | Path | None) -> None:
     if folder is None or str(folder).strip() == "":
         path.unlink(missing_ok=True)
         return
+    from .atomic_write import write_text_atomically  # here: the app imports this module before its first paint
+
     folder = Path(folder).expanduser().resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"folder": str(folder)}, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomically(path, json.dumps({"folder": str(folder)}, ensure_ascii=False))
 
 
 def models_dir() -> Path:

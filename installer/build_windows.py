@@ -24,6 +24,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(ROOT))
 from icon import ico  # noqa: E402
+from setup_llama_desk import APP_ARGUMENTS  # noqa: E402
 
 from engine import paths  # noqa: E402  (standard library only: the user-data folder and what is ours in it)
 
@@ -68,18 +69,26 @@ def makensis_command(stage: Path, out_file: Path, version: str, app_wheel: str, 
 
 
 def user_data_include() -> str:
-    """llama-desk.nsi's user-data folder and its "remove data" list, written from engine.paths.
+    """llama-desk.nsi's user-data folder, its "remove data" list and the running app's mutex, from engine.paths.
 
-    The downloads (``paths.DOWNLOAD_FOLDERS``) are not in the list: the user's 13-30 GB of checkpoints
-    go only when a choice of their own asks.
+    The downloads (``paths.DOWNLOAD_FOLDERS``) are a list of their own: the user's 13-30 GB of checkpoints
+    go only when a box of its own, which shows their size, is ticked.
     """
     lines = ["; Written by installer/build_windows.py from engine/paths.py at build time: do not edit.",
              f'!define DATA_HOME_ENV "{paths.HOME_ENV}"',
              f'!define DATA_FOLDER "{paths.APP_FOLDER}"  ; in $LOCALAPPDATA unless DATA_HOME_ENV names one',
+             f'!define APP_MUTEX "{paths.APP_RUNNING_MUTEX}"  ; held by the running app',
+             f'!define APP_ARGS "{" ".join(APP_ARGUMENTS)}"  ; pythonw.exe <these>: the app, never a stray folder',
              "!macro RemoveOurData"]
     lines += [f'  Delete "$DataDir\\{name}"' for name in paths.OUR_FILES]
     lines += [f'  RMDir /r "$DataDir\\{name}"' for name in paths.OUR_FOLDERS]
-    lines += ['  RMDir "$DataDir"  ; only when nothing else is left in it', "!macroend", ""]
+    lines += ['  RMDir "$DataDir"  ; only when nothing else is left in it', "!macroend", "!macro RemoveDownloads"]
+    lines += [f'  RMDir /r "$DataDir\\{name}"' for name in paths.DOWNLOAD_FOLDERS]
+    lines += ["!macroend", "!macro SizeOfDownloads OUT  ; in MB", "  StrCpy ${OUT} 0"]
+    for name in paths.DOWNLOAD_FOLDERS:
+        lines += ["  ClearErrors", f'  ${{GetSize}} "$DataDir\\{name}" "/S=0M" $R0 $R1 $R2', "  ${If} ${Errors}",
+                  "    StrCpy $R0 0", "  ${EndIf}", "  IntOp ${OUT} ${OUT} + $R0"]
+    lines += ["!macroend", ""]
     return "\n".join(lines)
 
 

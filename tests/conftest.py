@@ -15,7 +15,7 @@ import assets
 import pytest
 
 from fixtures import (  # noqa: F401  (model fixtures)
-    cli_compile_cache, llama2_engine, llama2_executor, llama2_tiny, llama3_chunked, llama3_executor)
+    cli_compile_cache, llama2_cpu_engine, llama2_engine, llama2_executor, llama2_tiny, llama3_chunked, llama3_executor)
 from app_fixtures import app_qt, engine_host, home, open_window  # noqa: F401,E402  (desktop app fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,3 +125,13 @@ def spm_cases() -> list[tuple[str, list[int]]]:
 def bpe_cases() -> list[tuple[str, list[int]]]:
     """llama.cpp's 46 LLaMA3 (text, ids without BOS) cases."""
     return _vocab_cases("bpe")
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """What the Windows stage (tests/test_windows_wine.py) measured under Wine, when it ran."""
+    import wine_env
+    lines = config.stash.get(wine_env.REPORT_KEY, None)
+    if lines:
+        terminalreporter.section("Windows build under Wine")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -1,7 +1,10 @@
 """A real HTTP server on 127.0.0.1 for the downloader's tests, with the failures real mirrors have.
 
-Per path it can: ignore Range, drop the connection after N bytes (once), answer an error status
-a few times, or send slowly (so that a test can pause, cancel or kill a download midway).
+Like a real server it sends an ``ETag`` and ``Last-Modified`` per file and honours ``If-Range``. Per path it
+can also misbehave: ignore Range or If-Range, drop the connection after N bytes (once, or on every
+answer), answer an error status a few times, send slowly (so that a test can pause, cancel or kill a
+download midway), trickle a byte at a time, send headers and then nothing, answer a resume with a 416 that
+gives another size, or redirect to itself forever. A ``?query`` is not part of the file's name.
 """
 
 from __future__ import annotations
@@ -30,10 +33,25 @@ def sha256(data: bytes) -> str:
 class Behaviour:
     files: dict[str, bytes] = field(default_factory=dict)
     no_range: set[str] = field(default_factory=set)
+    no_if_range: set[str] = field(default_factory=set)          # resume from any version (a broken server)
     drop_after: dict[str, int] = field(default_factory=dict)   # path -> bytes sent before closing, once
+    drop_every: dict[str, int] = field(default_factory=dict)   # path -> bytes sent before closing, every answer
     fail_times: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (status, how many times)
     bytes_per_s: float | None = None                            # throttle every file
+    trickle_s: dict[str, float] = field(default_factory=dict)   # path -> seconds between single bytes
+    stall_after: dict[str, int] = field(default_factory=dict)   # path -> bytes sent before sending nothing more
+    lying_416: set[str] = field(default_factory=set)            # a resume is refused: "the file ends right there"
+    fails_after: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (answers served, status after)
+    redirect_loop: set[str] = field(default_factory=set)
     requests: list[tuple[str, str, int]] = field(default_factory=list)  # (path, Range header, status)
+    if_ranges: list[str] = field(default_factory=list)          # the If-Range header of every ranged request
+    released: threading.Event = field(default_factory=threading.Event)  # ends stalls and trickles (at exit)
+
+    def version(self, path: str) -> dict[str, str]:
+        """ETag and Last-Modified of a file's current content, as a real server sends them."""
+        digest = hashlib.sha256(self.files[path]).hexdigest()
+        return {"ETag": f'"{digest[:16]}"',
+                "Last-Modified": time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(int(digest[:6], 16)))}
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -52,30 +70,70 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         b, rng = self.behaviour, self.headers.get("Range") or ""
-        status, times = b.fail_times.get(self.path, (0, 0))
+        path = self.path.split("?", 1)[0]
+        served, later = b.fails_after.get(path, (None, 0))
+        if served is not None and sum(p.split("?", 1)[0] == path for p, _, _ in b.requests) >= served:
+            self._answer(later, {"Content-Length": "0"}, rng)
+            return
+        status, times = b.fail_times.get(path, (0, 0))
         if times:
-            b.fail_times[self.path] = (status, times - 1)
+            b.fail_times[path] = (status, times - 1)
             self._answer(status, {"Content-Length": "0"}, rng)
             return
-        data = b.files.get(self.path)
+        if path in b.redirect_loop:
+            self._answer(302, {"Location": self.path, "Content-Length": "0"}, rng)
+            return
+        data = b.files.get(path)
         if data is None:
             self._answer(404, {"Content-Length": "0"}, rng)
             return
+        version = b.version(path)
+        if rng:
+            b.if_ranges.append(self.headers.get("If-Range") or "")
+        wanted = self.headers.get("If-Range")
+        same = wanted is None or wanted in version.values() or path in b.no_if_range
         start = 0
-        if rng and self.path not in b.no_range:
+        if rng and path in b.lying_416:
+            claimed = int(rng.split("=")[1].split("-")[0])
+            self._answer(416, {"Content-Range": f"bytes */{claimed}", "Content-Length": "0"}, rng)
+            return
+        if rng and path not in b.no_range and same:
             start = int(rng.split("=")[1].split("-")[0])
             if start >= len(data):
                 self._answer(416, {"Content-Range": f"bytes */{len(data)}", "Content-Length": "0"}, rng)
                 return
             self._answer(206, {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}",
-                               "Content-Length": str(len(data) - start)}, rng)
+                               "Content-Length": str(len(data) - start), "Accept-Ranges": "bytes", **version}, rng)
         else:
-            self._answer(200, {"Content-Length": str(len(data))}, rng)
+            ranges = {} if path in b.no_range else {"Accept-Ranges": "bytes"}
+            self._answer(200, {"Content-Length": str(len(data)), **ranges, **version}, rng)
         body = data[start:]
-        if self.path in b.drop_after:
-            body = body[:b.drop_after.pop(self.path)]
+        if path in b.drop_after:
+            body = body[:b.drop_after.pop(path)]
             self.close_connection = True
+        if path in b.drop_every:
+            body = body[:b.drop_every[path]]
+            self.close_connection = True
+        if path in b.stall_after:
+            self._send(body[:b.stall_after[path]])
+            b.released.wait(120)           # headers sent, then nothing: a stalled server
+            self.close_connection = True
+            return
+        if path in b.trickle_s:
+            self._trickle(body, b.trickle_s[path])
+            return
         self._send(body)
+
+    def _trickle(self, body: bytes, every_s: float) -> None:
+        try:
+            for i in range(len(body)):
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+                if self.behaviour.released.wait(every_s):
+                    break
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
 
     def _send(self, body: bytes) -> None:
         step = 32 * 1024
@@ -92,6 +150,7 @@ class DownloadServer:
     """``with DownloadServer(behaviour) as url:`` serves ``behaviour.files`` at ``url + path``."""
 
     def __init__(self, behaviour: Behaviour):
+        self.behaviour = behaviour
         handler = type("Handler", (_Handler,), {"behaviour": behaviour})
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
@@ -102,5 +161,6 @@ class DownloadServer:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
     def __exit__(self, *exc) -> None:
+        self.behaviour.released.set()
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -11,8 +11,10 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import model_factory as mf
@@ -79,12 +81,32 @@ def llama2_engine(llama2_tiny, spm_model):
     Shared by the generation tests: each leaves the engine idle, and any test that drives its
     executor directly resets the engine's cache afterwards.
     """
-    from engine import load_engine
+    from engine import ExecutorOptions, ModelSource, load_engine
 
     ckpt, yml, _, _ = llama2_tiny
-    engine = load_engine(2, yml, spm_model, ckpt, backend="mindspore")
+    engine = load_engine(ModelSource(version=2, config=yml, tokenizer=spm_model, checkpoint=ckpt),
+                         ExecutorOptions(backend="mindspore"))
     yield engine
     engine.close()
+
+
+@pytest.fixture(scope="session")
+def llama2_cpu_engine(llama2_tiny, spm_model, tmp_path_factory):
+    """``llama2_engine``'s model and tokenizer on the default cpu backend (default options), with a context of
+    1024 so that a prompt can span two of its 512-token prefill blocks."""
+    from engine import ExecutorOptions, ModelSource, load_engine
+
+    ckpt, _, _, spec = llama2_tiny
+    yml = mf.write_yaml(spec, tmp_path_factory.mktemp("cpu_engine") / "llama2_tiny_1024.yaml", seq_length=1024)
+    engine = load_engine(ModelSource(version=2, config=yml, tokenizer=spm_model, checkpoint=ckpt),
+                         ExecutorOptions(backend="cpu"))
+    yield engine
+    engine.close()
+
+
+def on_each_backend(request, mindspore_engine):
+    """For a module fixture parametrized over ("mindspore", "cpu"): the shared engine of that backend."""
+    return mindspore_engine if request.param == "mindspore" else request.getfixturevalue("llama2_cpu_engine")
 
 
 @pytest.fixture(scope="session")
@@ -126,10 +148,41 @@ def run_cli(script: str, *args, home: Path | None = None, env_extra: dict | None
 _PROGRESS = re.compile(r"^[\w -]+: *\d+%$")  # "weights:  48%", rewritten in place with \r
 
 
-def error_line(result: subprocess.CompletedProcess) -> str:
-    """The one line a refused command prints (progress lines aside): exit code 2, no traceback."""
+def error_line(result: subprocess.CompletedProcess, *needles: str) -> str:
+    """The one line a refused command prints (progress lines aside): exit code 2, no traceback; it holds ``needles``."""
     assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.strip() and not _PROGRESS.match(line.strip())]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-3000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
     return lines[0]
+
+
+def assert_close(got: np.ndarray, want: np.ndarray, rtol: float) -> None:
+    """Logits within ``rtol`` of the reference's largest magnitude (float32 sums in another order, fp16 caches)."""
+    scale = float(np.abs(want).max())
+    assert np.abs(got - want).max() <= rtol * scale, np.abs(got - want).max() / scale
+
+
+def greedy_ids(executor, prompt: list[int], n: int) -> list[int]:
+    """``n`` tokens by argmax through an executor's own prefill and decode (no sampler, no stop ids)."""
+    logits, out = executor.prefill(prompt, 0), []
+    for pos in range(len(prompt), len(prompt) + n):
+        out.append(int(np.argmax(logits)))
+        logits = executor.decode(out[-1], pos)
+    return out
+
+
+class StopAfterChecks(threading.Event):
+    """A cancel event that becomes set when checked for the (n+1)-th time: Stop pressed at a known point."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.left = n
+
+    def is_set(self) -> bool:
+        if self.left == 0:
+            self.set()
+        self.left -= 1
+        return super().is_set()

@@ -130,3 +130,11 @@ def cached_model(spec: TinySpec) -> tuple[Path, Path, dict[str, np.ndarray]]:
     if not ckpt.exists():
         write_ckpt(spec, weights, ckpt)
     return ckpt, write_yaml(spec, folder / f"{spec.name}.yaml"), weights
+
+
+# One-layer versions of both shapes: their cached keys and values depend only on the token and its
+# position, so a KV cache moved to other positions must equal a fresh prefill (the context-shift tests).
+ONE_LAYER_MHA = TinySpec("one_layer_mha_fp16", dim=64, layers=1, heads=4, kv_heads=4, vocab=32000, ffn=172,
+                         theta=10000.0, dtype="float16")
+ONE_LAYER_GQA = TinySpec("one_layer_gqa_bf16", dim=128, layers=1, heads=4, kv_heads=2, vocab=128256, ffn=384,
+                         theta=500000.0, dtype="bfloat16", bos=128000, eos=128001)

@@ -37,10 +37,12 @@ def silu(x):
     return x / (1.0 + np.exp(-x))
 
 
-def forward(weights: dict, hp: dict, ids: list[int], dtype=np.float32) -> np.ndarray:
+def forward(weights: dict, hp: dict, ids: list[int], dtype=np.float32, inputs=None) -> np.ndarray:
     """Logits [T, vocab] for the whole sequence. hp: dim, layers, heads, kv_heads, eps, theta, tied,
-    and optionally inv_freq (RoPE's inverse frequencies, e.g. after long-context scaling)."""
+    and optionally inv_freq (RoPE's inverse frequencies, e.g. after long-context scaling).
+    ``inputs``: what each matrix product sees of its input rows (e.g. their 8-bit rounding); default as is."""
     w = {k: np.asarray(v, dtype=dtype) for k, v in weights.items()}
+    inputs = inputs or (lambda rows: rows)
     t = len(ids)
     heads, kvh = hp["heads"], hp["kv_heads"]
     hd = hp["dim"] // heads
@@ -50,6 +52,7 @@ def forward(weights: dict, hp: dict, ids: list[int], dtype=np.float32) -> np.nda
     for i in range(hp["layers"]):
         p = f"model.layers.{i}."
         h = rms_norm(x, w[p + "attention_norm.weight"], hp["eps"])
+        h = inputs(h)
         q = (h @ w[p + "attention.wq.weight"].T).reshape(t, heads, hd)
         k = (h @ w[p + "attention.wk.weight"].T).reshape(t, kvh, hd)
         v = (h @ w[p + "attention.wv.weight"].T).reshape(t, kvh, hd)
@@ -60,22 +63,22 @@ def forward(weights: dict, hp: dict, ids: list[int], dtype=np.float32) -> np.nda
         scores = np.exp(scores - scores.max(-1, keepdims=True))
         probs = scores / scores.sum(-1, keepdims=True)
         attn = np.einsum("hqk,khd->qhd", probs, v).reshape(t, heads * hd)
-        x = x + attn @ w[p + "attention.wo.weight"].T
-        h = rms_norm(x, w[p + "ffn_norm.weight"], hp["eps"])
+        x = x + inputs(attn) @ w[p + "attention.wo.weight"].T
+        h = inputs(rms_norm(x, w[p + "ffn_norm.weight"], hp["eps"]))
         ff = silu(h @ w[p + "feed_forward.w1.weight"].T) * (h @ w[p + "feed_forward.w3.weight"].T)
-        x = x + ff @ w[p + "feed_forward.w2.weight"].T
-    x = rms_norm(x, w["model.norm_out.weight"], hp["eps"])
+        x = x + inputs(ff) @ w[p + "feed_forward.w2.weight"].T
+    x = inputs(rms_norm(x, w["model.norm_out.weight"], hp["eps"]))
     head = w["model.tok_embeddings.embedding_weight"] if hp.get("tied") else w["lm_head.weight"]
     return x @ head.T
 
 
 def greedy(weights: dict, hp: dict, prompt: list[int], n: int, stop: set[int] = frozenset(),
-           limit: int | None = None) -> list[int]:
+           limit: int | None = None, inputs=None) -> list[int]:
     """Greedy continuation, recomputing from scratch each step; ``limit``: choose among ids below it only."""
     ids = list(prompt)
     out = []
     for _ in range(n):
-        nxt = int(np.argmax(forward(weights, hp, ids)[-1][:limit]))
+        nxt = int(np.argmax(forward(weights, hp, ids, inputs=inputs)[-1][:limit]))
         out.append(nxt)
         ids.append(nxt)
         if nxt in stop:

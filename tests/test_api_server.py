@@ -90,11 +90,11 @@ def cli_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(request):
-    from engine import load_engine
+    from engine import ExecutorOptions, ModelSource, load_engine
 
     if any("cli_server" in item.fixturenames for item in request.session.items):
         request.getfixturevalue("cli_server")   # start it first: it loads while we load
-    eng = load_engine(builtin=True, max_seq_len=CONTEXT)
+    eng = load_engine(ModelSource(builtin=True), ExecutorOptions(max_seq_len=CONTEXT))
     yield eng
     eng.close()
 
@@ -163,6 +163,56 @@ def test_stop_string_and_length_finish(server):
     assert short.choices[0].message.content == "The capital of" and short.choices[0].finish_reason == "length"
 
 
+def _chat(url, messages, max_tokens=8):
+    body = {"messages": messages, "temperature": 0, "max_tokens": max_tokens}
+    status, headers, answer = raw_post(url, "/chat/completions", json.dumps(body).encode())
+    assert status == 200, answer
+    return {k.lower(): v for k, v in headers.items()}, answer
+
+
+SEA = "Tell me about the sea. " + " ".join(["The sea is wide, deep and blue, and full of fish."] * 6)
+HILLS = "Tell me about the hills. " + " ".join(["The hills are green, quiet and old, with sheep."] * 6)
+
+
+def test_a_continued_conversation_reports_its_cached_tokens(server):
+    first = [{"role": "user", "content": SEA}]
+    headers, one = _chat(server.url, first)
+    assert headers["x-context-dropped-messages"] == "0"
+    second = first + [{"role": "assistant", "content": one["choices"][0]["message"]["content"]},
+                      {"role": "user", "content": "And the rivers?"}]
+    _, two = _chat(server.url, second)
+    usage = two["usage"]
+    assert usage["prompt_tokens_details"]["cached_tokens"] >= one["usage"]["prompt_tokens"]
+    assert usage["prompt_tokens_details"]["cached_tokens"] < usage["prompt_tokens"]
+
+
+def test_clients_taking_turns_get_their_prompts_back_from_memory(server, engine):
+    """A, then B (another conversation), then A again: A's rows come back from a memory slot, not recomputed,
+    and the answer is the one a fresh computation gives."""
+    a = [{"role": "user", "content": SEA}]
+    _, first = _chat(server.url, a)
+    _chat(server.url, [{"role": "user", "content": HILLS}])
+    a_again = a + [{"role": "assistant", "content": first["choices"][0]["message"]["content"]},
+                   {"role": "user", "content": "Why is it salty?"}]
+    _, again = _chat(server.url, a_again)
+    assert again["usage"]["prompt_tokens_details"]["cached_tokens"] >= first["usage"]["prompt_tokens"] - 1
+    engine.reset_cache()                          # forgets the cache and the slots: everything is computed
+    _, fresh = _chat(server.url, a_again)
+    assert fresh["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+    assert fresh["choices"][0]["message"]["content"] == again["choices"][0]["message"]["content"]
+
+
+def test_a_conversation_longer_than_the_context_says_how_many_messages_were_left_out(server):
+    messages = []
+    for i in range(6):
+        messages += [{"role": "user", "content": f"{i}: {SEA}"}, {"role": "assistant", "content": f"{i}: {HILLS}"}]
+    messages.append({"role": "user", "content": "Summarise."})
+    headers, answer = _chat(server.url, messages, max_tokens=4)
+    dropped = int(headers["x-context-dropped-messages"])
+    assert dropped >= 2 and dropped % 2 == 0
+    assert answer["usage"]["prompt_tokens"] <= CONTEXT
+
+
 def test_two_clients_at_once_both_get_their_answers(server):
     questions = {"What is the capital of France?": "The capital of France is Paris.",
                  "What is the capital of Germany?": "The capital of Germany is Berlin."}
@@ -189,11 +239,11 @@ def test_two_clients_at_once_both_get_their_answers(server):
 def _record_of(handle, max_tokens: int, timeout: float = 10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = [r for r in handle.recent_generations() if r.max_tokens == max_tokens]
+        found = [r for r in list(handle.queue.finished) if r.max_tokens == max_tokens]
         if found:
             return found[-1]
         time.sleep(0.05)
-    raise AssertionError(f"no finished job with max_tokens={max_tokens}: {handle.recent_generations()}")
+    raise AssertionError(f"no finished job with max_tokens={max_tokens}: {list(handle.queue.finished)}")
 
 
 def test_a_client_leaving_mid_stream_stops_its_generation(server):
@@ -274,8 +324,10 @@ def test_bad_requests_get_openai_errors_and_the_server_goes_on(server):
     status, _, body = raw_post(url, "/chat/completions", b'{"messages": []}', {"Content-Type": "text/plain"})
     assert status == 415
     assert_openai_error(body)
+    other_name = ask(c, model="gpt-4o", max_tokens=1)            # the one loaded model answers to any name
+    assert other_name.model == "SmolLM2-135M-Instruct" and other_name.choices[0].message.content == "The"
     with pytest.raises(openai.NotFoundError) as unknown:
-        ask(c, model="gpt-4o")
+        c.models.retrieve("gpt-4o")                                # but only it is listed
     assert unknown.value.body["code"] == "model_not_found" and "SmolLM2-135M-Instruct" in unknown.value.body["message"]
     with pytest.raises(openai.APIStatusError) as huge:
         ask(c, "x" * 2_000_000)

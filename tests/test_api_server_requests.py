@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from api_server import ApiError, ServerStartError, check_address
@@ -91,8 +93,11 @@ def test_address_rules():
     check_address("127.0.0.1", 8080, None)
     check_address("localhost", 0, None)
     check_address("::1", 8080, None)
-    check_address("0.0.0.0", 8080, "key")
+    check_address("0.0.0.0", 8080, "a-key-of-16-char")
+    check_address("127.0.0.1", 8080, "k")                  # this computer only: the user's own choice
     for host, port, key, needle in (("0.0.0.0", 8080, None, "API key"), ("192.168.1.5", 80, None, "API key"),
+                                    ("0.0.0.0", 8080, "k", r"at least 16 characters \(this one has 1\)"),
+                                    ("0.0.0.0", 8080, "15-characters-x", "secrets.token_urlsafe"),
                                     ("127.0.0.1", 70000, None, "port"), ("127.0.0.1", 8080, " ", "empty")):
         with pytest.raises(ServerStartError, match=needle):
             check_address(host, port, key)
@@ -110,3 +115,35 @@ def test_guard_checks_key_and_host():
     assert guard.refusal({**ok, b"authorization": b"Bearer k3y-not"}).code == "invalid_api_key"
     assert guard.refusal({**ok, b"authorization": b"Basic k3y"}).status == 401
     assert AccessGuard(None, None, loopback_only=False).refusal({b"host": b"my-pc:8080"}) is None
+
+
+def test_vllm_top_k_minus_one_means_off():
+    assert parse_chat({"messages": USER, "top_k": -1}).settings.top_k == 0
+    assert parse_chat({"messages": USER, "top_k": 0}).settings.top_k == 0
+    assert parse_chat({"messages": USER, "top_k": 5}).settings.top_k == 5
+    assert parse_chat({"messages": USER}).settings.top_k == 40
+
+
+def test_stop_takes_up_to_four_texts_of_sensible_length():
+    assert parse_chat({"messages": USER, "stop": ["a", "b", "c", "d"]}).settings.stop_strings == ("a", "b", "c", "d")
+    assert "at most 4" in refused(parse_chat, {"messages": USER, "stop": list("abcde")}).message
+    error = refused(parse_chat, {"messages": USER, "stop": ["x" * 201]})
+    assert error.param == "stop" and "at most 200 characters" in error.message
+    assert parse_completion({"prompt": "x", "stop": "y" * 200}).settings.stop_strings == ("y" * 200,)
+
+
+@pytest.mark.skipif(os.name != "nt", reason="Windows lets a second program bind a port in use unless it is exclusive")
+def test_on_windows_no_other_program_can_bind_the_servers_port():
+    import socket
+
+    from api_server import open_listener
+
+    listener = open_listener("127.0.0.1", 0)
+    try:
+        intruder = socket.socket()
+        intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with pytest.raises(OSError):
+            intruder.bind(listener.getsockname())
+        intruder.close()
+    finally:
+        listener.close()

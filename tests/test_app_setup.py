@@ -25,13 +25,13 @@ ZH_QUESTION = "长城有多长？请用中文回答。"
 
 
 def test_a_missing_checkpoint_shows_the_engines_own_message(qtbot, open_window, home):
-    from engine import EngineError, check_model_files
+    from engine import EngineError, ModelSource, check_model_files
 
     missing = home / "模型" / "llama2_7b.ckpt"
     prefs = quick_prefs()
     prefs.model = ModelChoice(source="llama2", checkpoint=str(missing))
     with pytest.raises(EngineError) as expected:  # the independent truth: what the engine says
-        check_model_files(2, None, None, missing)
+        check_model_files(ModelSource(version=2, checkpoint=missing))
     window = open_window(prefs, engine=EngineHost())  # its own engine thread: nothing gets loaded
     qtbot.waitUntil(lambda: window.notice.isVisible(), timeout=30_000)
     text = window.notice.text()
@@ -44,14 +44,14 @@ def test_a_missing_checkpoint_shows_the_engines_own_message(qtbot, open_window, 
 
 
 def test_a_damaged_checkpoint_is_refused_with_the_engines_message(qtbot, open_window, home):
-    from engine import EngineError, check_model_files
+    from engine import EngineError, ModelSource, check_model_files
 
     damaged = home / "llama2_7b.ckpt"
     damaged.write_bytes(b"\x0a\x05hello" + os.urandom(2000))
     prefs = quick_prefs()
     prefs.model = ModelChoice(source="llama2", checkpoint=str(damaged))
     with pytest.raises(EngineError) as expected:
-        check_model_files(2, None, None, damaged)
+        check_model_files(ModelSource(version=2, checkpoint=damaged))
     window = open_window(prefs, engine=EngineHost())
     qtbot.waitUntil(lambda: window.notice.isVisible(), timeout=30_000)
     assert window.notice.text().startswith(str(expected.value))
@@ -199,6 +199,56 @@ def test_the_api_switch_serves_the_loaded_model_to_other_programs(qtbot, open_wi
     off.api_server = False
     window.apply_prefs(off)
     qtbot.waitUntil(lambda: window.api_address == "", timeout=30_000)
+
+
+def test_the_local_api_server_follows_the_model_it_serves(qtbot, app_qt, monkeypatch):
+    """Asked for before any model is loaded, the server starts with the model; it stops when the model goes."""
+    import urllib.error
+    import urllib.request
+
+    from app_fixtures import LOAD_TIMEOUT_S, MODEL_HOME, shared_model
+
+    monkeypatch.setenv("LLAMA_DESK_HOME", str(MODEL_HOME))  # the built-in model's conversion is there already
+    host = EngineHost()
+    try:
+        host.set_api_server(True, 0)  # any free port
+        with qtbot.waitSignal(host.api.state, timeout=LOAD_TIMEOUT_S * 1000) as started:
+            host.load(shared_model())
+        running, url = started.args
+        qtbot.waitUntil(lambda: host.info is not None)  # the state comes from the engine thread, info on ours
+        assert running and url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url + "/models", timeout=60) as reply:
+            assert json.loads(reply.read())["data"][0]["id"] == host.info.model_id
+    finally:
+        assert host.shutdown(60_000)
+    with pytest.raises(urllib.error.URLError):  # stopped with its model
+        urllib.request.urlopen(url + "/models", timeout=5)
+
+
+def test_the_local_api_server_can_require_a_key(qtbot, app_qt, monkeypatch):
+    """Settings' API key (preferences.api_key): programs on this computer must send it."""
+    import urllib.error
+    import urllib.request
+
+    from app_fixtures import LOAD_TIMEOUT_S, MODEL_HOME, shared_model
+
+    monkeypatch.setenv("LLAMA_DESK_HOME", str(MODEL_HOME))
+    host = EngineHost()
+    try:
+        host.set_api_server(True, 0, "my local key")
+        with qtbot.waitSignal(host.api.state, timeout=LOAD_TIMEOUT_S * 1000) as started:
+            host.load(shared_model())
+        running, url = started.args
+        qtbot.waitUntil(lambda: host.info is not None)
+        assert running
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url + "/models", timeout=60)
+        assert refused.value.code == 401
+        asked = urllib.request.Request(url + "/models", headers={"Authorization": "Bearer my local key"})
+        with urllib.request.urlopen(asked, timeout=60) as reply:
+            assert json.loads(reply.read())["data"][0]["id"] == host.info.model_id
+    finally:
+        assert host.shutdown(60_000)
 
 
 def test_conversation_settings_change_the_next_answer(qtbot, open_window, home):

@@ -14,7 +14,7 @@ import pytest
 
 import model_factory as mf
 import reference_llama as ref
-from engine import EngineError, backend_names, load_engine
+from engine import EngineError, ModelSource, backend_names, load_engine
 from engine.backends.devices import gpu_unavailable_reason
 from engine.backends.registry import ExecutorOptions, get_backend
 from engine.config import load_config
@@ -29,7 +29,8 @@ def test_unknown_backend_is_refused_listing_the_available_ones(llama2_tiny):
     assert backend_names() == ["cpu", "mindspore", "mindformers"]
     listing = "Unknown backend 'nope'. Available: auto, cpu, mindspore, mindformers."
     with pytest.raises(EngineError) as refused:
-        load_engine(2, yml, None, ckpt, need_tokenizer=False, backend="nope")
+        load_engine(ModelSource(version=2, config=yml, checkpoint=ckpt, need_tokenizer=False),
+                    ExecutorOptions(backend="nope"))
     assert str(refused.value) == listing
     result = run_cli("run_model.py", "-V", "2", "-C", yml, "-M", ckpt, "--prompt-ids", "1,2", "--backend", "nope")
     assert listing in error_line(result)
@@ -39,7 +40,8 @@ def test_unknown_backend_is_refused_listing_the_available_ones(llama2_tiny):
 def test_gpu_that_cannot_be_used_is_refused_with_a_plain_reason(llama2_tiny):
     ckpt, yml, _, _ = llama2_tiny
     with pytest.raises(EngineError, match="Cannot use a GPU: ") as refused:
-        load_engine(2, yml, None, ckpt, need_tokenizer=False, backend="mindspore", device="gpu")
+        load_engine(ModelSource(version=2, config=yml, checkpoint=ckpt, need_tokenizer=False),
+                    ExecutorOptions(backend="mindspore", device="gpu"))
     assert gpu_unavailable_reason() in str(refused.value)
     line = error_line(run_cli("run_model.py", "-V", "2", "-C", yml, "-M", ckpt, "--prompt-ids", "1,2",
                               "--device", "gpu"))
@@ -80,16 +82,18 @@ def test_mindspore_estimate_for_a_7b_model_is_float32_weights_plus_kv_cache():
     assert "float32" in need.description
     short = estimate(cfg, None, ExecutorOptions(max_seq_len=1024, device="CPU"))
     assert short.weights == need.weights and short.kv_cache < need.kv_cache / 3
-    assert estimate(cfg, None, ExecutorOptions(max_seq_len=4096, device="GPU")).weights == params * 2  # float16
+    gpu = ExecutorOptions(max_seq_len=4096, device="GPU", weight_format="stored")
+    assert estimate(cfg, None, gpu).weights == params * 2  # float16
     with pytest.raises(EngineError, match="int8"):
-        estimate(cfg, None, ExecutorOptions(max_seq_len=4096, weight_format="int8"))
+        estimate(cfg, None, ExecutorOptions(max_seq_len=4096, device="CPU", weight_format="int8"))
 
 
 def test_memory_refusal_names_the_backend_and_the_numbers(llama2_tiny, tmp_path):
     ckpt, _, _, spec = llama2_tiny
     yml = mf.write_yaml(spec, tmp_path / "huge_context.yaml", seq_length=100_000_000)  # a 100 GB KV cache
     with pytest.raises(EngineError) as refused:
-        load_engine(2, yml, None, ckpt, need_tokenizer=False, backend="mindspore")
+        load_engine(ModelSource(version=2, config=yml, checkpoint=ckpt, need_tokenizer=False),
+                    ExecutorOptions(backend="mindspore"))
     message = str(refused.value)
     weights = _llama_params(spec.dim, spec.layers, spec.vocab, spec.ffn, spec.dim) * 4
     kv = spec.layers * 2 * spec.dim * 4 * 100_000_000
@@ -111,7 +115,8 @@ BROKEN_GRAPH = textwrap.dedent("""
     from engine.weights.validation import open_weights
 
     cfg = load_config(sys.argv[1])
-    get_backend("mindspore").executor_class()(cfg, open_weights(sys.argv[2]), ExecutorOptions(max_seq_len=64))
+    options = ExecutorOptions(max_seq_len=64, device="CPU")
+    get_backend("mindspore").executor_class()(cfg, open_weights(sys.argv[2]), options)
     import mindspore as ms
 
     @ms.jit

@@ -24,7 +24,6 @@ import tiktoken
 from tiktoken.load import load_tiktoken_bpe
 
 from engine.errors import GenerationError
-from engine.generation.context_policy import fit_to_context
 from engine.text.chat_template import ChatMLTemplate, Llama2ChatTemplate, Llama3ChatTemplate, template_for
 from engine.text.tokenizers import load_tokenizer, load_tokenizer_json, save_gguf_tokenizer
 
@@ -452,74 +451,3 @@ def test_chatml_special_text_typed_by_a_user_stays_text(smollm2_tok, smollm2_hf)
     assert ids.count(2) == 2 and ids.count(1) == 3  # ...but only the structural <|im_end|>/<|im_start|>
     # (HF's own apply_chat_template would have parsed the typed text into special tokens)
     assert smollm2_hf.encode(hf_chatml(dialog), add_special_tokens=False).ids.count(2) == 3
-
-
-# =============================================================================
-# fit_to_context: dropping the oldest exchanges
-# =============================================================================
-
-def _conversation(system: bool, exchanges: int) -> list[dict]:
-    msgs = [{"role": "system", "content": "You are a helpful assistant. 请简洁地回答。"}] if system else []
-    for i in range(exchanges):
-        msgs.append({"role": "user", "content": f"Question {i}: what is {i} times {i + 1}? 第{i}个问题。"})
-        msgs.append({"role": "assistant", "content": f"{i} times {i + 1} is {i * (i + 1)}. 答案是{i * (i + 1)}。"})
-    msgs.append({"role": "user", "content": "And what about the last question? 最后一个。"})
-    return msgs
-
-
-@pytest.mark.parametrize("system", [True, False], ids=["system", "no_system"])
-def test_fit_to_context_drops_oldest_exchanges_first(llama2_file, system):
-    meta = MetaLlama2Tokenizer(llama2_file)
-    tok = load_tokenizer(llama2_file, 2)
-    template = Llama2ChatTemplate()
-    msgs = _conversation(system, exchanges=6)
-    head = msgs[:1] if system else []
-    body = msgs[len(head):]
-
-    def keep_last(n_exchanges: int) -> list[dict]:
-        return head + body[len(body) - 1 - 2 * n_exchanges:]
-
-    lengths = [len(meta_llama2_chat_tokens(keep_last(n), meta)) for n in range(7)]
-    assert lengths == sorted(lengths) and len(set(lengths)) == 7
-
-    # everything fits: nothing is dropped
-    kept, ids = fit_to_context(msgs, template, tok, budget=lengths[6])
-    assert kept == msgs and ids == meta_llama2_chat_tokens(msgs, meta)
-
-    for n in range(6):
-        for budget in (lengths[n], lengths[n + 1] - 1):  # the tightest and the loosest budget keeping n
-            kept, ids = fit_to_context(msgs, template, tok, budget=budget)
-            assert kept == keep_last(n), (n, budget)
-            assert ids == meta_llama2_chat_tokens(keep_last(n), meta)
-            assert len(ids) <= budget
-            assert kept[-1] == msgs[-1]
-            if system:
-                assert kept[0] == msgs[0]
-
-
-@pytest.mark.parametrize("system", [True, False], ids=["system", "no_system"])
-def test_fit_to_context_refuses_a_message_that_alone_is_too_long(spm_model, system):
-    tok = load_tokenizer(spm_model, 2)
-    meta = MetaLlama2Tokenizer(spm_model)
-    msgs = _conversation(system, exchanges=3)
-    msgs[-1] = {"role": "user", "content": "请把这段话翻译成英文：" + "今天天气很好，我们去公园散步吧。" * 40}
-    alone = (msgs[:1] if system else []) + msgs[-1:]
-    needed = len(meta_llama2_chat_tokens(alone, meta))
-    kept, ids = fit_to_context(msgs, Llama2ChatTemplate(), tok, budget=needed)
-    assert kept == alone and len(ids) == needed
-    with pytest.raises(GenerationError, match="too long") as err:
-        fit_to_context(msgs, Llama2ChatTemplate(), tok, budget=needed - 1)
-    assert f"{needed} tokens" in str(err.value) and f"{needed - 1} fit" in str(err.value)
-
-
-def test_fit_to_context_llama3(meta_llama3, llama3_tok):
-    msgs = _conversation(True, exchanges=4)
-    chat = MetaChatFormat(meta_llama3)
-    full = len(chat.encode_dialog_prompt(msgs))
-    minimal = chat.encode_dialog_prompt([msgs[0], msgs[-1]])
-    kept, ids = fit_to_context(msgs, Llama3ChatTemplate(), llama3_tok, budget=full - 1)
-    assert kept == [msgs[0]] + msgs[3:] and len(ids) <= full - 1
-    kept, ids = fit_to_context(msgs, Llama3ChatTemplate(), llama3_tok, budget=len(minimal))
-    assert kept == [msgs[0], msgs[-1]] and ids == minimal
-    with pytest.raises(GenerationError, match="too long"):
-        fit_to_context(msgs, Llama3ChatTemplate(), llama3_tok, budget=len(minimal) - 1)

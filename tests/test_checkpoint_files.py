@@ -22,21 +22,13 @@ import pytest
 
 import model_factory as mf
 import reference_llama as ref
-from engine import CheckpointError, GenerationSettings, TokenizerError, load_engine
+from engine import CheckpointError, ExecutorOptions, GenerationSettings, ModelSource, TokenizerError, load_engine
 from engine.config import load_config
 from engine.weights.validation import open_weights, validate_weights
 from fixtures import chat_engine, compile_cache_env, error_line, make_executor, run_cli
 
 EOS = 2
 PROMPT = [1, 15, 300, 7, 999]
-
-
-def _refused(result, *needles):
-    """Exit code 2, one line on stderr, no traceback."""
-    line = error_line(result)
-    for needle in needles:
-        assert needle in line, line
-    return line
 
 
 def _json(result):
@@ -93,7 +85,7 @@ def test_ckpt_with_training_extras_loads_and_answers_like_the_plain_file(with_ex
     from engine import check_model_files
 
     ckpt, yml, weights, spec = llama2_tiny
-    summary = check_model_files(2, yml, spm_model, with_extras)
+    summary = check_model_files(ModelSource(version=2, config=yml, tokenizer=spm_model, checkpoint=with_extras))
     assert summary["stored_dtypes"] == ["float16", "float32"] and summary["layers"] == 2
     with open_weights(with_extras) as extras, open_weights(ckpt) as plain:
         assert set(extras.tensors) == set(plain.tensors) | {"epoch_num", "lr"}  # "note" (text) is not a tensor
@@ -118,7 +110,7 @@ def test_cli_runs_a_ckpt_with_training_extras_and_refuses_it_cut_short(with_extr
                         env_extra=compile_cache_env(cli_compile_cache, yml)))
     assert out["output_ids"] == ref.answer(weights, spec.hp, PROMPT, 8, stop={EOS})
     cut = _cut_copies(with_extras, tmp_path)[0]
-    _refused(run_cli("run_model.py", "-V", "2", "-C", yml, "-M", cut, "--prompt-ids", "1,2"), cut.name, "truncated")
+    error_line(run_cli("run_model.py", "-V", "2", "-C", yml, "-M", cut, "--prompt-ids", "1,2"), cut.name, "truncated")
 
 
 # -- 2. Hugging Face shards ---------------------------------------------------
@@ -218,8 +210,26 @@ def test_broken_hf_shards_are_refused_naming_the_file(hf_index, llama2_tiny, tmp
         with pytest.raises(CheckpointError, match=rf"{INDEX} is not a valid safetensors index"):
             open_weights(bad / INDEX)
 
-    _refused(run_cli("run_model.py", "-V", "2", "-C", yml, "-M", missing, "--prompt-ids", "1,2"),
+    error_line(run_cli("run_model.py", "-V", "2", "-C", yml, "-M", missing, "--prompt-ids", "1,2"),
              INDEX, SHARDS[1])
+
+
+@pytest.mark.parametrize("shard", ["../outside/{}", "sub/{}", "sub\\{}", "C:{}", "{outside}"])
+def test_an_index_naming_a_shard_outside_its_folder_is_refused(hf_index, tmp_path, shard):
+    """Each of these names a real, valid shard: only where it is makes it wrong."""
+    index = json.loads(hf_index.read_text(encoding="utf-8"))
+    folder = shutil.copytree(hf_index.parent, tmp_path / "model" / "hf")
+    elsewhere = {"../outside/{}": tmp_path / "model" / "outside", "sub/{}": folder / "sub",
+                 "sub\\{}": folder / "sub", "C:{}": folder, "{outside}": tmp_path / "model" / "outside"}[shard]
+    elsewhere.mkdir(exist_ok=True)
+    if elsewhere != folder:
+        shutil.copy(folder / SHARDS[1], elsewhere / SHARDS[1])
+    name = shard.format(SHARDS[1], outside=str(elsewhere / SHARDS[1]))
+    index["weight_map"] = {t: (name if f == SHARDS[1] else f) for t, f in index["weight_map"].items()}
+    (folder / INDEX).write_text(json.dumps(index), encoding="utf-8")
+    with pytest.raises(CheckpointError, match="which is not a file name in its own folder") as refused:
+        open_weights(folder / INDEX)
+    assert refused.value.path == folder / INDEX and "Download the index again" in str(refused.value)
 
 
 # -- 12/25. a refusal closes the file at once ---------------------------------
@@ -265,7 +275,8 @@ def test_tokenizer_refusal_leaves_no_handle_on_the_checkpoint(problem, ckpt_copy
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(TokenizerError) as refused:
-            load_engine(2, yml, tokenizer, ckpt_copy, backend="mindspore")
+            load_engine(ModelSource(version=2, config=yml, tokenizer=tokenizer, checkpoint=ckpt_copy),
+                        ExecutorOptions(backend="mindspore"))
         assert _handles(ckpt_copy) == ([], [])  # closed at once, while the error is still held
         del refused
         gc.collect()
@@ -278,13 +289,13 @@ def test_tokenizer_refusal_leaves_no_handle_on_the_checkpoint(problem, ckpt_copy
 def test_the_executor_closes_its_weight_source(ckpt_copy, llama2_tiny):
     """What it computes after that, from its own copy of the weights, the extras and shards tests check."""
     from engine import Cancelled
-    from engine.backends.registry import ExecutorOptions, get_backend
+    from engine.backends.registry import get_backend
 
     cfg = load_config(llama2_tiny[1])
     executor_class = get_backend("mindspore").executor_class()
     source = open_weights(ckpt_copy)
     validate_weights(source, cfg)
-    executor = executor_class(cfg, source, ExecutorOptions(max_seq_len=cfg.seq_length))
+    executor = executor_class(cfg, source, ExecutorOptions(max_seq_len=cfg.seq_length, device="CPU"))
     assert source.closed and _handles(ckpt_copy) == ([], [])
     executor.close()
 
@@ -292,7 +303,7 @@ def test_the_executor_closes_its_weight_source(ckpt_copy, llama2_tiny):
     stop = threading.Event()
     stop.set()
     with pytest.raises(Cancelled):
-        executor_class(cfg, source, ExecutorOptions(max_seq_len=cfg.seq_length), cancel=stop)
+        executor_class(cfg, source, ExecutorOptions(max_seq_len=cfg.seq_length, device="CPU"), cancel=stop)
     assert source.closed and _handles(ckpt_copy) == ([], [])
 
 
@@ -358,7 +369,7 @@ def test_a_megabyte_long_type_name_is_quoted_briefly(llama2_tiny, tmp_path):
         validate_weights(open_weights(bad), load_config(yml))
     assert "model.norm_out.weight" in str(refused.value)
     _is_quoted_briefly(str(refused.value))
-    _is_quoted_briefly(_refused(run_cli("run_model.py", "-V", "2", "-C", yml, "-M", bad, "--prompt-ids", "1,2"),
+    _is_quoted_briefly(error_line(run_cli("run_model.py", "-V", "2", "-C", yml, "-M", bad, "--prompt-ids", "1,2"),
                                 bad.name))
 
     header = json.dumps({"w": {"dtype": "F16\n\x1b[2J" + "Z" * 1_000_000, "shape": [2], "data_offsets": [0, 4]}})

@@ -135,4 +135,4 @@ def test_read_only_checkpoint_can_be_read(llama2_tiny, tmp_path):
     shutil.copy(llama2_tiny[0], copy)
     copy.chmod(0o400)
     with CkptReader(copy) as reader:
-        assert "lm_head.weight" in reader
+        assert "lm_head.weight" in reader.tensors

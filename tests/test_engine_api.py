@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from engine import GenerationError, GenerationSettings, load_engine
+from engine import GenerationError, GenerationSettings, ModelSource, load_engine
 
 GREEDY = GenerationSettings(max_new_tokens=24, greedy=True, repetition_penalty=1.0)
 
@@ -14,7 +14,7 @@ GREEDY = GenerationSettings(max_new_tokens=24, greedy=True, repetition_penalty=1
 @pytest.fixture(scope="module")
 def engine(llama2_tiny, spm_model):
     ckpt, yml, _, _ = llama2_tiny
-    eng = load_engine(2, yml, spm_model, ckpt)
+    eng = load_engine(ModelSource(version=2, config=yml, tokenizer=spm_model, checkpoint=ckpt))
     yield eng
     eng.close()
 

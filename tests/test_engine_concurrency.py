@@ -1,5 +1,6 @@
 """One engine, several callers: a cancelled prefill leaves a usable cache, and the engine's lock keeps two
-answers from sharing (and corrupting) the single KV cache. Answers are checked against the numpy reference."""
+answers from sharing (and corrupting) the single KV cache. Answers are checked against the numpy reference,
+on both the default cpu backend and MindSpore."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 import reference_llama as ref
 from engine import EngineError, GenerationSettings
+from fixtures import StopAfterChecks, on_each_backend
 
 GREEDY = GenerationSettings(greedy=True, repetition_penalty=1.0, max_new_tokens=6)
 EOS = 2
@@ -21,31 +23,29 @@ def reference_answer(llama2_tiny, prompt, n=GREEDY.max_new_tokens):
     return ref.answer(weights, spec.hp, prompt, n, stop={EOS}, limit=1000)  # the tokenizer has 1000 pieces
 
 
-class StopAfterChecks(threading.Event):
-    """A cancel event that becomes set when checked for the (n+1)-th time: Stop pressed at a known point."""
-
-    def __init__(self, n: int):
-        super().__init__()
-        self.left = n
-
-    def is_set(self) -> bool:
-        if self.left == 0:
-            self.set()
-        self.left -= 1
-        return super().is_set()
+@pytest.fixture(scope="module", params=["mindspore", "cpu"])
+def llama2_engine(request, llama2_engine):
+    """The shared LLaMA2-shaped engine, on each backend in turn."""
+    return on_each_backend(request, llama2_engine)
 
 
 def test_cancel_between_prefill_chunks_returns_at_once_and_keeps_the_cache_valid(llama2_engine, llama2_tiny):
+    from engine.backends.cpu.cpu_executor import PREFILL_BLOCK
+
+    # (prompt tokens, cancel checks before Stop, tokens computed by then): MindSpore checks before each of its
+    # 64-token chunks (two of four run); the cpu backend before each layer of its 512-token blocks (one of two)
+    length, checks, kept = {"mindspore": (200, 2, 128),
+                            "cpu": (PREFILL_BLOCK + 199, llama2_tiny[3].layers, PREFILL_BLOCK)}[llama2_engine.info.executor]
     llama2_engine.reset_cache()
-    prompt = [1] + [int(i) for i in np.random.default_rng(5).integers(3, 1000, 199)]  # four 64-token chunks
+    prompt = [1] + [int(i) for i in np.random.default_rng(5).integers(3, 1000, length - 1)]
     tokens = []
     done = llama2_engine.complete_ids(prompt, GREEDY, on_token=lambda t, s: tokens.append(t),
-                                      cancel=StopAfterChecks(2))
+                                      cancel=StopAfterChecks(checks))
     assert done.stats.finish_reason == "cancelled" and done.output_ids == [] and tokens == []
-    assert done.stats.prefilled_tokens == 128  # two chunks ran; the last two never started
-    # the same engine goes on: the two computed chunks are reused, the rest computed, the answer exact
+    assert done.stats.prefilled_tokens == kept  # what ran before Stop; the rest never started
+    # the same engine goes on: the computed chunks are reused, the rest computed, the answer exact
     again = llama2_engine.complete_ids(prompt, GREEDY)
-    assert again.stats.prefilled_tokens == len(prompt) - 128
+    assert again.stats.prefilled_tokens == len(prompt) - kept
     assert again.output_ids == reference_answer(llama2_tiny, prompt)
 
 

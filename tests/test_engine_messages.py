@@ -9,7 +9,7 @@ import re
 import pytest
 
 import model_factory as mf
-from engine import EngineError, load_engine
+from engine import EngineError, ExecutorOptions, ModelSource, load_engine
 from fixtures import error_line, run_cli
 
 CLI_WORDS = re.compile(r"(?<![\w-])(-[MFVC]|--[a-z][\w-]*)\b|download\.(cmd|sh)")
@@ -40,7 +40,8 @@ def test_engine_errors_name_files_not_flags_and_the_cli_adds_its_hint(name, llam
     (version, yml, tokenizer, ckpt), hint, (subject, path, suggested) = _case(name, llama2_tiny, spm_model,
                                                                                tiktoken_file, tmp_path)
     with pytest.raises(EngineError) as refused:
-        load_engine(version, yml, tokenizer, ckpt, need_tokenizer=tokenizer is not None, backend="mindspore")
+        load_engine(ModelSource(version=version, config=yml, tokenizer=tokenizer, checkpoint=ckpt,
+                                need_tokenizer=tokenizer is not None), ExecutorOptions(backend="mindspore"))
     message = str(refused.value)
     assert not CLI_WORDS.search(message), message
     assert (refused.value.subject, refused.value.path, refused.value.suggested_version) == (subject, path, suggested)
@@ -56,6 +57,6 @@ def test_engine_errors_name_files_not_flags_and_the_cli_adds_its_hint(name, llam
 def test_missing_default_checkpoint_message_names_no_script(llama2_tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("LLAMA_DESK_MODELS_DIR", str(tmp_path / "models"))  # nothing downloaded there
     with pytest.raises(EngineError, match="Checkpoint not found") as refused:
-        load_engine(2, llama2_tiny[1], backend="mindspore")
+        load_engine(ModelSource(version=2, config=llama2_tiny[1]), ExecutorOptions(backend="mindspore"))
     assert str(tmp_path / "models" / "llama2" / "llama2_7b.ckpt") in str(refused.value)
     assert not CLI_WORDS.search(str(refused.value)), str(refused.value)

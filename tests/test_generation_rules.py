@@ -3,7 +3,8 @@ decode rate counts, the repetition penalty's window and exemptions, LLaMA2 answe
 and executors that cannot reuse a cached prefix.
 
 Expected tokens come from the numpy reference (tests/reference_llama.py); executors are the real
-MindSpore one, wrapped (never replaced) where a test needs to see what the loop asks of it.
+ones, on both the default cpu backend and MindSpore, wrapped (never replaced) where a test needs to see
+what the loop asks of it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from engine.generation.loop import generate
 from engine.generation.sampling import Sampler, SamplingSettings
 from engine.text.chat_template import template_for
 from engine.text.tokenizers import load_tokenizer
-from fixtures import chat_engine, compile_cache_env, make_executor, run_cli
+from fixtures import chat_engine, compile_cache_env, make_executor, on_each_backend, run_cli
 
 GREEDY = GenerationSettings(greedy=True, repetition_penalty=1.0, max_new_tokens=8)
 EOS = 2
@@ -29,6 +30,8 @@ EOS = 2
 
 class RecordingExecutor:
     """Delegates to a real executor and records what the generation loop asks of it."""
+
+    supports_kv_rows = False   # only what is asked of it here: no state files, no shifts
 
     def __init__(self, inner, supports_prefix_reuse: bool = True):
         self.inner = inner
@@ -39,9 +42,9 @@ class RecordingExecutor:
         self.decodes: list[int] = []                # positions
         self.resets = 0
 
-    def prefill(self, ids, start_pos, cancel=None):
+    def prefill(self, ids, start_pos, cancel=None, progress=None):
         self.prefills.append((len(ids), start_pos))
-        return self.inner.prefill(ids, start_pos, cancel=cancel)
+        return self.inner.prefill(ids, start_pos, cancel=cancel, progress=progress)
 
     def decode(self, token, pos):
         self.decodes.append(pos)
@@ -50,6 +53,12 @@ class RecordingExecutor:
     def reset(self):
         self.resets += 1
         self.inner.reset()
+
+
+@pytest.fixture(scope="module", params=["mindspore", "cpu"])
+def llama2_engine(request, llama2_engine):
+    """The shared LLaMA2-shaped engine, on each backend in turn."""
+    return on_each_backend(request, llama2_engine)
 
 
 @pytest.fixture
@@ -76,9 +85,10 @@ def test_zero_new_tokens_gives_no_token(llama2_engine):
         assert done.stats.finish_reason == "length" and done.stats.generated_tokens == 0
 
 
-def test_cli_zero_new_tokens_gives_no_token(llama2_tiny, cli_compile_cache):
+@pytest.mark.parametrize("backend", ["mindspore", "cpu"])
+def test_cli_zero_new_tokens_gives_no_token(llama2_tiny, cli_compile_cache, backend):
     ckpt, yml, _, _ = llama2_tiny
-    result = run_cli("run_model.py", "-V", "2", "-C", yml, "-M", ckpt, "--backend", "mindspore", "--prompt-ids",
+    result = run_cli("run_model.py", "-V", "2", "-C", yml, "-M", ckpt, "--backend", backend, "--prompt-ids",
                      "1,15,300", "--max-new-tokens", "0", "--json", env_extra=compile_cache_env(cli_compile_cache, yml))
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
@@ -184,8 +194,8 @@ CONVERSATION = [{"role": "user", "content": "hello world"}, {"role": "assistant"
 RUNNER_UP = 700  # a word that is not in CONVERSATION
 
 
-@pytest.fixture(scope="module")
-def eager_to_stop(tmp_path_factory, spm_model):
+@pytest.fixture(scope="module", params=["mindspore", "cpu"])
+def eager_to_stop(request, tmp_path_factory, spm_model):
     """(engine, prompt ids, reference logits) of a LLaMA2 model set up so that after CONVERSATION the end of
     turn is the most likely token and RUNNER_UP is close behind: within the 1.3 penalty of it."""
     spec = mf.TinySpec("eos_after_conversation", dim=64, layers=1, heads=4, kv_heads=4, vocab=1000, ffn=128,
@@ -205,7 +215,7 @@ def eager_to_stop(tmp_path_factory, spm_model):
     folder = tmp_path_factory.mktemp("eos_model")
     mf.write_ckpt(spec, weights, folder / "model.ckpt")
     yml = mf.write_yaml(spec, folder / "model.yaml")
-    engine = chat_engine(make_executor("mindspore", folder / "model.ckpt", yml), load_tokenizer(spm_model, 2),
+    engine = chat_engine(make_executor(request.param, folder / "model.ckpt", yml), load_tokenizer(spm_model, 2),
                          template_for("llama2"))
     yield engine, prompt, logits
     engine.close()

@@ -25,6 +25,7 @@ import build_bundle  # noqa: E402
 import build_windows  # noqa: E402
 import icon  # noqa: E402
 import setup_llama_desk as setup  # noqa: E402
+import shortcuts  # noqa: E402
 from setup_llama_desk import Plan  # noqa: E402
 
 NASTY = "llama desk 测试/it's $HOME \"quoted\" 100% a\\b"  # spaces, Chinese, quote, dollar, percent, backslash
@@ -183,7 +184,7 @@ def test_the_installed_interpreter_says_where_the_data_is(tmp_path, monkeypatch)
 
 def test_desktop_entry_starts_the_installed_launcher_whatever_the_path(tmp_path):
     launcher = tmp_path / NASTY / "venv" / "bin" / "llama-desk"
-    text = setup.desktop_entry([str(launcher)], tmp_path / NASTY / "llama-desk.png", tmp_path / NASTY)
+    text = shortcuts.desktop_entry([str(launcher)], tmp_path / NASTY / "llama-desk.png", tmp_path / NASTY)
     keys = desktop_keys(text)
     assert desktop_exec_argv(keys["Exec"]) == [str(launcher)]
     assert keys["Terminal"] == "false" and keys["Type"] == "Application" and keys["Name"] == "llama-desk"
@@ -198,11 +199,28 @@ def test_desktop_entry_starts_the_installed_launcher_whatever_the_path(tmp_path)
 def test_windows_shortcuts_get_their_paths_through_the_environment(tmp_path):
     prefix = Path(r"C:\Users\张三\AppData\Local\Programs\llama desk")
     plan = Plan(prefix=prefix, source="s", platform="win32")
-    command, env = setup.windows_shortcut_command(plan, prefix / "llama-desk.ico")
+    command, env = shortcuts.windows_shortcut_command(plan, prefix / "llama-desk.ico")
     assert command[0] == "powershell.exe" and not any("张三" in part for part in command)
     assert env == {"LLAMA_DESK_TARGET": str(prefix / "venv" / "Scripts" / "pythonw.exe"),
-                   "LLAMA_DESK_WORKDIR": str(prefix), "LLAMA_DESK_ICON": str(prefix / "llama-desk.ico")}
-    assert "'-m app'" in command[-1] and "GetFolderPath('Desktop')" in command[-1]
+                   "LLAMA_DESK_ARGUMENTS": "-I -m app", "LLAMA_DESK_WORKDIR": str(prefix),
+                   "LLAMA_DESK_ICON": str(prefix / "llama-desk.ico")}
+    assert "$link.Arguments = $env:LLAMA_DESK_ARGUMENTS" in command[-1] and "GetFolderPath('Desktop')" in command[-1]
+
+
+def test_the_app_starts_from_the_installed_package_whatever_lies_in_the_working_folder(tmp_path):
+    """A shortcut's working folder holding an ``app`` (or ``engine``) folder must not replace the installed one."""
+    shadow = tmp_path / "app"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("", encoding="utf-8")
+    (shadow / "__main__.py").write_text("print('SHADOWED')", encoding="utf-8")
+    done = subprocess.run([sys.executable, *setup.APP_ARGUMENTS, "--help"], cwd=tmp_path, capture_output=True,
+                          text=True, encoding="utf-8", timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)})   # -I ignores this too
+    assert done.returncode == 0 and "SHADOWED" not in done.stdout and "usage: llama-desk" in done.stdout, done
+    include = build_windows.user_data_include()
+    assert f'!define APP_ARGS "{" ".join(setup.APP_ARGUMENTS)}"' in include      # the Windows shortcuts' arguments
+    script = (ROOT / "installer" / "llama-desk.nsi").read_text(encoding="utf-8")
+    assert script.count('"$GuiPython" "${APP_ARGS}"') == 2 and "-m app" not in script.replace("-I -m app", "")
 
 
 def test_the_icon_is_a_real_png_and_ico():
@@ -258,7 +276,7 @@ def test_uninstall_removes_the_program_and_keeps_the_conversations(tmp_path, mon
     assert str(data) in done.stdout
 
 
-def test_uninstall_with_remove_data_deletes_only_what_the_app_wrote(tmp_path, monkeypatch):
+def test_uninstall_with_remove_data_deletes_only_what_the_app_wrote(tmp_path, monkeypatch, capsys):
     prefix, entry, data = fake_installation(tmp_path, monkeypatch)
     (prefix / "my notes.txt").write_text("not ours", encoding="utf-8")
     (data / "my notes.txt").write_text("not ours either", encoding="utf-8")
@@ -266,20 +284,72 @@ def test_uninstall_with_remove_data_deletes_only_what_the_app_wrote(tmp_path, mo
     assert sorted(p.name for p in prefix.iterdir()) == ["my notes.txt"]  # a folder the user chose stays
     assert sorted(p.name for p in data.iterdir()) == ["checkpoints", "my notes.txt"]  # downloads are kept
     assert (data / "checkpoints" / "llama2" / "llama2_7b.ckpt").read_text(encoding="utf-8") == "13.5 GB of download"
+    assert f"The downloaded models (0.0 GB in {data / 'checkpoints'}) are kept" in capsys.readouterr().out
     with pytest.raises(setup.SetupError, match="install.json"):
         setup.uninstall(prefix)
 
 
-def test_the_windows_uninstaller_removes_what_engine_paths_calls_ours_and_keeps_the_downloads():
+def test_uninstall_deletes_the_downloads_only_when_asked_apart(tmp_path, monkeypatch):
+    prefix, entry, data = fake_installation(tmp_path, monkeypatch)
+    done = subprocess.run([sys.executable, str(prefix / "setup_llama_desk.py"), "--uninstall", "--remove-data",
+                           "--remove-downloads"], capture_output=True, text=True, encoding="utf-8")
+    assert done.returncode == 0, done.stderr
+    assert not data.exists() and not prefix.exists()
+
+
+def nsis_macro(include: str, name: str) -> list[str]:
+    """What a macro of the generated user_data.nsh deletes (the names after $DataDir)."""
+    body = include.split(f"!macro {name}", 1)[1].split("!macroend", 1)[0]
+    return [line.split('"$DataDir\\', 1)[1].rstrip('"') for line in body.splitlines()
+            if line.strip().startswith(("Delete ", "RMDir /r "))]
+
+
+def test_the_windows_uninstaller_removes_what_engine_paths_calls_ours_and_the_downloads_apart():
     from engine import paths
-    include = build_windows.user_data_include().splitlines()
-    removed = [line.split('"$DataDir\\', 1)[1].rstrip('"') for line in include
-               if line.strip().startswith(("Delete ", "RMDir /r "))]
-    assert removed == list(paths.OUR_FILES) + list(paths.OUR_FOLDERS)
-    assert f'!define DATA_HOME_ENV "{paths.HOME_ENV}"' in include
-    assert not set(removed) & set(paths.DOWNLOAD_FOLDERS)
+    include = build_windows.user_data_include()
+    assert nsis_macro(include, "RemoveOurData") == list(paths.OUR_FILES) + list(paths.OUR_FOLDERS)
+    assert nsis_macro(include, "RemoveDownloads") == list(paths.DOWNLOAD_FOLDERS)
+    assert f'!define DATA_HOME_ENV "{paths.HOME_ENV}"' in include.splitlines()
+    assert f'!define APP_MUTEX "{paths.APP_RUNNING_MUTEX}"  ; held by the running app' in include.splitlines()
     script = (ROOT / "installer" / "llama-desk.nsi").read_text(encoding="utf-8")
-    assert "!insertmacro RemoveOurData" in script and "$DataDir\\" not in script.replace('"$DataDir\\*.*"', "")
+    assert "!insertmacro RemoveOurData" in script and "!insertmacro RemoveDownloads" in script
+    assert "$DataDir\\checkpoints" not in script.split("LangString")[0]      # the folders come from engine.paths
+    for language in ("ENGLISH", "SIMPCHINESE"):                            # the downloads' box shows their size
+        line = next(s for s in script.splitlines() if s.startswith(f"LangString AskRemoveDownloads ${{LANG_{language}}}"))
+        assert "$DownloadsSize" in line
+
+
+def test_each_setup_exit_code_has_its_own_message_in_both_languages():
+    script = (ROOT / "installer" / "llama-desk.nsi").read_text(encoding="utf-8")
+    function = script.split("Function SetupFailed", 1)[1].split("FunctionEnd", 1)[0]
+    cases = dict(re.findall(r"\$\{Case\} (\d+)\s+MessageBox MB_ICONSTOP \$\((\w+)\)", function))
+    assert sorted(int(code) for code in cases) == sorted(setup.EXIT_CODES)
+    assert len(set(cases.values())) == len(cases)                        # each its own
+    for name in list(cases.values()) + ["SetupFailed"]:
+        for language in ("ENGLISH", "SIMPCHINESE"):
+            assert re.search(rf'^LangString {name} \$\{{LANG_{language}\}} ".+"$', script, re.M), (name, language)
+
+
+def run_setup(*args: str, python: Path = Path(sys.executable)) -> subprocess.CompletedProcess:
+    return subprocess.run([str(python), str(ROOT / "installer" / "setup_llama_desk.py"), *args],
+                          capture_output=True, text=True, encoding="utf-8", timeout=600)
+
+
+def test_the_setup_steps_fail_with_their_own_exit_codes(tmp_path):
+    import venv
+
+    done = run_setup("--mirror", "tsinghua-typo", "--prefix", str(tmp_path / "p"))
+    assert done.returncode == setup.EXIT_OPTIONS and "unknown mirror" in done.stderr
+    # packages that cannot be had (an offline folder without them), installed as the Windows installer does it:
+    # into the runtime's own Python (here a fresh one, without pip), pip run from its wheel
+    runtime = tmp_path / "runtime"
+    venv.EnvBuilder(with_pip=False).create(runtime)
+    python = runtime / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    done = run_setup("--in-place", "--pip-wheel", str(build_windows.bundled_pip_wheel()), "--wheels",
+                     str(tmp_path / "runtime"), "--no-lock", "--no-shortcuts", "--prefix", str(tmp_path / "p"),
+                     python=python)
+    assert done.returncode == setup.EXIT_PACKAGES, done.stderr[-2000:]
+    assert "pip could not install llama-desk and its packages" in done.stderr and "Traceback" not in done.stderr
 
 
 # -- the lock and the Windows wheels --------------------------------------------------

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import reference_llama as ref
-from fixtures import ROOT, make_executor
+from fixtures import ROOT, assert_close, greedy_ids, make_executor
 
 RTOL = 1e-4
 LLAMA2_PROMPT = [1, 15, 300, 7, 999]
@@ -33,22 +33,6 @@ def _mindformers_missing() -> str | None:
 
 needs_mindformers = pytest.mark.skipif(_mindformers_missing() is not None,
                                        reason=f"{_mindformers_missing()} (optional extra)")
-
-
-def _close(got, want):
-    scale = float(np.abs(want).max())
-    assert np.abs(got - want).max() <= RTOL * scale, np.abs(got - want).max() / scale
-
-
-def _greedy(ex, prompt, n):
-    logits = ex.prefill(prompt, 0)
-    out, pos = [], len(prompt)
-    for _ in range(n):
-        token = int(np.argmax(logits))
-        out.append(token)
-        logits = ex.decode(token, pos)
-        pos += 1
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +68,10 @@ def test_llama2_fp16_greedy_agrees_with_reference_and_backend(llama2_tiny, mf_ll
     ckpt, yml, weights, spec = llama2_tiny
     other = _other_backend(other)
     want = ref.greedy(weights, spec.hp, LLAMA2_PROMPT, 16)
-    assert _greedy(mf_llama2, LLAMA2_PROMPT, 16) == want
+    assert greedy_ids(mf_llama2, LLAMA2_PROMPT, 16) == want
     ex = make_executor(other, ckpt, yml, max_seq_len=160)
     try:
-        assert _greedy(ex, LLAMA2_PROMPT, 16) == want
+        assert greedy_ids(ex, LLAMA2_PROMPT, 16) == want
     finally:
         ex.close()
 
@@ -97,12 +81,12 @@ def test_llama2_fp16_greedy_agrees_with_reference_and_backend(llama2_tiny, mf_ll
 def test_llama3_bf16_gqa_greedy_agrees_with_reference_and_backend(llama3_chunked, mf_llama3, other):
     ckpt, yml, weights, spec = llama3_chunked
     other = _other_backend(other)
-    _close(mf_llama3.prefill(LLAMA3_PROMPT, 0), ref.forward(weights, spec.hp, LLAMA3_PROMPT)[-1])
+    assert_close(mf_llama3.prefill(LLAMA3_PROMPT, 0), ref.forward(weights, spec.hp, LLAMA3_PROMPT)[-1], RTOL)
     want = ref.greedy(weights, spec.hp, LLAMA3_PROMPT, 6)
-    assert _greedy(mf_llama3, LLAMA3_PROMPT, 6) == want
+    assert greedy_ids(mf_llama3, LLAMA3_PROMPT, 6) == want
     ex = make_executor(other, ckpt, yml, max_seq_len=64)
     try:
-        assert _greedy(ex, LLAMA3_PROMPT, 6) == want
+        assert greedy_ids(ex, LLAMA3_PROMPT, 6) == want
     finally:
         ex.close()
 
@@ -112,9 +96,9 @@ def test_prompt_in_several_chunks_and_from_a_cached_prefix(llama2_tiny, mf_llama
     """150 tokens are three chunks; a later prefill at start_pos reuses the cache (prefix reuse is real)."""
     ckpt, yml, weights, spec = llama2_tiny
     ids = [int(i) for i in np.random.default_rng(1).integers(0, spec.vocab, 150)]
-    _close(mf_llama2.prefill(ids, 0), ref.forward(weights, spec.hp, ids)[-1])
+    assert_close(mf_llama2.prefill(ids, 0), ref.forward(weights, spec.hp, ids)[-1], RTOL)
     mf_llama2.prefill(ids[:70], 0)
-    _close(mf_llama2.prefill(ids[70:90], 70), ref.forward(weights, spec.hp, ids[:90])[-1])
+    assert_close(mf_llama2.prefill(ids[70:90], 70), ref.forward(weights, spec.hp, ids[:90])[-1], RTOL)
     assert type(mf_llama2).supports_prefix_reuse
 
 
@@ -211,4 +195,4 @@ def test_mindformers_own_prefill_attention_agrees_with_our_kernels(llama2_tiny, 
     logits, _, _ = net(ms.Tensor(ids), batch_valid_length=ms.Tensor(np.array([len(prompt)], np.int32)),
                        block_tables=ms.Tensor(np.arange(64 // BLOCK_SIZE, dtype=np.int32).reshape(1, -1)),
                        slot_mapping=ms.Tensor(slots))
-    _close(mf_llama2.prefill(prompt, 0), logits.asnumpy().reshape(-1))
+    assert_close(mf_llama2.prefill(prompt, 0), logits.asnumpy().reshape(-1), RTOL)

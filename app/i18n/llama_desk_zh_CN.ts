@@ -319,18 +319,6 @@
         <source>The answer</source>
         <translation>回答</translation>
     </message>
-    <message>
-        <source>The local API server is not installed in this version.</source>
-        <translation>这个版本没有安装本地 API 服务。</translation>
-    </message>
-    <message>
-        <source>Load a model first.</source>
-        <translation>请先加载模型。</translation>
-    </message>
-    <message>
-        <source>The local API server could not start: {0}</source>
-        <translation>本地 API 服务无法启动：{0}</translation>
-    </message>
 </context>
 <context>
     <name>FirstRunDialog</name>
@@ -742,6 +730,10 @@
         <translation>8 位（int8，cpu 后端；内存约减半）</translation>
     </message>
     <message>
+        <source>4-bit (int4, cpu backend; under a third of the memory)</source>
+        <translation>4 位（int4，cpu 后端；内存不到三分之一）</translation>
+    </message>
+    <message>
         <source>Automatic (one per core)</source>
         <translation>自动（每个核心一个）</translation>
     </message>
@@ -752,6 +744,30 @@
     <message>
         <source>Tokens the model sees at once: less needs less memory, and older turns are left out sooner</source>
         <translation>模型一次能看到的词元数：越少越省内存，但较早的对话会更早被略去</translation>
+    </message>
+    <message>
+        <source>Automatic (the model&apos;s own)</source>
+        <translation>自动（模型自身的格式）</translation>
+    </message>
+    <message>
+        <source>LLaMA2 chat</source>
+        <translation>LLaMA2 对话</translation>
+    </message>
+    <message>
+        <source>LLaMA3 instruct</source>
+        <translation>LLaMA3 指令</translation>
+    </message>
+    <message>
+        <source>ChatML</source>
+        <translation>ChatML</translation>
+    </message>
+    <message>
+        <source>Base model: plain User/Assistant transcript</source>
+        <translation>基础模型：纯文本 User/Assistant 对话记录</translation>
+    </message>
+    <message>
+        <source>A base model (not chat-tuned) continues text: it chats through a plain transcript that stops where the next turn would start</source>
+        <translation>基础模型（未经对话微调）只会续写文本：它通过纯文本对话记录来聊天，并在下一轮开始处停止</translation>
     </message>
     <message>
         <source>Check files</source>
@@ -776,6 +792,10 @@
     <message>
         <source>Context length</source>
         <translation>上下文长度</translation>
+    </message>
+    <message>
+        <source>Chat format</source>
+        <translation>对话格式</translation>
     </message>
     <message>
         <source>Download the model</source>
@@ -827,6 +847,10 @@
     <message>
         <source>Use 8-bit weights</source>
         <translation>使用 8 位权重</translation>
+    </message>
+    <message>
+        <source>Use 4-bit weights</source>
+        <translation>使用 4 位权重</translation>
     </message>
     <message>
         <source>Load as LLaMA{0}</source>
@@ -1071,6 +1095,30 @@
     <message>
         <source>API</source>
         <translation>API</translation>
+    </message>
+    <message>
+        <source>Saved conversations</source>
+        <translation>已保存的对话状态</translation>
+    </message>
+    <message>
+        <source>Off</source>
+        <translation>关闭</translation>
+    </message>
+    <message>
+        <source>A reopened conversation continues at once instead of reading the whole chat again; the least recently used are deleted beyond this size</source>
+        <translation>重新打开的对话可立即继续，无需重新读取整个对话；超出此大小时，最久未使用的会被删除</translation>
+    </message>
+    <message>
+        <source>Clear</source>
+        <translation>清除</translation>
+    </message>
+    <message>
+        <source>{0:.2f} GB used</source>
+        <translation>已用 {0:.2f} GB</translation>
+    </message>
+    <message>
+        <source>{0:.1f} MB used</source>
+        <translation>已用 {0:.1f} MB</translation>
     </message>
     <message>
         <source>New conversations start with these settings; each conversation can change them (Conversation settings).</source>

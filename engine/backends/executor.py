@@ -5,7 +5,10 @@ backend (MindSpore graphs, JIT-compiled CPU kernels, MindFormers) is one new
 class plus one registry entry (``registry.py``) and nothing else changes.
 Positions are explicit: the executor keeps a KV cache and the caller says
 where new tokens go, which lets the engine reuse the cached prefix of a
-conversation between turns (when the executor says it can).
+conversation between turns (when the executor says it can). Executors that
+can also hand out and take back cached rows (``supports_kv_rows``) let the
+engine save a conversation's state to disk, restore it, and shift it when the
+conversation outgrows the context; the others recompute instead.
 
 An executor owns the weight source it was given: it may keep zero-copy views
 into the memory map, so it, not the loader, closes the source in ``close()``.
@@ -16,7 +19,7 @@ from __future__ import annotations
 import abc
 import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -81,16 +84,27 @@ class Executor(abc.ABC):
         """RAM this executor will hold for ``cfg`` read from ``source`` with ``options``."""
 
     @abc.abstractmethod
-    def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None) -> np.ndarray:
+    def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None,
+                progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Run ``ids`` at positions start_pos.. and return float32 logits [vocab] of the last one.
 
         Long prompts run in chunks; ``cancel`` is checked between them, and a set
         event raises ``PrefillCancelled`` saying how many tokens were computed.
+        ``progress(done)`` is told, now and then, about how many of ``ids`` are done.
         """
 
     @abc.abstractmethod
     def decode(self, token: int, pos: int) -> np.ndarray:
         """Run one token at ``pos`` and return its float32 logits [vocab]."""
+
+    def decode_batch(self, tokens: Sequence[int], pos: int) -> np.ndarray:
+        """Run up to 16 tokens at positions pos, pos + 1, ... and return their float32 logits [T, vocab].
+
+        Row t is bit-identical to ``decode(tokens[t], pos + t)`` after the tokens before it (batch
+        invariance), so checking drafted tokens or serving several streams never changes an answer;
+        an executor that can do better than one token at a time overrides this (cpu: one weight pass).
+        """
+        return np.stack([self.decode(int(token), pos + t) for t, token in enumerate(tokens)])
 
     def warmup(self, progress=None) -> None:
         """Do any one-time compilation before the first request; ``progress(stage, done, total)`` shows it."""
@@ -100,3 +114,20 @@ class Executor(abc.ABC):
 
     def close(self) -> None:
         """Free the weights (and close the weight source) now rather than at garbage collection."""
+
+    # -- optional: the cache's rows (a conversation's state on disk, the context shift) -------------
+    # Rows are arrays [layer, kv_head, position, head_dim] of ``kv_element_type``; keys after RoPE.
+    supports_kv_rows = False
+    kv_element_type = "float32"      # "float16" or "float32": what the cache holds
+
+    def export_kv(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the cached keys and values at positions start..stop-1."""
+        raise NotImplementedError(f"the {self.name} backend cannot hand out its KV cache")
+
+    def import_kv(self, start: int, keys: np.ndarray, values: np.ndarray) -> None:
+        """Write rows (as ``export_kv`` gives them) at positions start.."""
+        raise NotImplementedError(f"the {self.name} backend cannot take rows into its KV cache")
+
+    def shift_kv(self, src: int, dst: int, count: int) -> None:
+        """Move ``count`` cached positions from src.. to dst.., keys re-rotated for their new place."""
+        raise NotImplementedError(f"the {self.name} backend cannot move its KV cache")

@@ -18,20 +18,41 @@ from pathlib import Path
 from engine.errors import EngineError
 
 DEVICES = ("auto", "cpu", "gpu")
-WEIGHT_FORMATS = ("auto", "stored", "int8", "float32")
+RESOLVED_DEVICES = ("CPU", "GPU")    # what executors are given
+WEIGHT_FORMATS = ("auto", "stored", "int8", "int4", "float32")
 KV_CACHE_TYPES = ("float16", "float32")
 
 
 @dataclass(frozen=True)
 class ExecutorOptions:
-    """What the user chose for running a model (``auto`` values already resolved)."""
+    """How to run a model: what a front end passes to ``load_engine`` (the user's choices, ``auto`` where
+    they made none), checked when made. The loader resolves it for the model before an executor sees it:
+    ``backend`` a registered name, ``device`` "CPU" or "GPU" (MindSpore's spelling), ``weight_format``
+    never "auto", ``max_seq_len`` at most the model's, ``config_path`` the yaml the config came from.
+    """
 
-    max_seq_len: int
-    device: str = "CPU"              # "CPU" or "GPU" (MindSpore's spelling)
-    weight_format: str = "stored"    # "stored" (as in the file), "int8", "float32"
+    backend: str = "auto"            # "auto" (a usable GPU through MindSpore, else cpu), or a registered name
+    device: str = "auto"             # "auto", "cpu", "gpu"
+    weight_format: str = "auto"      # "auto" (as stored; the built-in model its own 4-bit blocks on cpu), "stored",
+    #                                  "int8", "int4", "float32"
     threads: int | None = None       # None: one per physical core
+    max_seq_len: int | None = None   # None: the model's own context length
     kv_cache: str = "float16"        # "float16" or "float32" (executors that have only one ignore it)
-    config_path: Path | None = None  # the yaml ``cfg`` came from, for executors that read more of it
+    config_path: Path | None = None  # the yaml the model's config came from, for executors that read more of it
+    # A GGUF file holding this model's own 4-/8-bit blocks (the built-in model's source): ``int4`` on the cpu
+    # backend takes them as they are instead of quantizing the float copy again. Set by the loader.
+    blocks_file: Path | None = None
+
+    def __post_init__(self):
+        check_choice(self.backend, self.device, self.weight_format, self.kv_cache)
+        if self.max_seq_len is not None and (isinstance(self.max_seq_len, bool) or not isinstance(self.max_seq_len, int)
+                                             or self.max_seq_len < 2):
+            raise EngineError(f"The context length must be a whole number of at least 2 tokens, got "
+                              f"{self.max_seq_len!r}.", subject="settings")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise EngineError(f"threads must be a whole number of at least 1, got {self.threads!r}.",
+                              subject="settings")
 
 
 @dataclass(frozen=True)
@@ -76,7 +97,7 @@ def get_backend(name: str) -> BackendEntry:
 def check_choice(backend: str, device: str, weight_format: str, kv_cache: str = "float16") -> None:
     if backend != "auto":
         get_backend(backend)
-    if device not in DEVICES:
+    if device not in DEVICES + RESOLVED_DEVICES:
         raise EngineError(f"Unknown device {device!r}. Use one of: {', '.join(DEVICES)}.",
                           code="unknown_device", params={"device": device, "choices": ", ".join(DEVICES)})
     if weight_format not in WEIGHT_FORMATS:

@@ -6,13 +6,18 @@ turns a conversation into a prompt that fits the context. One lock serializes
 every request: the executor has a single KV cache, so two overlapping answers
 would corrupt each other. A second caller waits its turn (or, with
 ``wait=False``, gets ``EngineBusy`` at once).
+
+A request may name a state file (``state_file``): its saved rows are read back
+when they cover more of the prompt than the cache does, and after the answer the
+new rows are appended to it in the background (``prompt_states``). The API
+server's requests may also keep recent prompts' rows in memory (``memory_slots``).
 """
 
 from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -21,9 +26,12 @@ from engine.config import ModelConfig
 from engine.errors import Cancelled, EngineBusy, GenerationError
 from engine.text.chat_template import ChatTemplate, Message, check_messages
 
-from .context_policy import fit_to_context
+from .context_policy import first_kept_exchange
 from .kv_cache import KVCacheState
-from .loop import Completion, TokenCallback, generate
+from .loop import Completion, PrefillCallback, TokenCallback, generate
+from .prompt_cache import PromptStateFile, StateLayout
+from .prompt_reuse import MemorySlots, StateOnDisk
+from .prompt_states import StateWriter, save_cache
 from .sampling import SamplingSettings
 
 
@@ -64,6 +72,8 @@ class ModelInfo:
     load_s: float = 0.0
     peak_rss_after_load: int = 0
     notes: list[str] = field(default_factory=list)
+    kind: str = "chat"               # "chat" (a chat template) or "base" (a plain transcript: a base model)
+    state_identity: str = ""         # what a saved conversation state must match (prompt_cache); "": none
 
     @property
     def model_id(self) -> str:
@@ -87,6 +97,7 @@ class ChatPrompt:
     messages: list[Message]
     ids: list[int]
     dropped: int                     # oldest messages left out to fit the context
+    stop_strings: tuple[str, ...] = ()  # the template's own (a base model's next "User:" turn)
 
 
 class ChatEngine:
@@ -98,6 +109,9 @@ class ChatEngine:
         self.config: ModelConfig = executor.config
         self._cache = KVCacheState()
         self._lock = threading.Lock()
+        self.context_shift = True            # move kept turns' rows when old turns are dropped (else recompute)
+        self.memory_slots = MemorySlots()    # off until a front end (the API server) turns it on
+        self._writer = StateWriter()
         stop = {self.config.eos_token_id}
         if tokenizer is not None:
             stop |= set(tokenizer.stop_ids)
@@ -128,17 +142,52 @@ class ChatEngine:
 
     def complete_ids(self, prompt_ids: Sequence[int], settings: GenerationSettings = GenerationSettings(),
                      on_token: TokenCallback | None = None, cancel: threading.Event | None = None,
-                     stop_ids: Sequence[int] | None = None, wait: bool = True) -> Completion:
-        """Continue a raw token sequence (no chat template)."""
+                     stop_ids: Sequence[int] | None = None, wait: bool = True, *,
+                     state_file: str | Path | None = None, state_budget: int | None = None,
+                     on_prefill: PrefillCallback | None = None, use_memory_slots: bool = False) -> Completion:
+        """Continue a raw token sequence (no chat template).
+
+        ``state_file``: a conversation's saved state, read back when it helps and brought up to date after
+        the answer (in the background; ``flush_states`` waits for it), keeping its folder's states within
+        ``state_budget`` bytes. ``on_prefill(done, total, restored)`` follows the prompt's computation.
+        """
         with self._turn(wait, cancel):
-            return generate(self.executor, prompt_ids, max_new_tokens=settings.max_new_tokens,
-                            sampling=settings.sampling(), stop_ids=self.stop_ids if stop_ids is None else stop_ids,
-                            stop_strings=settings.stop_strings, tokenizer=self.tokenizer, on_token=on_token,
-                            cancel=cancel, cache=self._cache)
+            state = self._state(state_file)
+            sources = ([self.memory_slots] if use_memory_slots and self.memory_slots.enabled else []) \
+                + ([StateOnDisk(state, self._writer)] if state is not None else [])
+            completion = generate(
+                self.executor, prompt_ids, max_new_tokens=settings.max_new_tokens, sampling=settings.sampling(),
+                stop_ids=self.stop_ids if stop_ids is None else stop_ids, stop_strings=settings.stop_strings,
+                tokenizer=self.tokenizer, on_token=on_token, cancel=cancel, cache=self._cache, sources=sources,
+                on_prefill=on_prefill, context_shift=self.context_shift)
+            if state is not None:
+                save_cache(self.executor, self._cache.valid_prefix(), state, self._writer, state_budget)
+            return completion
+
+    def _state(self, path: str | Path | None) -> PromptStateFile | None:
+        if path is None or not self.can_save_state:
+            return None
+        cfg = self.config
+        layout = StateLayout(cfg.num_layers, cfg.kv_heads, cfg.head_dim, self.executor.kv_element_type)
+        return PromptStateFile(path, self.info.state_identity, layout)
+
+    @property
+    def can_save_state(self) -> bool:
+        """Whether conversation states can be saved and read back with this backend and model."""
+        return self.executor.supports_kv_rows and bool(self.info.state_identity)
+
+    def flush_states(self, timeout: float | None = None) -> bool:
+        """Wait until every queued state save is on disk; False if ``timeout`` ran out first."""
+        return self._writer.wait(timeout=timeout)
 
     def complete_text(self, text: str, settings: GenerationSettings = GenerationSettings(),
                       on_token: TokenCallback | None = None, cancel: threading.Event | None = None,
-                      wait: bool = True) -> Completion:
+                      wait: bool = True, **state) -> Completion:
+        """Continue ``text`` (no chat template); ``state`` as for ``chat``."""
+        return self.complete_ids(self.text_ids(text), settings, on_token, cancel, wait=wait, **state)
+
+    def text_ids(self, text: str) -> list[int]:
+        """The ids ``complete_text`` sends for ``text`` (with the start token for LLaMA2/3)."""
         if not isinstance(text, str):
             raise GenerationError(f"The prompt must be text (str), got {type(text).__name__}.",
                                   code="prompt_not_text", params={"type": type(text).__name__})
@@ -146,7 +195,15 @@ class ChatEngine:
             raise GenerationError("The prompt is empty: type some text.",
                                   code="prompt_empty")
         bos = self.tokenizer.bos_id is not None and self.info.version in (2, 3)
-        return self.complete_ids(self.tokenizer.encode(text, bos=bos), settings, on_token, cancel, wait=wait)
+        return self.tokenizer.encode(text, bos=bos)
+
+    def keep_prompts_in_memory(self, slots: int = 4, budget_bytes: int | None = None) -> None:
+        """Keep up to ``slots`` recent prompts' KV rows in RAM for requests with ``use_memory_slots`` (the API
+        server's clients take turns on one model); by default within half the KV cache's own size. 0 turns it off."""
+        if budget_bytes is None:
+            cfg, itemsize = self.config, 2 if self.executor.kv_element_type == "float16" else 4
+            budget_bytes = cfg.num_layers * 2 * cfg.kv_heads * cfg.head_dim * self.context_length * itemsize // 2
+        self.memory_slots = MemorySlots(slots if self.executor.supports_kv_rows else 0, budget_bytes)
 
     def count_tokens(self, text: str, bos: bool = False) -> int:
         """Tokens of ``text``; ``bos=True`` counts it as ``complete_text`` sends it (with the start token)."""
@@ -163,22 +220,26 @@ class ChatEngine:
             raise GenerationError("The message is empty: type something first.",
                                   code="message_empty")
         reserve = min(max_new_tokens, self.context_length // 4)
-        kept, ids = fit_to_context(messages, self.template, self.tokenizer, self.context_length - reserve)
-        return ChatPrompt(kept, ids, len(messages) - len(kept))
+        parts = self.template.parts(messages, self.tokenizer)
+        first = first_kept_exchange(parts, self.context_length - reserve)
+        kept = parts.kept_messages(first)
+        return ChatPrompt(kept, parts.ids(first), len(messages) - len(kept), tuple(self.template.stop_strings))
 
     def chat(self, messages: Sequence[Message] | ChatPrompt, settings: GenerationSettings = GenerationSettings(),
              on_token: TokenCallback | None = None, cancel: threading.Event | None = None,
-             wait: bool = True, answer_start: str = "") -> Completion:
+             wait: bool = True, answer_start: str = "", **state) -> Completion:
         """Answer the last user message of a conversation (or a ``prepare_chat`` result), streaming.
 
         ``answer_start``: the beginning of the answer, already written (a stopped answer the user wants
         continued); the model goes on from its end, and the completion's text is what it adds.
+        ``state`` takes ``complete_ids``' keywords: ``state_file``, ``state_budget``, ``on_prefill``,
+        ``use_memory_slots``.
         """
         start_ids = self.tokenizer.encode(answer_start, bos=False) if answer_start and self.tokenizer else []
         prompt = messages if isinstance(messages, ChatPrompt) else self.prepare_chat(
             messages, settings.max_new_tokens + len(start_ids))
         if start_ids:
-            prompt = ChatPrompt(prompt.messages, prompt.ids + start_ids, prompt.dropped)
+            prompt = replace(prompt, ids=prompt.ids + start_ids)
         started = bool(start_ids)
 
         def strip_leading_space(token: int, text: str) -> None:
@@ -189,7 +250,9 @@ class ChatEngine:
                 started = bool(text)
             if on_token:
                 on_token(token, text)
-        completion = self.complete_ids(prompt.ids, settings, strip_leading_space, cancel, wait=wait)
+        if prompt.stop_strings:
+            settings = replace(settings, stop_strings=tuple(settings.stop_strings) + prompt.stop_strings)
+        completion = self.complete_ids(prompt.ids, settings, strip_leading_space, cancel, wait=wait, **state)
         if not start_ids:
             completion.text = completion.text.lstrip(" ")
         completion.dropped_messages = prompt.dropped
@@ -198,8 +261,11 @@ class ChatEngine:
     def reset_cache(self) -> None:
         with self._turn(True):
             self._cache = KVCacheState()
+            self.memory_slots.clear()
             self.executor.reset()
 
     def close(self) -> None:
+        self.flush_states(timeout=60)
         with self._turn(True):
+            self.memory_slots.clear()
             self.executor.close()

@@ -24,18 +24,25 @@ from engine.memory import peak_rss_bytes
 from engine.text.detokenizer import IncrementalDecoder, StopStringFilter
 
 from .kv_cache import KVCacheState
+from .prompt_reuse import fill_cache
 from .sampling import Sampler, SamplingSettings
 
 TokenCallback = Callable[[int, str], None]  # (token id, text it adds); id -1 carries text flushed at the end
+# (prompt tokens computed so far, how many must be, how many were read back from a saved state or memory slot)
+PrefillCallback = Callable[[int, int, int], None]
 
 
 @dataclass
 class GenerationStats:
     prompt_tokens: int = 0
     prefilled_tokens: int = 0   # prompt tokens actually computed (the rest came from the cache)
+    cached_tokens: int = 0      # prompt tokens taken from a cache: in place, restored or shifted
+    restored_tokens: int = 0    # of those, read back from a saved state (disk) or a memory slot
+    shifted_tokens: int = 0     # of those, moved to new positions after older turns were dropped
     generated_tokens: int = 0
     ttft_s: float = 0.0
-    prefill_s: float = 0.0
+    prefill_s: float = 0.0      # computing the prompt
+    reuse_s: float = 0.0        # reading back a saved state, or moving cached rows, before that
     decode_calls: int = 0       # one-token forward passes after the prefill
     decode_s: float = 0.0       # time spent in exactly those calls
     finish_reason: str = ""     # "stop", "stop_string", "length", "context", "cancelled"
@@ -51,6 +58,8 @@ class GenerationStats:
 
     def as_dict(self) -> dict:
         return {"prompt_tokens": self.prompt_tokens, "prefilled_tokens": self.prefilled_tokens,
+                "cached_tokens": self.cached_tokens, "restored_tokens": self.restored_tokens,
+                "shifted_tokens": self.shifted_tokens, "reuse_s": round(self.reuse_s, 4),
                 "generated_tokens": self.generated_tokens, "ttft_s": round(self.ttft_s, 4),
                 "prefill_tokens_per_s": round(self.prefill_tokens_per_s, 2),
                 "decode_tokens_per_s": round(self.decode_tokens_per_s, 2), "decode_calls": self.decode_calls,
@@ -89,21 +98,35 @@ def _check_finite(logits: np.ndarray, step: int) -> None:
             code="weights_invalid_numbers", params={"token": step + 1})
 
 
-def _prefill(executor, prompt, cache, cancel, stats) -> np.ndarray | None:
+def _prefill(executor, prompt, cache, cancel, stats, sources=(), on_prefill=None, shift=True) -> np.ndarray | None:
     """Logits of the prompt's last token, or None when cancelled (the cache then says what is valid)."""
     if not executor.supports_prefix_reuse:
         cache.ids = []
         executor.reset()
-    reuse = cache.reusable_prefix(prompt)
-    cache.ids = prompt[:reuse]
+    rows, start = executor.supports_kv_rows, time.perf_counter()
+    reuse = fill_cache(executor, cache, prompt, sources if rows else (), can_shift=rows and shift)
+    plan = reuse.plan
+    stats.reuse_s = time.perf_counter() - start
     start = time.perf_counter()
-    try:
-        logits = executor.prefill(prompt[reuse:], reuse, cancel=cancel)
-        computed = len(prompt) - reuse
-    except PrefillCancelled as stop:
-        logits, computed = None, stop.computed
-    cache.ids = prompt[:reuse + computed]
-    stats.prefilled_tokens = computed
+    stats.cached_tokens, stats.restored_tokens, stats.shifted_tokens = plan.cached, reuse.restored, plan.moved
+    ranges = plan.fresh(len(prompt))
+    total, done, logits = sum(b - a for a, b in ranges), 0, None
+    if on_prefill:
+        on_prefill(0, total, reuse.restored)
+    for a, b in ranges:
+        report = (lambda n, done=done: on_prefill(done + n, total, reuse.restored)) if on_prefill else None
+        try:
+            logits = executor.prefill(prompt[a:b], a, cancel=cancel, progress=report)
+        except PrefillCancelled as stop:
+            cache.written(a, prompt[a:a + stop.computed], keep_after=b < len(prompt))
+            logits, done = None, done + stop.computed
+            break
+        cache.written(a, prompt[a:b], keep_after=b < len(prompt))
+        done += b - a
+    else:
+        if on_prefill:
+            on_prefill(total, total, reuse.restored)
+    stats.prefilled_tokens = done
     stats.prefill_s = time.perf_counter() - start
     return logits
 
@@ -111,7 +134,11 @@ def _prefill(executor, prompt, cache, cancel, stats) -> np.ndarray | None:
 def generate(executor: Executor, prompt_ids: Sequence[int], *, max_new_tokens: int = 256,
              sampling: SamplingSettings = SamplingSettings(), stop_ids: Sequence[int] = (),
              stop_strings: Sequence[str] = (), tokenizer=None, on_token: TokenCallback | None = None,
-             cancel: threading.Event | None = None, cache: KVCacheState | None = None) -> Completion:
+             cancel: threading.Event | None = None, cache: KVCacheState | None = None, sources: Sequence = (),
+             on_prefill: PrefillCallback | None = None, context_shift: bool = True) -> Completion:
+    """Answer ``prompt_ids``; ``sources`` may supply cached rows (``prompt_reuse``), ``on_prefill(done, total,
+    restored)`` hears how far the prompt's computation is (and how much a saved state spared), ``context_shift``
+    allows moving cached rows (``kv_cache``)."""
     prompt = [int(i) for i in prompt_ids]
     _check_prompt(prompt, executor)
     cache = cache or KVCacheState()
@@ -132,7 +159,7 @@ def generate(executor: Executor, prompt_ids: Sequence[int], *, max_new_tokens: i
     pieces: list[str] = []
 
     start = time.perf_counter()
-    logits = _prefill(executor, prompt, cache, cancel, stats)
+    logits = _prefill(executor, prompt, cache, cancel, stats, sources, on_prefill, context_shift)
     pos = len(prompt)
     while logits is not None:
         if cancel is not None and cancel.is_set():

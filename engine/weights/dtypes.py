@@ -38,10 +38,6 @@ def numpy_view_dtype(dtype: str):
     return _TYPES[dtype][1]
 
 
-def is_known(dtype: str) -> bool:
-    return dtype in _TYPES
-
-
 def bf16_bits_to_float32(bits: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """bfloat16 is the top half of a float32: shift the 16 bits into place."""
     if out is None:
@@ -49,9 +45,3 @@ def bf16_bits_to_float32(bits: np.ndarray, out: np.ndarray | None = None) -> np.
     np.left_shift(bits, 16, out=out.view(np.uint32), dtype=np.uint32)
     return out
 
-
-def float32_to_bf16_bits(values: np.ndarray) -> np.ndarray:
-    """Round-to-nearest-even float32 -> bfloat16 bits (as uint16)."""
-    bits = np.ascontiguousarray(values, np.float32).view(np.uint32)
-    rounding = ((bits >> 16) & 1) + 0x7FFF
-    return ((bits + rounding) >> 16).astype(np.uint16)

@@ -4,24 +4,31 @@ A few flipped bytes inside tensor data parse fine and load silently; the model
 then prints garbage. ``save_checkpoint(crc_check=True)`` ends a ``.ckpt`` with
 a CRC32 of everything before it: we verify it the first time we see a file and
 remember (path, size, mtime) in the user-data folder, so later starts do not
-re-read 16 GB. ``scan_nonfinite`` reads every tensor and names those holding
+re-read 16 GB. The CRC pass reads the file with ordinary reads into one reused
+buffer, not through the memory map: Windows has no ``MADV_DONTNEED``, so pages
+touched through the map would stay in the working set (all 16 GB). A record
+that cannot be written (a locked or read-only file) only means the next start
+checks again. ``scan_nonfinite`` reads every tensor and names those holding
 NaN or Inf (the front ends' "verify" action).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import zlib
 from typing import Callable
 
 import numpy as np
 
+from engine.atomic_write import write_text_atomically
 from engine.errors import Cancelled, CheckpointError
 from engine.paths import verified_record
 
 from .tensor_source import TensorSource
 
+log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int], None]
 _BLOCK = 1 << 24
 
@@ -39,12 +46,14 @@ def _load_record() -> dict:
 
 
 def _remember(key: str) -> None:
+    """Note a passed check; never fails a load (the next start then checks again)."""
     record = _load_record()
     record[key] = "crc-ok"
-    path = verified_record()
-    tmp = path.with_name(path.name + f".{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(record, ensure_ascii=False, indent=0), encoding="utf-8")
-    tmp.replace(path)
+    try:
+        write_text_atomically(verified_record(), json.dumps(record, ensure_ascii=False, indent=0))
+    except OSError as exc:
+        log.warning("could not note in %s that the CRC of %s passed (%s); it is checked again next time",
+                    verified_record(), key.split("|")[0], exc)
 
 
 def verify_crc_once(source: TensorSource, progress: ProgressFn | None = None,
@@ -58,14 +67,14 @@ def verify_crc_once(source: TensorSource, progress: ProgressFn | None = None,
         return False
     stored, covered = crc
     mapped = source.files[0]
-    value = 0
+    value, block = 0, memoryview(bytearray(_BLOCK))
     for begin in range(0, covered, _BLOCK):
         if cancel is not None and cancel.is_set():
             raise Cancelled("Loading was cancelled.",
                             code="load_cancelled")
         end = min(begin + _BLOCK, covered)
-        value = zlib.crc32(mapped.buffer[begin:end], value)
-        mapped.release_range(begin, end - begin)
+        mapped.read_into(begin, block[:end - begin])
+        value = zlib.crc32(block[:end - begin], value)
         if progress:
             progress(end, covered)
     if value != stored:

@@ -6,14 +6,15 @@ read it without the ``safetensors`` package (and write it for the converted
 built-in model) because it is 40 lines and keeps the engine free of torch.
 Hugging Face ships big models as shards plus ``model.safetensors.index.json``
 (``{"weight_map": {tensor name: shard file}}``); ``ShardedSafetensors`` maps
-every shard and presents them as one source.
+every shard and presents them as one source. A shard is a file beside the index: a name with a folder,
+a drive or ``..`` in it is refused (an index from elsewhere must not make us map any file on the disk).
 """
 
 from __future__ import annotations
 
 import json
 import struct
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
@@ -54,6 +55,12 @@ def _index_file(mapped: MappedFile, tensors: dict[str, TensorInfo]) -> list[str]
         tensors[info.name] = info
         stored.append(name)
     return stored
+
+
+def _is_plain_file_name(name) -> bool:
+    """A file name alone (no folder, drive, ``..``), on Windows' rules as well as POSIX's."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and PureWindowsPath(name).name == name
+            and PurePosixPath(name).name == name and ":" not in name)
 
 
 def _refuse(path: Path, exc: Exception) -> CheckpointError:
@@ -99,7 +106,14 @@ class ShardedSafetensors(TensorSource):
                                   "model.safetensors.index.json that came with the shards.", path=self.path,
                                   code="safetensors_index_invalid",
                                   params={"path": self.path, "error": str(exc)}) from None
-        shards = sorted(set(weight_map.values()))
+        shards = sorted(set(weight_map.values()), key=str)
+        outside = next((s for s in shards if not _is_plain_file_name(s)), None)
+        if outside is not None:
+            raise CheckpointError(
+                f"{self.path} names the shard {quote(str(outside))}, which is not a file name in its own folder: "
+                "an index lists shards beside it (model-00001-of-00002.safetensors...) and nowhere else. "
+                "Download the index again from the model's page.", path=self.path,
+                code="safetensors_shard_outside", params={"path": self.path, "shard": str(outside)})
         missing = [s for s in shards if not (self.path.parent / s).is_file()]
         if missing:
             raise CheckpointError(

@@ -121,9 +121,6 @@ class TensorSource:
             raise
 
     # -- access -------------------------------------------------------------
-    def __contains__(self, name: str) -> bool:
-        return name in self.tensors
-
     def chunk_arrays(self, name: str) -> list[np.ndarray]:
         """Zero-copy flat numpy views of each stored chunk, in the stored dtype (bf16 as uint16)."""
         info = self.tensors[name]

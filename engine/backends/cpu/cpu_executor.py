@@ -1,9 +1,9 @@
-"""The ``cpu`` executor: LLaMA computed from the checkpoint's own 2-byte weights, or 8-bit blocks.
+"""The ``cpu`` executor: LLaMA computed from the checkpoint's own 2-byte weights, or 8-/4-bit blocks.
 
 MindSpore's CPU kernels compute only in float32, which doubles a 2-byte
 model's memory and the bytes each token must read. Here the weights stay as
 stored (fp16/bf16 views into the memory-mapped file: no copy, no conversion)
-or are quantized at load to 8-bit blocks (``weight_format="int8"``), and
+or are quantized at load to 8-bit or 4-bit blocks (``weight_format="int8"``/``"int4"``), and
 JIT-compiled kernels (numba) compute with them directly: decode is one fused,
 multi-threaded call per layer; prefill widens weight tiles to float32 for
 BLAS matrix products. The KV cache holds fp16 by default (float32 on request:
@@ -19,13 +19,14 @@ from typing import Callable, Sequence
 import numpy as np
 
 from engine.backends.executor import Executor, MemoryNeed, PrefillCancelled
+from engine.backends.kv_rows import copy_rows, element_type, shift_rows, write_rows
 from engine.config import ModelConfig, rope_inv_frequencies
 from engine.errors import Cancelled, EngineError
 from engine.weights.names import EMBEDDING, LM_HEAD, NORM_OUT, layer_name
 from engine.weights.tensor_source import TensorSource
 
-# Prompt tokens per block: weights are widened once per block, and BLAS runs faster on taller
-# products (128: 39 tokens/s on a 1.1B model; 512: 58-64). Stop is checked between layers.
+# Prompt tokens per block: each weight matrix streams from memory a few times per block (``matmul``),
+# so taller blocks read less per token. Stop is checked between layers.
 PREFILL_BLOCK = 512
 # Shorter prompts (a chat turn's few new tokens) go through the decode path token by token.
 DECODE_PATH_MAX = 3
@@ -36,13 +37,20 @@ ProgressFn = Callable[[int, int], None]
 
 
 def _prefill_scratch_bytes(cfg: ModelConfig, max_seq_len: int) -> int:
-    from .prefill import _TILE_ELEMENTS
-
     block = min(PREFILL_BLOCK, max_seq_len)
     activations = block * (4 * cfg.hidden_size + 3 * cfg.ffn_size) * 4
     attention = (cfg.num_heads // cfg.kv_heads) * block * max_seq_len * 4 + 2 * max_seq_len * cfg.head_dim * 4
-    largest = max(cfg.ffn_size, cfg.hidden_size) * cfg.hidden_size
-    return activations + attention + min(_TILE_ELEMENTS, largest) * 4 + cfg.num_heads * max_seq_len * 4
+    eight_bit = block * max(cfg.ffn_size, cfg.hidden_size) * 3 // 2   # a block's activations in 8-bit blocks
+    return activations + attention + eight_bit + cfg.num_heads * max_seq_len * 4
+
+
+def _one_block(weight):
+    """A layer matrix as one array: the fused decode step reads each matrix as a single block, so a matrix
+    MindSpore split into several records (over 512 MiB) is joined here (a copy) rather than half-read."""
+    if len(weight.parts) == 1:
+        return weight
+    joined = np.concatenate([data for _, data, _ in weight.parts])
+    return type(weight)(weight.shape, weight.format, [(0, joined, weight.parts[0][2])])
 
 
 class _Layer:
@@ -66,7 +74,7 @@ class CpuExecutor(Executor):
 
     @classmethod
     def estimate_memory(cls, cfg: ModelConfig, source, options) -> MemoryNeed:
-        from .quantize import can_quantize, quantized_bytes
+        from .quantize import QUANTIZED, can_quantize, head_format, quantized_bytes
 
         seq = min(options.max_seq_len, cfg.seq_length)
         kv_cache = cfg.num_layers * 2 * cfg.kv_heads * seq * cfg.head_dim * (4 if options.kv_cache == "float32" else 2)
@@ -76,11 +84,12 @@ class CpuExecutor(Executor):
                 continue
             if name == EMBEDDING and not cfg.tie_word_embeddings:
                 weights += info.shape[1] * 2 * 64  # only the rows of tokens seen are ever read
-            elif options.weight_format == "int8" and can_quantize(info.shape):
-                weights += quantized_bytes(info.shape)
+            elif options.weight_format in QUANTIZED and can_quantize(info.shape):
+                weights += quantized_bytes(info.shape, head_format(name, cfg, options.weight_format))
             else:
                 weights += info.nbytes
-        kind = "8-bit weights (blocks of 32)" if options.weight_format == "int8" else "weights as stored"
+        kind = {"int8": "8-bit weights (blocks of 32)", "int4": "4-bit weights (blocks of 32)"}.get(
+            options.weight_format, "weights as stored")
         return MemoryNeed(weights, kv_cache, _RUNTIME_BYTES + _prefill_scratch_bytes(cfg, seq),
                           f"{kind}, {options.kv_cache} KV cache for {seq} tokens")
 
@@ -91,6 +100,11 @@ class CpuExecutor(Executor):
         self.max_seq_len = min(options.max_seq_len, cfg.seq_length)
         self.threads = options.threads
         self.kv_cache = options.kv_cache
+        # Inputs of packed-weight products: 8-bit blocks (llama.cpp's scheme; on the built-in model's
+        # perplexity no worse than llama.cpp Q8_0's). The built-in 135M model gets 16-bit ones: 8-bit
+        # rounding changed its greedy answers (to "What is the capital of France?", as llama.cpp's from
+        # the same file), and at its size the extra integer work costs little.
+        self.activation_type = np.int16 if options.blocks_file is not None else np.int8
         try:
             self._build(options, progress, cancel)
         except BaseException:
@@ -100,17 +114,19 @@ class CpuExecutor(Executor):
     # -- loading ------------------------------------------------------------
     def _build(self, options, progress, cancel) -> None:
         from . import jit
-        from .quantize import can_quantize
+        from .quantize import QUANTIZED, can_quantize, format_code, head_format
         from .weights import quantized_weight, stored_weight, vector
 
         jit.use_threads(self.threads)
         cfg, source = self.config, self.source
-        quantize = options.weight_format == "int8"
-        if options.weight_format not in ("stored", "int8"):
-            raise EngineError(f"The cpu backend computes from weights as stored or int8, not "
-                              f"{options.weight_format}.", subject="settings",
-                              code="backend_weight_format",
-                              params={"backend": "cpu", "weight_format": options.weight_format})
+        quantize = options.weight_format in QUANTIZED
+        if options.weight_format not in ("stored",) + QUANTIZED:
+            raise EngineError(f"The cpu backend computes from weights as stored, int8 or int4, not "
+                              f"{options.weight_format}.", subject="settings")
+        blocks = {}
+        if options.weight_format == "int4" and options.blocks_file is not None:
+            from .gguf_blocks import gguf_block_weights
+            blocks = gguf_block_weights(options.blocks_file, cfg.num_heads, cfg.kv_heads)
         matrices = [layer_name(i, s) for i in range(cfg.num_layers) for s in _LINEAR]
         head = EMBEDDING if cfg.tie_word_embeddings else LM_HEAD
         total = sum(source.tensors[n].nbytes for n in matrices + [head])
@@ -122,8 +138,14 @@ class CpuExecutor(Executor):
                 raise Cancelled("Loading was cancelled.",
                                 code="load_cancelled")
             info = source.tensors[name]
-            weight = quantized_weight(source, name) if quantize and can_quantize(info.shape) \
-                else stored_weight(source, name)
+            if name in blocks:
+                weight = blocks.pop(name)
+            elif quantize and can_quantize(info.shape):
+                weight = quantized_weight(source, name, format_code(head_format(name, cfg, options.weight_format)))
+            else:
+                weight = stored_weight(source, name)
+            if name != head:
+                weight = _one_block(weight)
             done += info.nbytes
             if progress:
                 progress(done, total)
@@ -145,7 +167,7 @@ class CpuExecutor(Executor):
         self._allocate()
 
     def _allocate(self) -> None:
-        from .prefill import TileBuffer
+        from .prefill import Activations, TileBuffer
 
         cfg, seq = self.config, self.max_seq_len
         hd = cfg.head_dim
@@ -154,20 +176,41 @@ class CpuExecutor(Executor):
         self.v_cache = np.zeros((cfg.num_layers, cfg.kv_heads, seq, hd), kv_type)
         angles = np.outer(np.arange(seq, dtype=np.float64), rope_inv_frequencies(cfg))
         self.cos, self.sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
-        h, q_dim, kv_dim = cfg.hidden_size, cfg.num_heads * hd, cfg.kv_heads * hd
-        self._x = np.zeros(h, np.float32)
-        self._h = np.zeros(max(h, q_dim), np.float32)
-        self._q = np.zeros(q_dim, np.float32)
-        self._kv = np.zeros((2, kv_dim), np.float32)
-        self._att = np.zeros(q_dim, np.float32)
-        self._gate = np.zeros(cfg.ffn_size, np.float32)
-        self._up = np.zeros(cfg.ffn_size, np.float32)
-        self._scores = np.zeros((cfg.num_heads, seq), np.float32)
-        self._logits = np.zeros(cfg.vocab_size, np.float32)
-        widest = max(h, q_dim, cfg.ffn_size)
-        self._xq = np.zeros(widest, np.int16)   # an input vector in 8-bit blocks, for int8 weights
-        self._xs = np.zeros(widest // 32 + 1, np.float32)
+        from .model_step import MAX_TOKENS
+
+        h, q_dim, kv_dim, f, n = cfg.hidden_size, cfg.num_heads * hd, cfg.kv_heads * hd, cfg.ffn_size, MAX_TOKENS
+        self._x = np.zeros((n, h), np.float32)
+        self._buffers = (np.zeros((n, h), np.float32), np.zeros((n, q_dim), np.float32),
+                         np.zeros((n, 2, kv_dim), np.float32), np.zeros((n, q_dim), np.float32),
+                         np.zeros((n, f), np.float32), np.zeros((n, f), np.float32), np.zeros((n, h), np.float32),
+                         np.zeros((n * cfg.num_heads, seq), np.float32))
+        self._logits = np.zeros((n, cfg.vocab_size), np.float32)
+        widest = max(h, q_dim, f)
+        # the tokens' inputs in 8-bit blocks (values, scales, block sums), for packed weights
+        self._act = (np.zeros((n, widest), self.activation_type), np.zeros((n, widest // 32 + 1), np.float32),
+                     np.zeros((n, widest // 32 + 1), np.int32))
         self._tiles = TileBuffer()
+        self._block_act = Activations(self.activation_type)
+        self._model = self._typed_model()
+
+    def _typed_model(self) -> tuple:
+        """The weights as ``model_step.forward_tokens`` takes them: a typed list per matrix kind."""
+        from numba.typed import List
+
+        def typed(arrays):
+            out = List()
+            for a in arrays:
+                out.append(a)
+            return out
+
+        kinds = []
+        for short in _LINEAR:
+            weights = [getattr(layer, short) for layer in self.layers]
+            kinds += [typed([w.data for w in weights]), typed([w.scales for w in weights])]
+        parts = list(self.lm_head.row_parts())
+        norms = np.stack([v for layer in self.layers for v in (layer.attn_norm, layer.ffn_norm)] + [self.norm_out])
+        return (norms, *kinds, typed([p[2] for p in parts]), typed([p[3] for p in parts]),
+                np.array([p[1] for p in parts], np.int64))
 
     # -- running ------------------------------------------------------------
     def warmup(self, progress=None) -> None:
@@ -196,36 +239,40 @@ class CpuExecutor(Executor):
             progress(stage, 2, 2)
 
     def decode(self, token: int, pos: int) -> np.ndarray:
-        from . import jit
-        from .decode_step import decode_layer, embed_row, rms_norm
+        return self.decode_batch([token], pos)[0]
 
-        if not 0 <= pos < self.max_seq_len:
-            raise EngineError(f"position {pos} is past the context of {self.max_seq_len}",
-                              code="position_past_context", params={"position": pos, "context": self.max_seq_len})
+    def decode_batch(self, tokens: Sequence[int], pos: int) -> np.ndarray:
+        """Logits [T, vocab] of up to 16 tokens at positions pos..: one compiled call, one pass over the
+        weights, each row bit-identical to decoding that token alone (``model_step``)."""
+        from . import jit
+        from .decode_step import embed_row
+        from .model_step import MAX_TOKENS, forward_tokens
+
+        count = len(tokens)
+        if not 1 <= count <= MAX_TOKENS:
+            raise EngineError(f"decode_batch takes 1 to {MAX_TOKENS} tokens, not {count}")
+        if not 0 <= pos or pos + count > self.max_seq_len:
+            raise EngineError(f"position {pos + count - 1} is past the context of {self.max_seq_len}")
         jit.use_threads(self.threads)  # numba's thread count is per calling thread
-        cfg, x = self.config, self._x
-        data, scales, row = self.embedding.find_row(int(token))
-        embed_row(data, scales, row, x)
-        h = self._h[:cfg.hidden_size]
-        for i, layer in enumerate(self.layers):
-            decode_layer(x, pos, layer.attn_norm, layer.ffn_norm, layer.wq.data, layer.wq.scales,
-                         layer.wk.data, layer.wk.scales, layer.wv.data, layer.wv.scales,
-                         layer.wo.data, layer.wo.scales, layer.w1.data, layer.w1.scales,
-                         layer.w3.data, layer.w3.scales, layer.w2.data, layer.w2.scales,
-                         self.k_cache[i], self.v_cache[i], self.cos, self.sin, cfg.rms_norm_eps,
-                         cfg.num_heads, cfg.kv_heads, h, self._q, self._kv, self._att, self._gate,
-                         self._up, self._scores, self._xq, self._xs)
-        rms_norm(x, self.norm_out, cfg.rms_norm_eps, h)
-        return self._project(h)
+        cfg, x = self.config, self._x[:count]
+        for t, token in enumerate(tokens):
+            data, scales, row = self.embedding.find_row(int(token))
+            embed_row(data, scales, row, x[t])
+        forward_tokens(x, pos, *self._model, self.k_cache, self.v_cache, self.cos, self.sin, cfg.rms_norm_eps,
+                       cfg.num_heads, self._buffers, self._act, self._logits)
+        return self._logits[:count].copy()
 
     def _project(self, h: np.ndarray) -> np.ndarray:
         from .matvec import matvec
 
-        for first, data, scales in self.lm_head.parts:
-            matvec(data, scales, h, self._xq, self._xs, self._logits[first:first + data.shape[0]])
-        return self._logits.copy()
+        logits = self._logits[0]
+        act = tuple(a[:1] for a in self._act)
+        for first, rows, data, scales in self.lm_head.row_parts():
+            matvec(data, scales, h, act, logits[first:first + rows])
+        return logits.copy()
 
-    def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None) -> np.ndarray:
+    def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None,
+                progress: Callable[[int], None] | None = None) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
         if start_pos + len(ids) > self.max_seq_len:
             raise EngineError(f"{start_pos + len(ids)} tokens do not fit the context of {self.max_seq_len}",
@@ -240,16 +287,17 @@ class CpuExecutor(Executor):
             return logits
         logits = None
         for begin in range(0, len(ids), PREFILL_BLOCK):
-            logits = self._prefill_block(ids[begin:begin + PREFILL_BLOCK], start_pos + begin, cancel, done=begin)
+            logits = self._prefill_block(ids[begin:begin + PREFILL_BLOCK], start_pos + begin, cancel, done=begin,
+                                         progress=progress)
         return logits
 
-    def _prefill_block(self, ids: np.ndarray, start: int, cancel, done: int = 0) -> np.ndarray:
+    def _prefill_block(self, ids: np.ndarray, start: int, cancel, done: int = 0, progress=None) -> np.ndarray:
         from . import jit
         from .decode_step import embed_row
         from .prefill import attend_block, matmul, rms_norm_rows, rope_rows, write_cache
 
         jit.use_threads(self.threads)
-        cfg, tiles = self.config, self._tiles
+        cfg, tiles, act = self.config, self._tiles, self._block_act
         t, hd = len(ids), cfg.head_dim
         x = np.empty((t, cfg.hidden_size), np.float32)
         for n, token in enumerate(ids):
@@ -265,22 +313,41 @@ class CpuExecutor(Executor):
         for i, layer in enumerate(self.layers):
             if cancel is not None and cancel.is_set():
                 raise PrefillCancelled(done)
+            if progress is not None:
+                progress(done + t * i // len(self.layers))
             hn = rms_norm_rows(x, layer.attn_norm, cfg.rms_norm_eps)
-            matmul(layer.wq, hn, q, tiles)
-            matmul(layer.wk, hn, k, tiles)
-            matmul(layer.wv, hn, v, tiles)
+            matmul(layer.wq, hn, q, act)
+            matmul(layer.wk, hn, k, act)
+            matmul(layer.wv, hn, v, act)
             rope_rows(q, cfg.num_heads, hd, cos, sin)
             rope_rows(k, cfg.kv_heads, hd, cos, sin)
             write_cache(self.k_cache[i], self.v_cache[i], k, v, start, hd)
             attended = attend_block(q, self.k_cache[i], self.v_cache[i], start, cfg.num_heads, tiles)
-            x += matmul(layer.wo, attended, o, tiles)
+            x += matmul(layer.wo, attended, o, act)
             hn = rms_norm_rows(x, layer.ffn_norm, cfg.rms_norm_eps)
-            matmul(layer.w1, hn, gate, tiles)
-            matmul(layer.w3, hn, up, tiles)
+            matmul(layer.w1, hn, gate, act)
+            matmul(layer.w3, hn, up, act)
             gate *= up / (np.float32(1.0) + np.exp(-gate))
-            x += matmul(layer.w2, gate, o, tiles)
+            x += matmul(layer.w2, gate, o, act)
         last = rms_norm_rows(x[-1:], self.norm_out, cfg.rms_norm_eps)[0]
         return self._project(np.ascontiguousarray(last))
+
+    # -- the cache's rows (conversation state on disk, context shift): see kv_rows ---------------
+    supports_kv_rows = True
+
+    @property
+    def kv_element_type(self) -> str:
+        return element_type(self.k_cache)
+
+    def export_kv(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        return copy_rows(self.k_cache, start, stop), copy_rows(self.v_cache, start, stop)
+
+    def import_kv(self, start: int, keys: np.ndarray, values: np.ndarray) -> None:
+        write_rows(self.k_cache, start, keys)
+        write_rows(self.v_cache, start, values)
+
+    def shift_kv(self, src: int, dst: int, count: int) -> None:
+        shift_rows(self.k_cache, self.v_cache, src, dst, count, rope_inv_frequencies(self.config))
 
     def close(self) -> None:
         """Drop every view into the memory map, then close the file (Windows keeps it locked otherwise).
@@ -290,7 +357,7 @@ class CpuExecutor(Executor):
         closes when that last view goes.
         """
         self.layers = []
-        self.lm_head = self.embedding = None
+        self.lm_head = self.embedding = self._model = None
         source, self.source = getattr(self, "source", None), None
         if source is None:
             return

@@ -28,6 +28,7 @@ def _kernel_sources_digest() -> str:
     from importlib.metadata import version
 
     digest = hashlib.sha256(version("numba").encode())
+    digest.update(os.environ.get("LLAMA_DESK_CPU_KERNELS", "").encode())  # a forced kernel variant (llvm_ir)
     for path in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -37,13 +38,22 @@ def _kernel_sources_digest() -> str:
 # the source files, which an installed program may not even be allowed to), so it stays set for the
 # whole process. A child process inherits it; _OURS tells a child it was our choice, not the user's,
 # so the child picks its own folder (its LLAMA_DESK_HOME may differ).
+# A user's own NUMBA_CACHE_DIR gets a folder of ours inside it: stale caches are cleaned up only there.
 _OURS, _USERS = "LLAMA_DESK_NUMBA_CACHE_DIR", "LLAMA_DESK_USER_NUMBA_CACHE_DIR"
+_OWN_FOLDER = "llama-desk-kernels"
+_MARKER = "llama-desk-kernels.txt"   # in every cache folder we made; with a hex name, the proof it is ours
 _inherited = os.environ.get("NUMBA_CACHE_DIR")
 if _inherited and _inherited != os.environ.get(_OURS):
     os.environ[_USERS] = os.environ.get(_USERS) or _inherited   # the user's own choice of base folder
-_base = Path(os.environ[_USERS]) if os.environ.get(_USERS) else jit_cache_dir()
+_base = Path(os.environ[_USERS]) / _OWN_FOLDER if os.environ.get(_USERS) else jit_cache_dir()
 CACHE_DIR = _base / _kernel_sources_digest()
 os.environ["NUMBA_CACHE_DIR"] = os.environ[_OURS] = str(CACHE_DIR)
+try:
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    (CACHE_DIR / _MARKER).write_text("Compiled CPU kernels of llama-desk: deleted when a newer version replaces "
+                                     "them.\n", encoding="utf-8")
+except OSError:
+    pass  # a read-only cache folder: numba then compiles every time, and nothing here is ever deleted
 
 # OpenMP worker threads spin between parallel regions before sleeping. libgomp's default spin
 # (300,000 rounds) steals the core from the thread that must launch the next region whenever
@@ -55,12 +65,26 @@ if "OMP_WAIT_POLICY" not in os.environ:
 import numba  # noqa: E402  (after the cache folder is chosen)
 from llvmlite import ir  # noqa: E402
 from numba import types  # noqa: E402
-from numba.extending import intrinsic  # noqa: E402
+from numba.extending import intrinsic, overload  # noqa: E402
 
 numba.config.CACHE_DIR = str(CACHE_DIR)
 # What the kernels are compiled with: fastmath lets LLVM reorder sums (vectorized reductions).
 KERNEL = dict(nogil=True, fastmath=True, cache=True, error_model="numpy", boundscheck=False)
 PARALLEL = dict(KERNEL, parallel=True)
+
+
+def by_element_type(stub, arg: int, cases: dict, default):
+    """Compile each call to ``stub`` (a Python placeholder) as a call to the kernel for the element type of its
+    argument number ``arg``: ``cases[type]``, else ``default``. Every kernel takes the stub's arguments.
+
+    numba chooses while it types the call, so a format costs nothing at run time: the weights' element type
+    (uint16 fp16, int16 bf16, float32, int8 blocks) or the KV cache's picks the loop that reads it.
+    """
+    @overload(stub, jit_options=KERNEL)
+    def _choose(*args):
+        kernel = cases.get(args[arg].dtype, default)
+        return lambda *args: kernel(*args)
+    return stub
 
 
 @intrinsic
@@ -107,21 +131,23 @@ def use_threads(threads: int | None) -> int:
     return n
 
 
-def threading_layer() -> str:
-    try:
-        return numba.threading_layer()
-    except ValueError:  # not chosen until the first parallel kernel runs
-        return "not started"
-
-
 def compiled_marker(variant: str) -> Path:
     """A file that exists once the kernels for ``variant`` (formats, cache type) were compiled and cached."""
     return CACHE_DIR / f"compiled-{variant}.ok"
 
 
 def remove_stale_caches() -> None:
-    """Delete kernel caches of earlier versions (each is tens of MB)."""
+    """Delete kernel caches of earlier versions (each is tens of MB): only folders provably ours."""
     import shutil
     for folder in CACHE_DIR.parent.iterdir() if CACHE_DIR.parent.is_dir() else ():
-        if folder.is_dir() and folder != CACHE_DIR and len(folder.name) == 16:
+        if folder != CACHE_DIR and _made_by_us(folder):
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _made_by_us(folder: Path) -> bool:
+    """A digest-named folder with our marker in it (or the compiled-*.ok files earlier versions left)."""
+    if folder.is_symlink() or not folder.is_dir() or len(folder.name) != 16:
+        return False
+    if any(c not in "0123456789abcdef" for c in folder.name):
+        return False
+    return (folder / _MARKER).is_file() or any(folder.glob("compiled-*.ok"))

@@ -1,16 +1,17 @@
 """Matrix-vector products over stored weights: one kernel per format, chosen by the array's type.
 
 Decoding reads every weight once per token, so these decide the speed. Each
-kernel walks four rows at a time and shares every ``x[j]`` among them, with a
-long contiguous inner loop that LLVM vectorizes (the widening cast included).
+kernel walks four rows at a time and shares every ``x[j]`` among them; the
+2-byte and float32 rows go through ``dot_wide``'s LLVM vector code, the same
+for fp16 and bf16 but for the one widening instruction.
 Formats:
   * 2-byte (fp16 as uint16, bf16 as int16) and float32: ``W[n, k]``;
-  * ``int8`` blocks (Q8_0-like): ``W[n, k]`` int8 plus ``S[n, k // 32]`` float32
-    scales; a row's value is ``S[r, j // 32] * W[r, j]``. The input vector is
-    quantized the same way first (``prepare_input``), so the inner loop is
-    integer (``int8_dot``), as in llama.cpp's Q8_0.
-Every kernel takes (x, xq, xs): the float32 input and its 8-bit blocks; each
-format reads what it needs. ``matvec_rows`` is what the fused layer step calls;
+  * packed 8-bit and 4-bit blocks (``quant_formats``): ``W`` uint8 [groups,
+    bytes], ``S`` int64 (format, rows, k). The input vector is quantized to
+    8-bit blocks first (``prepare_input``), so the inner loop is integer
+    (``dot_quant``), as in llama.cpp.
+Every kernel takes (x, act): the float32 input and its 8-bit blocks
+(XQ, XD, XS); each format reads what it needs. ``matvec_rows`` is what the fused layer step calls;
 ``matvec`` is a parallel product on its own (the vocabulary projection).
 """
 
@@ -18,86 +19,99 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange, types
-from numba.extending import overload
 
-from .int8_dot import BLOCK, int8_rows1, int8_rows4, quantize_activation
-from .jit import KERNEL, PARALLEL, widen
+from .dot_quant import GROUP, Q4_0, Q4_1, Q8, quant_tile
+from .dot_wide import wide_tile
+from .jit import KERNEL, PARALLEL, by_element_type, widen
+from .quant_formats import quantize_activations, unpack_rows
 
-ROWS = 4     # rows per kernel step
-
-
-def matvec_rows(W, S, x, xq, xs, out, r0, r1):
-    """out[r] = W[r] . x for r in r0..r1 (r1 - r0 a multiple of ROWS, or the matrix's end)."""
-    raise NotImplementedError  # compiled through the overload below
+ROWS = 4     # rows per step for the 2-byte and float32 formats (packed formats: one group)
+_tile4, _tile1 = wide_tile(ROWS, 1), wide_tile(1, 1)
+_q8, _q4_0, _q4_1 = quant_tile(Q8, 1), quant_tile(Q4_0, 1), quant_tile(Q4_1, 1)
 
 
-def prepare_input(W, x, xq, xs):
-    """Quantize ``x`` into (xq, xs) when ``W`` is int8; nothing for the other formats."""
-    raise NotImplementedError  # compiled through the overload below
+def row_unit(W):
+    """Rows one kernel step computes: ROWS, or a packed format's group."""
+    raise NotImplementedError  # compiled as the kernel for W's format (by_element_type, below)
+
+
+def matvec_rows(W, S, x, act, out, r0, r1):
+    """out[r] = W[r] . x for r in r0..r1 (r0 a multiple of ``row_unit(W)``; r1 too, or the matrix's end)."""
+    raise NotImplementedError  # compiled as the kernel for W's format (by_element_type, below)
+
+
+def prepare_input(W, x, act):
+    """Quantize ``x`` into ``act`` = (XQ, XD, XS) when ``W`` is packed; nothing for the other formats."""
+    raise NotImplementedError  # compiled as the kernel for W's format (by_element_type, below)
 
 
 @njit(**KERNEL)
-def _wide_rows(W, S, x, out, r0, r1):
+def _rows_unit(W):
+    return ROWS
+
+
+@njit(**KERNEL)
+def _group_unit(W):
+    return GROUP
+
+
+@njit(**KERNEL)
+def _wide_rows(W, S, x, act, out, r0, r1):
     k = W.shape[1]
+    X, O = x.reshape(1, k), out.reshape(1, out.size)
     r = r0
     while r + ROWS <= r1:
-        w0, w1, w2, w3 = W[r], W[r + 1], W[r + 2], W[r + 3]
-        a0 = a1 = a2 = a3 = np.float32(0.0)
-        for j in range(k):
-            xj = x[j]
-            a0 += widen(w0[j]) * xj
-            a1 += widen(w1[j]) * xj
-            a2 += widen(w2[j]) * xj
-            a3 += widen(w3[j]) * xj
-        out[r], out[r + 1], out[r + 2], out[r + 3] = a0, a1, a2, a3
+        _tile4(W, r, X, 0, O)
         r += ROWS
     while r < r1:
-        w0 = W[r]
-        a0 = np.float32(0.0)
-        for j in range(k):
-            a0 += widen(w0[j]) * x[j]
-        out[r] = a0
+        _tile1(W, r, X, 0, O)
         r += 1
 
 
 @njit(**KERNEL)
-def _int8_rows(W, S, xq, xs, out, r0, r1):
-    r = r0
-    while r + ROWS <= r1:
-        int8_rows4(W, r, xq, S, xs, out)
-        r += ROWS
-    while r < r1:
-        int8_rows1(W, r, xq, S, xs, out)
-        r += 1
+def _quant_rows(W, S, x, act, out, r0, r1):
+    """Packed blocks; S holds (format, rows, k)."""
+    fmt, k = S[0], S[2]
+    XQ, XD, XS = act[0][:, :k], act[1][:, :k // 32], act[2][:, :k // 32]
+    O = out.reshape(1, out.size)
+    for g in range(r0 // GROUP, (r1 + GROUP - 1) // GROUP):
+        if fmt == Q8:
+            _q8(W, g, XQ, XD, XS, 0, O)
+        elif fmt == Q4_0:
+            _q4_0(W, g, XQ, XD, XS, 0, O)
+        else:
+            _q4_1(W, g, XQ, XD, XS, 0, O)
 
 
-@overload(matvec_rows, jit_options=KERNEL)
-def _matvec_rows_for(W, S, x, xq, xs, out, r0, r1):
-    if W.dtype == types.int8:
-        return lambda W, S, x, xq, xs, out, r0, r1: _int8_rows(W, S, xq, xs, out, r0, r1)
-    return lambda W, S, x, xq, xs, out, r0, r1: _wide_rows(W, S, x, out, r0, r1)
+@njit(**KERNEL)
+def _quantize_input(W, x, act):
+    k, nb = x.size, x.size // 32
+    quantize_activations(x.reshape(1, k), act[0][:, :k], act[1][:, :nb], act[2][:, :nb])
 
 
-@overload(prepare_input, jit_options=KERNEL)
-def _prepare_input_for(W, x, xq, xs):
-    if W.dtype == types.int8:
-        return lambda W, x, xq, xs: quantize_activation(x, xq, xs)
-    return lambda W, x, xq, xs: None
+@njit(**KERNEL)
+def _input_as_is(W, x, act):
+    pass
+
+
+by_element_type(row_unit, 0, {types.uint8: _group_unit}, _rows_unit)
+by_element_type(matvec_rows, 0, {types.uint8: _quant_rows}, _wide_rows)
+by_element_type(prepare_input, 0, {types.uint8: _quantize_input}, _input_as_is)
 
 
 @njit(**PARALLEL)
-def matvec(W, S, x, xq, xs, out):
-    """out = W @ x over all rows, split across threads in steps of ROWS rows (xq, xs: scratch)."""
-    prepare_input(W, x, xq, xs)
-    n = W.shape[0]
-    steps = (n + ROWS - 1) // ROWS
+def matvec(W, S, x, act, out):
+    """out = W @ x over all rows, split across threads a kernel step at a time (act: scratch)."""
+    prepare_input(W, x, act)
+    n, unit = out.size, row_unit(W)
+    steps = (n + unit - 1) // unit
     for t in prange(steps):
-        matvec_rows(W, S, x, xq, xs, out, t * ROWS, min(n, t * ROWS + ROWS))
+        matvec_rows(W, S, x, act, out, t * unit, min(n, t * unit + unit))
 
 
 def widen_rows(W, S, r0, r1, out):
-    """out[i] = float32 row r0 + i of W (dequantized for int8): a tile for a BLAS matrix product."""
-    raise NotImplementedError  # compiled through the overload below
+    """out[i] = float32 row r0 + i of W (dequantized for packed formats): a tile for a BLAS matrix product."""
+    raise NotImplementedError  # compiled as the kernel for W's format (by_element_type, below)
 
 
 @njit(**KERNEL)
@@ -110,21 +124,11 @@ def _widen_wide(W, S, r0, r1, out):
 
 
 @njit(**KERNEL)
-def _widen_int8(W, S, r0, r1, out):
-    k = W.shape[1]
-    for i in range(r1 - r0):
-        row, dest = W[r0 + i], out[i]
-        for b in range(k // BLOCK):
-            scale = S[r0 + i, b]
-            for j in range(b * BLOCK, b * BLOCK + BLOCK):
-                dest[j] = np.float32(row[j]) * scale
+def _unpack(W, S, r0, r1, out):
+    unpack_rows(S[0], W, r0, r1, S[2], out)
 
 
-@overload(widen_rows, jit_options=KERNEL)
-def _widen_rows_for(W, S, r0, r1, out):
-    if W.dtype == types.int8:
-        return lambda W, S, r0, r1, out: _widen_int8(W, S, r0, r1, out)
-    return lambda W, S, r0, r1, out: _widen_wide(W, S, r0, r1, out)
+by_element_type(widen_rows, 0, {types.uint8: _unpack}, _widen_wide)
 
 
 @njit(**KERNEL)

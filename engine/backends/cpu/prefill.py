@@ -1,12 +1,10 @@
 """A block of prompt tokens through one layer: matrix-matrix products and causal attention.
 
-Prefill is compute-bound, so the products go to BLAS (numpy's matmul, all
-cores): each weight matrix is widened to float32 one tile of rows at a time
-(a few MB, still in cache) and multiplied by the block's activations. The
-widening is single-threaded on purpose: BLAS's own threads spin between calls
-and would fight a second thread pool on a 2-core machine (measured: a parallel
-widening made prefill 15% slower). Attention is one
-BLAS product per key/value head over the cache written so far.
+Prefill is compute-bound. The weight products run in the weights' own
+format through ``matmul`` (tiles of several tokens per weight load; integer
+products for packed formats), so a prompt token gets the very projections
+decoding it would. Attention is one BLAS product per key/value head over the
+cache written so far.
 """
 
 from __future__ import annotations
@@ -17,15 +15,6 @@ import numpy as np
 
 from .matvec import widen_tile
 from .weights import Weight
-
-# float32 elements per widened tile. A short block is bound by moving the tile through memory, so its
-# tile should stay in cache (4 MiB); a tall block by BLAS, which runs near its peak only on wide
-# products (64 MiB). Measured on a 1.1B model: 32 tokens in 0.92 s with 4 MiB tiles, 1.43 s with
-# 64 MiB; 512 tokens at 45 tokens/s with 4 MiB tiles, 58-64 with 64 MiB.
-_SHORT_TILE_ELEMENTS = 1 << 20
-_TILE_ELEMENTS = 1 << 24
-_SHORT_BLOCK = 128
-
 
 class TileBuffer:
     """One reusable float32 scratch tile, grown on demand."""
@@ -39,17 +28,30 @@ class TileBuffer:
         return self.array[:rows * cols].reshape(rows, cols)
 
 
-def matmul(weight: Weight, x: np.ndarray, out: np.ndarray, tiles: TileBuffer) -> np.ndarray:
-    """out[T, n] = x[T, k] @ weight.T, widening ``weight`` tile by tile."""
-    n, k = weight.shape
-    tile_rows = max(16, (_SHORT_TILE_ELEMENTS if x.shape[0] <= _SHORT_BLOCK else _TILE_ELEMENTS) // k)
-    for first, data, scales in weight.parts:
-        rows = data.shape[0]
-        for r0 in range(0, rows, tile_rows):
-            r1 = min(rows, r0 + tile_rows)
-            tile = tiles.get(r1 - r0, k)
-            widen_tile(data, scales, r0, r1, tile)
-            np.matmul(x, tile.T, out=out[:, first + r0:first + r1])
+class Activations:
+    """A block's activations in 8-bit (or 16-bit) blocks (values, scales, sums) for packed weights, grown on demand."""
+
+    def __init__(self, dtype=np.int8):
+        self.dtype = dtype
+        self.arrays = (np.empty(0, dtype), np.empty(0, np.float32), np.empty(0, np.int32))
+
+    def get(self, tokens: int, k: int):
+        blocks = (k + 31) // 32
+        if self.arrays[0].size < tokens * k or self.arrays[1].size < tokens * blocks:
+            self.arrays = (np.empty(tokens * k, self.dtype), np.empty(tokens * blocks, np.float32),
+                           np.empty(tokens * blocks, np.int32))
+        q, d, s = self.arrays
+        return (q[:tokens * k].reshape(tokens, k), d[:tokens * blocks].reshape(tokens, blocks),
+                s[:tokens * blocks].reshape(tokens, blocks))
+
+
+def matmul(weight: Weight, x: np.ndarray, out: np.ndarray, act: Activations) -> np.ndarray:
+    """out[T, n] = x[T, k] @ weight.T in the weight's own format (``matmul.matmul``)."""
+    from .matmul import matmul as product
+
+    act_block = act.get(x.shape[0], x.shape[1])
+    for first, rows, data, scales in weight.row_parts():
+        product(data, scales, x, act_block, out if len(weight.parts) == 1 else out[:, first:first + rows])
     return out
 
 

@@ -1,44 +1,42 @@
-"""8-bit weights in blocks of 32 with one float32 scale each (llama.cpp's Q8_0 rule).
+"""Which weight formats the cpu executor can quantize to at load, and what each costs in memory.
 
-scale = max|w| / 127 over the block; value = round-half-away(w / scale). The
-quantization error is at most half a step (scale / 2) per weight, which moves
-a model's perplexity by well under 1% (measured on the built-in model; see the
-README). Rows are quantized in slices read from the file, so memory never holds
-a tensor twice.
+``int8`` is llama.cpp's Q8_0 (blocks of 32, one fp16 scale each); ``int4`` is
+4-bit blocks of 32 in the layout ``INT4_LAYOUT`` names, chosen by measured
+perplexity and speed (README): ``q4_1`` (a scale and a minimum per block,
+5 bits a weight) or ``q4_0`` (a scale only, 4.5 bits). The rules, packing and
+kernels are in ``quant_formats`` and ``dot_quant``.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from numba import njit, prange
+from .dot_quant import BLOCK, Q4_0, Q4_1, Q8
+from .quant_formats import packed_bytes
 
-from .jit import PARALLEL, widen
-from .matvec import BLOCK
-
-
-# Exact IEEE arithmetic (no fastmath): the scale and the rounding must be what the rule says,
-# not a reciprocal approximation that moves values across a rounding boundary.
-@njit(**dict(PARALLEL, fastmath=False))
-def quantize_rows(W, out_q, out_s):
-    """Quantize stored rows ``W`` (fp16/bf16/float32) into ``out_q`` (int8) and ``out_s`` (float32 scales)."""
-    n, k = W.shape
-    for r in prange(n):
-        row = W[r]
-        for b in range(k // BLOCK):
-            amax = np.float32(0.0)
-            for j in range(b * BLOCK, b * BLOCK + BLOCK):
-                amax = max(amax, abs(widen(row[j])))
-            scale = amax / np.float32(127.0)
-            inv = np.float32(1.0) / scale if scale > 0 else np.float32(0.0)
-            out_s[r, b] = scale
-            for j in range(b * BLOCK, b * BLOCK + BLOCK):
-                v = widen(row[j]) * inv
-                out_q[r, j] = np.int8(np.floor(abs(v) + np.float32(0.5)) * (1 if v >= 0 else -1))
+INT4_LAYOUT = "q4_1"
+_CODES = {"int8": Q8, "q4_0": Q4_0, "q4_1": Q4_1}
+QUANTIZED = ("int8", "int4")
 
 
-def quantized_bytes(shape: tuple[int, int]) -> int:
+def format_code(weight_format: str) -> int:
+    """The packed format a ``weight_format`` choice ("int8", "int4") quantizes to."""
+    return _CODES[INT4_LAYOUT if weight_format == "int4" else weight_format]
+
+
+def head_format(name: str, cfg, weight_format: str) -> str:
+    """``weight_format`` for every matrix but the vocabulary projection, which stays 8-bit under int4.
+
+    The logits are the most sensitive product (llama.cpp keeps its output matrix in 6 bits for the same
+    reason): on the built-in model a 4-bit head alone moved perplexity by +8% (int8 head: see README).
+    """
+    from engine.weights.names import EMBEDDING, LM_HEAD
+
+    head = EMBEDDING if cfg.tie_word_embeddings else LM_HEAD
+    return "int8" if weight_format == "int4" and name == head else weight_format
+
+
+def quantized_bytes(shape: tuple[int, int], weight_format: str) -> int:
     rows, k = shape
-    return rows * k + rows * (k // BLOCK) * 4
+    return packed_bytes(format_code(weight_format), rows, k)
 
 
 def can_quantize(shape: tuple[int, ...]) -> bool:

@@ -1,12 +1,13 @@
-"""The cpu executor's weights: views into the memory-mapped file, or 8-bit blocks made at load.
+"""The cpu executor's weights: views into the memory-mapped file, or 8-/4-bit blocks made at load.
 
 A ``Weight`` is a 2-D matrix in one format, as one or more row blocks (a
 tensor MindSpore split into several records stays split when the split falls
 between rows: no copy). Stored 2-byte weights are numpy views of the file
 with the element type telling the format (uint16 = fp16, int16 = bf16), so
-they cost no memory beyond the file's pages. ``int8`` weights are quantized
-slice by slice from ordinary file reads, so the original never sits in memory
-beside its copy.
+they cost no memory beyond the file's pages. Quantized weights (``int8``,
+``q4_0``, ``q4_1``: packed blocks, ``quant_formats``) are made slice by slice
+from ordinary file reads, so the original never sits in memory beside its
+copy; a block holding NaN or Inf stops loading with the tensor's name.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from math import prod
 
 import numpy as np
 
+from engine.errors import CheckpointError
 from engine.weights.tensor_source import TensorSource
 
-from .quantize import BLOCK, quantize_rows
+from .dot_quant import GROUP
+from .quant_formats import FORMAT_NAMES, pack_rows, packed_shape
 
 NO_SCALES = np.empty((0, 0), np.float32)
 _VIEW = {"float16": np.uint16, "bfloat16": np.int16, "float32": np.float32}
@@ -28,8 +31,10 @@ _SLICE_BYTES = 1 << 25  # rows read and quantized at a time (32 MiB of stored we
 @dataclass
 class Weight:
     shape: tuple[int, int]
-    format: str                                   # "float16", "bfloat16", "float32", "int8"
-    parts: list[tuple[int, np.ndarray, np.ndarray]] = field(default_factory=list)  # (first row, data, scales)
+    format: str                                   # "float16", "bfloat16", "float32", "int8", "q4_0", "q4_1"
+    # (first row, data, scales): packed formats have one part, data uint8 [groups, bytes], scales
+    # int64 (format code, rows, k)
+    parts: list[tuple[int, np.ndarray, np.ndarray]] = field(default_factory=list)
 
     @property
     def data(self) -> np.ndarray:
@@ -42,6 +47,11 @@ class Weight:
     @property
     def nbytes(self) -> int:
         return sum(d.nbytes + s.nbytes for _, d, s in self.parts)
+
+    def row_parts(self):
+        """(first row, rows, data, scales) of each part."""
+        for first, data, scales in self.parts:
+            yield first, (int(scales[1]) if data.dtype == np.uint8 else data.shape[0]), data, scales
 
     def find_row(self, row: int) -> tuple[np.ndarray, np.ndarray, int]:
         """(data, scales, row within that part) for a row of the whole matrix."""
@@ -68,19 +78,24 @@ def stored_weight(source: TensorSource, name: str) -> Weight:
     return Weight((rows, k), info.dtype, parts)
 
 
-def quantized_weight(source: TensorSource, name: str) -> Weight:
-    """The tensor in 8-bit blocks, converted a slice of rows at a time from file reads."""
+def quantized_weight(source: TensorSource, name: str, fmt: int) -> Weight:
+    """The tensor in packed blocks of format ``fmt``, converted a slice of rows at a time from file reads."""
     info = source.tensors[name]
     rows, k = info.shape[0], int(prod(info.shape[1:]))
-    data = np.empty((rows, k), np.int8)
-    scales = np.empty((rows, k // BLOCK), np.float32)
-    step = max(1, _SLICE_BYTES // (k * 4))
+    groups, per_group = packed_shape(fmt, rows, k)
+    data = np.zeros((groups, per_group), np.uint8)
+    step = max(1, _SLICE_BYTES // (k * 4) // GROUP) * GROUP
     view = _VIEW[info.dtype]
     for r0 in range(0, rows, step):
         r1 = min(rows, r0 + step)
         stored = source.read_rows(name, r0, r1).view(view).reshape(r1 - r0, k)
-        quantize_rows(stored, data[r0:r1], scales[r0:r1])
-    return Weight((rows, k), "int8", [(0, data, scales)])
+        bad = pack_rows(fmt, stored, data[r0 // GROUP:(r1 + GROUP - 1) // GROUP])
+        if bad:
+            raise CheckpointError(f"{source.path.name}: the tensor {name} holds NaN or infinite values ({bad} blocks "
+                                  f"of 32 from row {r0} on), so no quantized copy of it can be right. The file is "
+                                  "damaged or was saved from a failed training run: use another checkpoint.",
+                                  path=source.path)
+    return Weight((rows, k), FORMAT_NAMES[fmt], [(0, data, np.array([fmt, rows, k], np.int64))])
 
 
 def vector(source: TensorSource, name: str) -> np.ndarray:

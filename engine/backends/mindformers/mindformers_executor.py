@@ -26,9 +26,10 @@ import numpy as np
 
 from engine.backends.executor import Executor, MemoryNeed
 from engine.backends.mindspore.graph_shapes import WARMUP_BLOCKS, prefill_in_chunks, window_bucket
-from engine.backends.mindspore.mindspore_executor import explain_failure, import_mindspore, use_device
+from engine.backends.mindspore.mindspore_executor import (explain_failure, fill_parameters, import_mindspore,
+                                                          use_device)
 from engine.config import ModelConfig
-from engine.errors import Cancelled, CheckpointError, EngineError
+from engine.errors import CheckpointError, EngineError
 from engine.weights.names import expected_shapes
 from engine.weights.tensor_source import TensorSource
 
@@ -38,6 +39,20 @@ from .mindformers_config import BLOCK_SIZE, cache_capacity, mindformers_settings
 # buffers (measured: 0.2-0.5 GB each on a LLaMA2-7b-shaped model cut to 4 layers).
 RUNTIME_BYTES = 2 << 30
 ProgressFn = Callable[[int, int], None]
+
+
+def _checked(source: TensorSource, name: str, shape: tuple) -> np.ndarray:
+    """The tensor MindFormers' network wants under ``name``, if the file has it in that shape (float32)."""
+    if name not in source.tensors:
+        raise CheckpointError(f"MindFormers' LLaMA built from this config has a tensor {name} that "
+                              f"{source.path.name} does not have; the config does not fit the checkpoint.",
+                              path=source.path)
+    array = source.float32(name)
+    if array.shape != shape:
+        raise CheckpointError(f"MindFormers reads the config as {name} of shape {shape}, but "
+                              f"{source.path.name} has {array.shape}; the config does not fit the checkpoint.",
+                              path=source.path)
+    return array
 
 
 class MindFormersExecutor(Executor):
@@ -96,39 +111,9 @@ class MindFormersExecutor(Executor):
             raise EngineError(f"MindFormers refused the model's config: {exc}", subject="config",
                               code="mindformers_config_refused", params={"reason": str(exc)}) from None
         self.net.set_train(False)
-        self._load(source, progress, cancel)
+        fill_parameters(self.net, source, ("key_cache", "value_cache"),
+                        lambda name, shape: _checked(source, name, shape), progress, cancel)
         self._step = ms.jit(self._forward)
-
-    def _load(self, source: TensorSource, progress: ProgressFn | None, cancel: threading.Event | None) -> None:
-        Tensor = self._Tensor
-        params = dict(self.net.parameters_and_names())
-        total = sum(source.tensors[n].nbytes for n in params if n in source.tensors)
-        done = 0
-        for name, param in params.items():
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("Loading was cancelled.",
-                                code="load_cancelled")
-            if name.endswith(("key_cache", "value_cache")):
-                param.set_data(Tensor.from_numpy(np.zeros(param.shape, np.float32)))
-                continue
-            if name not in source.tensors:
-                raise CheckpointError(f"MindFormers' LLaMA built from this config has a tensor {name} that "
-                                      f"{source.path.name} does not have; the config does not fit the checkpoint.",
-                                      path=source.path,
-                                      code="config_tensor_not_in_checkpoint",
-                                      params={"tensor": name, "file": source.path.name})
-            array = source.float32(name)
-            if array.shape != tuple(param.shape):
-                raise CheckpointError(f"MindFormers reads the config as {name} of shape {tuple(param.shape)}, but "
-                                      f"{source.path.name} has {array.shape}; the config does not fit the checkpoint.",
-                                      path=source.path,
-                                      code="config_tensor_shape_mismatch",
-                                      params={"tensor": name, "expected": tuple(param.shape),
-                                              "file": source.path.name, "found": array.shape})
-            param.set_data(Tensor.from_numpy(array))
-            done += source.tensors[name].nbytes
-            if progress:
-                progress(done, total)
 
     def _forward(self, ids, valid_length, tables, slots, positions, last):
         """One MindFormers forward in chunked-prefill mode -> logits [1, vocab] of token ``last`` - 1."""
@@ -162,8 +147,9 @@ class MindFormersExecutor(Executor):
             message = explain_failure(exc).replace("MindSpore failed", "MindFormers failed")
             raise EngineError(message, code="backend_failed", params={"detail": message}) from None
 
-    def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None) -> np.ndarray:
-        return prefill_in_chunks(ids, start_pos, self.max_seq_len, cancel, self._run)
+    def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None,
+                progress=None) -> np.ndarray:
+        return prefill_in_chunks(ids, start_pos, self.max_seq_len, cancel, self._run, progress)
 
     def decode(self, token: int, pos: int) -> np.ndarray:
         if pos >= self.max_seq_len:

@@ -35,11 +35,11 @@ def window_bucket(end: int, capacity: int) -> int:
 
 
 def prefill_in_chunks(ids: Sequence[int], start_pos: int, max_seq_len: int, cancel: threading.Event | None,
-                      run: RunFn) -> np.ndarray:
+                      run: RunFn, progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Run ``ids`` from ``start_pos`` one padded chunk at a time; logits of the last id.
 
     ``cancel`` is checked before each chunk; a set event raises ``PrefillCancelled``
-    with the number of tokens already in the cache.
+    with the number of tokens already in the cache. ``progress(done)`` hears of each chunk.
     """
     ids = np.asarray(ids, dtype=np.int32)
     if start_pos + len(ids) > max_seq_len:
@@ -49,6 +49,8 @@ def prefill_in_chunks(ids: Sequence[int], start_pos: int, max_seq_len: int, canc
     for begin in range(0, len(ids), PREFILL_CHUNK):
         if cancel is not None and cancel.is_set():
             raise PrefillCancelled(begin)
+        if progress is not None:
+            progress(begin)
         chunk = ids[begin:begin + PREFILL_CHUNK]
         padded = np.zeros(SHORT_CHUNK if len(chunk) <= SHORT_CHUNK else PREFILL_CHUNK, np.int32)
         padded[:len(chunk)] = chunk

@@ -159,6 +159,7 @@ class LlamaForCausalLM(nn.Cell):
         self.cos_table = Tensor(cos)
         self.sin_table = Tensor(sin)
         self.key_positions = Tensor(np.arange(cache_len, dtype=np.int32))
+        self.cache_len = cache_len
         self.kv_heads = cfg.kv_heads
         self.head_matmul = ops.MatMul(transpose_b=True)
         self.dtype = dtype
@@ -171,12 +172,16 @@ class LlamaForCausalLM(nn.Cell):
         a short chat neither reads nor allocates attention for the whole context.
         """
         c = ids.shape[0]
-        positions = start_pos + ops.arange(0, c, dtype=ms.int32)
+        rows = ops.arange(0, c, dtype=ms.int32)
+        positions = start_pos + rows
         cos = ops.gather(self.cos_table, positions, 0).reshape(c, 1, -1)
         sin = ops.gather(self.sin_table, positions, 0).reshape(c, 1, -1)
+        # Padding rows (after last_row) are written to the spare positions at the cache's end, which no
+        # query may see: the rows after the block (e.g. a moved stretch of a conversation) stay intact.
+        slots = ops.select(rows <= last_row, positions, self.cache_len - c + rows)
         heads = ops.arange(0, self.kv_heads, dtype=ms.int32)
         cache_index = ops.stack((ops.broadcast_to(heads.reshape(-1, 1), (self.kv_heads, c)),
-                                 ops.broadcast_to(positions.reshape(1, -1), (self.kv_heads, c))), -1)
+                                 ops.broadcast_to(slots.reshape(1, -1), (self.kv_heads, c))), -1)
         allowed = self.key_positions[:window].reshape(1, -1) <= positions.reshape(-1, 1)
         mask = ops.select(allowed, ops.zeros_like(allowed.astype(ms.float32)),
                           ops.full_like(allowed.astype(ms.float32), _NEG))

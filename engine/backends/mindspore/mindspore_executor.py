@@ -13,13 +13,16 @@ reference; on a GPU it computes in float16.
 from __future__ import annotations
 
 import os
+import sys
 import threading
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from engine.backends.executor import Executor, MemoryNeed
-from engine.config import ModelConfig
+from engine.backends.kv_rows import shift_rows, write_rows
+from engine.config import ModelConfig, rope_inv_frequencies
 from engine.errors import Cancelled, EngineError
 from engine.paths import logs_dir
 from engine.weights.names import expected_shapes
@@ -41,6 +44,13 @@ def import_mindspore():
     os.environ.setdefault("MS_OM_PATH", str(logs))
     os.environ.setdefault("GLOG_log_dir", str(logs))
     os.environ.setdefault("GLOG_v", "3")
+    if not os.path.isfile(os.__file__):
+        # Python's embeddable runtime (the Windows installer's) keeps the standard library in a zip, where
+        # MindSpore's test for "standard library: run it as plain Python" (a file under os.py's folder) fails:
+        # it would compile collections.abc (which tensor slicing reaches) from a source that is not there.
+        # MS_JIT_IGNORE_MODULES is its own way to name them.
+        named = os.environ.get("MS_JIT_IGNORE_MODULES")
+        os.environ["MS_JIT_IGNORE_MODULES"] = ",".join(filter(None, [named, *sorted(sys.stdlib_module_names)]))
     try:
         import mindspore as ms
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -48,6 +58,24 @@ def import_mindspore():
                           "Install it with: pip install mindspore==2.10.0 \"numpy<2\"",
                           code="mindspore_import_failed", params={"error": str(exc)}) from None
     return ms
+
+
+def _outside_windows_code_page(*folders: Path) -> str | None:
+    """Why MindSpore cannot compile here, if a folder its graphs come from has a name Windows' ANSI code page
+    cannot hold (C:\\Users\\张三 on an English Windows, cp1252): its graph compiler handles source paths in that
+    code page, and such a graph silently computes nothing (measured under Wine; cp936 holds 张三 and works)."""
+    if sys.platform != "win32":
+        return None
+    import locale
+    code_page = locale.getencoding() if hasattr(locale, "getencoding") else locale.getpreferredencoding(False)
+    for folder in folders:
+        try:
+            str(folder).encode(code_page)
+        except UnicodeEncodeError:
+            return (f"MindSpore cannot compile its graphs from {folder}: the path has characters this Windows' "
+                    f"code page ({code_page}) cannot hold. Use the cpu backend, or install llama-desk in a folder "
+                    "such as C:\\llama-desk.")
+    return None
 
 
 def keep_ctrl_c() -> None:
@@ -80,6 +108,32 @@ def explain_failure(exc: BaseException) -> str:
     return "MindSpore failed while running the model: " + (lines[0][:300] if lines else type(exc).__name__)
 
 
+def fill_parameters(net, source: TensorSource, cache_suffixes: tuple[str, ...],
+                    array_for: Callable[[str, tuple], np.ndarray], progress: ProgressFn | None,
+                    cancel: threading.Event | None) -> None:
+    """Give each Parameter of ``net`` (built under ``no_init_parameters``) its tensor, read once from ``source``.
+
+    ``array_for(name, shape)`` reads and converts one tensor; ``Tensor.from_numpy`` then shares its buffer,
+    so memory holds the converted weights plus one tensor in flight. The KV caches (names ending in
+    ``cache_suffixes``) start as zeros. A set ``cancel`` stops between tensors.
+    """
+    from mindspore import Tensor
+
+    params = dict(net.parameters_and_names())
+    total = sum(source.tensors[n].nbytes for n in params if n in source.tensors)
+    done = 0
+    for name, param in params.items():
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("Loading was cancelled.")
+        if name.endswith(cache_suffixes):
+            param.set_data(Tensor.from_numpy(np.zeros(param.shape, np.float32)))
+            continue
+        param.set_data(Tensor.from_numpy(array_for(name, tuple(param.shape))))
+        done += source.tensors[name].nbytes
+        if progress:
+            progress(done, total)
+
+
 def _compute_dtype(device: str, weight_format: str) -> str:
     if weight_format == "int8":
         raise EngineError("The mindspore backend has no 8-bit weights; use the cpu backend for int8.",
@@ -97,8 +151,12 @@ class MindSporeExecutor(Executor):
     def unavailable_reason(cls, device: str) -> str | None:
         import importlib.util
 
-        if importlib.util.find_spec("mindspore") is None:
+        spec = importlib.util.find_spec("mindspore")
+        if spec is None:
             return "MindSpore is not installed (pip install mindspore==2.10.0)."
+        outside = _outside_windows_code_page(Path(__file__).parent, Path(spec.origin).parent)
+        if outside:
+            return outside
         if device == "GPU":
             from engine.backends.devices import gpu_unavailable_reason
             return gpu_unavailable_reason()
@@ -139,36 +197,19 @@ class MindSporeExecutor(Executor):
         self._cache_len = cache_len
         with no_init_parameters():
             self.net = LlamaForCausalLM(cfg, cache_len, compute_dtype)
-        self._load(source, compute_dtype, progress, cancel)
-        self._step = ms.jit(self.net.construct)
 
-    def _load(self, source: TensorSource, dtype: str, progress: ProgressFn | None,
-              cancel: threading.Event | None) -> None:
-        Tensor = self._Tensor
-        params = dict(self.net.parameters_and_names())
-        total = sum(source.tensors[n].nbytes for n in params if n in source.tensors)
-        done = 0
-        for name, param in params.items():
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("Loading was cancelled.",
-                                code="load_cancelled")
-            if name.endswith(("k_cache", "v_cache")):
-                param.set_data(Tensor.from_numpy(np.zeros(param.shape, np.float32)))
-                continue
+        def array_for(name: str, _shape) -> np.ndarray:
             array = source.float32(name)
-            is_norm = name.endswith("norm.weight") or name.endswith("norm_out.weight")
-            if dtype == "float16" and not is_norm:
-                array = array.astype(np.float16)
-            param.set_data(Tensor.from_numpy(array))
-            done += source.tensors[name].nbytes
-            if progress:
-                progress(done, total)
+            is_norm = name.endswith("norm.weight") or name.endswith("norm_out.weight")  # norms stay float32
+            return array.astype(np.float16) if compute_dtype == "float16" and not is_norm else array
+        fill_parameters(self.net, source, ("k_cache", "v_cache"), array_for, progress, cancel)
+        self._step = ms.jit(self.net.construct)
 
     def warmup(self, progress=None) -> None:
         """Compile the prefill and decode graphs now, so the first answer is not 10 s late.
 
-        This writes junk into cache positions 0..PREFILL_CHUNK; harmless, since
-        every later prefill starts by overwriting the positions it uses.
+        This writes junk into cache position 0 (and the spare positions past the
+        context); harmless, since every later prefill overwrites the positions it uses.
         """
         blocks = WARMUP_BLOCKS
         for n, size in enumerate(blocks):
@@ -193,15 +234,52 @@ class MindSporeExecutor(Executor):
             message = explain_failure(exc)
             raise EngineError(message, code="backend_failed", params={"detail": message}) from None
 
-    def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None) -> np.ndarray:
+    def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None,
+                progress=None) -> np.ndarray:
         return prefill_in_chunks(ids, start_pos, self.max_seq_len, cancel,
-                                 lambda padded, start, count: self._run(padded, start, count - 1))
+                                 lambda padded, start, count: self._run(padded, start, count - 1), progress)
 
     def decode(self, token: int, pos: int) -> np.ndarray:
         if pos >= self.max_seq_len:
             raise EngineError(f"position {pos} is past the context of {self.max_seq_len}",
                               code="position_past_context", params={"position": pos, "context": self.max_seq_len})
         return self._run(np.array([token], np.int32), pos, 0)
+
+    # -- the cache's rows: each layer's cache is a float32 Parameter [kv_head, position, head_dim] ----
+    # Reading one is a host copy; writing is an Assign kernel of the whole layer's cache (fine for the
+    # reference and GPU path). set_data and assign_value are not for this: the compiled graph then
+    # reads or writes another buffer than the one assigned.
+    supports_kv_rows = True
+    kv_element_type = "float32"
+
+    def _cache_parameters(self):
+        return [(layer.attention.k_cache, layer.attention.v_cache) for layer in self.net.model.layers]
+
+    def export_kv(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        pairs = self._cache_parameters()
+        return (np.stack([k.asnumpy()[:, start:stop] for k, _ in pairs]),
+                np.stack([v.asnumpy()[:, start:stop] for _, v in pairs]))
+
+    def _rewrite_caches(self, change) -> None:
+        """Apply ``change(keys, values)`` (numpy, in place) to every layer's cache and hand it back."""
+        for k, v in self._cache_parameters():
+            keys, values = k.asnumpy().copy(), v.asnumpy().copy()
+            change(keys, values)
+            self._ms.ops.assign(k, self._Tensor(keys))
+            self._ms.ops.assign(v, self._Tensor(values))
+
+    def import_kv(self, start: int, keys: np.ndarray, values: np.ndarray) -> None:
+        layers = iter(zip(keys, values))
+
+        def write(k_cache, v_cache):
+            k_rows, v_rows = next(layers)
+            write_rows(k_cache, start, k_rows)
+            write_rows(v_cache, start, v_rows)
+        self._rewrite_caches(write)
+
+    def shift_kv(self, src: int, dst: int, count: int) -> None:
+        inv_freq = rope_inv_frequencies(self.config)
+        self._rewrite_caches(lambda k_cache, v_cache: shift_rows(k_cache, v_cache, src, dst, count, inv_freq))
 
     def close(self) -> None:
         self.net = None

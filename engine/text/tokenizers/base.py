@@ -10,6 +10,7 @@ what was expected and what to do, never a library traceback.
 from __future__ import annotations
 
 import abc
+import functools
 import importlib
 import re
 from collections.abc import Sequence
@@ -55,6 +56,15 @@ class Tokenizer(abc.ABC):
         if self.bos_id is not None:
             ids.add(self.bos_id)
         return frozenset(ids)
+
+    @functools.cached_property
+    def longest_token_bytes(self) -> int:
+        """The most UTF-8 bytes of text one token stands for (plus the word-start space SentencePiece drops when
+        a piece is decoded alone): text of n bytes needs at least n / this many tokens, so a prompt far too
+        long for the context can be refused by its length, before the work of tokenizing it."""
+        skip = self.control_ids
+        return 1 + max((len(self.decode([i]).encode("utf-8")) for i in range(self.vocab_size_with_added)
+                        if i not in skip), default=1)
 
     @abc.abstractmethod
     def _encode_text(self, text: str) -> list[int]:

@@ -1,0 +1,76 @@
+"""The local API server over the app's loaded model: its own object on the engine thread.
+
+It follows the model: a wanted server starts once a model is loaded, stops before that model is
+closed (``EngineWorker.unloading``, called directly on the engine thread, so no request reaches a
+closed engine) and starts again on the next one. The window only says whether it wants a server and
+on which port (``set_wanted``) and hears back through ``state``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+
+from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal, Slot
+
+log = logging.getLogger(__name__)
+
+
+class ApiController(QObject):
+    state = Signal(bool, str)                     # running, address or the reason it is not
+
+    def __init__(self, worker):
+        super().__init__()
+        self.worker = worker                      # the EngineWorker whose model is served
+        self.wanted, self.port, self.api_key = False, 0, ""
+        self.handle = None
+        # the worker lives on the same thread: direct calls, in order with its loading and closing
+        worker.loaded.connect(self._model_loaded, Qt.ConnectionType.DirectConnection)
+        worker.unloading.connect(self._stop, Qt.ConnectionType.DirectConnection)
+
+    @Slot(bool, int, str)
+    def set_wanted(self, wanted: bool, port: int, api_key: str = "") -> None:
+        """Serve on 127.0.0.1:``port``; with ``api_key``, only to programs that send it."""
+        if self.handle is not None and (wanted, port, api_key) == (self.wanted, self.port, self.api_key):
+            self.state.emit(True, str(self.handle.url))  # e.g. a rebuilt window asking again
+            return
+        self.wanted, self.port, self.api_key = wanted, port, api_key
+        self._stop()
+        if not wanted:
+            self.state.emit(False, "")
+        elif self.worker.engine is not None:
+            self._start()                         # else: once a model is loaded
+
+    @Slot(object)
+    def _model_loaded(self, _info) -> None:
+        if self.wanted and self.handle is None:
+            self._start()
+
+    def _start(self) -> None:
+        if importlib.util.find_spec("api_server") is None:
+            self.state.emit(False, "The local API server is not installed in this version.")
+            return
+        try:
+            import api_server
+            self.handle = api_server.start_background(self.worker.engine, host="127.0.0.1", port=self.port,
+                                                      api_key=self.api_key or None)
+        except Exception as exc:  # noqa: BLE001 - a port in use must not take the app down
+            self.state.emit(False, f"The local API server could not start: {exc}")
+            return
+        self.state.emit(True, str(self.handle.url))
+
+    @Slot()
+    def _stop(self) -> None:
+        if self.handle is not None:
+            handle, self.handle = self.handle, None
+            try:
+                handle.stop()
+            except Exception:  # noqa: BLE001
+                log.exception("stopping the API server failed")
+
+    @Slot()
+    def shutdown(self) -> None:
+        """Stop serving and hand this object back to the main thread before the engine thread ends."""
+        self.wanted = False
+        self._stop()
+        self.moveToThread(QCoreApplication.instance().thread())

@@ -1,0 +1,197 @@
+"""Products of 8-bit and 4-bit weight blocks with 8-bit activation blocks: integer inner loop, in LLVM vector code.
+
+The weights are laid out "rows in lanes" (``quant_formats``): a group of
+``LANES`` rows is stored block by block, and within a block four consecutive
+bytes of each row sit side by side, so one vector holds four weights of every
+row of the group. The activations are 8-bit blocks of 32 with a float scale
+and their integer sum (llama.cpp's Q8_1). Per block and token, four activation
+bytes are broadcast to every lane and multiplied into the row lanes with one
+byte dot product (AVX-512/AVX-VNNI ``vpdpbusd``; ``pmaddubsw`` + ``pmaddwd``
+on AVX2; portable vector IR elsewhere), then the integer sums are scaled by
+(weight scale x activation scale) into one float accumulator per row: no
+horizontal sums, and every row's sum runs over its blocks in the same order
+whatever the tile, so a token's result does not depend on the tokens beside it.
+
+Formats (weight = value of the block's stored integers):
+  * ``Q8``: q in -127..127 stored as q + 128 (unsigned); weight = d * q.
+  * ``Q4_0``: 4-bit n stored as n (0..15); weight = d * (n - 8).
+  * ``Q4_1``: 4-bit n; weight = d * n + m.
+The offsets are exact integer corrections: sum(n * x) - 8 * sum(x) for Q4_0 and
+sum((q + 128) * x) - 128 * sum(x) for Q8 on the unsigned-byte instructions (the
+signed ones on AVX2 and elsewhere take q directly); Q4_1's minimum adds
+m * d_x * sum(x) per block.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+from .jit import KERNEL
+
+from .llvm_ir import (F16, F32, I8, I16, I32, ISA, LANES, Loop, array_parts, byte_pointer, call_intrinsic, const,
+                      fmuladd, i64, shuffle, splat, vec)
+
+BLOCK = 32
+Q8, Q4_0, Q4_1 = 3, 4, 5          # format codes (1-2 are the 2-byte formats, 0 float32)
+GROUP = LANES                       # rows per group: one per float32 lane
+
+
+@njit(**KERNEL)
+def header_bytes(fmt: int) -> int:
+    """fp16 scales (and Q4_1's minimums) of one block of a group."""
+    return 2 * GROUP * (2 if fmt == Q4_1 else 1)
+
+
+@njit(**KERNEL)
+def block_bytes(fmt: int) -> int:
+    """Bytes of one block (32 weights) of one group of rows."""
+    return header_bytes(fmt) + GROUP * (BLOCK if fmt == Q8 else BLOCK // 2)
+
+
+# -- four-byte dot products per lane ---------------------------------------------------------------
+
+_UNSIGNED_BYTES = ISA in ("avx512", "avxvnni")   # vpdpbusd: unsigned weight bytes x signed activations
+
+
+def _dot4(builder, acc, w, x, signed_w: bool):
+    """acc[l] + sum of the 4 products w[4l + i] * x[4l + i]; w unsigned bytes (signed when ``signed_w``)."""
+    n = acc.type.count
+    if ISA in ("avx512", "avxvnni") and not signed_w:
+        name = "llvm.x86.avx512.vpdpbusd.512" if n == 16 else "llvm.x86.avx512.vpdpbusd.256"
+        as_i32 = vec(I32, n)
+        return call_intrinsic(builder, name, as_i32, [acc, builder.bitcast(w, as_i32), builder.bitcast(x, as_i32)])
+    if ISA in ("avx512", "avxvnni", "avx2") and n == 8:
+        if signed_w:  # |x| times w with x's sign: products stay within pmaddubsw's 16 bits
+            w = call_intrinsic(builder, "llvm.x86.avx2.psign.b", w.type, [w, x])
+            x = call_intrinsic(builder, "llvm.abs.v32i8", x.type, [x, const(ir.IntType(1), 0)])
+            w, x = x, w
+        pairs = call_intrinsic(builder, "llvm.x86.avx2.pmadd.ub.sw", vec(I16, 16), [w, x])
+        quads = call_intrinsic(builder, "llvm.x86.avx2.pmadd.wd", vec(I32, 8),
+                               [pairs, const(vec(I16, 16), [1] * 16)])
+        return builder.add(acc, quads)
+    wide = builder.sext(w, vec(I32, 4 * n)) if signed_w else builder.zext(w, vec(I32, 4 * n))
+    products = builder.mul(wide, builder.sext(x, vec(I32, 4 * n)))
+    quads = [shuffle(builder, products, range(i, 4 * n, 4)) for i in range(4)]
+    return builder.add(acc, builder.add(builder.add(quads[0], quads[1]), builder.add(quads[2], quads[3])))
+
+
+def _broadcast_x(builder, xq_row, offset, element):
+    """Four activations at ``offset`` (8- or 16-bit), repeated in every lane, as a vector of that type."""
+    four_type = I32 if element == I8 else ir.IntType(64)
+    four = builder.load(builder.bitcast(builder.gep(xq_row, [offset]), four_type.as_pointer()), align=1)
+    return builder.bitcast(splat(builder, four, GROUP), vec(element, 4 * GROUP))
+
+
+def _dot4_wide(builder, acc, w, x, signed_w: bool):
+    """``_dot4`` with 16-bit activations: products of 16-bit lanes added in pairs (``pmaddwd``), then pairs."""
+    n = acc.type.count
+    wide = builder.sext(w, vec(I32, 4 * n)) if signed_w else builder.zext(w, vec(I32, 4 * n))
+    products = builder.mul(wide, builder.sext(x, vec(I32, 4 * n)))
+    pairs = builder.add(shuffle(builder, products, range(0, 4 * n, 2)), shuffle(builder, products, range(1, 4 * n, 2)))
+    return builder.add(acc, builder.add(shuffle(builder, pairs, range(0, 2 * n, 2)),
+                                        shuffle(builder, pairs, range(1, 2 * n, 2))))
+
+
+def _store_lanes(builder, values, o_row, first, limit):
+    """out[first + l] = values[l] for the lanes l < limit (a group past the matrix's last row is cut)."""
+    full = builder.icmp_signed(">=", limit, i64(GROUP))
+    with builder.if_else(full) as (then, otherwise):
+        with then:
+            builder.store(values, builder.bitcast(builder.gep(o_row, [first]), values.type.as_pointer()), align=4)
+        with otherwise:
+            for lane in range(GROUP):
+                with builder.if_then(builder.icmp_signed(">", limit, i64(lane))):
+                    builder.store(builder.extract_element(values, i64(lane)),
+                                  builder.gep(o_row, [builder.add(first, i64(lane))]))
+
+
+@lru_cache(maxsize=None)
+def quant_tile(fmt: int, tokens: int):
+    """The intrinsic ``tile(W, g, XQ, XD, XS, t0, out)``: rows of group ``g`` against ``tokens`` activations.
+
+    W uint8 [groups, blocks * block_bytes]; XQ int8 [T, k] (or int16: 16-bit
+    activation blocks, for small models whose answers 8-bit rounding would
+    change); XD float32 [T, k/32] (activation scales); XS int32 [T, k/32]
+    (activation block sums); out float32 [T, n]: out[t0 + t, g * GROUP + l]
+    for the group's real rows.
+    """
+    head, per_block = header_bytes(fmt), block_bytes(fmt)
+
+    @intrinsic
+    def tile(typingctx, W, g, XQ, XD, XS, t0, out):
+        if not (isinstance(W, types.Array) and W.dtype == types.uint8 and XQ.dtype in (types.int8, types.int16)):
+            return None
+        element = I8 if XQ.dtype == types.int8 else I16
+        signed_w = fmt == Q8 and (element == I16 or not _UNSIGNED_BYTES)
+        offset = {Q8: 0 if signed_w else -128, Q4_0: -8, Q4_1: 0}[fmt]
+        dot4 = _dot4 if element == I8 else _dot4_wide
+
+        def codegen(context, builder, signature, args):
+            w_data, _, w_strides = array_parts(context, builder, signature.args[0], args[0])
+            xq_data, xq_shape, xq_strides = array_parts(context, builder, signature.args[2], args[2])
+            xd_data, _, xd_strides = array_parts(context, builder, signature.args[3], args[3])
+            xs_data, _, xs_strides = array_parts(context, builder, signature.args[4], args[4])
+            o_data, o_shape, o_strides = array_parts(context, builder, signature.args[6], args[6])
+            group, t0 = args[1], args[5]
+            blocks = builder.sdiv(xq_shape[1], i64(BLOCK))
+            w_row = builder.gep(byte_pointer(builder, w_data), [builder.mul(group, w_strides[0])])
+
+            def row_of(data, strides, t, elem):
+                at = builder.gep(byte_pointer(builder, data), [builder.mul(builder.add(t0, i64(t)), strides[0])])
+                return builder.bitcast(at, elem.as_pointer())
+
+            xq_rows = [row_of(xq_data, xq_strides, t, element) for t in range(tokens)]
+            xd_rows = [row_of(xd_data, xd_strides, t, F32) for t in range(tokens)]
+            xs_rows = [row_of(xs_data, xs_strides, t, I32) for t in range(tokens)]
+            floats = vec(F32, GROUP)
+            loop = Loop(builder, "quant_blocks", i64(0), blocks, [const(floats, None)] * tokens)
+            b = loop.index
+            blk = builder.gep(w_row, [builder.mul(b, i64(per_block))])
+
+            def load_at(offset_bytes, t):
+                return builder.load(builder.bitcast(builder.gep(blk, [i64(offset_bytes)]), t.as_pointer()), align=1)
+
+            d_w = builder.fpext(load_at(0, vec(F16, GROUP)), floats)
+            m_w = builder.fpext(load_at(2 * GROUP, vec(F16, GROUP)), floats) if fmt == Q4_1 else None
+            if fmt == Q8:
+                weights = [load_at(head + c * 4 * GROUP, vec(I8, 4 * GROUP)) for c in range(8)]
+                if signed_w:  # q + 128 -> q
+                    flip = const(vec(I8, 4 * GROUP), [-128] * (4 * GROUP))
+                    weights = [builder.xor(w, flip) for w in weights]
+                pieces = [(weights[c], 4 * c) for c in range(8)]
+            else:
+                low = const(vec(I8, 4 * GROUP), [15] * (4 * GROUP))
+                four = const(vec(I8, 4 * GROUP), [4] * (4 * GROUP))
+                packed = [load_at(head + c * 4 * GROUP, vec(I8, 4 * GROUP)) for c in range(4)]
+                pieces = [(builder.and_(p, low), 4 * c) for c, p in enumerate(packed)]
+                pieces += [(builder.lshr(p, four), 16 + 4 * c) for c, p in enumerate(packed)]
+            accs = list(loop.values)
+            x_first = builder.mul(b, i64(BLOCK))
+            for t in range(tokens):
+                sums = const(vec(I32, GROUP), None)
+                x_sum = builder.load(builder.gep(xs_rows[t], [b]))
+                if offset:
+                    sums = splat(builder, builder.mul(x_sum, const(I32, offset)), GROUP)
+                for w, at in pieces:
+                    x = _broadcast_x(builder, xq_rows[t], builder.add(x_first, i64(at)), element)
+                    sums = dot4(builder, sums, w, x, signed_w)
+                d_x = builder.load(builder.gep(xd_rows[t], [b]))
+                scale = builder.fmul(d_w, splat(builder, d_x, GROUP))
+                accs[t] = fmuladd(builder, builder.sitofp(sums, floats), scale, accs[t])
+                if m_w is not None:
+                    s_x = builder.fmul(builder.sitofp(x_sum, F32), d_x)
+                    accs[t] = fmuladd(builder, m_w, splat(builder, s_x, GROUP), accs[t])
+            accs = loop.close(accs)
+            first = builder.mul(group, i64(GROUP))
+            limit = builder.sub(o_shape[1], first)
+            for t in range(tokens):
+                _store_lanes(builder, accs[t], row_of(o_data, o_strides, t, F32), first, limit)
+            return context.get_dummy_value()
+
+        return types.none(W, types.int64, XQ, XD, XS, types.int64, out), codegen
+
+    return tile

@@ -1,0 +1,106 @@
+"""Products of stored 2-byte (fp16, bf16) or float32 weight rows with float32 activations, in LLVM vector code.
+
+One routine computes a tile: ``rows`` consecutive weight rows against
+``tokens`` activation rows, ``out[t0 + t, r0 + i] = W[r0 + i] . X[t0 + t]``.
+Each weight vector is widened to float32 once and used for every token, each
+activation vector once for every row, so a tile reads its weights once however
+many tokens it serves: decoding one token is the 4 x 1 tile (memory-bound),
+prefill and batched decoding use wider ones (compute-bound).
+
+Every output has its own accumulator of ``LANES`` floats, walked along k in
+the same order, then summed by ``horizontal_sum``, then the last k % LANES
+products are added one by one. So a result is bit-identical whatever tile it
+was computed in: a token decoded alone and the same token inside a batch or a
+prefill block get the same logits (batch invariance). Widening: fp16 by
+``fpext half`` (``vcvtph2ps``), bf16 by a 16-bit shift, float32 as is.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+from .llvm_ir import (F16, F32, I16, I32, I64, LANES, Loop, array_parts, byte_pointer, const, fmuladd,
+                      horizontal_sum, i64, load_vector, vec)
+
+_ELEMENT = {types.uint16: "fp16", types.int16: "bf16", types.float32: "f32"}
+UNROLL = 4  # chunks of LANES per loop trip: more loads in flight per row
+
+
+def _widen_vector(builder, kind, row_ptr, j, n):
+    """``n`` weights from element ``j`` of a row, as a float32 vector."""
+    if kind == "f32":
+        return load_vector(builder, builder.bitcast(row_ptr, F32.as_pointer()), j, F32, n, align=4)
+    bits = load_vector(builder, builder.bitcast(row_ptr, I16.as_pointer()), j, I16, n, align=2)
+    if kind == "fp16":
+        return builder.fpext(builder.bitcast(bits, vec(F16, n)), vec(F32, n))
+    wide = builder.shl(builder.zext(bits, vec(I32, n)), ir.Constant(vec(I32, n), [16] * n))
+    return builder.bitcast(wide, vec(F32, n))
+
+
+def _widen_scalar(builder, kind, row_ptr, j):
+    return builder.extract_element(_widen_vector(builder, kind, row_ptr, j, 1), i64(0))
+
+
+@lru_cache(maxsize=None)
+def wide_tile(rows: int, tokens: int):
+    """The intrinsic ``tile(W, r0, X, t0, out)`` for a ``rows`` x ``tokens`` tile (both compile-time)."""
+
+    @intrinsic
+    def tile(typingctx, W, r0, X, t0, out):
+        if not (isinstance(W, types.Array) and W.ndim == 2 and W.dtype in _ELEMENT
+                and isinstance(X, types.Array) and X.dtype == types.float32):
+            return None
+        kind = _ELEMENT[W.dtype]
+
+        def codegen(context, builder, signature, args):
+            w_data, w_shape, w_strides = array_parts(context, builder, signature.args[0], args[0])
+            x_data, _, x_strides = array_parts(context, builder, signature.args[2], args[2])
+            o_data, _, o_strides = array_parts(context, builder, signature.args[4], args[4])
+            k = w_shape[1]
+            w_rows = [builder.gep(byte_pointer(builder, w_data),
+                                  [builder.mul(builder.add(args[1], i64(i)), w_strides[0])]) for i in range(rows)]
+            x_rows = [builder.bitcast(builder.gep(byte_pointer(builder, x_data),
+                                                  [builder.mul(builder.add(args[3], i64(t)), x_strides[0])]),
+                                      F32.as_pointer()) for t in range(tokens)]
+            zero = const(vec(F32, LANES), None)
+            accs = [zero] * (rows * tokens)
+            # UNROLL chunks per trip, then single chunks: each output still takes its chunks in order
+            for step, name in ((LANES * UNROLL, "wide_unrolled"), (LANES, "wide_main")):
+                start = i64(0) if step != LANES else end
+                end = builder.mul(builder.sdiv(k, i64(step)), i64(step))
+                loop = Loop(builder, name, start, end, accs, step=step)
+                accs = list(loop.values)
+                for u in range(step // LANES):
+                    j = builder.add(loop.index, i64(u * LANES))
+                    xs = [load_vector(builder, x_rows[t], j, F32, LANES, align=4) for t in range(tokens)]
+                    for i in range(rows):
+                        w = _widen_vector(builder, kind, w_rows[i], j, LANES)
+                        for t in range(tokens):
+                            accs[i * tokens + t] = fmuladd(builder, w, xs[t], accs[i * tokens + t])
+                accs = loop.close(accs)
+            main = end
+            sums = [horizontal_sum(builder, a) for a in accs]
+            loop = Loop(builder, "wide_tail", main, k, sums)
+            j = loop.index
+            sums = list(loop.values)
+            for i in range(rows):
+                w = _widen_scalar(builder, kind, w_rows[i], j)
+                for t in range(tokens):
+                    x = builder.load(builder.gep(x_rows[t], [j]))
+                    sums[i * tokens + t] = builder.fadd(sums[i * tokens + t], builder.fmul(w, x))
+            sums = loop.close(sums)
+            for t in range(tokens):
+                o_row = builder.bitcast(builder.gep(byte_pointer(builder, o_data),
+                                                    [builder.mul(builder.add(args[3], i64(t)), o_strides[0])]),
+                                        F32.as_pointer())
+                for i in range(rows):
+                    builder.store(sums[i * tokens + t], builder.gep(o_row, [builder.add(args[1], i64(i))]))
+            return context.get_dummy_value()
+
+        return types.none(W, types.int64, X, types.int64, out), codegen
+
+    return tile

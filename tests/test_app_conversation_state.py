@@ -1,0 +1,216 @@
+"""The app keeps each conversation's state on disk: reused after a restart, deleted with the conversation,
+bounded and cleared from Settings; and the two ways a conversation used to break (an empty answer in a
+LLaMA2 chat, Stop while another request holds the model).
+
+Real window (offscreen), real engine thread, real SQLite; the built-in model (ChatML) and, for the LLaMA2
+format, the LLaMA2-shaped test checkpoint with a trained SentencePiece tokenizer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from app_fixtures import quick_prefs, send, stored, wait_idle
+from app.storage import ChatStore, Message
+
+
+def answer_cards(window):
+    return [c for c in window.messages.cards if c.message.role == "assistant"]
+
+
+def saved_states(home):
+    folder = home / "prompt-states"
+    return sorted(folder.glob("*.kvstate")) if folder.is_dir() else []
+
+
+def flush(engine_host):
+    assert engine_host.worker.engine.flush_states(timeout=60)
+
+
+def test_a_reopened_conversation_continues_from_its_saved_state(qtbot, open_window, home, engine_host):
+    window = open_window()
+    send(qtbot, window, "Tell me about cats.")
+    flush(engine_host)
+    conv = window.session.conversation.uid
+    [state] = saved_states(home)
+    assert state.name.startswith(conv)
+    first_prompt = answer_cards(window)[0].message.stats["prompt_tokens"]
+    window.close()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=30_000)
+    engine_host.worker.engine.reset_cache()              # as after a restart: nothing in memory
+
+    again = open_window()
+    qtbot.waitUntil(lambda: again.conversations.titles() == ["Tell me about cats."], timeout=5000)
+    again.conversations.list.setCurrentRow(0)
+    qtbot.waitUntil(lambda: len(again.messages.cards) == 2, timeout=5000)
+    send(qtbot, again, "And dogs?")
+    resumed = answer_cards(again)[1].message
+    assert resumed.stats["cached_tokens"] > first_prompt  # the first question and its answer came from disk
+    assert resumed.content.strip()
+
+    # the same answer when everything is computed again (no state, nothing in memory)
+    flush(engine_host)
+    for path in saved_states(home):
+        path.unlink()
+    engine_host.worker.engine.reset_cache()
+    answer_cards(again)[1].regenerate_button.click()
+    qtbot.waitUntil(lambda: answer_cards(again)[1].message.uid != resumed.uid, timeout=5000)
+    wait_idle(qtbot, again)
+    fresh = answer_cards(again)[1].message
+    assert fresh.stats["cached_tokens"] == 0 and fresh.content == resumed.content
+
+
+def test_regenerate_and_edit_reuse_what_is_cached(qtbot, open_window, home):
+    window = open_window()
+    send(qtbot, window, "What is 2 + 2?")
+    send(qtbot, window, "And 3 + 3?")
+    second = answer_cards(window)[1]
+    second.regenerate_button.click()
+    qtbot.waitUntil(lambda: answer_cards(window)[1].message.uid != second.message.uid, timeout=5000)
+    wait_idle(qtbot, window)
+    again = answer_cards(window)[1].message.stats
+    assert again["cached_tokens"] >= again["prompt_tokens"] - 1     # the whole question was cached
+    window.messages.cards[2].edit_button.click()                   # edit the second question
+    window.messages.cards[2].editor.setPlainText("And 4 + 4?")
+    window.messages.cards[2].edit_send.click()
+    qtbot.waitUntil(lambda: len(window.messages.cards) == 4 and window.session.answering, timeout=5000)
+    wait_idle(qtbot, window)
+    edited = answer_cards(window)[1].message.stats
+    assert edited["cached_tokens"] >= answer_cards(window)[0].message.stats["prompt_tokens"]  # the first turn
+
+
+def test_deleting_a_conversation_deletes_its_saved_state(qtbot, open_window, home, engine_host):
+    window = open_window()
+    send(qtbot, window, "Say hello.")
+    flush(engine_host)
+    uid = window.session.conversation.uid
+    assert saved_states(home)
+    window.delete(uid)
+    qtbot.waitUntil(lambda: not saved_states(home), timeout=10_000)
+
+
+def test_settings_show_the_saved_states_and_clear_them(qtbot, open_window, home, engine_host):
+    from app.settings_dialog import SettingsDialog
+
+    window = open_window()
+    send(qtbot, window, "Say hello.")
+    flush(engine_host)
+    dialog = SettingsDialog(window.prefs, window)
+    qtbot.addWidget(dialog)
+    assert dialog.states_limit.value() == 4.0                        # the default limit, 4 GB
+    qtbot.waitUntil(lambda: dialog.states_used.text().endswith("MB used"), timeout=10_000)
+    assert dialog.states_clear.isEnabled() and dialog.states_used.text() != "0.0 MB used"
+    dialog.states_clear.click()
+    qtbot.waitUntil(lambda: dialog.states_used.text() == "0.0 MB used", timeout=10_000)
+    assert not saved_states(home) and not dialog.states_clear.isEnabled()
+    dialog.states_limit.setValue(0.5)
+    assert dialog.result_prefs().saved_states_gb == 0.5
+
+
+def test_the_size_limit_is_applied_to_what_is_saved(qtbot, open_window, home, engine_host):
+    prefs = quick_prefs()
+    prefs.saved_states_gb = 0.000_01                                 # 10 kB: less than one state
+    window = open_window(prefs)
+    send(qtbot, window, "Say hello.")
+    flush(engine_host)
+    assert not saved_states(home)
+    prefs.saved_states_gb = 0                                         # "Off"
+    send(qtbot, window, "Again.")
+    flush(engine_host)
+    assert not saved_states(home)
+
+
+# -- the two ways a conversation used to break ----------------------------------------------------------
+
+@pytest.fixture
+def llama2_host(app_qt, llama2_tiny, spm_model, home):
+    """The LLaMA2-shaped test checkpoint on its own engine thread, in the LLaMA2 chat format."""
+    from app.engine_worker import EngineHost
+    from app.preferences import ModelChoice
+
+    ckpt, yml, _, _ = llama2_tiny
+    host = EngineHost()
+    host.load(ModelChoice(source="llama2", checkpoint=str(ckpt), tokenizer=str(spm_model), config=str(yml),
+                          backend="cpu", template="llama2"))
+    deadline = time.monotonic() + 300
+    while host.info is None and host.loading and time.monotonic() < deadline:
+        app_qt.processEvents()
+        time.sleep(0.01)
+    assert host.info is not None and host.info.template == "llama2-chat"
+    return host
+
+
+def llama2_prefs(host):
+    """Settings that keep the window on the LLaMA2-shaped model (it is loaded already: no reload)."""
+    prefs = quick_prefs(max_new_tokens=4)
+    prefs.model = host.worker.choice
+    return prefs
+
+
+def _conversation_with(home, uid, messages):
+    store = ChatStore(home / "chats.sqlite3")
+    store.create_conversation(uid, uid)
+    store.add_messages(uid, [Message(f"{uid}{i}", role, text, time.time(), complete, reason)
+                             for i, (role, text, complete, reason) in enumerate(messages)])
+    store.close()
+
+
+@pytest.mark.parametrize("empty_reason", ["cancelled", "error"])
+def test_an_empty_answer_never_breaks_a_llama2_conversation(qtbot, open_window, home, llama2_host, empty_reason):
+    """Q1 answered with nothing (stopped before the first token, or failed), then Q2: it is answered."""
+    _conversation_with(home, "chat", [("user", "hello there", True, None), ("assistant", "", False, empty_reason)])
+    window = open_window(llama2_prefs(llama2_host), engine=llama2_host)
+    qtbot.waitUntil(lambda: window.composer.property("ready"), timeout=60_000)
+    qtbot.waitUntil(lambda: window.conversations.titles() == ["chat"], timeout=5000)
+    window.conversations.list.setCurrentRow(0)
+    qtbot.waitUntil(lambda: len(window.messages.cards) == 2, timeout=5000)
+    send(qtbot, window, "are you there?")
+    assert window.engine.info.template == "llama2-chat"               # still the LLaMA2-shaped model
+    assert stored(home)[-1][3] in ("stop", "length", "stop_string"), stored(home)
+    assert not window.notice.isVisible() or "alternate" not in window.notice.text()
+
+
+def test_regenerate_recovers_a_llama2_conversation_broken_by_an_empty_answer(qtbot, open_window, home, llama2_host):
+    """Stopped empty, then a second question that failed (as the old app did): Regenerate now answers it."""
+    _conversation_with(home, "broken", [("user", "hello there", True, None), ("assistant", "", False, "cancelled"),
+                                        ("user", "are you there?", True, None), ("assistant", "", False, "error")])
+    window = open_window(llama2_prefs(llama2_host), engine=llama2_host)
+    qtbot.waitUntil(lambda: window.composer.property("ready"), timeout=60_000)
+    qtbot.waitUntil(lambda: window.conversations.titles() == ["broken"], timeout=5000)
+    window.conversations.list.setCurrentRow(0)
+    qtbot.waitUntil(lambda: len(window.messages.cards) == 4, timeout=5000)
+    answer_cards(window)[-1].regenerate_button.click()
+    qtbot.waitUntil(lambda: window.session.answering, timeout=5000)
+    wait_idle(qtbot, window)
+    assert window.engine.info.template == "llama2-chat"
+    assert stored(home)[-1][0] == "assistant" and stored(home)[-1][3] in ("stop", "length", "stop_string")
+
+
+def test_stop_while_another_request_holds_the_model_ends_the_answer_as_stopped(qtbot, open_window, home,
+                                                                             engine_host):
+    window = open_window()
+    engine = engine_host.worker.engine
+    hold, done = threading.Event(), threading.Event()
+
+    def busy():  # another client (the local API, say) keeps the model for a while
+        from engine import GenerationSettings
+        try:
+            engine.complete_ids([1, 2, 3], GenerationSettings(greedy=True, max_new_tokens=400), cancel=hold)
+        finally:
+            done.set()
+    threading.Thread(target=busy, daemon=True).start()
+    qtbot.waitUntil(lambda: engine.busy, timeout=10_000)
+    send(qtbot, window, "Hello?", wait=False)
+    qtbot.waitUntil(lambda: engine_host.answering is not None, timeout=10_000)
+    time.sleep(0.3)                                                   # the request now waits for the model
+    window.composer.button.click()                                    # Stop
+    wait_idle(qtbot, window, timeout=30_000)
+    hold.set()
+    assert done.wait(60)
+    answer = answer_cards(window)[0]
+    assert "Stopped" in answer.footer.text()
+    assert stored(home)[1][2:] == (0, "cancelled")
+    assert "error" not in answer.message.stats
