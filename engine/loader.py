@@ -93,10 +93,12 @@ class ModelSource:
 
     def __post_init__(self):
         if not self.builtin and self.version not in (2, 3):
-            raise EngineError(f"The LLaMA version must be 2 or 3 (got {self.version!r}).", subject="version")
+            raise EngineError(f"The LLaMA version must be 2 or 3 (got {self.version!r}).", subject="version",
+                              code="version_invalid", params={"version": self.version})
         if self.template not in TEMPLATE_CHOICES:
             raise EngineError(f"Unknown chat template {self.template!r}. Use one of: {', '.join(TEMPLATE_CHOICES)}.",
-                              subject="settings")
+                              subject="settings", code="unknown_chat_template",
+                              params={"kind": self.template, "choices": ", ".join(TEMPLATE_CHOICES)})
 
 
 @dataclass
@@ -155,7 +157,8 @@ def open_model_files(model: ModelSource, progress: ProgressFn | None = None) -> 
         ckpt = Path(model.checkpoint or defaults["checkpoint"])
         if not ckpt.exists():
             raise CheckpointError(f"Checkpoint not found: {ckpt}. The LLaMA{version} files can be downloaded "
-                                  "with checkpoint_download.", path=ckpt)
+                                  "with checkpoint_download.", path=ckpt,
+                                  code="checkpoint_not_found", params={"path": ckpt, "version": version})
         wanted = model.need_tokenizer or model.tokenizer
         tok_path = Path(model.tokenizer or defaults["tokenizer"]) if wanted else None
         yaml_doc = yaml.safe_load(Path(config_name).read_text(encoding="utf-8")) or {}
@@ -171,7 +174,8 @@ def open_model_files(model: ModelSource, progress: ProgressFn | None = None) -> 
         if tok_path is not None:
             if not tok_path.is_file():
                 raise TokenizerError(f"Tokenizer not found: {tok_path}. It comes with the checkpoint "
-                                     "(checkpoint_download fetches both).", path=tok_path)
+                                     "(checkpoint_download fetches both).", path=tok_path,
+                                     code="tokenizer_not_found", params={"path": tok_path})
             tokenizer = (load_tokenizer_json(tok_path) if builtin
                          else load_tokenizer(tok_path, version, fast=model.fast_tokenizer))
             _check_vocab_fits(tokenizer, cfg, tok_path)
@@ -248,7 +252,8 @@ def load_engine(model: ModelSource, options: ExecutorOptions = ExecutorOptions()
         entry, options = _resolved(options, files, builtin)
         reason = entry.executor_class().unavailable_reason(options.device)
         if reason:
-            raise EngineError(f"The {entry.name} backend cannot run here: {reason}", subject="settings")
+            raise EngineError(f"The {entry.name} backend cannot run here: {reason}", subject="settings",
+                              code="backend_unavailable", params={"backend": entry.name, "reason": reason})
         need = _check_memory(entry, cfg, source, options)
         if cancel is not None and cancel.is_set():
             raise Cancelled("Loading was cancelled.",

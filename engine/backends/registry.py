@@ -48,11 +48,12 @@ class ExecutorOptions:
         if self.max_seq_len is not None and (isinstance(self.max_seq_len, bool) or not isinstance(self.max_seq_len, int)
                                              or self.max_seq_len < 2):
             raise EngineError(f"The context length must be a whole number of at least 2 tokens, got "
-                              f"{self.max_seq_len!r}.", subject="settings")
+                              f"{self.max_seq_len!r}.", subject="settings",
+                              code="context_length_invalid", params={"value": self.max_seq_len})
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads < 1):
             raise EngineError(f"threads must be a whole number of at least 1, got {self.threads!r}.",
-                              subject="settings")
+                              subject="settings", code="threads_invalid", params={"value": self.threads})
 
 
 @dataclass(frozen=True)

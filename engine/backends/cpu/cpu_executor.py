@@ -122,7 +122,9 @@ class CpuExecutor(Executor):
         quantize = options.weight_format in QUANTIZED
         if options.weight_format not in ("stored",) + QUANTIZED:
             raise EngineError(f"The cpu backend computes from weights as stored, int8 or int4, not "
-                              f"{options.weight_format}.", subject="settings")
+                              f"{options.weight_format}.", subject="settings",
+                              code="backend_weight_format",
+                              params={"backend": "cpu", "weight_format": options.weight_format})
         blocks = {}
         if options.weight_format == "int4" and options.blocks_file is not None:
             from .gguf_blocks import gguf_block_weights
@@ -250,9 +252,12 @@ class CpuExecutor(Executor):
 
         count = len(tokens)
         if not 1 <= count <= MAX_TOKENS:
-            raise EngineError(f"decode_batch takes 1 to {MAX_TOKENS} tokens, not {count}")
+            raise EngineError(f"decode_batch takes 1 to {MAX_TOKENS} tokens, not {count}",
+                              code="batch_size_invalid", params={"count": count, "most": MAX_TOKENS})
         if not 0 <= pos or pos + count > self.max_seq_len:
-            raise EngineError(f"position {pos + count - 1} is past the context of {self.max_seq_len}")
+            raise EngineError(f"position {pos + count - 1} is past the context of {self.max_seq_len}",
+                              code="position_past_context",
+                              params={"position": pos + count - 1, "context": self.max_seq_len})
         jit.use_threads(self.threads)  # numba's thread count is per calling thread
         cfg, x = self.config, self._x[:count]
         for t, token in enumerate(tokens):

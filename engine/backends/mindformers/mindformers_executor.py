@@ -46,12 +46,15 @@ def _checked(source: TensorSource, name: str, shape: tuple) -> np.ndarray:
     if name not in source.tensors:
         raise CheckpointError(f"MindFormers' LLaMA built from this config has a tensor {name} that "
                               f"{source.path.name} does not have; the config does not fit the checkpoint.",
-                              path=source.path)
+                              path=source.path,
+                              code="config_tensor_not_in_checkpoint", params={"tensor": name, "file": source.path.name})
     array = source.float32(name)
     if array.shape != shape:
         raise CheckpointError(f"MindFormers reads the config as {name} of shape {shape}, but "
                               f"{source.path.name} has {array.shape}; the config does not fit the checkpoint.",
-                              path=source.path)
+                              path=source.path, code="config_tensor_shape_mismatch",
+                              params={"tensor": name, "expected": shape, "file": source.path.name,
+                                      "found": array.shape})
     return array
 
 

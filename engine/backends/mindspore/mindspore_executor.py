@@ -124,7 +124,7 @@ def fill_parameters(net, source: TensorSource, cache_suffixes: tuple[str, ...],
     done = 0
     for name, param in params.items():
         if cancel is not None and cancel.is_set():
-            raise Cancelled("Loading was cancelled.")
+            raise Cancelled("Loading was cancelled.", code="load_cancelled")
         if name.endswith(cache_suffixes):
             param.set_data(Tensor.from_numpy(np.zeros(param.shape, np.float32)))
             continue
