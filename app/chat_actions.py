@@ -45,7 +45,7 @@ class ChatActions(QObject):
             from engine.generation.prompt_states import remove_states
             from engine.paths import prompt_states_dir
             return remove_states(prompt_states_dir(), uid)
-        self._state_task = Task(job, parent=self).start()
+        Task(job).start()            # it keeps itself alive until the files are gone
 
     def search(self, text: str) -> None:
         if text:

@@ -86,6 +86,8 @@ class EngineWorker(QObject):
                 self.loadFailed.emit(_unexpected(self.tr("Loading the model"), exc), {})
             return
         self.loaded.emit(self.engine.info)
+        if self.engine.can_save_state:
+            self._report_state_size()
 
     def _check(self, choice: ModelChoice) -> None:
         """The files against each other (no weights read) and a first memory check, with the numbers."""

@@ -199,6 +199,9 @@ class MainWindow(QMainWindow):
     def rename(self, uid: str, title: str) -> None:
         self.chat_actions.rename(uid, title)
 
+    def delete(self, uid: str) -> None:
+        self.chat_actions.delete(uid)
+
     def export(self, uid: str, path: str | None = None) -> None:
         self.chat_actions.export(uid, path)
 

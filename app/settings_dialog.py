@@ -116,7 +116,7 @@ class SettingsDialog(QDialog):
             from engine.paths import prompt_states_dir
             change()
             return states_size(prompt_states_dir())
-        self._states_task = Task(job, then=self._show_states_size, parent=self).start()
+        self._states_task = Task(job, then=self._show_states_size).start()
 
     def _show_states_size(self, size: int) -> None:
         used = (self.tr("{0:.2f} GB used").format(size / 1e9) if size >= 1e9
@@ -158,6 +158,7 @@ class SettingsDialog(QDialog):
 
     def done(self, result: int) -> None:
         self.model.stop_work()
+        self._states_task.detach()        # its answer would reach a deleted dialog
         super().done(result)
 
     def result_prefs(self) -> Preferences:

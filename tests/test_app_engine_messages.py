@@ -68,7 +68,7 @@ def chinese_ui(app_qt):
 
 def test_the_chinese_window_shows_the_engines_message_in_chinese_and_the_cli_keeps_english(
         qtbot, chinese_ui, open_window, home):
-    from engine import EngineError, check_model_files
+    from engine import EngineError, ModelSource, check_model_files
     from fixtures import run_cli
 
     from app.conversation_settings import check_values
@@ -83,7 +83,7 @@ def test_the_chinese_window_shows_the_engines_message_in_chinese_and_the_cli_kee
     assert "使用内置模型" in [b.text() for b in window.notice.buttons]
     assert check_values({"top_p": 0}) == "top_p 必须大于 0 且不超过 1（1 = 关闭），实际是 0。"
     with pytest.raises(EngineError) as english:
-        check_model_files(2, None, None, missing)
+        check_model_files(ModelSource(version=2, checkpoint=missing))
     assert str(english.value).startswith(f"Checkpoint not found: {missing}.")     # the engine's own words
     cli = run_cli("run_model.py", "-V", "2", "-M", str(missing), "--prompt", "hi", home=home)
     assert cli.returncode == 2 and "Checkpoint not found" in cli.stderr + cli.stdout
