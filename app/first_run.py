@@ -12,7 +12,7 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QVBoxLayout
 
 from .download_panel import human_bytes
-from .model_catalog import free_disk_bytes, plan_memory, total_ram_bytes
+from .model_catalog import TITLES, free_disk_bytes, manifest_kinds, plan_memory, total_ram_bytes
 from .model_setup import ModelSetupForm
 from .preferences import ModelChoice
 from .theme import show_problem
@@ -47,13 +47,15 @@ class FirstRunDialog(QDialog):
             plan = plan_memory(paths.default_model_files(version)["config"])
             needs.append(self.tr("{0}: about {1} of memory as stored, {2} with 8-bit weights").format(
                 title, human_bytes(plan.total()), human_bytes(plan.total("int8"))))
+        base = [TITLES.get(k, k) for k, kind in manifest_kinds().items() if kind == "base"]
         return self.tr(
             "<p>llama-desk runs LLaMA2 and LLaMA3 on this computer, offline.</p>"
             "<p>The small built-in model is loading now, so you can start chatting at once. For better answers, "
-            "choose a LLaMA chat model below and download it (13-16 GB), or choose files you have. The MindSpore "
-            "checkpoints are base models: they continue a text rather than answer.</p>"
+            "choose a LLaMA chat model below and download it (13-16 GB), or choose files you have.{3}</p>"
             "<p>This PC has {0} of memory and {1} free in the models folder. {2}.</p>").format(
-            human_bytes(ram), human_bytes(disk), "; ".join(needs))
+            human_bytes(ram), human_bytes(disk), "; ".join(needs), " " + self.tr(
+                "{0}: base models. A base model continues the text it is given; it is not a chat assistant, and "
+                "its answers are weaker than a chat model's.").format(", ".join(base)) if base else "")
 
     def _grow_later(self, *_args) -> None:
         QTimer.singleShot(0, self._grow)

@@ -19,10 +19,6 @@ from engine import paths
 
 from .preferences import ModelChoice
 
-# Until models.yaml states each model's kind (the conversations work adds it; read through
-# checkpoint_download's ModelSpec.kind): MindFormers' llama2_7b and the Ascend contest's llama3-8B are
-# the pretrained (base) models; the -hf sets are Meta's chat and instruct models.
-KNOWN_KINDS = {"llama2": "base", "llama3": "base", "llama2-hf": "chat", "llama3-hf": "chat"}
 VERSIONS = {"llama2": 2, "llama3": 3, "llama2-hf": 2, "llama3-hf": 3}
 TITLES = {"llama2": "LLaMA2-7B", "llama3": "LLaMA3-8B", "llama2-hf": "LLaMA2-7B-chat",
           "llama3-hf": "LLaMA3-8B-Instruct"}
@@ -30,6 +26,30 @@ STORED_FORMATS = {"llama2": "fp16 .ckpt (MindSpore)", "llama3": "bf16 .ckpt (Min
                   "llama2-hf": "fp16 safetensors", "llama3-hf": "bf16 safetensors"}
 INT8_BYTES_PER_WEIGHT = 34 / 32           # blocks of 32 int8 weights with one 2-byte scale
 RUNTIME_BYTES = 400_000_000               # Python, the runtime and the prefill's scratch, roughly
+
+
+def manifest_kinds(manifest: Path | None = None) -> dict[str, str]:
+    """Each downloadable model's kind as the download manifest states it: "chat", "base" or "" (not stated)."""
+    from checkpoint_download import list_models
+    return {spec.name: spec.kind for spec in (list_models(manifest) if manifest else list_models())}
+
+
+def kind_name(kind: str) -> str:
+    """A kind in a word, for a table cell or a list item."""
+    return {"chat": QCoreApplication.translate("ModelsDialog", "chat"),
+            "base": QCoreApplication.translate("ModelsDialog", "base")}.get(kind, "")
+
+
+def kind_meaning(kind: str) -> str:
+    """What a kind means for the user: a base model is no chat assistant."""
+    if kind == "chat":
+        return QCoreApplication.translate("ModelsDialog", "A chat model: tuned to answer questions in turns.")
+    if kind == "base":
+        return QCoreApplication.translate(
+            "ModelsDialog", "A base model: it continues the text it is given; it is not a chat assistant. The app "
+                            "chats with it through a plain User:/Assistant: transcript, and answers are weaker "
+                            "than a chat model's.")
+    return QCoreApplication.translate("ModelsDialog", "Whether this is a chat or a base model is not stated.")
 
 
 @dataclass
@@ -125,7 +145,7 @@ def manifest_entry(spec, models_folder: Path | None = None) -> CatalogEntry:
     choice = ModelChoice(source=f"llama{version}", checkpoint=str(checkpoint),
                          tokenizer=str(folder / "tokenizer.model"))
     return CatalogEntry(spec.name, TITLES.get(spec.name, spec.name),
-                        getattr(spec, "kind", None) or KNOWN_KINDS.get(spec.name, ""),
+                        spec.kind,
                         STORED_FORMATS.get(spec.name, ""), folder, choice, downloadable=True, files=files,
                         on_disk=sum(f.have_bytes for f in files), download_bytes=sum(expected),
                         complete=all(f.state == "present" for f in files),

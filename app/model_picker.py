@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox
 
 from .preferences import ModelChoice
@@ -31,15 +31,16 @@ class ModelPicker(QComboBox):
 
     def refresh(self, prefs, loaded: ModelChoice | None) -> None:
         """List the complete models (the catalog reads the disk: call it after the first paint)."""
-        from .model_catalog import catalog, choice_to_run, total_ram_bytes
+        from .model_catalog import catalog, choice_to_run, kind_meaning, kind_name, total_ram_bytes
         current = loaded or prefs.model
         ram = total_ram_bytes()
         entries = [e for e in catalog(prefs.added_models) if e.complete]
         self.blockSignals(True)
         self.clear()
         self.choices = []
-        for e in entries:
-            self.addItem(e.title, len(self.choices))
+        for e in entries:                 # its kind beside its name: a base model is no chat assistant
+            self.addItem(f"{e.title} · {kind_name(e.kind)}" if e.kind else e.title, len(self.choices))
+            self.setItemData(self.count() - 1, kind_meaning(e.kind), Qt.ItemDataRole.ToolTipRole)
             self.choices.append(choice_to_run(e, prefs.model, ram))
         self.insertSeparator(self.count())
         self.addItem(self.tr("Manage models…"), MANAGE)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
@@ -21,6 +21,7 @@ from engine import paths
 from .background import Task
 from .download_panel import DownloadPanel
 from .engine_messages import localized
+from .model_catalog import TITLES, kind_meaning, manifest_kinds
 from .preferences import ModelChoice
 from .theme import show_problem
 
@@ -59,10 +60,7 @@ class ModelSetupForm(QWidget):
         super().__init__(parent)
         self.source = QComboBox()
         self.source.addItem(self.tr("Built-in: SmolLM2-135M-Instruct (chat; small, no download)"), "builtin")
-        self.source.addItem(self.tr("LLaMA3-8B-Instruct (chat; Hugging Face files)"), "llama3-hf")
-        self.source.addItem(self.tr("LLaMA2-7B-chat (chat; Hugging Face files)"), "llama2-hf")
-        self.source.addItem(self.tr("LLaMA3-8B (base model; MindSpore checkpoint)"), "llama3")
-        self.source.addItem(self.tr("LLaMA2-7B (base model; MindSpore checkpoint)"), "llama2")
+        self._add_downloadable_sources()
         self.source.setToolTip(self.tr("Chat models answer questions; base models only continue a text"))
         self.checkpoint = PathField(self.tr("Checkpoint"), self.tr("Checkpoints (*.ckpt *.safetensors);;All files (*)"))
         self.tokenizer = PathField(self.tr("Tokenizer"), self.tr("Tokenizer (*.model *.json);;All files (*)"))
@@ -153,6 +151,18 @@ class ModelSetupForm(QWidget):
         self.context_length.setValue(choice.context_length)
         self.template.setCurrentIndex(max(self.template.findData(choice.template), 0))
         self._source_changed()
+
+    def _add_downloadable_sources(self) -> None:
+        """The downloadable models, chat models first, each with its kind as the download manifest states it."""
+        kinds = manifest_kinds()
+        files = {"llama3-hf": self.tr("Hugging Face files"), "llama2-hf": self.tr("Hugging Face files"),
+                 "llama3": self.tr("MindSpore checkpoint"), "llama2": self.tr("MindSpore checkpoint")}
+        words = {"chat": self.tr("chat"), "base": self.tr("base model: continues text, not a chat assistant"),
+                 "": self.tr("kind not stated")}
+        for key in sorted(files, key=lambda k: kinds.get(k) != "chat"):
+            kind = kinds.get(key, "")
+            self.source.addItem(f"{TITLES[key]} ({words.get(kind, words[''])}; {files[key]})", key)
+            self.source.setItemData(self.source.count() - 1, kind_meaning(kind), Qt.ItemDataRole.ToolTipRole)
 
     def _defaults(self, key: str) -> dict:
         """Where a model's files are when downloaded: a MindSpore set's own names, a Hugging Face set's folder."""

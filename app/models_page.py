@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QHB
 from engine import paths
 
 from .download_panel import DownloadPanel, human_bytes
-from .model_catalog import (CatalogEntry, catalog, choice_to_run, download_check, free_disk_bytes,
-                            total_ram_bytes)
+from .model_catalog import (CatalogEntry, catalog, choice_to_run, download_check, free_disk_bytes, kind_meaning,
+                            kind_name, total_ram_bytes)
 from .model_setup import ModelSetupForm, PathField
 from .preferences import ModelChoice
 from .theme import show_problem
@@ -129,14 +129,13 @@ class ModelsDialog(QDialog):
                              .format(human_bytes(self.ram), human_bytes(available_bytes()), human_bytes(free)))
         self.table.setRowCount(len(self.entries))
         for row, e in enumerate(self.entries):
-            kind = {"chat": self.tr("chat"), "base": self.tr("base")}.get(e.kind, "")
+            kind = kind_name(e.kind)
             on_disk = human_bytes(e.on_disk) if e.complete or not e.downloadable else self.tr(
                 "{0} of {1}").format(human_bytes(e.on_disk), human_bytes(e.download_bytes))
             cells = (e.title, kind, e.weight_format, on_disk, memory_text(e, self.ram), str(e.folder))
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                tips = {0: e.description, 1: self.tr("A base model continues a text; it is not made for chat")
-                        if e.kind == "base" else "", 4: self._memory_tip(e)}
+                tips = {0: e.description, 1: kind_meaning(e.kind), 4: self._memory_tip(e)}
                 item.setToolTip(tips.get(column) or text)
                 self.table.setItem(row, column, item)
         keys = [e.key for e in self.entries]

@@ -4,12 +4,13 @@ downloads checked before their first byte; remove; add; switch."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import yaml
 from app_fixtures import quick_prefs
 from download_server import Behaviour, DownloadServer, payload
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.model_catalog import download_check, free_disk_bytes, manifest_entry, total_ram_bytes
@@ -218,7 +219,8 @@ def test_the_picker_lists_the_models_on_this_pc_and_a_switch_that_fails_keeps_th
     window.model_picker.refresh(window.prefs, window.engine.choice)
     picker = window.model_picker
     items = [picker.itemText(i) for i in range(picker.count())]
-    assert items[:2] == ["SmolLM2-135M-Instruct (built-in)", "LLaMA3-8B-Instruct"] and items[-1] == "Manage models…"
+    assert items[:2] == ["SmolLM2-135M-Instruct (built-in) · chat", "LLaMA3-8B-Instruct · chat"]
+    assert items[-1] == "Manage models…" and "chat model" in picker.itemData(1, Qt.ItemDataRole.ToolTipRole)
     assert picker.currentIndex() == 0
     picker.setCurrentIndex(1)
     picker.activated.emit(1)                                     # what a click on the item does
@@ -254,3 +256,35 @@ def test_the_first_run_dialog_says_what_this_pc_has_offers_chat_models_first_and
                                                             form.download.start_button, dialog.use)
                 if w.height() < w.sizeHint().height()]
     assert not squeezed and form.result.height() >= form.result.heightForWidth(form.result.width())
+
+
+def test_each_models_kind_comes_from_the_download_manifest_and_says_what_a_base_model_is(
+        qtbot, app_qt, tmp_path, models_folder):
+    """The first-run dialog, the model list of Settings and the Models page follow models.yaml's ``kind``."""
+    from app.first_run import FirstRunDialog
+    from app.models_page import ModelsDialog
+
+    manifest = Path(__file__).resolve().parents[1] / "checkpoint_download" / "models.yaml"
+    kinds = {name: body["kind"] for name, body in yaml.safe_load(manifest.read_text(encoding="utf-8"))["models"].items()}
+    assert kinds["llama2"] == kinds["llama3"] == "base"            # the default downloads are base models
+    dialog = FirstRunDialog(ModelChoice())
+    qtbot.addWidget(dialog)
+    intro = dialog.intro.text()
+    assert "LLaMA2-7B, LLaMA3-8B: base models" in intro and "it is not a chat assistant" in intro
+    source = dialog.form.source
+    for i in range(1, source.count()):
+        kind, text = kinds[source.itemData(i)], source.itemText(i)
+        assert ("base model: continues text, not a chat assistant" in text) == (kind == "base"), text
+        assert ("not a chat assistant" in source.itemData(i, Qt.ItemDataRole.ToolTipRole)) == (kind == "base")
+    assert [kinds[source.itemData(i)] for i in range(1, source.count())] == sorted(
+        kinds.values(), key=lambda k: k != "chat")                 # chat models first
+
+    flipped = yaml.safe_load(manifest.read_text(encoding="utf-8"))
+    flipped["models"]["llama2"]["kind"], flipped["models"]["llama2-hf"]["kind"] = "chat", "base"
+    other = tmp_path / "models.yaml"
+    other.write_text(yaml.safe_dump(flipped, allow_unicode=True), encoding="utf-8")
+    page = ModelsDialog(Preferences(), None, manifest=other)
+    qtbot.addWidget(page)
+    assert _cells(page, "llama2")[1] == "chat" and _cells(page, "llama2-hf")[1] == "base"
+    tip = page.table.item(_row(page, "llama2-hf"), 1).toolTip()
+    assert "continues the text it is given; it is not a chat assistant" in tip

@@ -339,8 +339,12 @@
         <translation>{0}：按原格式约需 {1} 内存，8 位权重约需 {2}</translation>
     </message>
     <message>
-        <source>&lt;p&gt;llama-desk runs LLaMA2 and LLaMA3 on this computer, offline.&lt;/p&gt;&lt;p&gt;The small built-in model is loading now, so you can start chatting at once. For better answers, choose a LLaMA chat model below and download it (13-16 GB), or choose files you have. The MindSpore checkpoints are base models: they continue a text rather than answer.&lt;/p&gt;&lt;p&gt;This PC has {0} of memory and {1} free in the models folder. {2}.&lt;/p&gt;</source>
-        <translation>&lt;p&gt;llama-desk 在这台电脑上离线运行 LLaMA2 和 LLaMA3。&lt;/p&gt;&lt;p&gt;小型内置模型正在加载，你可以马上开始聊天。想要更好的回答，请在下面选择一个 LLaMA 对话模型并下载（13-16 GB），或选择你已有的文件。MindSpore 检查点是基础模型：它们只会续写文本，而不是回答问题。&lt;/p&gt;&lt;p&gt;这台电脑有 {0} 内存，模型文件夹所在磁盘还有 {1} 可用空间。{2}。&lt;/p&gt;</translation>
+        <source>&lt;p&gt;llama-desk runs LLaMA2 and LLaMA3 on this computer, offline.&lt;/p&gt;&lt;p&gt;The small built-in model is loading now, so you can start chatting at once. For better answers, choose a LLaMA chat model below and download it (13-16 GB), or choose files you have.{3}&lt;/p&gt;&lt;p&gt;This PC has {0} of memory and {1} free in the models folder. {2}.&lt;/p&gt;</source>
+        <translation>&lt;p&gt;llama-desk 在这台电脑上离线运行 LLaMA2 和 LLaMA3。&lt;/p&gt;&lt;p&gt;小型内置模型正在加载，你可以马上开始聊天。想要更好的回答，请在下面选择一个 LLaMA 对话模型并下载（13-16 GB），或选择你已有的文件。{3}&lt;/p&gt;&lt;p&gt;这台电脑有 {0} 内存，模型文件夹所在磁盘还有 {1} 可用空间。{2}。&lt;/p&gt;</translation>
+    </message>
+    <message>
+        <source>{0}: base models. A base model continues the text it is given; it is not a chat assistant, and its answers are weaker than a chat model&apos;s.</source>
+        <translation>{0} 是基础模型。基础模型只会续写给它的文本，不是对话助手，回答也不如对话模型。</translation>
     </message>
 </context>
 <context>
@@ -662,22 +666,6 @@
         <translation>内置：SmolLM2-135M-Instruct（对话；小巧，无需下载）</translation>
     </message>
     <message>
-        <source>LLaMA3-8B-Instruct (chat; Hugging Face files)</source>
-        <translation>LLaMA3-8B-Instruct（对话；Hugging Face 文件）</translation>
-    </message>
-    <message>
-        <source>LLaMA2-7B-chat (chat; Hugging Face files)</source>
-        <translation>LLaMA2-7B-chat（对话；Hugging Face 文件）</translation>
-    </message>
-    <message>
-        <source>LLaMA3-8B (base model; MindSpore checkpoint)</source>
-        <translation>LLaMA3-8B（基础模型；MindSpore 检查点）</translation>
-    </message>
-    <message>
-        <source>LLaMA2-7B (base model; MindSpore checkpoint)</source>
-        <translation>LLaMA2-7B（基础模型；MindSpore 检查点）</translation>
-    </message>
-    <message>
         <source>Chat models answer questions; base models only continue a text</source>
         <translation>对话模型回答问题；基础模型只会续写文本</translation>
     </message>
@@ -800,6 +788,26 @@
     <message>
         <source>Download the model</source>
         <translation>下载模型</translation>
+    </message>
+    <message>
+        <source>Hugging Face files</source>
+        <translation>Hugging Face 文件</translation>
+    </message>
+    <message>
+        <source>MindSpore checkpoint</source>
+        <translation>MindSpore 检查点</translation>
+    </message>
+    <message>
+        <source>chat</source>
+        <translation>对话</translation>
+    </message>
+    <message>
+        <source>base model: continues text, not a chat assistant</source>
+        <translation>基础模型：续写文本，不是对话助手</translation>
+    </message>
+    <message>
+        <source>kind not stated</source>
+        <translation>未注明类型</translation>
     </message>
     <message>
         <source>The models folder {0} cannot be used: {1}</source>
@@ -960,10 +968,6 @@
         <translation>{0} / {1}</translation>
     </message>
     <message>
-        <source>A base model continues a text; it is not made for chat</source>
-        <translation>基础模型只会续写文本，不适合对话</translation>
-    </message>
-    <message>
         <source>Weights {0} as stored or {1} in 8 bits, plus {2} for a conversation of {3} tokens (a shorter context in Settings &gt; Model needs less), plus about 0.4 GB for the program.</source>
         <translation>权重：原格式 {0}，8 位 {1}；另加 {3} 个词元的对话需要 {2}（在“设置 &gt; 模型”中缩短上下文可减少）；程序本身约 0.4 GB。</translation>
     </message>
@@ -990,6 +994,18 @@
     <message>
         <source>Remove model</source>
         <translation>删除模型</translation>
+    </message>
+    <message>
+        <source>A chat model: tuned to answer questions in turns.</source>
+        <translation>对话模型：经过调优，能一问一答地回答问题。</translation>
+    </message>
+    <message>
+        <source>A base model: it continues the text it is given; it is not a chat assistant. The app chats with it through a plain User:/Assistant: transcript, and answers are weaker than a chat model&apos;s.</source>
+        <translation>基础模型：它只会续写给它的文本，不是对话助手。应用通过简单的 User:/Assistant: 对话记录与它聊天，回答不如对话模型。</translation>
+    </message>
+    <message>
+        <source>Whether this is a chat or a base model is not stated.</source>
+        <translation>没有注明这是对话模型还是基础模型。</translation>
     </message>
     <message>
         <source>SmolLM2-135M-Instruct (built-in)</source>
