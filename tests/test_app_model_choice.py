@@ -10,7 +10,7 @@ from app.preferences import ModelChoice, load_preferences
 
 
 def test_a_model_that_cannot_load_is_refused_and_the_working_one_stays_saved(qtbot, open_window, home):
-    from engine import EngineError, check_model_files
+    from engine import EngineError, ModelSource, check_model_files
 
     missing = home / "模型" / "llama2_7b.ckpt"
     window = open_window()
@@ -19,7 +19,7 @@ def test_a_model_that_cannot_load_is_refused_and_the_working_one_stays_saved(qtb
     window.apply_prefs(bad)                       # what Settings > OK does
     qtbot.waitUntil(lambda: window.notice.kind == "load", timeout=30_000)
     try:
-        check_model_files(2, None, None, missing)
+        check_model_files(ModelSource(version=2, checkpoint=missing))
     except EngineError as exc:
         expected = str(exc)
     assert window.notice.text().startswith(expected)
@@ -57,7 +57,7 @@ def test_the_failed_choice_is_what_model_settings_shows_for_correction(qtbot, op
 
 
 def test_the_first_run_dialog_refuses_use_this_model_when_the_files_fail_their_check(qtbot, home, app_qt):
-    from engine import EngineError, check_model_files
+    from engine import EngineError, ModelSource, check_model_files
 
     from app.first_run import FirstRunDialog
 
@@ -75,7 +75,7 @@ def test_the_first_run_dialog_refuses_use_this_model_when_the_files_fail_their_c
     qtbot.waitUntil(lambda: form.check_button.isEnabled() and form.result.text() not in ("", "Checking…"),
                     timeout=60_000)
     try:
-        check_model_files(2, None, None, damaged)
+        check_model_files(ModelSource(version=2, checkpoint=damaged))
     except EngineError as exc:
         expected = str(exc)
     assert form.result.text() == expected
