@@ -38,8 +38,8 @@ class ModelPicker(QComboBox):
         self.blockSignals(True)
         self.clear()
         self.choices = []
-        for e in entries:                 # its kind beside its name: a base model is no chat assistant
-            self.addItem(f"{e.title} · {kind_name(e.kind)}" if e.kind else e.title, len(self.choices))
+        for e in entries:                 # a base model is marked (it is no chat assistant); each item's tip says
+            self.addItem(f"{e.title} · {kind_name(e.kind)}" if e.kind == "base" else e.title, len(self.choices))
             self.setItemData(self.count() - 1, kind_meaning(e.kind), Qt.ItemDataRole.ToolTipRole)
             self.choices.append(choice_to_run(e, prefs.model, ram))
         self.insertSeparator(self.count())

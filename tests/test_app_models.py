@@ -219,8 +219,8 @@ def test_the_picker_lists_the_models_on_this_pc_and_a_switch_that_fails_keeps_th
     window.model_picker.refresh(window.prefs, window.engine.choice)
     picker = window.model_picker
     items = [picker.itemText(i) for i in range(picker.count())]
-    assert items[:2] == ["SmolLM2-135M-Instruct (built-in) · chat", "LLaMA3-8B-Instruct · chat"]
-    assert items[-1] == "Manage models…" and "chat model" in picker.itemData(1, Qt.ItemDataRole.ToolTipRole)
+    assert items[:2] == ["SmolLM2-135M-Instruct (built-in)", "LLaMA3-8B-Instruct"] and items[-1] == "Manage models…"
+    assert picker.itemData(1, Qt.ItemDataRole.ToolTipRole).startswith("A chat model")
     assert picker.currentIndex() == 0
     picker.setCurrentIndex(1)
     picker.activated.emit(1)                                     # what a click on the item does
@@ -262,6 +262,7 @@ def test_each_models_kind_comes_from_the_download_manifest_and_says_what_a_base_
         qtbot, app_qt, tmp_path, models_folder):
     """The first-run dialog, the model list of Settings and the Models page follow models.yaml's ``kind``."""
     from app.first_run import FirstRunDialog
+    from app.model_picker import ModelPicker
     from app.models_page import ModelsDialog
 
     manifest = Path(__file__).resolve().parents[1] / "checkpoint_download" / "models.yaml"
@@ -288,3 +289,14 @@ def test_each_models_kind_comes_from_the_download_manifest_and_says_what_a_base_
     assert _cells(page, "llama2")[1] == "chat" and _cells(page, "llama2-hf")[1] == "base"
     tip = page.table.item(_row(page, "llama2-hf"), 1).toolTip()
     assert "continues the text it is given; it is not a chat assistant" in tip
+
+    folder = models_folder / "llama2"                              # a base model on this PC: the picker marks it
+    folder.mkdir(parents=True)
+    for spec in yaml.safe_load(manifest.read_text(encoding="utf-8"))["models"]["llama2"]["files"]:
+        (folder / spec["name"]).write_bytes(payload(spec.get("size", 2000)))
+    picker = ModelPicker()
+    qtbot.addWidget(picker)
+    picker.refresh(Preferences(), None)
+    [item] = [i for i in range(picker.count()) if picker.itemText(i).startswith("LLaMA2-7B")]
+    assert picker.itemText(item) == "LLaMA2-7B · base"
+    assert "not a chat assistant" in picker.itemData(item, Qt.ItemDataRole.ToolTipRole)
