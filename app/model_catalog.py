@@ -25,6 +25,7 @@ TITLES = {"llama2": "LLaMA2-7B", "llama3": "LLaMA3-8B", "llama2-hf": "LLaMA2-7B-
 STORED_FORMATS = {"llama2": "fp16 .ckpt (MindSpore)", "llama3": "bf16 .ckpt (MindSpore)",
                   "llama2-hf": "fp16 safetensors", "llama3-hf": "bf16 safetensors"}
 INT8_BYTES_PER_WEIGHT = 34 / 32           # blocks of 32 int8 weights with one 2-byte scale
+INT4_BYTES_PER_WEIGHT = 20 / 32           # q4_1 blocks: 32 4-bit weights, a 2-byte scale and a 2-byte minimum
 RUNTIME_BYTES = 400_000_000               # Python, the runtime and the prefill's scratch, roughly
 
 
@@ -54,24 +55,39 @@ def kind_meaning(kind: str) -> str:
 
 @dataclass
 class MemoryPlan:
-    """Bytes a model needs loaded: weights as stored, or in 8 bits; plus its KV cache and the runtime."""
+    """Bytes a model needs loaded: weights as stored, in 8 or in 4 bits; plus its KV cache and the runtime."""
 
     stored: int
     int8: int
     kv_cache: int
     context: int
+    int4: int = 0
 
     def total(self, weight_format: str = "auto") -> int:
-        weights = self.int8 if weight_format == "int8" else self.stored
+        weights = {"int8": self.int8, "int4": self.int4}.get(weight_format, self.stored)
         return weights + self.kv_cache + RUNTIME_BYTES
+
+    def smallest_fitting(self, ram: int, four_bit: bool = True) -> str | None:
+        """The weight format that loads in ``ram``: "auto" (as stored), "int8", "int4", or None when none does.
+        ``four_bit``: whether the backend in use has 4-bit weights (only the cpu backend does)."""
+        formats = ("auto", "int8", "int4") if four_bit else ("auto", "int8")
+        return next((f for f in formats if self.total(f) <= ram), None)
 
 
 def _parameters(cfg) -> tuple[int, int]:
     """A LLaMA's parameters from its config: (those of the layers and the output matrix, the others)."""
-    h, layers, kv = cfg.hidden_size, cfg.num_layers, cfg.kv_heads * cfg.head_dim
-    per_layer = 2 * h * h + 2 * h * kv + 3 * h * cfg.ffn_size      # q, o; k, v; the feed-forward's three
-    matrices = layers * per_layer + (0 if cfg.tie_word_embeddings else cfg.vocab_size * h)   # + lm_head
-    return matrices, cfg.vocab_size * h + (2 * layers + 1) * h     # embedding and norms
+    matrices = _layer_parameters(cfg) + _head_parameters(cfg)
+    return matrices, cfg.vocab_size * cfg.hidden_size + (2 * cfg.num_layers + 1) * cfg.hidden_size  # embedding, norms
+
+
+def _layer_parameters(cfg) -> int:
+    h, kv = cfg.hidden_size, cfg.kv_heads * cfg.head_dim
+    return cfg.num_layers * (2 * h * h + 2 * h * kv + 3 * h * cfg.ffn_size)   # q, o; k, v; the feed-forward's three
+
+
+def _head_parameters(cfg) -> int:
+    """The output matrix's (none of its own when it is the embedding)."""
+    return 0 if cfg.tie_word_embeddings else cfg.vocab_size * cfg.hidden_size
 
 
 def plan_memory(config_path: str | Path, context: int | None = None) -> MemoryPlan:
@@ -81,8 +97,10 @@ def plan_memory(config_path: str | Path, context: int | None = None) -> MemoryPl
     matrices, _rest = _parameters(cfg)  # only the embedding rows of tokens seen are ever read: they hardly count
     context = min(context or cfg.seq_length, cfg.seq_length)
     kv_cache = cfg.num_layers * 2 * cfg.kv_heads * cfg.head_dim * context * 2     # fp16 keys and values
+    # under int4 the output matrix stays 8-bit (engine/backends/cpu/quantize.py: head_format)
+    int4 = _layer_parameters(cfg) * INT4_BYTES_PER_WEIGHT + _head_parameters(cfg) * INT8_BYTES_PER_WEIGHT
     return MemoryPlan(stored=matrices * 2, int8=int(matrices * INT8_BYTES_PER_WEIGHT), kv_cache=kv_cache,
-                      context=context)
+                      context=context, int4=int(int4))
 
 
 def weights_on_disk(config_path: str | Path) -> int:
@@ -157,7 +175,7 @@ def builtin_entry() -> CatalogEntry:
     on_disk = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
     config = next(folder.rglob("config.yaml"), None) if folder.is_dir() else None   # once converted
     title = QCoreApplication.translate("ModelsDialog", "SmolLM2-135M-Instruct (built-in)")
-    return CatalogEntry("builtin", title, "chat", "4-bit GGUF, run in 8 bits", folder,
+    return CatalogEntry("builtin", title, "chat", "4-bit GGUF (Q4_1), run as is", folder,
                         ModelChoice(), on_disk=on_disk, complete=True, plan=plan_memory(config) if config else None)
 
 
@@ -189,17 +207,24 @@ def catalog(added: list[dict] = (), models_folder: Path | None = None, manifest:
 
 def choice_to_run(entry: CatalogEntry, current: ModelChoice, ram: int | None) -> ModelChoice:
     """How to load ``entry``: with the run settings in use (backend, threads, context), in 8 bits when only
-    that fits in this PC's memory."""
+    that fits in this PC's memory, in 4 bits when only that does (the cpu backend)."""
     choice = replace(entry.choice, backend=current.backend, threads=current.threads,
                      context_length=current.context_length)
-    if entry.plan and ram and entry.plan.total() > ram >= entry.plan.total("int8"):
-        choice = replace(choice, weight_format="int8")
+    if entry.plan and ram:
+        fitting = entry.plan.smallest_fitting(ram, four_bit=_four_bit(current))
+        if fitting in ("int8", "int4"):
+            choice = replace(choice, weight_format=fitting)
     return choice
+
+
+def _four_bit(current: ModelChoice) -> bool:
+    """Whether the backend in use can load 4-bit weights (the cpu backend; "auto" picks it where it runs)."""
+    return current.backend in ("auto", "cpu")
 
 
 def download_check(entry: CatalogEntry, free_disk: int, ram: int | None) -> tuple[str, str]:
     """Before a download: ("refuse", why) when the disk lacks room, ("ask", why) when the model would not run
-    here even in 8 bits, ("note", what) when it runs only in 8 bits, else ("", "")."""
+    here even in 4 bits, ("note", what) when it runs only in 8 or 4 bits, else ("", "")."""
     from .download_panel import human_bytes
     if entry.missing_bytes > free_disk:
         return "refuse", QCoreApplication.translate(
@@ -208,6 +233,23 @@ def download_check(entry: CatalogEntry, free_disk: int, ram: int | None) -> tupl
             entry.title, human_bytes(entry.missing_bytes), human_bytes(free_disk))
     if entry.plan is None or not ram:
         return "", ""
+    fitting = entry.plan.smallest_fitting(ram)
+    if fitting is None:
+        return "ask", QCoreApplication.translate(
+            "ModelsDialog", "{0} needs about {1} of memory even with 4-bit weights, and this PC has {2}: it would "
+                            "not load here. Download it anyway ({3})?").format(
+            entry.title, human_bytes(entry.plan.total("int4")), human_bytes(ram), human_bytes(entry.missing_bytes))
+    if fitting == "int8":
+        return "note", QCoreApplication.translate(
+            "ModelsDialog", "As stored it needs {0} of memory and this PC has {1}: it will run with 8-bit weights "
+                            "({2}).").format(human_bytes(entry.plan.total()), human_bytes(ram),
+                                             human_bytes(entry.plan.total("int8")))
+    if fitting == "int4":
+        return "note", QCoreApplication.translate(
+            "ModelsDialog", "As stored it needs {0} of memory and this PC has {1}: it will run with 4-bit weights "
+                            "({2}; the cpu backend).").format(human_bytes(entry.plan.total()), human_bytes(ram),
+                                                              human_bytes(entry.plan.total("int4")))
+    return "", ""
     stored, int8 = entry.plan.total(), entry.plan.total("int8")
     if int8 > ram:
         return "ask", QCoreApplication.translate(

@@ -2,8 +2,8 @@
 and where it lives; download (memory and disk checked first), add, remove, use; the models folder.
 
 A download is refused before its first byte when the disk lacks room, and asks first when the model
-will not fit in this PC's memory even with 8-bit weights (a user should not fetch 16 GB to learn
-that). When it fits only in 8 bits, "Use" loads it that way.
+will not fit in this PC's memory even with 4-bit weights (a user should not fetch 16 GB to learn
+that). When it fits only in 8 or only in 4 bits, "Use" loads it that way.
 """
 
 from __future__ import annotations
@@ -28,15 +28,17 @@ from .theme import show_problem
 
 
 def memory_text(entry: CatalogEntry, ram: int | None) -> str:
-    """'15.8 GB as stored · 9.6 GB in 8 bits', and what that means on this PC."""
+    """'15.8 GB as stored · 9.6 GB in 8 bits · 6.4 GB in 4 bits', and what that means on this PC."""
     if entry.plan is None:
         return ""
-    stored, int8 = entry.plan.total(), entry.plan.total("int8")
-    text = QCoreApplication.translate("ModelsDialog", "{0} as stored · {1} in 8 bits").format(
-        human_bytes(stored), human_bytes(int8))
-    if ram and stored > ram:
-        text += " · " + (QCoreApplication.translate("ModelsDialog", "use 8 bits here") if int8 <= ram
-                         else QCoreApplication.translate("ModelsDialog", "too large for this PC"))
+    plan = entry.plan
+    text = QCoreApplication.translate("ModelsDialog", "{0} as stored · {1} in 8 bits · {2} in 4 bits").format(
+        human_bytes(plan.total()), human_bytes(plan.total("int8")), human_bytes(plan.total("int4")))
+    if ram and plan.total() > ram:
+        text += " · " + {"int8": QCoreApplication.translate("ModelsDialog", "use 8 bits here"),
+                         "int4": QCoreApplication.translate("ModelsDialog", "use 4 bits here"),
+                         None: QCoreApplication.translate("ModelsDialog", "too large for this PC")}[
+            plan.smallest_fitting(ram)]
     return text
 
 
@@ -145,9 +147,11 @@ class ModelsDialog(QDialog):
     def _memory_tip(self, e: CatalogEntry) -> str:
         if e.plan is None:
             return ""
-        return self.tr("Weights {0} as stored or {1} in 8 bits, plus {2} for a conversation of {3} tokens (a shorter "
-                       "context in Settings > Model needs less), plus about 0.4 GB for the program.").format(
-            human_bytes(e.plan.stored), human_bytes(e.plan.int8), human_bytes(e.plan.kv_cache), e.plan.context)
+        return self.tr("Weights {0} as stored, {1} in 8 bits or {2} in 4 bits (the cpu backend), plus {3} for a "
+                       "conversation of {4} tokens (a shorter context in Settings > Model needs less), plus about "
+                       "0.4 GB for the program.").format(
+            human_bytes(e.plan.stored), human_bytes(e.plan.int8), human_bytes(e.plan.int4),
+            human_bytes(e.plan.kv_cache), e.plan.context)
 
     def current(self) -> CatalogEntry | None:
         row = self.table.currentRow()

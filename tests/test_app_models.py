@@ -13,7 +13,7 @@ from download_server import Behaviour, DownloadServer, payload
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from app.model_catalog import download_check, free_disk_bytes, manifest_entry, total_ram_bytes
+from app.model_catalog import choice_to_run, download_check, free_disk_bytes, manifest_entry, total_ram_bytes
 from app.preferences import ModelChoice, Preferences
 
 GB = 10 ** 9
@@ -125,18 +125,28 @@ def test_a_model_too_large_for_this_pcs_memory_asks_before_downloading(qtbot, ap
         manifest = _manifest(tmp_path, url, {"model.safetensors": 1000})
         dialog = ModelsDialog(Preferences(), None, manifest=manifest)
         qtbot.addWidget(dialog)
-        dialog.ram = 8 * GB                                      # an 8 GB laptop
+        dialog.ram = 4 * GB                                      # a 4 GB netbook
         dialog.table.selectRow(_row(dialog, "llama3-hf"))
         seen = []
         _press(QMessageBox.StandardButton.No, seen)
         dialog.download_button.click()
-        assert "even with 8-bit weights, and this PC has 8.0 GB" in seen[0]
+        assert "even with 4-bit weights, and this PC has 4.0 GB" in seen[0]
         assert not dialog.downloads.running and behaviour.requests == []
     entry = dialog.entries[_row(dialog, "llama3-hf")]
+    # LLaMA3-8B's 8,030 M parameters by hand: 6,980 M in the layers at 5 bits (q4_1), the 525 M of the output
+    # matrix at 8.5 (it stays 8-bit), its 8,192-token fp16 KV cache (1.07 GB) and the program's 0.4 GB
+    four_bit = 6_979_321_856 * 20 / 32 + 525_336_576 * 34 / 32 + 32 * 2 * 1024 * 8192 * 2 + 0.4 * GB
+    assert abs(entry.plan.total("int4") - four_bit) < 0.01 * GB
     assert download_check(entry, 100 * GB, 12 * GB) == (            # a 12 GB PC: runs, in 8 bits
         "note", f"As stored it needs {entry.plan.total() / GB:.1f} GB of memory and this PC has 12.0 GB: it will "
                 f"run with 8-bit weights ({entry.plan.total('int8') / GB:.1f} GB).")
+    assert download_check(entry, 100 * GB, 8 * GB) == (             # an 8 GB laptop: runs, in 4 bits
+        "note", f"As stored it needs {entry.plan.total() / GB:.1f} GB of memory and this PC has 8.0 GB: it will "
+                f"run with 4-bit weights ({four_bit / GB:.1f} GB; the cpu backend).")
     assert download_check(entry, 100 * GB, 64 * GB) == ("", "")
+    assert choice_to_run(entry, ModelChoice(), 8 * GB).weight_format == "int4"     # "Use" loads it that way
+    assert choice_to_run(entry, ModelChoice(), 12 * GB).weight_format == "int8"
+    assert choice_to_run(entry, ModelChoice(backend="mindspore"), 8 * GB).weight_format == "auto"  # no 4 bits there
 
 
 def test_remove_says_how_much_and_deletes_only_the_models_own_files(qtbot, app_qt, tmp_path, models_folder):

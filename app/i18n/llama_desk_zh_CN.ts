@@ -884,12 +884,16 @@
 <context>
     <name>ModelsDialog</name>
     <message>
-        <source>{0} as stored · {1} in 8 bits</source>
-        <translation>原格式 {0} · 8 位 {1}</translation>
+        <source>{0} as stored · {1} in 8 bits · {2} in 4 bits</source>
+        <translation>原格式 {0} · 8 位 {1} · 4 位 {2}</translation>
     </message>
     <message>
         <source>use 8 bits here</source>
         <translation>本机请用 8 位</translation>
+    </message>
+    <message>
+        <source>use 4 bits here</source>
+        <translation>本机请用 4 位</translation>
     </message>
     <message>
         <source>too large for this PC</source>
@@ -956,6 +960,10 @@
         <translation>这台电脑：内存 {0}（当前可用 {1}）。模型文件夹所在磁盘可用 {2}。</translation>
     </message>
     <message>
+        <source>Weights {0} as stored, {1} in 8 bits or {2} in 4 bits (the cpu backend), plus {3} for a conversation of {4} tokens (a shorter context in Settings &gt; Model needs less), plus about 0.4 GB for the program.</source>
+        <translation>权重：原格式 {0}，8 位 {1}，4 位 {2}（cpu 后端）；另需 {3} 用于 {4} 个词元的对话（在“设置 &gt; 模型”中缩短上下文可减少），程序本身约 0.4 GB。</translation>
+    </message>
+    <message>
         <source>chat</source>
         <translation>对话</translation>
     </message>
@@ -966,10 +974,6 @@
     <message>
         <source>{0} of {1}</source>
         <translation>{0} / {1}</translation>
-    </message>
-    <message>
-        <source>Weights {0} as stored or {1} in 8 bits, plus {2} for a conversation of {3} tokens (a shorter context in Settings &gt; Model needs less), plus about 0.4 GB for the program.</source>
-        <translation>权重：原格式 {0}，8 位 {1}；另加 {3} 个词元的对话需要 {2}（在“设置 &gt; 模型”中缩短上下文可减少）；程序本身约 0.4 GB。</translation>
     </message>
     <message>
         <source>The models folder {0} cannot be used: {1}</source>
@@ -1014,6 +1018,14 @@
     <message>
         <source>{0} needs {1} more on the disk and only {2} is free there. Free some space or choose another models folder (e.g. another drive).</source>
         <translation>{0} 还需要 {1} 的磁盘空间，而那里只剩 {2}。请腾出空间，或选择另一个模型文件夹（例如另一个磁盘）。</translation>
+    </message>
+    <message>
+        <source>{0} needs about {1} of memory even with 4-bit weights, and this PC has {2}: it would not load here. Download it anyway ({3})?</source>
+        <translation>即使使用 4 位权重，{0} 也需要约 {1} 内存，而这台电脑只有 {2}：它无法在这里加载。仍要下载（{3}）吗？</translation>
+    </message>
+    <message>
+        <source>As stored it needs {0} of memory and this PC has {1}: it will run with 4-bit weights ({2}; the cpu backend).</source>
+        <translation>按原格式需要 {0} 内存，而这台电脑有 {1}：它将以 4 位权重运行（{2}；cpu 后端）。</translation>
     </message>
     <message>
         <source>{0} needs about {1} of memory even with 8-bit weights, and this PC has {2}: it would not load here. Download it anyway ({3})?</source>
