@@ -173,7 +173,8 @@ class EngineWorker(QObject):
             "text": completion.text, "finish_reason": s.finish_reason, "prompt_tokens": s.prompt_tokens,
             "cached_tokens": s.cached_tokens, "generated_tokens": s.generated_tokens, "ttft_s": round(s.ttft_s, 3),
             "tokens_per_s": round(s.decode_tokens_per_s, 2), "prefill_tokens_per_s": round(s.prefill_tokens_per_s, 1),
-            "dropped_messages": completion.dropped_messages, "context_length": self.engine.context_length})
+            "dropped_messages": completion.dropped_messages, "context_length": self.engine.context_length,
+            "drafted_tokens": s.drafted_tokens, "accepted_tokens": s.accepted_tokens})
 
     def _state_file(self, state: dict) -> dict:
         """The conversation's saved-state keywords for ``engine.chat`` (none without a key or a backend for it)."""

@@ -12,6 +12,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from engine.generation.lookup import MODES as LOOKUP_MODES
 from engine.paths import SETTINGS_FILE
 
 SOURCES = ("builtin", "llama2", "llama3")
@@ -64,6 +65,7 @@ class ChatDefaults:
     repetition_penalty: float = 1.1
     max_new_tokens: int = 512
     seed: int | None = None
+    lookup: str = "auto"                 # lookup decoding: "auto" (while it pays), "on", "off"
 
 
 @dataclass
@@ -108,6 +110,8 @@ def load_preferences(folder: Path) -> Preferences:
         prefs.theme = "system"
     if prefs.language not in LANGUAGES:
         prefs.language = ""
+    if prefs.chat.lookup not in LOOKUP_MODES:
+        prefs.chat.lookup = ChatDefaults.lookup
     if isinstance(prefs.saved_states_gb, bool) or not isinstance(prefs.saved_states_gb, (int, float)):
         prefs.saved_states_gb = Preferences.saved_states_gb
     return prefs
@@ -120,7 +124,7 @@ def save_preferences(prefs: Preferences, folder: Path) -> None:
     os.replace(tmp, path)
 
 
-GENERATION_FIELDS = ("temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens", "seed")
+GENERATION_FIELDS = ("temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens", "seed", "lookup")
 
 
 def generation_values(defaults: ChatDefaults, overrides: dict) -> dict:

@@ -155,6 +155,20 @@ def test_raw_completion_continues_text(server):
     assert result.usage.completion_tokens == 1
 
 
+def test_lookup_decoding_gives_the_same_answers(server):
+    """The ``lookup`` request field (our extension; the openai client sends it in ``extra_body``)."""
+    quote = ("Quote the following sentence exactly, then say who built it.\n\nThe Great Wall of China is a series "
+             "of fortifications built across the historical northern borders of ancient Chinese states.")
+    c = client(server.url)
+    off = ask(c, quote, max_tokens=40, extra_body={"lookup": "off"}).choices[0].message.content
+    assert ask(c, quote, max_tokens=40, extra_body={"lookup": "on"}).choices[0].message.content == off
+    chunks = ask(c, quote, max_tokens=40, stream=True, extra_body={"lookup": "on"})
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == off
+    status, _, answer = raw_post(server.url, "/chat/completions", json.dumps(
+        {"messages": [{"role": "user", "content": quote}], "lookup": "maybe"}).encode())
+    assert status == 400 and answer["error"]["param"] == "lookup" and "'auto', 'on', 'off'" in answer["error"]["message"]
+
+
 def test_stop_string_and_length_finish(server):
     c = client(server.url)
     cut = ask(c, stop=[" is"])

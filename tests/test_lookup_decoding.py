@@ -225,3 +225,22 @@ def test_builtin_model_sampled_answers_are_the_same_with_lookup(builtin):
         _same(on, off)
         if seed == 1:
             assert on[0].stats.accepted_tokens > 0
+
+
+def test_run_model_lookup_flag(builtin):
+    """``run_model.py --lookup on``: the answer of plain decoding, and the guesses it kept on its stats line."""
+    import json
+
+    from engine import GenerationSettings
+    from fixtures import run_cli
+
+    done = run_cli("run_model.py", "--builtin", "--prompt", QUOTE, "--greedy", "--max-new-tokens", "40",
+                   "--max-seq-len", "512", "--lookup", "on", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    plain = _answer(builtin, QUOTE, GenerationSettings(greedy=True, repetition_penalty=1.0, max_new_tokens=40,
+                                                       lookup="off"))[0]
+    assert out["output_ids"] == plain.output_ids
+    assert 0 < out["stats"]["accepted_tokens"] <= out["stats"]["drafted_tokens"]
+    bad = run_cli("run_model.py", "--builtin", "--prompt", "hi", "--lookup", "sometimes")
+    assert bad.returncode == 2 and "--lookup" in bad.stderr and "Traceback" not in bad.stderr
