@@ -58,19 +58,27 @@ def test_greedy_answers_with_right_and_wrong_guesses_are_plain_greedy_answers(mo
     words = [int(t) for t in np.random.default_rng(21).integers(3, 1000, 11)]
     prompt = [spec.bos] + (words + [5] + words if kind == "repeating" else words)
     want = _plain_greedy(model, ex, weights, spec, prompt, 14)
-    cache = KVCacheState()
-    drafter = LookupDrafter("on", index=SpoiltAnswerIndex(want, len(prompt)))
-    done = generate(ex, prompt, max_new_tokens=14, sampling=GREEDY, cache=cache, lookup=drafter)
-    assert done.output_ids == want
-    stats = done.stats
-    assert 0 < stats.accepted_tokens < stats.drafted_tokens       # guesses kept and guesses thrown away
-    assert stats.decode_calls < len(want) - 1                      # fewer steps than tokens
-    assert stats.decode_tokens == len(want) - 1
-    # the cache claims only rows of the real conversation; rows of wrong guesses are written but never trusted
-    assert cache.ids == prompt + want[:-1]
-    more = prompt + want + [7, 9]
+    for stop_ids, answer in (((), want), ([want[7]], want[:7])):   # the length limit; a stop id amid guesses
+        assert want[7] not in want[:7]
+        cache, plain_cache = KVCacheState(), KVCacheState()
+        # wide steps cost little (as on a big model): long runs of guesses, the stop id inside one
+        drafter = LookupDrafter("on", StepCost(prior_slope=0.01), index=SpoiltAnswerIndex(want, len(prompt)))
+        done = generate(ex, prompt, max_new_tokens=14, sampling=GREEDY, cache=cache, lookup=drafter,
+                        stop_ids=stop_ids)
+        assert done.output_ids == answer
+        stats = done.stats
+        assert 0 < stats.accepted_tokens < stats.drafted_tokens       # guesses kept and guesses thrown away
+        assert stats.decode_calls < len(answer) - 1                    # fewer steps than tokens
+        plain = generate(ex, prompt, max_new_tokens=14, sampling=GREEDY, cache=plain_cache, stop_ids=stop_ids)
+        assert plain.output_ids == answer and stats.decode_tokens == plain.stats.decode_calls
+        # the cache claims what plain decoding's does: rows of wrong guesses are written but never trusted
+        assert cache.ids == plain_cache.ids == prompt + want[:len(plain_cache.ids) - len(prompt)]
+    more, reusable = prompt + want + [7, 9], len(cache.ids)
+    ex.prefill(prompt, 0)                    # the rows the stopped answer left (plain decoding overwrote them)
+    for pos, token in enumerate(want[:reusable - len(prompt)], len(prompt)):
+        ex.decode_batch([token, token + 1, token + 2], pos)   # each time, wrong rows after the right one
     follow = generate(ex, more, max_new_tokens=3, sampling=GREEDY, cache=cache)
-    assert follow.stats.cached_tokens == len(prompt) + len(want) - 1
+    assert follow.stats.cached_tokens == reusable
     assert follow.output_ids == _plain_greedy(model, ex, weights, spec, more, 3)
     ex.close()
 
