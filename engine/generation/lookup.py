@@ -33,6 +33,7 @@ MIN_NGRAM = 2        # single tokens ("the", ",") recur everywhere and guess bad
 MAX_DRAFT = 15       # with the chosen token, the 16 tokens ``decode_batch`` takes at most
 _DECAY = 0.97        # acceptance follows the answer: copying a function, then explaining it
 _PAYS = 1.05         # a draft must promise 5% more tokens per second than plain decoding
+_PROBE_EVERY = 16    # auto: steps with a guess it did not send before it tries one anyway (see ``width``)
 
 
 class NgramIndex:
@@ -65,34 +66,38 @@ class NgramIndex:
 
 
 class StepCost:
-    """Seconds of a decode step by the number of tokens it carries, relative to one token, as measured.
+    """Time of a decode step by the number of tokens it carries, relative to a one-token step, as measured.
 
-    Other programs only ever make a step slower, so each width keeps its fastest time (let go of slowly, for a
-    machine that stays busier); a width not timed yet is interpolated from the others, and before any wider
-    step was timed, a step of n tokens is taken to cost 1 + ``prior_slope`` * (n - 1) one-token steps: on a
-    memory-bound model most of a step is reading the weights once.
+    Each wide step is timed against the median of the last few one-token steps, so a machine that is busy
+    for a while slows both alike; a burst of other work only ever makes a step look dearer, so each width
+    keeps its cheapest ratio (let go of a little at each new sample). A width not timed yet follows the
+    mean slope of those that were; before any, a step of n tokens is taken to cost 1 + ``prior_slope`` *
+    (n - 1) one-token steps: on a memory-bound model most of a step is reading the weights once.
     """
 
     def __init__(self, prior_slope: float = 0.25):
         self.prior_slope = prior_slope
-        self.fastest: dict[int, float] = {}      # width -> seconds
+        self._singles: list[float] = []          # seconds of the latest one-token steps
+        self._ratios: dict[int, float] = {}      # width -> cheapest measured ratio to a one-token step
 
     def record(self, tokens: int, seconds: float) -> None:
-        before = self.fastest.get(tokens)
-        self.fastest[tokens] = seconds if before is None else min(seconds, before * 1.02)
+        if tokens == 1:
+            self._singles = self._singles[-4:] + [seconds]
+            return
+        if self._singles:
+            ratio = seconds / sorted(self._singles)[len(self._singles) // 2]
+            before = self._ratios.get(tokens)
+            self._ratios[tokens] = ratio if before is None else min(ratio, before * 1.05)
 
     @property
     def slope(self) -> float:
         """Extra cost of each further token in a step, in one-token steps (the mean over the widths timed)."""
-        single = self.fastest.get(1)
-        slopes = [(t / single - 1.0) / (n - 1) for n, t in self.fastest.items() if n > 1] if single else []
+        slopes = [(r - 1.0) / (n - 1) for n, r in self._ratios.items()]
         return max(0.01, sum(slopes) / len(slopes)) if slopes else self.prior_slope
 
     def ratio(self, tokens: int) -> float:
-        single = self.fastest.get(1)
-        if single and tokens in self.fastest:
-            return max(1.0, self.fastest[tokens] / single)
-        return 1.0 + self.slope * (tokens - 1)
+        measured = self._ratios.get(tokens)
+        return max(1.0, measured) if measured is not None else 1.0 + self.slope * (tokens - 1)
 
 
 def expected_tokens(acceptance: float, drafted: int) -> float:
@@ -110,6 +115,7 @@ class LookupDrafter:
         self.index = index or NgramIndex()
         self.hits, self.misses = 1.0, 1.0    # checked guesses so far (decayed), from an even prior
         self.drafted = self.accepted = 0
+        self._idle = 0                       # steps with a guess that auto did not send
 
     @property
     def acceptance(self) -> float:
@@ -129,15 +135,31 @@ class LookupDrafter:
         return guess[:self.width(len(guess))], guess
 
     def width(self, available: int) -> int:
-        """How many of ``available`` guesses to send: the count that promises most tokens per second."""
+        """How many of ``available`` guesses to send: the count that promises most tokens per second.
+
+        When the measured cost says none but the acceptance would pay at the prior cost, a guess is still
+        sent every ``_PROBE_EVERY`` steps: a wide step timed while the machine was busy must not stop
+        drafting for good.
+        """
         if self.mode == "off" or available == 0:
             return 0
+        best = self._best_width(available, self.cost.ratio)
+        if self.mode == "on":
+            return max(best, 1)
+        self._idle = 0 if best else self._idle + 1
+        if self._idle >= _PROBE_EVERY:
+            self._idle = 0
+            prior = self.cost.prior_slope
+            return self._best_width(available, lambda n: 1.0 + prior * (n - 1))
+        return best
+
+    def _best_width(self, available: int, ratio) -> int:
         alpha, best, best_rate = self.acceptance, 0, _PAYS
         for k in range(1, available + 1):
-            rate = expected_tokens(alpha, k) / self.cost.ratio(k + 1)
+            rate = expected_tokens(alpha, k) / ratio(k + 1)
             if rate > best_rate:
                 best, best_rate = k, rate
-        return max(best, 1) if self.mode == "on" else best
+        return best
 
     def check(self, guess: Sequence[int], sent: int, chosen: Sequence[int]) -> None:
         """Score the guesses made before a step against the tokens chosen in it (``sent`` of them were sent)."""
