@@ -58,6 +58,15 @@ class ApiService:
 
     # -- routes -----------------------------------------------------------------
 
+    async def health(self, request: Request) -> JSONResponse:
+        """For load balancers and gateways: 200 with the model while a request would be taken, else 503 (every
+        waiting place taken, or stopping). While the model loads, ``run_model.py --serve`` does not listen yet."""
+        queue = self.queue
+        body = {"status": "ok" if queue.accepting else "busy", "model": self.model, "running": queue.running,
+                "waiting": queue.waiting, "max_waiting": queue.max_waiting}
+        return JSONResponse(body, status_code=200 if queue.accepting else 503,
+                            headers={} if queue.accepting else {"Retry-After": "1"})
+
     async def list_models(self, request: Request) -> JSONResponse:
         return JSONResponse({"object": "list", "data": [self._model_card()]})
 
@@ -269,6 +278,7 @@ def create_app(engine: ChatEngine, queue: GenerationQueue, *, api_key: str | Non
     """The ASGI app: the guard (key, Host) in front of the OpenAI routes. No CORS: browsers' pages get nothing."""
     service = ApiService(engine, queue, max_body_bytes, lookup)
     routes = [
+        Route("/health", service.health, methods=["GET"]),
         Route("/v1/models", service.list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", service.get_model, methods=["GET"]),
         Route("/v1/chat/completions", service.chat_completions, methods=["POST"]),

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -48,6 +50,12 @@ def client(url: str, key: str = "unused", timeout: float = 120) -> "openai.OpenA
 def ask(c, content=QUESTION, max_tokens=12, **kw):
     return c.chat.completions.create(model=kw.pop("model", "SmolLM2-135M-Instruct"), temperature=0,
                                      max_tokens=max_tokens, messages=[{"role": "user", "content": content}], **kw)
+
+
+def health(url: str) -> tuple[int, dict]:
+    """(status, JSON body) of ``GET /health`` (outside /v1, without any key: what a gateway's check sends)."""
+    with urllib.request.urlopen(url.removesuffix("/v1") + "/health", timeout=30) as response:
+        return response.status, json.loads(response.read())
 
 
 def raw_post(url: str, path: str, body: bytes, headers: dict | None = None) -> tuple[int, dict, dict]:
@@ -303,10 +311,15 @@ def test_full_queue_answers_429_with_retry_after(engine):
             assert handle.queue.waiting == n
 
         wait_for(0)                               # the first job is running
+        assert health(handle.url) == (200, {"status": "ok", "model": "SmolLM2-135M-Instruct", "running": True,
+                                            "waiting": 0, "max_waiting": 1})
         waiting: dict = {}
         waiter = threading.Thread(target=lambda: waiting.update(r=ask(client(handle.url), max_tokens=1)))
         waiter.start()
         wait_for(1)
+        with pytest.raises(urllib.error.HTTPError) as full:  # a gateway sends the next request elsewhere
+            health(handle.url)
+        assert full.value.code == 503 and json.loads(full.value.read())["status"] == "busy"
         with pytest.raises(openai.RateLimitError) as refused:
             ask(c, max_tokens=1)
         assert refused.value.status_code == 429
@@ -315,6 +328,7 @@ def test_full_queue_answers_429_with_retry_after(engine):
         running.close()
         waiter.join(60)
         assert waiting["r"].choices[0].message.content == "The"
+        assert health(handle.url)[0] == 200
 
 
 # -- refusals -------------------------------------------------------------------
@@ -369,6 +383,7 @@ def test_api_key_is_required_when_set(engine):
             assert_openai_error(body, code=code)
         with pytest.raises(openai.AuthenticationError):
             client(handle.url, "wrong-key").models.list()
+        assert health(handle.url)[0] == 200          # a gateway's health check has no key
         assert [m.id for m in client(handle.url, "s3cret-key").models.list().data] == ["SmolLM2-135M-Instruct"]
         answer = client(handle.url, "s3cret-key").completions.create(
             model="SmolLM2-135M-Instruct", prompt="The capital of France is", max_tokens=1, temperature=0)
