@@ -26,7 +26,7 @@ import pytest
 openai = pytest.importorskip("openai")
 import api_server  # noqa: E402
 import run_model  # noqa: E402
-from fixtures import ROOT  # noqa: E402  (also points LLAMA_DESK_HOME at the test cache)
+from fixtures import ROOT, free_port  # noqa: E402  (also points LLAMA_DESK_HOME at the test cache)
 
 QUESTION = "What is the capital of France?"
 ANSWER = "The capital of France is Paris."
@@ -35,12 +35,6 @@ LOAD_REQUESTS = int(os.environ.get("LLAMA_DESK_LOAD_REQUESTS", "30"))   # 50+ fo
 LOAD_THREADS = 5
 LOAD_PROMPTS = {"The capital of France is": " Paris", "The capital of Germany is": " Berlin",
                 "The capital of Japan is": " Tokyo"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def client(url: str, key: str = "unused", timeout: float = 120) -> "openai.OpenAI":
