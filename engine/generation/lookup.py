@@ -33,6 +33,7 @@ MIN_NGRAM = 2        # single tokens ("the", ",") recur everywhere and guess bad
 MAX_DRAFT = 15       # with the chosen token, the 16 tokens ``decode_batch`` takes at most
 _DECAY = 0.97        # acceptance follows the answer: copying a function, then explaining it
 _PAYS = 1.05         # a draft must promise 5% more tokens per second than plain decoding
+_SAMPLES = 5        # timings kept per step width
 _PROBE_EVERY = 16    # auto: steps with a guess it did not send before it tries one anyway (see ``width``)
 
 
@@ -69,35 +70,38 @@ class StepCost:
     """Time of a decode step by the number of tokens it carries, relative to a one-token step, as measured.
 
     Each wide step is timed against the median of the last few one-token steps, so a machine that is busy
-    for a while slows both alike; a burst of other work only ever makes a step look dearer, so each width
-    keeps its cheapest ratio (let go of a little at each new sample). A width not timed yet follows the
-    mean slope of those that were; before any, a step of n tokens is taken to cost 1 + ``prior_slope`` *
-    (n - 1) one-token steps: on a memory-bound model most of a step is reading the weights once.
+    for a while slows both alike, and each width keeps the median of its last few ratios, so a burst of
+    other work in either step moves it little. A width not timed yet follows the mean slope of those that
+    were; before any, a step of n tokens is taken to cost 1 + ``prior_slope`` * (n - 1) one-token steps:
+    on a memory-bound model most of a step is reading the weights once.
     """
 
     def __init__(self, prior_slope: float = 0.25):
         self.prior_slope = prior_slope
-        self._singles: list[float] = []          # seconds of the latest one-token steps
-        self._ratios: dict[int, float] = {}      # width -> cheapest measured ratio to a one-token step
+        self._singles: list[float] = []              # seconds of the latest one-token steps
+        self._ratios: dict[int, list[float]] = {}    # width -> its latest ratios to a one-token step
 
     def record(self, tokens: int, seconds: float) -> None:
         if tokens == 1:
             self._singles = self._singles[-4:] + [seconds]
-            return
-        if self._singles:
-            ratio = seconds / sorted(self._singles)[len(self._singles) // 2]
-            before = self._ratios.get(tokens)
-            self._ratios[tokens] = ratio if before is None else min(ratio, before * 1.05)
+        elif self._singles:
+            ratios = self._ratios.setdefault(tokens, [])
+            ratios.append(seconds / _median(self._singles))
+            del ratios[:-_SAMPLES]
 
     @property
     def slope(self) -> float:
         """Extra cost of each further token in a step, in one-token steps (the mean over the widths timed)."""
-        slopes = [(r - 1.0) / (n - 1) for n, r in self._ratios.items()]
+        slopes = [(_median(r) - 1.0) / (n - 1) for n, r in self._ratios.items()]
         return max(0.01, sum(slopes) / len(slopes)) if slopes else self.prior_slope
 
     def ratio(self, tokens: int) -> float:
         measured = self._ratios.get(tokens)
-        return max(1.0, measured) if measured is not None else 1.0 + self.slope * (tokens - 1)
+        return max(1.0, _median(measured)) if measured else 1.0 + self.slope * (tokens - 1)
+
+
+def _median(values: Sequence[float]) -> float:
+    return sorted(values)[len(values) // 2]
 
 
 def expected_tokens(acceptance: float, drafted: int) -> float:
