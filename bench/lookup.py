@@ -10,13 +10,11 @@ decode rate of each counts (the machine is shared: other programs only ever slow
 a run down). The answers must be identical token for token, or the bench fails.
 
 The ~1B shape is a synthetic checkpoint (random weights: it copies nothing, and
-has no tokenizer), so on it we measure (1) its ordinary decoding with lookup
-auto against off on a prompt of random ids - what lookup costs where guesses do
-not come true - and (2) a replay: the very steps the built-in model took on
-each task with lookup on (how many tokens each step carried and kept), run
-through the 1B shape's ``decode_batch``, against as many one-token steps. That
-is what the 1B shape's kernels give for the built-in model's acceptance; a real
-1B model copies at least as well.
+has no tokenizer), so on it each task is run as the built-in model answered it:
+the 1B shape's real steps (``decode_batch``, timed, and auto's choices made from
+those timings) with its logits replaced by the built-in model's answer, so the
+answer, and which guesses come true, are the built-in model's. That is what the
+1B shape's kernels give a model that answers as the built-in one does.
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -53,30 +50,40 @@ TASKS = {
     "quote and summarize": "Quote the following paragraph exactly, then summarize it in one sentence.\n\n" + PARAGRAPH,
     "ordinary chat": "Tell me about the history of tea in three short paragraphs.",
 }
-REPEATING = ("copy a function, one name changed", "quote and summarize")
 MODES = ("off", "auto", "on")
 
 
-class StepLog:
-    """Wraps an executor's decode calls: records each step's width, to replay elsewhere."""
+class ForcedAnswer:
+    """An executor that computes as ``inner`` does (same steps, same time) but whose logits choose ``answer``:
+    the row for the token at position p picks answer[p + 1 - len(prompt)]."""
 
-    def __init__(self, executor):
-        self.executor, self.widths = executor, []
+    def __init__(self, inner, prompt_length: int, answer: list[int]):
+        self.inner, self.prompt_length, self.answer = inner, prompt_length, answer
 
     def __getattr__(self, name):
-        return getattr(self.executor, name)
+        return getattr(self.inner, name)
+
+    def _row(self, pos: int) -> np.ndarray:
+        row = np.zeros(self.inner.config.vocab_size, np.float32)
+        index = pos + 1 - self.prompt_length
+        row[self.answer[index] if index < len(self.answer) else 0] = 1.0
+        return row
+
+    def prefill(self, ids, start_pos, cancel=None, progress=None):
+        self.inner.prefill(ids, start_pos, cancel=cancel, progress=progress)
+        return self._row(start_pos + len(ids) - 1)
 
     def decode(self, token, pos):
-        self.widths.append(1)
-        return self.executor.decode(token, pos)
+        self.inner.decode(token, pos)
+        return self._row(pos)
 
     def decode_batch(self, tokens, pos):
-        self.widths.append(len(tokens))
-        return self.executor.decode_batch(tokens, pos)
+        self.inner.decode_batch(tokens, pos)
+        return np.stack([self._row(pos + t) for t in range(len(tokens))])
 
 
 def measure_builtin(repeats: int, max_new_tokens: int) -> tuple[dict, dict]:
-    """{task: {mode: best decode tok/s, ...}} and {task: the widths of the steps lookup "on" took}."""
+    """{task: {mode: best decode tok/s, ...}} and {task: (prompt ids, answer ids)}."""
     engine = load_engine(ModelSource(builtin=True), ExecutorOptions(backend="cpu", max_seq_len=2048))
     plain = GenerationSettings(greedy=True, repetition_penalty=1.0, max_new_tokens=max_new_tokens)
     results, replays = {}, {}
@@ -91,12 +98,7 @@ def measure_builtin(repeats: int, max_new_tokens: int) -> tuple[dict, dict]:
                     raise SystemExit(f"{task}: lookup {mode} changed the answer")
                 best[mode] = max(best[mode], done.stats.decode_tokens_per_s)
                 row[mode] = done.stats
-        engine.reset_cache()
-        log = StepLog(engine.executor)
-        engine.executor = log
-        kept = engine.chat([{"role": "user", "content": content}], replace(plain, lookup="on")).stats.decode_tokens
-        engine.executor = log.executor
-        replays[task] = (log.widths, kept)
+        replays[task] = (engine.prepare_chat([{"role": "user", "content": content}]).ids, answers["off"])
         s = row["on"]
         results[task] = {"tokens": len(answers["off"]), "tok_s": {m: round(v, 1) for m, v in best.items()},
                          "auto_x": round(best["auto"] / best["off"], 3), "on_x": round(best["on"] / best["off"], 3),
@@ -108,41 +110,34 @@ def measure_builtin(repeats: int, max_new_tokens: int) -> tuple[dict, dict]:
 
 
 def measure_shape(repeats: int, max_new_tokens: int, replays: dict) -> dict:
-    """The ~1B shape: ordinary decoding auto vs off (random ids), and the built-in model's steps replayed."""
+    """The ~1B shape: each task as the built-in model answered it, lookup auto against off."""
     from speed import _ensure_model
 
     config, ckpt = _ensure_model("gqa-0.85b", "bfloat16")
     engine = load_engine(ModelSource(version=2, config=str(config), checkpoint=str(ckpt), need_tokenizer=False),
                          ExecutorOptions(backend="cpu", max_seq_len=1024))
-    prompt = [1] + [int(t) for t in np.random.default_rng(0).integers(3, 32000, 60)]
-    plain = GenerationSettings(greedy=True, repetition_penalty=1.0, max_new_tokens=max_new_tokens)
-    best, answers = {"off": 0.0, "auto": 0.0}, {}
-    for _ in range(repeats):
-        for mode in best:
-            engine.reset_cache()
-            done = engine.complete_ids(prompt, replace(plain, lookup=mode))
-            answers.setdefault(mode, done.output_ids)
-            if done.output_ids != answers["off"]:
-                raise SystemExit(f"1B shape: lookup {mode} changed the answer")
-            best[mode] = max(best[mode], done.stats.decode_tokens_per_s)
-    out = {"ordinary (random ids)": {"tok_s": {m: round(v, 1) for m, v in best.items()},
-                                     "auto_x": round(best["auto"] / best["off"], 3)}}
-    ex = engine.executor
-    ex.prefill(prompt, 0)
-    for task in REPEATING:
-        widths, kept = replays[task]     # the steps lookup took, and the tokens they kept
-        best_on = best_off = float("inf")
+    out = {}
+    from engine.generation.lookup import LookupDrafter
+    from engine.generation.loop import generate
+    from engine.generation.sampling import SamplingSettings
+
+    vocab, cost = engine.config.vocab_size, engine.step_cost   # auto's timings of this shape's steps
+    for task in TASKS:
+        prompt_ids, answer = ([i % vocab for i in ids] for ids in replays[task])   # the same text, as 1B ids
+        forced = ForcedAnswer(engine.executor, len(prompt_ids), answer)
+        best = {"off": 0.0, "auto": 0.0}
         for _ in range(repeats):
-            start = time.perf_counter()
-            for pos, width in enumerate(widths, len(prompt)):
-                ex.decode_batch([5] * width, pos)
-            best_on = min(best_on, time.perf_counter() - start)
-            start = time.perf_counter()
-            for pos in range(len(prompt), len(prompt) + kept):
-                ex.decode(5, pos)
-            best_off = min(best_off, time.perf_counter() - start)
-        out[f"replay: {task}"] = {"steps": len(widths), "tokens_kept": kept, "one_token_steps_s": round(best_off, 3),
-                                  "lookup_steps_s": round(best_on, 3), "on_x": round(best_off / best_on, 3)}
+            for mode in best:
+                done = generate(forced, prompt_ids, max_new_tokens=len(answer), lookup=LookupDrafter(mode, cost)
+                                if mode != "off" else None, sampling=SamplingSettings(greedy=True,
+                                                                                      repetition_penalty=1.0))
+                assert done.output_ids == answer
+                best[mode] = max(best[mode], done.stats.decode_tokens_per_s)
+                if mode == "auto":
+                    kept = f"{done.stats.accepted_tokens}/{done.stats.drafted_tokens}"
+        out[task] = {"tok_s": {m: round(v, 1) for m, v in best.items()},
+                                                    "auto_x": round(best["auto"] / best["off"], 3), "auto_kept": kept,
+                                                    "step_slope": round(cost.slope, 3)}
     engine.close()
     return out
 
