@@ -13,16 +13,23 @@ import logging
 import sys
 import time
 
+from .scripted import SETTINGS
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="llama-desk", description="llama-desk: a local chat for LLaMA2/LLaMA3")
     parser.add_argument("--screenshot", metavar="PATH", help="play a short chat with the built-in model, save a "
                         "PNG of the window to PATH and exit (works with QT_QPA_PLATFORM=offscreen)")
+    parser.add_argument("--page", choices=("chat", "models", "settings"), default="chat",
+                        help="with --screenshot: the chat (default), the Models page or Settings")
     parser.add_argument("--send", metavar="TEXT", help="ask TEXT in a new conversation once the model is loaded")
     parser.add_argument("--language", choices=["en", "zh_CN"], help="the UI's language for this run")
     parser.add_argument("--theme", choices=["system", "light", "dark"], help="the colours for this run")
     parser.add_argument("--startup-report", action="store_true",
                         help="print how long the window took to appear (JSON) and exit")
+    parser.add_argument("--change-setting", action="append", metavar="NAME", choices=SETTINGS,
+                        help="for tests: once the model is loaded, change this setting in Settings, press OK, "
+                        "wait for it to take effect and close the window (" + ", ".join(SETTINGS) + ")")
     return parser.parse_args(argv)
 
 
@@ -78,59 +85,74 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     home = user_data_dir()
     setup_logging(home)
+    log_native_crashes(home)
+    instance = None
+    if not args.screenshot:  # (the screenshot run keeps its own history: it may run beside the app)
+        from .single_instance import SingleInstance
+        instance = SingleInstance(home)
+        if not instance.acquire():
+            print(f"llama-desk is already running with the data folder {home}: its window was brought forward.",
+                  flush=True)
+            return _finish(app, 0, True)
     prefs = load_preferences(home)
     prefs.language = args.language or prefs.language
     prefs.theme = args.theme or prefs.theme
     prepare_qt(app, prefs)
     if args.screenshot:
         from .screenshot import run_screenshot
-        _leave_now(run_screenshot(app, prefs, home, args.screenshot))
-    scripted = bool(args.send or args.startup_report)
+        code, torn_down = run_screenshot(app, prefs, home, args.screenshot, args.page)
+        return _finish(app, code, torn_down)
+    scripted = bool(args.send or args.startup_report or args.change_setting)
     application = Application(app, prefs, home, first_run=not scripted)
     if args.startup_report:
         _report_first_paint(application.window, app)
         application.show(load_model=False)
-        code = app.exec()
-        application.window.close()
-        return code
-    window = application.show()
-    _exit_even_if_busy(application)
+    else:
+        application.show()
     if args.send:
-        def send_once(_info) -> None:
-            window.modelReady.disconnect(send_once)
-            window.session_new()
-            window.session.send(args.send)
-        window.modelReady.connect(send_once)
-    return app.exec()
+        from .scripted import SendOnce
+        application.script = SendOnce(application, args.send)
+    if args.change_setting:
+        from .scripted import ChangeSettingAndClose
+        application.script = ChangeSettingAndClose(application, args.change_setting)
+    instance.showRequested.connect(application.bring_forward)
+    code = app.exec()
+    torn_down = application.tear_down()
+    instance.release()
+    return _finish(app, code, torn_down)
 
 
-def _leave_now(code: int) -> None:
-    """End the scripted screenshot run without the interpreter's final clean-up.
+def log_native_crashes(home) -> None:
+    """A native crash writes Python's stack to ``<user data>/logs/crash.log`` (pythonw has no console)."""
+    import faulthandler
 
-    Once in ~9 runs of an installed copy, after the PNG was saved, that clean-up's garbage collection
-    aborted the process ("Fatal Python error: none_dealloc", a C extension's reference-count bug; not
-    found yet). Everything is written by then: there is nothing left for it to do.
+    from engine.paths import CRASH_LOG, LOGS_FOLDER
+    global _crash_log
+    folder = home / LOGS_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    _crash_log = open(folder / CRASH_LOG, "a", encoding="utf-8")  # open for the whole run: faulthandler needs it
+    faulthandler.enable(file=_crash_log, all_threads=True)
+
+
+_crash_log = None
+
+
+def _finish(app, code: int, torn_down: bool) -> int:
+    """Delete the QApplication now, before the interpreter's own clean-up; or leave at once if we cannot.
+
+    ``torn_down`` is False when a worker thread is still busy (MindSpore compiling is not cancellable):
+    the history is closed by then, and deleting a running QThread would abort the process.
     """
-    import os
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-def _exit_even_if_busy(application) -> None:
-    """Leave at once when the model's thread cannot stop in time (MindSpore compiling is not cancellable).
-
-    The history is closed by then; a QThread still running at interpreter exit would abort the process.
-    """
-    import atexit
-    import os
-
-    def check() -> None:
-        if application.services.engine.thread.isRunning():
-            logging.getLogger(__name__).warning("the engine thread was still busy at exit")
-            os._exit(0)
-    atexit.register(check)
+    if not torn_down:
+        import os
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    shutdown = getattr(app, "shutdown", None)   # deletes the QApplication (an older PySide6 may lack it)
+    if shutdown is not None:
+        shutdown()
+    return code
 
 
 if __name__ == "__main__":

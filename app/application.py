@@ -11,7 +11,7 @@ import logging
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 from engine.paths import LOGS_FOLDER
@@ -19,7 +19,7 @@ from engine.paths import LOGS_FOLDER
 from . import translations
 from .first_run import FirstRunDialog
 from .main_window import MainWindow, Services
-from .preferences import Preferences, save_preferences
+from .preferences import Preferences
 from .theme import apply_font, apply_theme, follow_system_changes
 
 
@@ -48,6 +48,26 @@ def prepare_qt(app: QApplication, prefs: Preferences) -> str:
     return language
 
 
+def tear_down(services: Services, windows: list) -> bool:
+    """Close the history and the model, then delete the windows, while Python is still fully alive.
+
+    Left to the interpreter's exit, PySide deletes the Qt objects Python still owns in no set order;
+    a window deleted that way while a Python function connected to one of its children still held it
+    was deleted twice (the crash at exit after a settings change). False when a worker thread could
+    not stop in time: the caller must then leave without deleting anything (a QThread destroyed while
+    running aborts the process).
+    """
+    services.close()
+    busy = [t.objectName() for t in (services.engine.thread, services.storage.thread) if t.isRunning()]
+    if busy:
+        logging.getLogger(__name__).warning("still busy at exit: %s thread(s)", ", ".join(busy))
+        return False
+    for window in windows:
+        window.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    return True
+
+
 class Application(QObject):
     def __init__(self, app: QApplication, prefs: Preferences, home: Path, services: Services | None = None,
                  first_run: bool = True):
@@ -59,6 +79,11 @@ class Application(QObject):
         self.first_run_dialog: FirstRunDialog | None = None
         self._rebuild_waiting = False
 
+    @property
+    def rebuilding(self) -> bool:
+        """A new window (another language) waits for the current answer to end."""
+        return self._rebuild_waiting
+
     def _new_window(self) -> MainWindow:
         window = MainWindow(self.prefs, self.home, self.services)
         window.rebuildRequested.connect(self._rebuild)
@@ -66,22 +91,40 @@ class Application(QObject):
 
     def show(self, load_model: bool = True) -> MainWindow:
         self.window.show()
-        QTimer.singleShot(0, lambda: self.window.start(load_model))
+        self._load_at_start = load_model
+        QTimer.singleShot(0, self._start_window)
         if self.first_run:
             QTimer.singleShot(0, self._ask_first_run)
         return self.window
 
+    def bring_forward(self) -> None:
+        """A second start of the app asked for this window: show it on top, un-minimised."""
+        window = self.window
+        if window.isMinimized():
+            window.showNormal()
+        window.show()
+        window.raise_()
+        window.activateWindow()
+
+    def _start_window(self) -> None:
+        self.window.start(self._load_at_start)
+
     def _ask_first_run(self) -> None:
         dialog = FirstRunDialog(self.prefs.model, self.window)
-        dialog.chosen.connect(lambda choice: self.window.use_model(choice))
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.chosen.connect(self._use_chosen_model)
         dialog.finished.connect(self._first_run_done)
         dialog.setModal(False)
         dialog.show()
         self.first_run_dialog = dialog
 
+    def _use_chosen_model(self, choice) -> None:
+        self.window.use_model(choice)
+
     def _first_run_done(self, _result: int) -> None:
+        self.first_run_dialog = None
         self.prefs.setup_done = True
-        save_preferences(self.prefs, self.home)
+        self.window.save_prefs()
 
     def _rebuild_after_answer(self, answering: bool) -> None:
         if not answering and self._rebuild_waiting:
@@ -108,3 +151,7 @@ class Application(QObject):
             self.window.conversations.select(conversation.uid)
         old.hand_over()
         old.deleteLater()
+
+    def tear_down(self) -> bool:
+        """After the event loop: see ``tear_down``."""
+        return tear_down(self.services, [self.window])

@@ -1,7 +1,9 @@
 """Run a short blocking job (check files, download) off the UI thread; get its result back on the UI thread.
 
 The relay is a QObject living on the UI thread, so its signals, emitted from the job's thread,
-are queued and its callbacks run on the UI thread, where they may touch widgets.
+are queued and its callbacks run on the UI thread, where they may touch widgets. It has no Qt
+parent and keeps itself alive until the job has ended: a dialog closed meanwhile (and deleted)
+calls ``detach`` and the job's last signals then reach nobody instead of a deleted object.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Callable
 from PySide6.QtCore import QObject, Signal, Slot
 
 log = logging.getLogger(__name__)
+_running: set["Task"] = set()             # tasks whose job may still emit: kept alive until it ends
 
 
 class Task(QObject):
@@ -21,8 +24,8 @@ class Task(QObject):
     _progress = Signal(object)
 
     def __init__(self, job: Callable, then: Callable | None = None, otherwise: Callable | None = None,
-                 progress: Callable | None = None, parent: QObject | None = None):
-        super().__init__(parent)
+                 progress: Callable | None = None):
+        super().__init__()
         self._job, self._then, self._otherwise, self._on_progress = job, then, otherwise, progress
         self._done.connect(self._deliver_done)
         self._failed.connect(self._deliver_failed)
@@ -32,8 +35,13 @@ class Task(QObject):
 
     def start(self) -> "Task":
         self.running = True
+        _running.add(self)
         self.thread.start()
         return self
+
+    def detach(self) -> None:
+        """Deliver nothing any more (the widgets that asked are going away); the job ends on its own."""
+        self._then = self._otherwise = self._on_progress = None
 
     def report(self, value) -> None:
         """Call from the job's thread: ``progress(value)`` runs on the UI thread."""
@@ -52,12 +60,14 @@ class Task(QObject):
     @Slot(object)
     def _deliver_done(self, result) -> None:
         self.running = False
+        _running.discard(self)
         if self._then:
             self._then(result)
 
     @Slot(object)
     def _deliver_failed(self, exc) -> None:
         self.running = False
+        _running.discard(self)
         if self._otherwise:
             self._otherwise(exc)
 

@@ -28,10 +28,12 @@ class MessageInput(QPlainTextEdit):
 class Composer(QWidget):
     send = Signal(str)
     stop = Signal()
+    notReady = Signal()                   # Enter or Send with text but no model to answer it yet
+    busyElsewhere = Signal()              # Enter or Send while another conversation is being answered
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.answering = False
+        self.answering = self.busy_elsewhere = False
         self.input = MessageInput(self)
         self.input.setPlaceholderText(self.tr("Type a message. Enter sends, Shift+Enter starts a new line."))
         self.input.submitted.connect(self._submit)
@@ -51,6 +53,10 @@ class Composer(QWidget):
         self.button.setToolTip(self.tr("Stop the answer now") if answering else self.tr("Send (Enter)"))
         self._update()
 
+    def set_busy_elsewhere(self, busy: bool) -> None:
+        """Another conversation's answer is being written: sending here waits (and says why)."""
+        self.busy_elsewhere = busy
+
     def set_ready(self, ready: bool) -> None:
         """Sending needs a loaded model; typing does not."""
         self.setProperty("ready", ready)
@@ -61,14 +67,21 @@ class Composer(QWidget):
         self.button.setEnabled(self.answering or (ready and bool(self.input.toPlainText().strip())))
 
     def _submit(self) -> None:
-        if not self.answering and self.button.isEnabled():
+        if self.answering:
+            return
+        if self.button.isEnabled():
             self._clicked()
+        elif self.input.toPlainText().strip():
+            self.notReady.emit()
 
     def _clicked(self) -> None:
+        self.input.setFocus()             # typing goes on in the box after Send or Stop
         if self.answering:
             self.stop.emit()
             return
         text = self.input.toPlainText().strip()
-        if text:
+        if text and self.busy_elsewhere:
+            self.busyElsewhere.emit()
+        elif text:
             self.input.clear()
             self.send.emit(text)

@@ -9,8 +9,10 @@ from __future__ import annotations
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QLabel,
                                QPlainTextEdit, QSpinBox, QVBoxLayout, QWidget)
 
+from .engine_messages import localized
 from .preferences import GENERATION_FIELDS, ChatDefaults, generation_values
 from .storage import Conversation
+from .theme import show_problem
 
 
 def check_values(values: dict) -> str | None:
@@ -19,7 +21,7 @@ def check_values(values: dict) -> str | None:
     try:
         GenerationSettings(**values)
     except GenerationError as exc:
-        return str(exc)
+        return localized(exc)
     return None
 
 
@@ -89,11 +91,11 @@ class ConversationSettingsDialog(QDialog):
         self.use_default_prompt.setChecked(not own)
         self.system_prompt.setPlainText(conversation.system_prompt if own else defaults.system_prompt)
         self.system_prompt.setEnabled(own)
-        self.use_default_prompt.toggled.connect(lambda on: self.system_prompt.setEnabled(not on))
+        self.use_default_prompt.toggled.connect(self.system_prompt.setDisabled)
         self.form = GenerationForm()
         self.form.set_values(generation_values(defaults, conversation.settings))
         self.error = QLabel()
-        self.error.setObjectName("errorText")
+        show_problem(self.error, True)
         self.error.setWordWrap(True)
         self.error.hide()
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)

@@ -16,7 +16,6 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QV
 
 from .background import Task
 
-MODELS = {"llama2": 2, "llama3": 3}
 
 
 def human_bytes(n: float | None) -> str:
@@ -86,9 +85,12 @@ class DownloadPanel(QWidget):
         self.detail.setText("")
 
     def destination(self) -> Path:
-        """The folder the current model's files go to, as the engine's defaults expect them."""
-        from engine.paths import default_model_files
-        return default_model_files(MODELS[self.model], self.models_folder)["checkpoint"].parent
+        """The folder the current model's files go to: its folder in the models folder, where the engine and
+        the Models page look for it."""
+        from checkpoint_download import list_models
+        from engine.paths import models_dir
+        specs = {m.name: m for m in (list_models(self.manifest) if self.manifest else list_models())}
+        return Path(self.models_folder or models_dir()) / specs[self.model].folder_name
 
     @property
     def running(self) -> bool:
@@ -113,7 +115,7 @@ class DownloadPanel(QWidget):
             from checkpoint_download import download_model
             return download_model(name, dest=dest, progress=report, cancel=cancel, pause=pause, **extra)
         self.detail.setText(self.tr("Starting…"))
-        self.task = Task(job, then=self._finished, otherwise=self._failed, progress=self._progress, parent=self)
+        self.task = Task(job, then=self._finished, otherwise=self._failed, progress=self._progress)
         self.task.start()
         self._set_running(True)
 
@@ -128,6 +130,12 @@ class DownloadPanel(QWidget):
     def cancel(self) -> None:
         self.cancel_event.set()
         self.pause_event.clear()
+
+    def stop_work(self) -> None:
+        """Going away: cancel a running download (its ``.part`` is kept and resumed next time)."""
+        if self.running:
+            self.cancel()
+            self.task.detach()
 
     def _progress(self, event) -> None:
         total = event.total_bytes

@@ -18,10 +18,12 @@ import time
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
 from .api_controller import ApiController
+from .engine_messages import localized
 from .preferences import ModelChoice
 from .worker_thread import WorkerThread
 
 BATCH_S = 0.03
+STATE_FLUSH_S = 30     # at most this long waiting for a conversation's state to be written, to measure it
 PROGRESS_S = 0.05
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,8 @@ def _hint(exc) -> dict:
 
 def _unexpected(what: str, exc: BaseException) -> str:
     log.exception("%s failed", what)
-    return f"{what} failed unexpectedly ({type(exc).__name__}: {exc}). The details are in the log file."
+    return QCoreApplication.translate("EngineWorker", "{0} failed unexpectedly ({1}: {2}). The details are in the log "
+                                                      "file.").format(what, type(exc).__name__, exc)
 
 
 class EngineWorker(QObject):
@@ -45,8 +48,10 @@ class EngineWorker(QObject):
     unloading = Signal()                          # the model is about to close (emitted on the engine thread)
     unloaded = Signal()
     contextReport = Signal(str, int, int, int)    # answer uid, dropped messages, prompt tokens, context length
-    prefillProgress = Signal(str, int, int)       # answer uid, prompt tokens computed, how many must be
     tokens = Signal(str, str)                     # answer uid, text added
+    tokenCount = Signal(str, int)                 # answer uid, tokens generated so far (with each text batch)
+    prefillProgress = Signal(str, int, int, bool)  # answer uid, prompt tokens computed, of how many, state restored
+    stateCacheSize = Signal(object)               # bytes the saved conversation states take on disk
     finished = Signal(str, object)                # answer uid, result dict
     failed = Signal(str, str)                     # answer uid, message
 
@@ -63,7 +68,7 @@ class EngineWorker(QObject):
             self.loaded.emit(self.engine.info)
             return
         if cancel.is_set():  # a newer choice came in while this one waited its turn
-            self.loadFailed.emit("Loading was cancelled.", {"cancelled": True})
+            self.loadFailed.emit(self.tr("Loading was cancelled."), {"cancelled": True})
             return
         try:
             self._check(choice)            # bad files are refused while the current model keeps working
@@ -73,14 +78,16 @@ class EngineWorker(QObject):
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message in the window
             from engine import EngineError
             if isinstance(exc, EngineError):
-                self.loadFailed.emit(str(exc), _hint(exc))
+                self.loadFailed.emit(localized(exc), _hint(exc))
             elif isinstance(exc, MemoryError):
-                self.loadFailed.emit("The computer ran out of memory while loading the model. Close other "
-                                     "programs, or choose 8-bit weights.", {"subject": "memory"})
+                self.loadFailed.emit(self.tr("The computer ran out of memory while loading the model. Close other "
+                                             "programs, or choose 8-bit weights."), {"subject": "memory"})
             else:
-                self.loadFailed.emit(_unexpected("Loading the model", exc), {})
+                self.loadFailed.emit(_unexpected(self.tr("Loading the model"), exc), {})
             return
         self.loaded.emit(self.engine.info)
+        if self.engine.can_save_state:
+            self._report_state_size()
 
     def _check(self, choice: ModelChoice) -> None:
         """The files against each other (no weights read) and a first memory check, with the numbers."""
@@ -93,9 +100,9 @@ class EngineWorker(QObject):
             free += self.engine.info.memory_estimate
         need = summary["weight_bytes"] // {"int8": 2, "int4": 3}.get(choice.weight_format, 1)
         if free is not None and need > free:
-            raise EngineError(f"This model's weights alone take {need / 1e9:.1f} GB of memory and only "
-                              f"{free / 1e9:.1f} GB is free. Close other programs, or choose 8-bit weights or "
-                              "a smaller model.", subject="memory")
+            raise EngineError(self.tr("This model's weights alone take {0:.1f} GB of memory and only {1:.1f} GB is "
+                                      "free. Close other programs, or choose 8-bit weights or a smaller model.")
+                              .format(need / 1e9, free / 1e9), subject="memory")
 
     def _load(self, choice: ModelChoice, cancel: threading.Event):
         from engine import load_engine
@@ -120,61 +127,70 @@ class EngineWorker(QObject):
 
     # -- answering ----------------------------------------------------------------------------------
 
-    @Slot(str, object, object, object, object)
-    def chat(self, uid: str, messages: list, values: dict, state: dict, cancel: threading.Event) -> None:
-        """Answer ``messages``; ``state``: the conversation's key and the saved states' size limit, or {}."""
+    @Slot(str, object, object, str, object, object)
+    def chat(self, uid: str, messages: list, values: dict, answer_start: str, state: dict,
+             cancel: threading.Event) -> None:
+        """Answer ``messages``; ``answer_start``: an answer cut short, to be written on from its end;
+        ``state``: the conversation's key and the saved states' size limit, or {}."""
         from engine import Cancelled, EngineError, GenerationSettings
 
         if self.engine is None:
-            self.failed.emit(uid, "No model is loaded: choose one in Settings > Model.")
+            self.failed.emit(uid, self.tr("No model is loaded: choose one in Settings > Model."))
             return
-        pending, last = [], [time.monotonic()]
+        pending, last, count = [], [time.monotonic()], [0]
 
         def flush() -> None:
             if pending:
                 self.tokens.emit(uid, "".join(pending))
                 pending.clear()
+            self.tokenCount.emit(uid, count[0])
             last[0] = time.monotonic()
 
         def on_token(_token: int, text: str) -> None:
+            count[0] += 1
             if text:
                 pending.append(text)
             if time.monotonic() - last[0] >= BATCH_S:
                 flush()
         shown = [0.0]
 
-        def on_prefill(done: int, total: int) -> None:
+        def on_prefill(done: int, total: int, restored: int) -> None:
             now = time.monotonic()
             if done in (0, total) or now - shown[0] >= PROGRESS_S:
                 shown[0] = now
-                self.prefillProgress.emit(uid, done, total)
+                self.prefillProgress.emit(uid, done, total, restored > 0)
         try:
             settings = GenerationSettings(**values)
-            prompt = self.engine.prepare_chat(messages, settings.max_new_tokens)  # built once, used as it is
-            self.contextReport.emit(uid, prompt.dropped, len(prompt.ids), self.engine.context_length)
+            started = self.engine.count_tokens(answer_start) if answer_start else 0
+            prompt = self.engine.prepare_chat(messages, settings.max_new_tokens + started)  # built once, used as is
+            self.contextReport.emit(uid, prompt.dropped, len(prompt.ids) + started, self.engine.context_length)
+            state_file = self._state_file(state)
             completion = self.engine.chat(prompt, settings, on_token=on_token, cancel=cancel, on_prefill=on_prefill,
-                                          **self._state_file(state))
+                                          answer_start=answer_start, **state_file)
         except Cancelled:                 # stopped while another request (the local API) had the model
             flush()
-            self.finished.emit(uid, {"text": "", "finish_reason": "cancelled", "prompt_tokens": 0,
+            self.finished.emit(uid, {"text": answer_start, "finish_reason": "cancelled", "prompt_tokens": 0,
                                      "generated_tokens": 0, "context_length": self.engine.context_length})
             return
         except EngineError as exc:
             flush()
-            self.failed.emit(uid, str(exc))
+            self.failed.emit(uid, localized(exc))
             return
         except Exception as exc:  # noqa: BLE001
             flush()
-            self.failed.emit(uid, _unexpected("The answer", exc))
+            self.failed.emit(uid, _unexpected(self.tr("The answer"), exc))
             return
         flush()
         s = completion.stats
         self.finished.emit(uid, {
-            "text": completion.text, "finish_reason": s.finish_reason, "prompt_tokens": s.prompt_tokens,
+            "text": answer_start + completion.text, "finish_reason": s.finish_reason, "prompt_tokens": s.prompt_tokens,
             "cached_tokens": s.cached_tokens, "generated_tokens": s.generated_tokens, "ttft_s": round(s.ttft_s, 3),
             "tokens_per_s": round(s.decode_tokens_per_s, 2), "prefill_tokens_per_s": round(s.prefill_tokens_per_s, 1),
             "dropped_messages": completion.dropped_messages, "context_length": self.engine.context_length,
             "drafted_tokens": s.drafted_tokens, "accepted_tokens": s.accepted_tokens})
+        if state_file:
+            self.engine.flush_states(timeout=STATE_FLUSH_S)   # the answer is shown; now its state is on disk
+            self._report_state_size()
 
     def _state_file(self, state: dict) -> dict:
         """The conversation's saved-state keywords for ``engine.chat`` (none without a key or a backend for it)."""
@@ -184,6 +200,14 @@ class EngineWorker(QObject):
         from engine.paths import prompt_states_dir
         name = state_file_name(state["key"], self.engine.info.state_identity)
         return {"state_file": prompt_states_dir() / name, "state_budget": state["budget"]}
+
+    def _report_state_size(self) -> None:
+        from engine.generation.prompt_states import states_size
+        from engine.paths import prompt_states_dir
+        try:
+            self.stateCacheSize.emit(states_size(prompt_states_dir()))
+        except OSError:  # a folder being cleared or unreadable: the status bar just keeps its last figure
+            log.warning("could not measure the saved states", exc_info=True)
 
     @Slot()
     def shutdown(self) -> None:
@@ -196,7 +220,7 @@ class EngineHost(QObject):
     """The window's handle on the engine thread. Only ``stop``/``cancel_load`` touch shared state."""
 
     _load = Signal(object, object)
-    _chat = Signal(str, object, object, object, object)
+    _chat = Signal(str, object, object, str, object, object)
     _api = Signal(bool, int, str)
     _shutdown = Signal()
 
@@ -218,14 +242,16 @@ class EngineHost(QObject):
         self.worker.loadFailed.connect(self._load_failed)
         self.worker.unloaded.connect(self._unloaded)
         self.info = None                  # the loaded model's ModelInfo, None while there is none
+        self.choice: ModelChoice | None = None   # what was asked for the model that is loaded
+        self.failed_choice: ModelChoice | None = None   # the last choice that could not be loaded
         self._load_cancel: threading.Event | None = None
-        self._loads_pending = 0
+        self._requested: list[ModelChoice] = []  # loads asked for: each ends with one loaded or loadFailed
         self._answers: dict[str, threading.Event] = {}
         self.thread.start()
 
     @property
     def loading(self) -> bool:
-        return self._loads_pending > 0
+        return bool(self._requested)
 
     @property
     def answering(self) -> str | None:
@@ -235,17 +261,19 @@ class EngineHost(QObject):
         if self._load_cancel is not None:
             self._load_cancel.set()
         self._load_cancel = threading.Event()
-        self._loads_pending += 1
+        self._requested.append(choice)
         self._load.emit(choice, self._load_cancel)
 
     def cancel_load(self) -> None:
         if self._load_cancel is not None:
             self._load_cancel.set()
 
-    def chat(self, uid: str, messages: list[dict], values: dict, state: dict | None = None) -> None:
-        """``state``: {"key": conversation uid, "budget": bytes} to keep the conversation's state on disk."""
+    def chat(self, uid: str, messages: list[dict], values: dict, answer_start: str = "",
+             state: dict | None = None) -> None:
+        """Answer the last message; ``answer_start``: an answer cut short, to be written on from its end;
+        ``state``: {"key": conversation uid, "budget": bytes} to keep the conversation's state on disk."""
         self._answers[uid] = threading.Event()
-        self._chat.emit(uid, messages, values, state or {}, self._answers[uid])
+        self._chat.emit(uid, messages, values, answer_start, state or {}, self._answers[uid])
 
     def stop(self, uid: str | None = None) -> None:
         """Stop one answer (or all): takes effect at the next token or prefill chunk."""
@@ -265,15 +293,17 @@ class EngineHost(QObject):
     @Slot(object)
     def _loaded(self, info) -> None:
         self.info = info
-        self._loads_pending = max(self._loads_pending - 1, 0)
+        if self._requested:
+            self.choice = self._requested.pop(0)
 
     @Slot(str, object)
     def _load_failed(self, _message: str, _hint) -> None:
-        self._loads_pending = max(self._loads_pending - 1, 0)
+        if self._requested:
+            self.failed_choice = self._requested.pop(0)
 
     @Slot()
     def _unloaded(self) -> None:
-        self.info = None
+        self.info = self.choice = None
 
     def shutdown(self, timeout_ms: int = 10_000) -> bool:
         """Stop everything, close the model on its thread and end the thread."""

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import json
-import os
+import re
 import time
 from dataclasses import asdict
 from pathlib import Path
 
+from .atomic_write import write_text_atomically
 from .storage import Conversation, Message
 
 EXPORT_FORMAT = 1
 ROLE_TITLES = {"system": "System", "user": "User", "assistant": "Assistant"}
+# Names Windows reserves for devices, with any extension ("CON.md" opens the console, not a file)
+DEVICE_NAMES = {"CON", "PRN", "AUX", "NUL", *(f"{port}{i}" for port in ("COM", "LPT") for i in "0123456789¹²³")}
+NAME_CHARS = 80
+
+
+def safe_file_name(title: str, fallback: str = "chat") -> str:
+    """A file name made from a conversation's title that Windows, macOS and Linux all accept."""
+    name = re.sub(r'[\\/:*?"<>|\x00-\x1f\x7f]', " ", title)      # separators, wildcards, control characters
+    name = " ".join(name.split())[:NAME_CHARS].rstrip(". ")         # Windows drops trailing dots and spaces
+    if name.split(".")[0].rstrip(" ").upper() in DEVICE_NAMES:
+        name = "_" + name
+    return name or fallback
 
 
 def _when(seconds: float) -> str:
@@ -46,8 +59,4 @@ def write_export(path: str | Path, conversation: Conversation, messages: list[Me
         text = json.dumps(to_json(conversation, messages), ensure_ascii=False, indent=2) + "\n"
     else:
         text = to_markdown(conversation, messages)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
+    return write_text_atomically(path, text)

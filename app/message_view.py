@@ -16,6 +16,12 @@ from .markdown_view import MarkdownView
 from .storage import Message
 
 
+def can_continue(message: Message) -> bool:
+    """An answer cut short (stopped, at its length limit, or by a closed app) can be written on."""
+    return (message.role == "assistant" and bool(message.content.strip())
+            and (message.finish_reason in ("cancelled", "length") or message.interrupted))
+
+
 def stats_line(stats: dict) -> str:
     """'42 tokens · 18.3 tokens/s · first token 0.41 s' (what the user sees under an answer)."""
     if not stats or "generated_tokens" not in stats:
@@ -28,6 +34,14 @@ def stats_line(stats: dict) -> str:
     if stats.get("ttft_s"):
         parts.append(QCoreApplication.translate("MessageView", "first token {0:.2f} s").format(stats["ttft_s"]))
     return " · ".join(parts)
+
+
+def prefill_line(done: int, total: int, seconds_left: float | None) -> str:
+    """'Reading the conversation: 1,200 / 2,000 tokens, ~40 s left' (a long prompt before the first word)."""
+    text = QCoreApplication.translate("MessageView", "Reading the conversation: {0:,} / {1:,} tokens").format(done, total)
+    if seconds_left is not None and done < total:
+        text += QCoreApplication.translate("MessageView", ", ~{0} s left").format(max(1, round(seconds_left)))
+    return text
 
 
 def state_line(message: Message) -> str:
@@ -45,6 +59,8 @@ class MessageCard(QFrame):
     copied = Signal(str)
     editSubmitted = Signal(str, str)      # message uid, new text
     regenerate = Signal()
+    continueRequested = Signal()
+    versionRequested = Signal(str, int)   # message uid, -1 (the version before) or +1 (the one after)
 
     def __init__(self, message: Message, speaker: str, parent=None):
         super().__init__(parent)
@@ -62,11 +78,14 @@ class MessageCard(QFrame):
         self.edit_button = self._tool(self.tr("Edit"), self.tr("Edit this question and answer it again"),
                                       self._start_edit)
         self.regenerate_button = self._tool(self.tr("Regenerate"), self.tr("Write this answer again"),
-                                            self.regenerate.emit)
-        for button in (self.edit_button, self.copy_button, self.regenerate_button):
+                                            self.regenerate)
+        self.continue_button = self._tool(self.tr("Continue"), self.tr("Go on writing this answer where it stopped"),
+                                          self.continueRequested)
+        for button in (self.edit_button, self.copy_button, self.continue_button, self.regenerate_button):
             header.addWidget(button)
         self.edit_button.setVisible(message.role == "user")
         self.regenerate_button.setVisible(False)
+        self.continue_button.setVisible(False)
         layout.addLayout(header)
         self.left_out = QLabel(self.tr("Left out: no longer fits in the model's context."))
         self.left_out.setObjectName("dimNote")
@@ -91,7 +110,16 @@ class MessageCard(QFrame):
         self.footer = QLabel()
         self.footer.setObjectName("dimNote")
         self.footer.setWordWrap(True)
-        layout.addWidget(self.footer)
+        bottom = QHBoxLayout()
+        bottom.setSpacing(2)
+        self.previous_version = self._tool("‹", self.tr("The version before"), self._show_previous)
+        self.version = QLabel()
+        self.version.setObjectName("dimNote")
+        self.next_version = self._tool("›", self.tr("The version after"), self._show_next)
+        for widget in (self.previous_version, self.version, self.next_version):
+            bottom.addWidget(widget)
+        bottom.addWidget(self.footer, 1)
+        layout.addLayout(bottom)
         self.body.set_text(message.content)
         self.refresh_footer()
 
@@ -111,11 +139,27 @@ class MessageCard(QFrame):
         self.message.content = text
         self.body.set_text(text)
 
-    def refresh_footer(self, streaming: bool = False) -> None:
-        text = self.tr("Writing…") if streaming else " · ".join(
-            t for t in (stats_line(self.message.stats), state_line(self.message)) if t)
+    def refresh_footer(self, streaming: bool = False, reading: str = "") -> None:
+        """What is known about the answer: its stats and state, or while it is written, how far it is."""
+        reused = self.tr("the saved conversation state was reused") if self.message.stats.get("state_reused") else ""
+        if streaming:
+            text = " · ".join(t for t in (reading or self.tr("Writing…"), reused) if t)
+        else:
+            text = " · ".join(t for t in (stats_line(self.message.stats), reused, state_line(self.message)) if t)
         self.footer.setText(text)
         self.footer.setVisible(bool(text))
+        m = self.message
+        for widget in (self.previous_version, self.version, self.next_version):
+            widget.setVisible(m.versions > 1)
+        self.version.setText(f"{m.version}/{m.versions}")
+        self.previous_version.setEnabled(m.version > 1)
+        self.next_version.setEnabled(m.version < m.versions)
+
+    def _show_previous(self) -> None:
+        self.versionRequested.emit(self.message.uid, -1)
+
+    def _show_next(self) -> None:
+        self.versionRequested.emit(self.message.uid, 1)
 
     def set_left_out(self, left_out: bool) -> None:
         self.left_out.setVisible(left_out)
@@ -149,7 +193,9 @@ class MessageView(QScrollArea):
 
     editSubmitted = Signal(str, str)
     regenerate = Signal()
+    continueRequested = Signal()
     copied = Signal(str)
+    versionRequested = Signal(str, int)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -185,6 +231,8 @@ class MessageView(QScrollArea):
         card.editSubmitted.connect(self.editSubmitted)
         card.regenerate.connect(self.regenerate)
         card.copied.connect(self.copied)
+        card.versionRequested.connect(self.versionRequested)
+        card.continueRequested.connect(self.continueRequested)
         self.column.insertWidget(self.column.count() - 1, card)
         self.cards.append(card)
         self._follow = True
@@ -193,10 +241,9 @@ class MessageView(QScrollArea):
     def card(self, uid: str) -> MessageCard | None:
         return next((c for c in self.cards if c.message.uid == uid), None)
 
-    def remove_from(self, uid: str, keep_this: bool = False) -> None:
-        """Remove a card (or keep it) and every card after it."""
-        index = next((i for i, c in enumerate(self.cards) if c.message.uid == uid), len(self.cards))
-        first = index + 1 if keep_this else index
+    def remove_from(self, uid: str) -> None:
+        """Remove a card and every card after it."""
+        first = next((i for i, c in enumerate(self.cards) if c.message.uid == uid), len(self.cards))
         for card in self.cards[first:]:
             card.deleteLater()
         del self.cards[first:]
@@ -206,7 +253,11 @@ class MessageView(QScrollArea):
         last = self.cards[-1] if self.cards else None
         for card in self.cards:
             card.edit_button.setEnabled(idle)
+            for button, usable in ((card.previous_version, card.message.version > 1),
+                                   (card.next_version, card.message.version < card.message.versions)):
+                button.setEnabled(idle and usable)
             card.regenerate_button.setVisible(idle and card is last and card.message.role == "assistant")
+            card.continue_button.setVisible(idle and card is last and can_continue(card.message))
 
     def show_left_out(self, dropped: int, context_length: int) -> None:
         """Dim the oldest ``dropped`` messages (before the latest question) and say why."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
@@ -20,7 +20,10 @@ from engine import paths
 
 from .background import Task
 from .download_panel import DownloadPanel
+from .engine_messages import localized
+from .model_catalog import TITLES, kind_meaning, manifest_kinds
 from .preferences import ModelChoice
+from .theme import show_problem
 
 
 class PathField(QWidget):
@@ -56,9 +59,9 @@ class ModelSetupForm(QWidget):
     def __init__(self, choice: ModelChoice, parent=None):
         super().__init__(parent)
         self.source = QComboBox()
-        self.source.addItem(self.tr("Built-in: SmolLM2-135M-Instruct (small, no download)"), "builtin")
-        self.source.addItem(self.tr("LLaMA2-7B (MindSpore checkpoint)"), "llama2")
-        self.source.addItem(self.tr("LLaMA3-8B (MindSpore checkpoint)"), "llama3")
+        self.source.addItem(self.tr("Built-in: SmolLM2-135M-Instruct (chat; small, no download)"), "builtin")
+        self._add_downloadable_sources()
+        self.source.setToolTip(self.tr("Chat models answer questions; base models only continue a text"))
         self.checkpoint = PathField(self.tr("Checkpoint"), self.tr("Checkpoints (*.ckpt *.safetensors);;All files (*)"))
         self.tokenizer = PathField(self.tr("Tokenizer"), self.tr("Tokenizer (*.model *.json);;All files (*)"))
         self.config = PathField(self.tr("Config"), self.tr("Config (*.yaml *.yml);;All files (*)"))
@@ -126,14 +129,21 @@ class ModelSetupForm(QWidget):
         layout.addWidget(self.downloads)
         layout.addStretch(1)
         self.task: Task | None = None
+        self._checking: ModelChoice | None = None
+        self.passed: ModelChoice | None = None    # the last choice whose files passed "Check files"
+        self._then = None                          # what to do once the running check passes
         self.source.currentIndexChanged.connect(self._source_changed)
         self.models_folder.edit.textChanged.connect(self._source_changed)
         self.set_choice(choice)
 
     def set_choice(self, choice: ModelChoice) -> None:
-        self.source.setCurrentIndex(max(self.source.findData(choice.source), 0))
-        self.checkpoint.edit.setText(choice.checkpoint)
-        self.tokenizer.edit.setText(choice.tokenizer)
+        key = choice.source
+        if key != "builtin" and Path(choice.checkpoint or ".").name == f"{key}-hf":
+            key = f"{key}-hf"             # a Hugging Face set: its folder, named after it
+        self.source.setCurrentIndex(max(self.source.findData(key), 0))
+        defaults = self._defaults(key)
+        self.checkpoint.edit.setText("" if choice.checkpoint == str(defaults.get("checkpoint")) else choice.checkpoint)
+        self.tokenizer.edit.setText("" if choice.tokenizer == str(defaults.get("tokenizer")) else choice.tokenizer)
         self.config.edit.setText(choice.config)
         self.backend.setCurrentIndex(max(self.backend.findData(choice.backend), 0))
         self.weight_format.setCurrentIndex(max(self.weight_format.findData(choice.weight_format), 0))
@@ -142,25 +152,53 @@ class ModelSetupForm(QWidget):
         self.template.setCurrentIndex(max(self.template.findData(choice.template), 0))
         self._source_changed()
 
+    def _add_downloadable_sources(self) -> None:
+        """The downloadable models, chat models first, each with its kind as the download manifest states it."""
+        kinds = manifest_kinds()
+        files = {"llama3-hf": self.tr("Hugging Face files"), "llama2-hf": self.tr("Hugging Face files"),
+                 "llama3": self.tr("MindSpore checkpoint"), "llama2": self.tr("MindSpore checkpoint")}
+        words = {"chat": self.tr("chat"), "base": self.tr("base model: continues text, not a chat assistant"),
+                 "": self.tr("kind not stated")}
+        for key in sorted(files, key=lambda k: kinds.get(k) != "chat"):
+            kind = kinds.get(key, "")
+            self.source.addItem(f"{TITLES[key]} ({words.get(kind, words[''])}; {files[key]})", key)
+            self.source.setItemData(self.source.count() - 1, kind_meaning(kind), Qt.ItemDataRole.ToolTipRole)
+
+    def _defaults(self, key: str) -> dict:
+        """Where a model's files are when downloaded: a MindSpore set's own names, a Hugging Face set's folder."""
+        if key == "builtin":
+            return {}
+        version = 2 if key.startswith("llama2") else 3
+        defaults = paths.default_model_files(version, self.models_folder_path())
+        if key.endswith("-hf"):
+            folder = self.models_folder_path() / key
+            defaults = dict(defaults, checkpoint=folder, tokenizer=folder / "tokenizer.model")
+        return defaults
+
     def choice(self) -> ModelChoice:
-        return ModelChoice(source=self.source.currentData(), checkpoint=self.checkpoint.text(),
-                           tokenizer=self.tokenizer.text(), config=self.config.text(),
-                           backend=self.backend.currentData(), weight_format=self.weight_format.currentData(),
-                           threads=self.threads.value(), context_length=self.context_length.value(),
+        key = self.source.currentData()
+        defaults = self._defaults(key)
+        hf = key.endswith("-hf")          # its files must be named: the engine's defaults are the .ckpt's
+        return ModelChoice(source=key.removesuffix("-hf"),
+                           checkpoint=self.checkpoint.text() or (str(defaults["checkpoint"]) if hf else ""),
+                           tokenizer=self.tokenizer.text() or (str(defaults["tokenizer"]) if hf else ""),
+                           config=self.config.text(), backend=self.backend.currentData(),
+                           weight_format=self.weight_format.currentData(), threads=self.threads.value(),
+                           context_length=self.context_length.value(),
                            template=self.template.currentData())
 
     def _source_changed(self) -> None:
-        source = self.source.currentData()
-        llama = source != "builtin"
+        key = self.source.currentData()
+        llama = key != "builtin"
         for field in (self.checkpoint, self.tokenizer, self.config):
             field.setEnabled(llama)
         self.downloads.setVisible(llama)
         if llama:
-            defaults = paths.default_model_files(2 if source == "llama2" else 3, self.models_folder_path())
+            defaults = self._defaults(key)
             self.checkpoint.edit.setPlaceholderText(str(defaults["checkpoint"]))
             self.tokenizer.edit.setPlaceholderText(str(defaults["tokenizer"]))
             self.config.edit.setPlaceholderText(str(defaults["config"]))
-            self.download.set_model(source, self.models_folder_path())
+            self.download.set_model(key, self.models_folder_path())
         self.result.clear()
 
     def models_folder_path(self) -> Path:
@@ -186,41 +224,65 @@ class ModelSetupForm(QWidget):
     def _download_starting(self, _model: str = "") -> None:
         problem = self.save_models_folder()
         if problem:
-            self.result.setStyleSheet("color: #c0392b;")
+            show_problem(self.result, True)
             self.result.setText(problem)
 
     def check(self) -> None:
         """Validate the chosen files against each other (no weights are read); shows the outcome."""
         choice = self.choice()
         if choice.source == "builtin":
+            self.passed = choice
             self._show(True, self.tr("The built-in model needs no files."))
             return
         if self.task is not None and self.task.running:
             return
+        self._checking = choice
 
         def job(_report):
             from engine import check_model_files
             return check_model_files(choice.model_source())
         self.check_button.setEnabled(False)
         self.result.setText(self.tr("Checking…"))
-        self.task = Task(job, then=self._summary, otherwise=self._problem, parent=self).start()
+        self.task = Task(job, then=self._summary, otherwise=self._problem).start()
+
+    def check_then(self, then) -> bool:
+        """True when the current choice has passed the check; else run it, and call ``then()`` if it passes."""
+        if self.passed == self.choice():
+            return True
+        self._then = then
+        self.check()
+        return False
+
+    def stop_work(self) -> None:
+        """The dialog is closing: cancel a download (it resumes next time) and forget a running check."""
+        self.download.stop_work()
+        if self.task is not None:
+            self.task.detach()
 
     def _summary(self, s: dict) -> None:
+        self.passed = self._checking
         self._show(True, self.tr("OK: {0} layers, hidden size {1}, vocabulary {2}, context {3}, {4:.1f} GB of "
                                  "{5} weights.").format(s["layers"], s["hidden_size"], s["vocab_size"],
                                                         s["context_length"], s["weight_bytes"] / 1e9,
                                                         "/".join(s["stored_dtypes"])))
 
     def _problem(self, exc) -> None:
-        self._show(False, str(exc) if hasattr(exc, "subject") else
-                   self.tr("The files could not be checked: {0}").format(exc))
+        self.passed = None
+        text = localized(exc) if hasattr(exc, "subject") else self.tr("The files could not be checked: {0}").format(exc)
+        missing = getattr(exc, "path", None) is not None and not exc.path.exists()
+        if missing and getattr(exc, "subject", None) in ("checkpoint", "tokenizer") and self.downloads.isVisible():
+            text += "\n" + self.tr("Press Download below to get the files.")
+        self._show(False, text)
 
     def _show(self, ok: bool, text: str) -> None:
         self.check_button.setEnabled(True)
         self.result.setProperty("ok", ok)
-        self.result.setStyleSheet("" if ok else "color: #c0392b;")
+        show_problem(self.result, not ok)
         self.result.setText(text)
         self.checked.emit(ok, text)
+        then, self._then = self._then, None
+        if ok and then is not None:
+            then()
 
     def _downloaded(self, name: str) -> None:
         if self.source.currentData() == name:

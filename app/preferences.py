@@ -8,16 +8,18 @@ so folders with Chinese names round-trip.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from engine.generation.lookup import MODES as LOOKUP_MODES
 from engine.paths import SETTINGS_FILE
 
+from .atomic_write import write_text_atomically
+
 SOURCES = ("builtin", "llama2", "llama3")
 THEMES = ("system", "light", "dark")
 LANGUAGES = ("", "en", "zh_CN")          # "": follow the system
+WEIGHT_FORMATS = ("auto", "int8", "int4")
 
 
 @dataclass
@@ -78,6 +80,8 @@ class Preferences:
     api_port: int = 8080
     api_key: str = ""                    # "": none; else other programs send it (Authorization: Bearer KEY)
     setup_done: bool = False             # the first-run dialog was answered
+    last_conversation: str = ""          # the conversation shown at exit, shown again at the next start
+    added_models: list = field(default_factory=list)   # models added by their files: {"name", "choice": {...}}
     saved_states_gb: float = 4.0         # conversation states kept on disk (reopened chats resume at once)
 
     @property
@@ -85,10 +89,33 @@ class Preferences:
         return int(max(self.saved_states_gb, 0) * 1e9)
 
 
+# What a hand-edited file must hold for each annotated type; anything else falls back to the default
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "int | None": (int, type(None)),
+          "list": (list,)}
+_RANGES = {"api_port": (1024, 65535), "threads": (0, 1024), "context_length": (0, 1 << 20),
+           "temperature": (0, 2), "top_k": (0, 1000), "top_p": (0.01, 1), "repetition_penalty": (0.5, 2),
+           "max_new_tokens": (1, 32768), "seed": (0, 2 ** 31 - 1),
+           "saved_states_gb": (0, 1000)}     # (the ranges Settings offers)
+
+
+def _valid(f, value) -> bool:
+    allowed = _TYPES.get(f.type)
+    if allowed is None:
+        return True                       # nested settings: checked on their own
+    if isinstance(value, bool) and bool not in allowed:
+        return False                      # true/false is no number
+    if not isinstance(value, allowed):
+        return False
+    low, high = _RANGES.get(f.name, (None, None))
+    return value is None or low is None or low <= value <= high
+
+
 def _known(cls, data) -> dict:
-    """Fields of ``cls`` found in ``data``: a file from an older or newer version still loads."""
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in (data or {}).items() if k in names} if isinstance(data, dict) else {}
+    """Fields of ``cls`` found in ``data`` with a usable value: a file from another version, or edited by
+    hand, still loads (a wrong value is replaced by the default, never passed on to a widget)."""
+    if not isinstance(data, dict):
+        return {}
+    return {f.name: data[f.name] for f in fields(cls) if f.name in data and _valid(f, data[f.name])}
 
 
 def preferences_path(folder: Path) -> Path:
@@ -101,27 +128,28 @@ def load_preferences(folder: Path) -> Preferences:
         data = json.loads(preferences_path(folder).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return Preferences()
+    if not isinstance(data, dict):
+        return Preferences()
     prefs = Preferences(**{k: v for k, v in _known(Preferences, data).items() if k not in ("model", "chat")})
     prefs.model = ModelChoice(**_known(ModelChoice, data.get("model")))
     prefs.chat = ChatDefaults(**_known(ChatDefaults, data.get("chat")))
     if prefs.model.source not in SOURCES:
         prefs.model = ModelChoice()
+    prefs.added_models = [a for a in prefs.added_models if isinstance(a, dict)]
+    if prefs.model.weight_format not in WEIGHT_FORMATS:
+        prefs.model.weight_format = "auto"
     if prefs.theme not in THEMES:
         prefs.theme = "system"
     if prefs.language not in LANGUAGES:
         prefs.language = ""
     if prefs.chat.lookup not in LOOKUP_MODES:
         prefs.chat.lookup = ChatDefaults.lookup
-    if isinstance(prefs.saved_states_gb, bool) or not isinstance(prefs.saved_states_gb, (int, float)):
-        prefs.saved_states_gb = Preferences.saved_states_gb
     return prefs
 
 
 def save_preferences(prefs: Preferences, folder: Path) -> None:
-    path = preferences_path(folder)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(asdict(prefs), ensure_ascii=False, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    """Raises OSError with a message a user can act on when the file cannot be written."""
+    write_text_atomically(preferences_path(folder), json.dumps(asdict(prefs), ensure_ascii=False, indent=2))
 
 
 GENERATION_FIELDS = ("temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens", "seed", "lookup")

@@ -13,6 +13,7 @@ from .background import Task
 from .conversation_settings import GenerationForm, check_values
 from .model_setup import ModelSetupForm
 from .preferences import GENERATION_FIELDS, Preferences, generation_values
+from .theme import show_problem
 
 
 def api_server_available() -> bool:
@@ -33,9 +34,10 @@ class SettingsDialog(QDialog):
         self.tabs.setCurrentIndex({"general": 0, "model": 1, "answers": 2}.get(page, 0))
         self.error = QLabel()
         self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: #c0392b;")
+        show_problem(self.error, True)
         self.error.hide()
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.ok_button = buttons.button(QDialogButtonBox.StandardButton.Ok)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
@@ -75,8 +77,7 @@ class SettingsDialog(QDialog):
         else:
             self.api_address.setText(api_address or self.tr("Will listen on http://127.0.0.1:{0}").format(
                 self.port.value()))
-            self.port.valueChanged.connect(lambda p: self.api_address.setText(
-                self.tr("Will listen on http://127.0.0.1:{0}").format(p)))
+            self.port.valueChanged.connect(self._show_api_address)
         form = QFormLayout(page)
         form.addRow(self.tr("Language"), self.language)
         form.addRow(self.tr("Theme"), self.theme)
@@ -85,6 +86,9 @@ class SettingsDialog(QDialog):
         form.addRow("", self.api_address)
         form.addRow(self.tr("Saved conversations"), self._saved_states_row())
         return page
+
+    def _show_api_address(self, port: int) -> None:
+        self.api_address.setText(self.tr("Will listen on http://127.0.0.1:{0}").format(port))
 
     def _saved_states_row(self) -> QWidget:
         """The size limit of the conversation states kept on disk, what they take now, and Clear."""
@@ -112,7 +116,7 @@ class SettingsDialog(QDialog):
             from engine.paths import prompt_states_dir
             change()
             return states_size(prompt_states_dir())
-        self._states_task = Task(job, then=self._show_states_size, parent=self).start()
+        self._states_task = Task(job, then=self._show_states_size).start()
 
     def _show_states_size(self, size: int) -> None:
         used = (self.tr("{0:.2f} GB used").format(size / 1e9) if size >= 1e9
@@ -151,6 +155,11 @@ class SettingsDialog(QDialog):
             self.error.show()
             return
         super().accept()
+
+    def done(self, result: int) -> None:
+        self.model.stop_work()
+        self._states_task.detach()        # its answer would reach a deleted dialog
+        super().done(result)
 
     def result_prefs(self) -> Preferences:
         prefs = self.prefs

@@ -21,6 +21,9 @@ class StatusBar(QStatusBar):
         self.backend = QLabel()
         self.ram = QLabel()
         self.context = QLabel()
+        self.state_cache = QLabel()
+        self.state_cache.setToolTip(self.tr("Saved conversation states: a conversation's state is read back instead "
+                                            "of the whole conversation being read again"))
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(220)
         self.progress.setTextVisible(True)
@@ -28,7 +31,7 @@ class StatusBar(QStatusBar):
         self.cancel.clicked.connect(self.cancelLoad)
         for widget in (self.model, self.backend, self.progress, self.cancel):
             self.addWidget(widget)
-        for widget in (self.context, self.ram):
+        for widget in (self.context, self.state_cache, self.ram):
             self.addPermanentWidget(widget)
         self.show_loading(False)
         self._timer = QTimer(self, interval=RAM_REFRESH_MS)
@@ -50,6 +53,9 @@ class StatusBar(QStatusBar):
         self.model.setText(info.name)
         self.backend.setText(self.tr("{0} on {1} · {2}").format(info.executor, info.device, info.weight_format))
         self.set_context(0, info.context_length)
+
+    def set_state_cache(self, size: int | None) -> None:
+        self.state_cache.setText(self.tr("Saved states {0}").format(gigabytes(size)) if size else "")
 
     def set_context(self, used: int, limit: int) -> None:
         self.context.setText(self.tr("Context {0} / {1}").format(used, limit) if limit else "")

@@ -47,6 +47,15 @@ MIGRATIONS: list[str] = [
     ALTER TABLE conversations ADD COLUMN system_prompt TEXT;
     ALTER TABLE conversations ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
     """,
+    # 4: versions: an edited question or a regenerated answer is a sibling of the one it replaces (same
+    # parent); ``selected`` marks the version shown, and the conversation goes on from it
+    """
+    ALTER TABLE messages ADD COLUMN parent_id INTEGER REFERENCES messages(id) ON DELETE CASCADE;
+    ALTER TABLE messages ADD COLUMN selected INTEGER NOT NULL DEFAULT 1;
+    UPDATE messages SET parent_id = (SELECT max(p.id) FROM messages p
+                                     WHERE p.conversation_id = messages.conversation_id AND p.id < messages.id);
+    CREATE INDEX messages_by_parent ON messages(conversation_id, parent_id, id);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -74,6 +83,9 @@ class Message:
     complete: bool = True
     finish_reason: str | None = None      # None on an unfinished answer: it was interrupted
     stats: dict = field(default_factory=dict)
+    parent: str | None = None             # the message this one answers or follows (None: the first)
+    version: int = 1                      # which of its versions (edits, regenerations) this is, from 1
+    versions: int = 1                     # how many versions there are
 
     @property
     def interrupted(self) -> bool:
@@ -85,9 +97,31 @@ def _conversation(row) -> Conversation:
                         json.loads(row["settings"] or "{}"))
 
 
-def _message(row) -> Message:
+def _message(row, version: int = 1, versions: int = 1) -> Message:
     return Message(row["uid"], row["role"], row["content"], row["created_at"], bool(row["complete"]),
-                   row["finish_reason"], json.loads(row["stats"] or "{}"))
+                   row["finish_reason"], json.loads(row["stats"] or "{}"), row["parent_uid"], version, versions)
+
+
+def snippet(content: str, needle: str, width: int) -> str:
+    """The words around ``needle``'s first place in ``content``, on one line."""
+    at = content.casefold().find(needle)
+    start = max(0, at - width // 3)
+    text = " ".join(content[start:start + width].split())
+    return ("…" if start else "") + text + ("…" if start + width < len(content) else "")
+
+
+def shown_path(rows) -> list[Message]:
+    """The conversation as shown: from the first message, each time the selected version (else the newest)."""
+    children: dict[int | None, list] = {}
+    for row in rows:                                  # in id order: versions oldest first
+        children.setdefault(row["parent_id"], []).append(row)
+    path, parent = [], None
+    while children.get(parent):
+        versions = children[parent]
+        index = next((i for i in range(len(versions) - 1, -1, -1) if versions[i]["selected"]), len(versions) - 1)
+        path.append(_message(versions[index], index + 1, len(versions)))
+        parent = versions[index]["id"]
+    return path
 
 
 class ChatStore:
@@ -174,25 +208,77 @@ class ChatStore:
             "ORDER BY c.updated_at DESC, c.id DESC", (needle, needle))
         return [r[0] for r in rows]
 
+    def search_snippets(self, text: str, width: int = 60) -> list[tuple[str, str]]:
+        """(uid, the text around the first match in its messages, or "" when the title matched) per conversation
+        found by ``search``."""
+        needle, found = text.casefold(), []
+        for uid in self.search(text):
+            row = self.db.execute("SELECT m.content FROM messages m JOIN conversations c ON m.conversation_id = c.id "
+                                  "WHERE c.uid = ? AND instr(casefold(m.content), ?) ORDER BY m.id LIMIT 1",
+                                  (uid, needle)).fetchone()
+            found.append((uid, snippet(row[0], needle, width) if row else ""))
+        return found
+
     # -- messages -----------------------------------------------------------------------------------
 
     def messages(self, conversation_uid: str) -> list[Message]:
-        rows = self.db.execute("SELECT m.* FROM messages m JOIN conversations c ON m.conversation_id = c.id "
-                               "WHERE c.uid = ? ORDER BY m.id", (conversation_uid,))
-        return [_message(r) for r in rows]
+        """The messages shown: the selected version at each step (every version stays stored)."""
+        rows = self.db.execute("SELECT m.*, p.uid AS parent_uid FROM messages m "
+                               "JOIN conversations c ON m.conversation_id = c.id "
+                               "LEFT JOIN messages p ON m.parent_id = p.id WHERE c.uid = ? ORDER BY m.id",
+                               (conversation_uid,))
+        return shown_path(rows.fetchall())
+
+    def all_versions(self, conversation_uid: str) -> list[tuple[Message, bool]]:
+        """Every message of a conversation, every version, in order, each with whether it is the one shown."""
+        rows = self.db.execute("SELECT m.*, p.uid AS parent_uid FROM messages m "
+                               "JOIN conversations c ON m.conversation_id = c.id "
+                               "LEFT JOIN messages p ON m.parent_id = p.id WHERE c.uid = ? ORDER BY m.id",
+                               (conversation_uid,))
+        return [(_message(r), bool(r["selected"])) for r in rows]
 
     def add_messages(self, conversation_uid: str, messages: list[Message]) -> None:
-        """Append messages in one transaction (a user's question and its empty answer go in together)."""
+        """Add messages in one transaction (a question and its empty answer go in together), each shown.
+
+        The first follows ``messages[0].parent`` (None: it starts the conversation), each next one the one
+        before it unless it names its own parent. A message added where another already follows the same
+        parent is a new version of that one (an edit, a regeneration): the older versions stay, unshown.
+        """
         with self.db:
             row = self.db.execute("SELECT id FROM conversations WHERE uid = ?", (conversation_uid,)).fetchone()
             if row is None:
                 raise StorageError(f"The conversation {conversation_uid} no longer exists.")
+            previous = None
             for m in messages:
+                parent = m.parent if m.parent is not None or previous is None else previous
+                parent_id = self._message_id(parent) if parent is not None else None
+                self.db.execute("UPDATE messages SET selected = 0 WHERE conversation_id = ? AND parent_id IS ?",
+                                (row[0], parent_id))
                 self.db.execute("INSERT INTO messages (uid, conversation_id, role, content, created_at, complete, "
-                                "finish_reason, stats) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                "finish_reason, stats, parent_id, selected) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
                                 (m.uid, row[0], m.role, m.content, m.created_at, int(m.complete), m.finish_reason,
-                                 json.dumps(m.stats)))
+                                 json.dumps(m.stats), parent_id))
+                previous = m.uid
             self._touch(row[0])
+
+    def _message_id(self, uid: str) -> int:
+        row = self.db.execute("SELECT id FROM messages WHERE uid = ?", (uid,)).fetchone()
+        if row is None:
+            raise StorageError(f"The message {uid} no longer exists.")
+        return row[0]
+
+    def show_version(self, uid: str, step: int) -> str | None:
+        """Show the version ``step`` places after (or before) message ``uid``'s; its uid (None: no such message)."""
+        with self.db:
+            row = self.db.execute("SELECT conversation_id, parent_id FROM messages WHERE uid = ?", (uid,)).fetchone()
+            if row is None:
+                return None
+            versions = [r[0] for r in self.db.execute(
+                "SELECT uid FROM messages WHERE conversation_id = ? AND parent_id IS ? ORDER BY id", tuple(row))]
+            chosen = versions[max(0, min(len(versions) - 1, versions.index(uid) + step))]
+            self.db.execute("UPDATE messages SET selected = (uid = ?) WHERE conversation_id = ? AND parent_id IS ?",
+                            (chosen, *row))
+        return chosen
 
     def append_texts(self, pieces: dict[str, str]) -> None:
         """Add streamed text to unfinished answers: ``{message uid: text}``, one commit for all."""
@@ -206,20 +292,10 @@ class ChatStore:
             self.db.execute("UPDATE messages SET content = ?, finish_reason = ?, stats = ?, complete = ? "
                             "WHERE uid = ?", (content, finish_reason, json.dumps(stats), int(complete), uid))
 
-    def edit_message(self, uid: str, content: str) -> None:
+    def reopen_message(self, uid: str) -> None:
+        """An answer is being written on again: streamed text is appended to it until it finishes."""
         with self.db:
-            self.db.execute("UPDATE messages SET content = ? WHERE uid = ?", (content, uid))
-
-    def delete_messages_from(self, uid: str, keep_this: bool = False) -> None:
-        """Delete a message (or keep it, with ``keep_this``) and every later one of its conversation."""
-        with self.db:
-            row = self.db.execute("SELECT id, conversation_id FROM messages WHERE uid = ?", (uid,)).fetchone()
-            if row is None:
-                return
-            first = row["id"] + 1 if keep_this else row["id"]
-            self.db.execute("DELETE FROM messages WHERE conversation_id = ? AND id >= ?",
-                            (row["conversation_id"], first))
-            self._touch(row["conversation_id"])
+            self.db.execute("UPDATE messages SET complete = 0, finish_reason = NULL WHERE uid = ?", (uid,))
 
     def _touch(self, conversation_id: int) -> None:
         self.db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (time.time(), conversation_id))

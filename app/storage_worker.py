@@ -77,6 +77,18 @@ class StorageWorker(QObject):
         store = self._open()
         return store.conversation(conversation_uid), store.messages(conversation_uid)
 
+    def op_show_version(self, conversation_uid: str, message_uid: str, step: int):
+        self._open().show_version(message_uid, step)
+        return self.op_load(conversation_uid)
+
+    def op_export_all(self, path: str, app_settings: dict) -> int:
+        from .chat_archive import export_all
+        return export_all(self._open(), path, app_settings)
+
+    def op_import(self, path: str) -> int:
+        from .chat_archive import import_archive
+        return import_archive(self._open(), path)
+
     def op_export(self, conversation_uid: str, path: str) -> str:
         conversation, messages = self.op_load(conversation_uid)
         if conversation is None:

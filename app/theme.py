@@ -22,10 +22,10 @@ LATIN_FIRST = {"win32": [], "darwin": [".AppleSystemUIFont"], "linux": ["Noto Sa
 
 LIGHT = {"window": "#f5f6f8", "base": "#ffffff", "text": "#1d2330", "alt": "#eef0f4", "button": "#eceef2",
          "highlight": "#3b6fd8", "muted": "#6b7385", "user": "#e6eefc", "border": "#d8dce4",
-         "notice": "#fdecea", "notice_text": "#7a1c12"}
+         "notice": "#fdecea", "notice_text": "#7a1c12", "error": "#b3261e"}
 DARK = {"window": "#1e2027", "base": "#262a33", "text": "#e6e8ee", "alt": "#2c313b", "button": "#323844",
         "highlight": "#5b8def", "muted": "#9aa3b5", "user": "#2f3a52", "border": "#3a404c",
-        "notice": "#4a2522", "notice_text": "#ffd9d4"}
+        "notice": "#4a2522", "notice_text": "#ffd9d4", "error": "#ff8a80"}
 
 
 def _platform() -> str:
@@ -89,13 +89,21 @@ def style_sheet(c: dict) -> str:
     #contextBanner {{ color: {c['muted']}; border: 1px dashed {c['border']}; border-radius: 6px; padding: 6px; }}
     #chatTitle {{ font-size: 13pt; font-weight: 600; }}
     #notice {{ background: {c['notice']}; color: {c['notice_text']}; }}
-    #notice[kind="info"] {{ background: {c['user']}; color: {c['text']}; }}
+    #notice[kind="info"], #notice[kind="wait"], #notice[kind="busy"] {{ background: {c['user']}; color: {c['text']}; }}
+    QLabel[problem="true"] {{ color: {c['error']}; }}
     #newChat, #sendButton {{ background: {c['highlight']}; color: white; border: none; border-radius: 6px;
                              padding: 6px 14px; }}
     #newChat:disabled, #sendButton:disabled {{ background: {c['border']}; color: {c['muted']}; }}
     QPlainTextEdit, QLineEdit {{ border: 1px solid {c['border']}; border-radius: 6px; padding: 4px;
                                   background: {c['base']}; }}
     """
+
+
+def show_problem(label, problem: bool) -> None:
+    """Colour a label's text as an error (readable on the light and the dark background) or not."""
+    label.setProperty("problem", problem)
+    label.style().unpolish(label)
+    label.style().polish(label)
 
 
 def apply_theme(theme: str) -> None:
@@ -110,9 +118,15 @@ def apply_theme(theme: str) -> None:
     app.setProperty("llamaDeskTheme", theme)
 
 
+def _system_scheme_changed(_scheme) -> None:
+    app = QApplication.instance()  # looked up, not captured: a closure holding the app would be released
+    if app is not None and app.property("llamaDeskTheme") == "system":  # inside Qt's destructors at exit
+        apply_theme("system")
+
+
 def follow_system_changes(app: QApplication) -> None:
     """Re-apply 'system' when the user switches the desktop between light and dark."""
-    def changed(_scheme) -> None:
-        if app.property("llamaDeskTheme") == "system":
-            apply_theme("system")
-    QGuiApplication.styleHints().colorSchemeChanged.connect(changed)
+    hints = QGuiApplication.styleHints()
+    if not app.property("llamaDeskFollowsSystem"):
+        hints.colorSchemeChanged.connect(_system_scheme_changed)
+        app.setProperty("llamaDeskFollowsSystem", True)

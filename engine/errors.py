@@ -7,6 +7,10 @@ hint from the structured fields: ``subject`` (which input is wrong: "checkpoint"
 "tokenizer", "config", "version", "memory", "weights", "settings"), ``path``,
 ``suggested_version`` (the file looks like LLaMA2/3) and ``suggested_format``
 (a weight format that would fit in memory).
+
+Each message also carries a ``code`` naming it ("checkpoint_not_found") and the ``params`` its text
+was made from ({"path": ..., "version": 2}), so a front end in another language words it anew (the
+desktop app's Chinese UI); the English text stays the engine's own, for the CLI and the logs.
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ class EngineError(Exception):
     default_subject: str | None = None
 
     def __init__(self, message: str, *, subject: str | None = None, path: str | Path | None = None,
-                 suggested_version: int | None = None, suggested_format: str | None = None):
+                 suggested_version: int | None = None, suggested_format: str | None = None,
+                 code: str | None = None, params: dict | None = None):
         super().__init__(message)
+        self.code = code
+        self.params = dict(params or {})
         self.subject = subject or self.default_subject
         self.path = Path(path) if path is not None else None
         self.suggested_version = suggested_version

@@ -44,7 +44,9 @@ def _check_vocab_fits(tokenizer, cfg: ModelConfig, tok_path: Path) -> None:
         raise TokenizerError(
             f"{tok_path} has {tokenizer.vocab_size_with_added} tokens but the model's vocabulary is "
             f"{cfg.vocab_size}: this tokenizer belongs to another model (LLaMA2 uses 32000, LLaMA3 128256). "
-            "Use the tokenizer.model that came with the checkpoint.", path=tok_path)
+            "Use the tokenizer.model that came with the checkpoint.", path=tok_path,
+            code="tokenizer_vocab_mismatch",
+            params={"path": tok_path, "tokens": tokenizer.vocab_size_with_added, "vocab": cfg.vocab_size})
 
 
 def _check_memory(entry, cfg, source, options: ExecutorOptions) -> MemoryNeed:
@@ -68,7 +70,10 @@ def _check_memory(entry, cfg, source, options: ExecutorOptions) -> MemoryNeed:
         f"Running {source.path.name} with the {entry.name} backend needs about {need.summary()}: "
         f"{need.description}. Only {free / gb:.1f} GB is free.{alternative} Close other programs or allow a "
         "shorter context. (Set LLAMA_DESK_SKIP_MEMORY_CHECK=1 to try anyway.)",
-        subject="memory", suggested_format=suggested)
+        subject="memory", suggested_format=suggested,
+        code="not_enough_memory",
+        params={"file": source.path.name, "backend": entry.name, "need": need.summary(), "what": need.description,
+                "free_gb": free / gb, "alternative": alternative})
 
 
 @dataclass(frozen=True)
@@ -88,10 +93,12 @@ class ModelSource:
 
     def __post_init__(self):
         if not self.builtin and self.version not in (2, 3):
-            raise EngineError(f"The LLaMA version must be 2 or 3 (got {self.version!r}).", subject="version")
+            raise EngineError(f"The LLaMA version must be 2 or 3 (got {self.version!r}).", subject="version",
+                              code="version_invalid", params={"version": self.version})
         if self.template not in TEMPLATE_CHOICES:
             raise EngineError(f"Unknown chat template {self.template!r}. Use one of: {', '.join(TEMPLATE_CHOICES)}.",
-                              subject="settings")
+                              subject="settings", code="unknown_chat_template",
+                              params={"kind": self.template, "choices": ", ".join(TEMPLATE_CHOICES)})
 
 
 @dataclass
@@ -150,7 +157,8 @@ def open_model_files(model: ModelSource, progress: ProgressFn | None = None) -> 
         ckpt = Path(model.checkpoint or defaults["checkpoint"])
         if not ckpt.exists():
             raise CheckpointError(f"Checkpoint not found: {ckpt}. The LLaMA{version} files can be downloaded "
-                                  "with checkpoint_download.", path=ckpt)
+                                  "with checkpoint_download.", path=ckpt,
+                                  code="checkpoint_not_found", params={"path": ckpt, "version": version})
         wanted = model.need_tokenizer or model.tokenizer
         tok_path = Path(model.tokenizer or defaults["tokenizer"]) if wanted else None
         yaml_doc = yaml.safe_load(Path(config_name).read_text(encoding="utf-8")) or {}
@@ -166,7 +174,8 @@ def open_model_files(model: ModelSource, progress: ProgressFn | None = None) -> 
         if tok_path is not None:
             if not tok_path.is_file():
                 raise TokenizerError(f"Tokenizer not found: {tok_path}. It comes with the checkpoint "
-                                     "(checkpoint_download fetches both).", path=tok_path)
+                                     "(checkpoint_download fetches both).", path=tok_path,
+                                     code="tokenizer_not_found", params={"path": tok_path})
             tokenizer = (load_tokenizer_json(tok_path) if builtin
                          else load_tokenizer(tok_path, version, fast=model.fast_tokenizer))
             _check_vocab_fits(tokenizer, cfg, tok_path)
@@ -243,10 +252,12 @@ def load_engine(model: ModelSource, options: ExecutorOptions = ExecutorOptions()
         entry, options = _resolved(options, files, builtin)
         reason = entry.executor_class().unavailable_reason(options.device)
         if reason:
-            raise EngineError(f"The {entry.name} backend cannot run here: {reason}", subject="settings")
+            raise EngineError(f"The {entry.name} backend cannot run here: {reason}", subject="settings",
+                              code="backend_unavailable", params={"backend": entry.name, "reason": reason})
         need = _check_memory(entry, cfg, source, options)
         if cancel is not None and cancel.is_set():
-            raise Cancelled("Loading was cancelled.")
+            raise Cancelled("Loading was cancelled.",
+                            code="load_cancelled")
     except BaseException:
         source.close()
         raise

@@ -32,13 +32,15 @@ HISTORY_FILE = "chats.sqlite3"             # the conversations (SQLite; -wal and
 SETTINGS_FILE = "settings.json"            # the app's preferences
 MODELS_CHOICE_FILE = "models_folder.json"  # the models folder the user chose
 VERIFIED_FILE = "verified_checkpoints.json"  # checkpoints whose CRC passed (so it is not re-read)
+INSTANCE_LOCK_FILE = "app.lock"           # held by the running app: one copy per user-data folder
 LOGS_FOLDER = "logs"
+CRASH_LOG = "crash.log"                    # in LOGS_FOLDER: Python's trace of a native crash (pythonw has no console)
 JIT_CACHE_FOLDER = "jit-cache"             # compiled CPU kernels
 CONVERTED_FOLDER = "models"                # the built-in model, converted from its GGUF
 PROMPT_STATES_FOLDER = "prompt-states"     # saved conversation states (KV caches), within a size limit
 DOWNLOADS_FOLDER = "checkpoints"           # an installed copy's default models folder
 OUR_FILES = (HISTORY_FILE, HISTORY_FILE + "-wal", HISTORY_FILE + "-shm", SETTINGS_FILE, MODELS_CHOICE_FILE,
-             VERIFIED_FILE)
+             VERIFIED_FILE, INSTANCE_LOCK_FILE)
 OUR_FOLDERS = (LOGS_FOLDER, JIT_CACHE_FOLDER, CONVERTED_FOLDER, PROMPT_STATES_FOLDER)
 DOWNLOAD_FOLDERS = (DOWNLOADS_FOLDER,)
 

@@ -51,7 +51,7 @@ def test_enter_sends_and_the_answer_streams_in_and_is_saved(qtbot, open_window, 
     assert "SmolLM2" in window.status.model.text()
     assert stored(home) == [("user", "Hello\nwhat is the capital of France?", 1, None),
                             ("assistant", shown, 1, answer.message.finish_reason)]
-    assert window.conversations.titles() == ["Hello"]
+    assert window.conversations.titles() == ["Hello what is the capital of France?"]  # the question, on one line
 
     answer.copy_button.click()
     assert QApplication.clipboard().text() == shown
@@ -76,27 +76,43 @@ def test_stop_ends_a_long_answer_at_once_and_the_input_stays_usable(qtbot, open_
     assert content == answer.body.source_text and content.strip()
 
 
-def test_regenerate_replaces_the_last_answer(qtbot, open_window, home):
+def _version_of(card) -> str:
+    return card.version.text() if card.version.isVisible() else ""
+
+
+def test_regenerate_keeps_the_old_answer_as_a_version_and_continues_from_the_one_shown(qtbot, open_window, home):
     window = open_window(quick_prefs(temperature=0.9, seed=None))
     send(qtbot, window, "Name a colour.")
     first = answer_cards(window)[0]
-    assert first.regenerate_button.isVisible()
-    first_uid = first.message.uid
+    first_text, first_uid = first.message.content, first.message.uid
+    assert first.regenerate_button.isVisible() and _version_of(first) == ""
     first.regenerate_button.click()
     qtbot.waitUntil(lambda: answer_cards(window) and answer_cards(window)[0].message.uid != first_uid, timeout=5000)
     wait_idle(qtbot, window)
-    cards = window.messages.cards
-    assert [c.message.role for c in cards] == ["user", "assistant"]
-    assert cards[1].message.complete and cards[1].body.source_text.strip()
-    rows = stored(home)
-    assert [(r[0], r[1]) for r in rows] == [("user", "Name a colour."), ("assistant", cards[1].body.source_text)]
+    second = answer_cards(window)[0]
+    assert [c.message.role for c in window.messages.cards] == ["user", "assistant"]
+    assert second.message.complete and _version_of(second) == "2/2"
+    assert [r[1] for r in stored(home)] == ["Name a colour.", first_text, second.message.content]  # nothing lost
+
+    second.previous_version.click()                       # < : the first answer again
+    qtbot.waitUntil(lambda: answer_cards(window) and answer_cards(window)[0].message.uid == first_uid, timeout=5000)
+    shown = answer_cards(window)[0]
+    assert shown.body.source_text == first_text and _version_of(shown) == "1/2"
+    assert not shown.previous_version.isEnabled() and shown.next_version.isEnabled()
+    send(qtbot, window, "And another one?")               # the conversation goes on from the one shown
+    store = ChatStore(home / "chats.sqlite3")
+    path = store.messages(window.session.conversation.uid)
+    store.close()
+    assert [m.content for m in path[:3]] == ["Name a colour.", first_text, "And another one?"]
+    assert path[2].parent == first_uid
 
 
-def test_editing_an_earlier_question_continues_from_there(qtbot, open_window, home):
+def test_editing_an_earlier_question_keeps_the_old_one_and_its_answers_as_a_version(qtbot, open_window, home):
     window = open_window()
     send(qtbot, window, "What is 2 + 2?")
     send(qtbot, window, "And 3 + 3?")
-    assert len(window.messages.cards) == 4
+    before = [c.message.content for c in window.messages.cards]
+    assert len(before) == 4
     first = window.messages.cards[0]
     assert not first.editor.isVisible()
     first.edit_button.click()
@@ -106,12 +122,14 @@ def test_editing_an_earlier_question_continues_from_there(qtbot, open_window, ho
     qtbot.waitUntil(lambda: len(window.messages.cards) == 2, timeout=5000)
     wait_idle(qtbot, window)
     cards = window.messages.cards
-    assert cards[0].body.toPlainText() == "What is the capital of Japan?"
+    assert cards[0].body.toPlainText() == "What is the capital of Japan?" and _version_of(cards[0]) == "2/2"
     assert "Tokyo" in cards[1].body.source_text
-    rows = stored(home)
-    assert [(r[0], r[1]) for r in rows] == [("user", "What is the capital of Japan?"),
-                                            ("assistant", cards[1].body.source_text)]
     assert cards[1].message.stats["prompt_tokens"] < window.session.engine.info.context_length
+    assert len(stored(home)) == 6                         # the first question and its turns are kept
+
+    cards[0].previous_version.click()                     # back to the first question and everything after it
+    qtbot.waitUntil(lambda: [c.message.content for c in window.messages.cards] == before, timeout=5000)
+    assert _version_of(window.messages.cards[0]) == "1/2"
 
 
 def test_the_history_is_there_after_restarting_the_window(qtbot, open_window, home):

@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+from PySide6.QtCore import QObject, Slot
 
 from app_fixtures import quick_prefs, send, stored, wait_idle
 from app.storage import ChatStore, Message
@@ -61,6 +62,55 @@ def test_a_reopened_conversation_continues_from_its_saved_state(qtbot, open_wind
     wait_idle(qtbot, again)
     fresh = answer_cards(again)[1].message
     assert fresh.stats["cached_tokens"] == 0 and fresh.content == resumed.content
+
+
+class FooterRecorder(QObject):
+    """What an answer's footer says at each of the engine's prefill reports (connected after the window, so
+    its slot runs after the window's own, on the UI thread)."""
+
+    def __init__(self, window):
+        super().__init__(window)
+        self.window, self.seen = window, []
+        window.engine.worker.prefillProgress.connect(self.record)
+
+    @Slot(str, int, int, bool)
+    def record(self, uid: str, done: int, total: int, restored: bool) -> None:
+        card = self.window.messages.card(uid)
+        self.seen.append((done, total, restored, card.footer.text() if card is not None else None))
+
+
+LONG_LIST = " ".join(f"Item {n} is a word." for n in range(1, 41)) + " Which item comes last?"
+
+
+def test_the_engine_reports_reading_the_conversation_and_a_restored_state(qtbot, open_window, home, engine_host):
+    """Issue 19 item 13: the card follows the engine's own prefill report; the status bar its saved states."""
+    from app.status_bar import gigabytes
+    from engine.generation.prompt_states import states_size
+
+    window = open_window(quick_prefs(max_new_tokens=4))
+    reports = FooterRecorder(window)
+    send(qtbot, window, LONG_LIST)
+    first = answer_cards(window)[0].message
+    done, total, restored, footer = reports.seen[0]
+    computed = first.stats["prompt_tokens"] - first.stats.get("cached_tokens", 0)   # (the last chat's common start)
+    assert (done, total, restored) == (0, computed, False) and total > 250
+    assert footer == f"Reading the conversation: 0 / {total} tokens"
+    between = [f for d, _, _, f in reports.seen if 0 < d < total]
+    assert between and all(f.startswith("Reading the conversation: ") and f"/ {total} tokens" in f for f in between)
+    assert reports.seen[-1][:3] == (total, total, False)
+    assert "reused" not in answer_cards(window)[0].footer.text()
+    qtbot.waitUntil(lambda: bool(saved_states(home)), timeout=30_000)
+    on_disk = f"Saved states {gigabytes(states_size(home / 'prompt-states'))}"
+    qtbot.waitUntil(lambda: window.status.state_cache.text() == on_disk, timeout=30_000)
+
+    engine_host.worker.engine.reset_cache()              # as after a restart: only the state on disk
+    reports.seen.clear()
+    send(qtbot, window, "And the first?")
+    second = answer_cards(window)[1]
+    _, fresh, restored, _ = reports.seen[0]
+    assert restored and 0 < fresh <= second.message.stats["prompt_tokens"] - total   # the long list came from disk
+    assert second.message.stats["state_reused"]
+    assert "the saved conversation state was reused" in second.footer.text()
 
 
 def test_regenerate_and_edit_reuse_what_is_cached(qtbot, open_window, home):

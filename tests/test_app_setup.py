@@ -394,6 +394,7 @@ def test_every_ui_string_has_a_chinese_translation_and_the_qm_is_current():
                        check=True, cwd=app_dir, capture_output=True)
         text = fresh.read_text(encoding="utf-8")
         assert 'type="unfinished"' not in text, "UI strings without a translation: run python app/i18n/update.py"
+        assert "<name></name>" not in text, "a tr() string outside a class: use QCoreApplication.translate(context, ...)"
         assert text == TS.read_text(encoding="utf-8"), "the .ts is out of date: run python app/i18n/update.py"
         subprocess.run([tool("pyside6-lrelease"), str(fresh), "-qm", str(work / "fresh.qm")], check=True,
                        capture_output=True)

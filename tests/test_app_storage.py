@@ -40,17 +40,18 @@ def test_a_version_1_history_is_migrated_with_its_messages(tmp_path):
     old.close()
 
     store = ChatStore(path)
-    assert store.version == SCHEMA_VERSION == 3
+    assert store.version == SCHEMA_VERSION == 4
     [conv] = store.conversations()
     assert (conv.title, conv.system_prompt, conv.settings) == ("旧对话", None, {})
     msgs = store.messages("c1")
     assert [(m.role, m.content, m.complete, m.interrupted) for m in msgs] == [
         ("user", ZH_QUESTION, True, False), ("assistant", ZH_ANSWER, True, False)]
+    assert [(m.parent, m.version, m.versions) for m in msgs] == [(None, 1, 1), ("m1", 1, 1)]
     # the new columns work on the migrated file
     store.set_conversation_settings("c1", "你是一个助手。", {"temperature": 0.2})
     assert store.conversation("c1").settings == {"temperature": 0.2}
     store.close()
-    assert ChatStore(path).version == 3  # opening again changes nothing
+    assert ChatStore(path).version == 4  # opening again changes nothing
 
 
 def test_a_history_from_a_newer_version_is_refused_not_overwritten(tmp_path):
@@ -100,16 +101,25 @@ def test_deleting_a_conversation_removes_its_text_from_the_files(tmp_path):
     assert store.messages("gone") == []
 
 
-def test_edit_and_regenerate_cut_the_history_at_the_right_message(tmp_path):
+def test_edits_and_regenerations_are_versions_and_nothing_is_lost(tmp_path):
     store = ChatStore(tmp_path / "c.sqlite3")
     store.create_conversation("c", "t")
     store.add_messages("c", [_message(f"m{i}", "user" if i % 2 == 0 else "assistant", f"text {i}") for i in range(6)])
-    store.delete_messages_from("m5")                  # regenerate: drop the last answer
-    assert [m.uid for m in store.messages("c")] == ["m0", "m1", "m2", "m3", "m4"]
-    store.edit_message("m2", "edited 改过")            # edit an earlier question and continue from it
-    store.delete_messages_from("m2", keep_this=True)
-    assert [(m.uid, m.content) for m in store.messages("c")] == [("m0", "text 0"), ("m1", "text 1"),
-                                                                ("m2", "edited 改过")]
+    store.add_messages("c", [_message("m5b", "assistant", "regenerated", parent="m4")])
+    assert [(m.uid, m.version, m.versions) for m in store.messages("c")][-2:] == [("m4", 1, 1), ("m5b", 2, 2)]
+    store.add_messages("c", [_message("m2b", "user", "edited 改过", parent="m1"),
+                             _message("m3b", "assistant", "answer to the edit")])
+    shown = store.messages("c")
+    assert [(m.uid, m.content, m.version, m.versions) for m in shown] == [
+        ("m0", "text 0", 1, 1), ("m1", "text 1", 1, 1), ("m2b", "edited 改过", 2, 2), ("m3b", "answer to the edit", 1, 1)]
+    assert store.show_version("m2b", -1) == "m2"      # back to the first question: its later turns are there
+    assert [m.uid for m in store.messages("c")] == ["m0", "m1", "m2", "m3", "m4", "m5b"]
+    assert store.show_version("m5b", -1) == "m5"
+    assert [m.uid for m in store.messages("c")][-1] == "m5"
+    assert store.show_version("m5", -1) == "m5"       # the first version has none before it
+    store.close()
+    again = ChatStore(tmp_path / "c.sqlite3")         # what is shown is stored
+    assert [(m.uid, m.version, m.versions) for m in again.messages("c")][-2:] == [("m4", 1, 1), ("m5", 1, 2)]
 
 
 def test_search_finds_titles_and_message_text_in_any_case_and_script(tmp_path):

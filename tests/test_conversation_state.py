@@ -154,7 +154,7 @@ def test_prefill_progress_is_reported_up_to_the_tokens_computed(engines):
     engine.reset_cache()
     seen = []
     prompt = _ids(200, 40)
-    reply = engine.complete_ids(prompt, GREEDY, on_prefill=lambda done, total: seen.append((done, total)))
+    reply = engine.complete_ids(prompt, GREEDY, on_prefill=lambda done, total, _restored: seen.append((done, total)))
     assert seen[0] == (0, 200) and seen[-1] == (200, 200)
     assert any(0 < done < 200 for done, _ in seen), seen          # also while it computes
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)

@@ -265,8 +265,17 @@ def test_serve_answers_the_openai_client_and_a_loaded_checkpoint_is_not_replaced
 
         model = last_json(builtin_answer[0].stdout)["model"]["checkpoint"]  # the built-in model, converted
         before = hashlib.sha256(windows.host(model).read_bytes()).hexdigest()
-        fetch = windows.python_run(["-m", "checkpoint_download", "fetch", "http://127.0.0.1:9/model.safetensors",
-                                    "-o", model, "--sha256", "0" * 64], timeout=300)
+        # a record from its first download that this copy no longer matches: the downloader moves a damaged
+        # file aside (a checksum typed with --sha256 never costs the file, so it cannot be the trigger)
+        record = windows.host(model).with_name(".verified.json")
+        record.write_text(json.dumps({"files": {"model.safetensors": {
+            "size": windows.host(model).stat().st_size, "sha256": "0" * 64, "source": "test",
+            "recorded": "2026-01-01"}}}), encoding="utf-8")
+        try:
+            fetch = windows.python_run(["-m", "checkpoint_download", "fetch", "http://127.0.0.1:9/model.safetensors",
+                                        "-o", model], timeout=300)
+        finally:
+            record.unlink()
         message = (fetch.stdout + fetch.stderr).strip()
         assert fetch.returncode == 2 and "Traceback" not in message, message
         assert "model.safetensors" in message and "Windows does not let a file in use be moved" in message, message

@@ -2,6 +2,147 @@
 <!DOCTYPE TS>
 <TS version="2.1" language="zh_CN">
 <context>
+    <name>AboutDialog</name>
+    <message>
+        <source>Send</source>
+        <translation>发送</translation>
+    </message>
+    <message>
+        <source>New line</source>
+        <translation>换行</translation>
+    </message>
+    <message>
+        <source>Stop the answer</source>
+        <translation>停止回答</translation>
+    </message>
+    <message>
+        <source>New chat</source>
+        <translation>新对话</translation>
+    </message>
+    <message>
+        <source>Export the chat</source>
+        <translation>导出对话</translation>
+    </message>
+    <message>
+        <source>Models</source>
+        <translation>模型</translation>
+    </message>
+    <message>
+        <source>Settings</source>
+        <translation>设置</translation>
+    </message>
+    <message>
+        <source>Quit</source>
+        <translation>退出</translation>
+    </message>
+    <message>
+        <source>This CPU has no {0}: llama-desk works, but answers come several times slower than on a CPU with them.</source>
+        <translation>这颗 CPU 没有 {0}：llama-desk 仍可使用，但回答会比有这些指令的 CPU 慢好几倍。</translation>
+    </message>
+    <message>
+        <source>About llama-desk</source>
+        <translation>关于 llama-desk</translation>
+    </message>
+    <message>
+        <source>Open the log folder</source>
+        <translation>打开日志文件夹</translation>
+    </message>
+    <message>
+        <source>Python {0}, Qt {1}, {2}</source>
+        <translation>Python {0}，Qt {1}，{2}</translation>
+    </message>
+    <message>
+        <source>The computer is being checked…</source>
+        <translation>正在检查这台电脑…</translation>
+    </message>
+    <message>
+        <source>This computer</source>
+        <translation>这台电脑</translation>
+    </message>
+    <message>
+        <source>CPU: {0} ({1} cores, {2} threads)</source>
+        <translation>CPU：{0}（{1} 核，{2} 线程）</translation>
+    </message>
+    <message>
+        <source>Features: {0}</source>
+        <translation>指令集：{0}</translation>
+    </message>
+    <message>
+        <source>Memory: {0}</source>
+        <translation>内存：{0}</translation>
+    </message>
+    <message>
+        <source>Keyboard</source>
+        <translation>键盘</translation>
+    </message>
+    <message>
+        <source>Files</source>
+        <translation>文件</translation>
+    </message>
+    <message>
+        <source>Data: {0}</source>
+        <translation>数据：{0}</translation>
+    </message>
+    <message>
+        <source>Logs: {0}</source>
+        <translation>日志：{0}</translation>
+    </message>
+</context>
+<context>
+    <name>AddModelDialog</name>
+    <message>
+        <source>Add a model</source>
+        <translation>添加模型</translation>
+    </message>
+    <message>
+        <source>A name for the list (e.g. my fine-tuned LLaMA3)</source>
+        <translation>在列表中显示的名称（例如：我微调的 LLaMA3）</translation>
+    </message>
+</context>
+<context>
+    <name>ChatActions</name>
+    <message>
+        <source>Export conversation</source>
+        <translation>导出对话</translation>
+    </message>
+    <message>
+        <source>Markdown (*.md);;JSON (*.json)</source>
+        <translation>Markdown (*.md);;JSON (*.json)</translation>
+    </message>
+    <message>
+        <source>Export all conversations</source>
+        <translation>导出全部对话</translation>
+    </message>
+    <message>
+        <source>JSON (*.json)</source>
+        <translation>JSON (*.json)</translation>
+    </message>
+    <message>
+        <source>Import conversations</source>
+        <translation>导入对话</translation>
+    </message>
+    <message>
+        <source>Exported to {0}</source>
+        <translation>已导出到 {0}</translation>
+    </message>
+    <message>
+        <source>{0} conversation(s) exported.</source>
+        <translation>已导出 {0} 个对话。</translation>
+    </message>
+    <message>
+        <source>{0} conversation(s) imported.</source>
+        <translation>已导入 {0} 个对话。</translation>
+    </message>
+    <message>
+        <source>Import failed: {0}</source>
+        <translation>导入失败：{0}</translation>
+    </message>
+    <message>
+        <source>Export failed: {0}</source>
+        <translation>导出失败：{0}</translation>
+    </message>
+</context>
+<context>
     <name>ChatSession</name>
     <message>
         <source>You</source>
@@ -46,16 +187,32 @@
         <translation>搜索对话</translation>
     </message>
     <message>
+        <source>{0} (being answered)</source>
+        <translation>{0}（正在回答）</translation>
+    </message>
+    <message>
         <source>Rename…</source>
         <translation>重命名…</translation>
+    </message>
+    <message>
+        <source>Rename this conversation (F2)</source>
+        <translation>重命名这个对话（F2）</translation>
     </message>
     <message>
         <source>Export…</source>
         <translation>导出…</translation>
     </message>
     <message>
+        <source>Save this conversation as Markdown or JSON</source>
+        <translation>把这个对话保存为 Markdown 或 JSON</translation>
+    </message>
+    <message>
         <source>Delete…</source>
         <translation>删除…</translation>
+    </message>
+    <message>
+        <source>Delete this conversation (Del)</source>
+        <translation>删除这个对话（Del）</translation>
     </message>
     <message>
         <source>Rename conversation</source>
@@ -133,14 +290,41 @@
     </message>
 </context>
 <context>
+    <name>EngineWorker</name>
+    <message>
+        <source>{0} failed unexpectedly ({1}: {2}). The details are in the log file.</source>
+        <translation>{0}意外失败（{1}：{2}）。详情见日志文件。</translation>
+    </message>
+    <message>
+        <source>Loading was cancelled.</source>
+        <translation>加载已取消。</translation>
+    </message>
+    <message>
+        <source>The computer ran out of memory while loading the model. Close other programs, or choose 8-bit weights.</source>
+        <translation>加载模型时电脑内存不足。请关闭其他程序，或选择 8 位权重。</translation>
+    </message>
+    <message>
+        <source>Loading the model</source>
+        <translation>加载模型</translation>
+    </message>
+    <message>
+        <source>This model&apos;s weights alone take {0:.1f} GB of memory and only {1:.1f} GB is free. Close other programs, or choose 8-bit weights or a smaller model.</source>
+        <translation>仅这个模型的权重就需要 {0:.1f} GB 内存，而只有 {1:.1f} GB 可用。请关闭其他程序，或选择 8 位权重或更小的模型。</translation>
+    </message>
+    <message>
+        <source>No model is loaded: choose one in Settings &gt; Model.</source>
+        <translation>尚未加载模型：请在“设置 &gt; 模型”中选择一个。</translation>
+    </message>
+    <message>
+        <source>The answer</source>
+        <translation>回答</translation>
+    </message>
+</context>
+<context>
     <name>FirstRunDialog</name>
     <message>
         <source>Welcome to llama-desk</source>
         <translation>欢迎使用 llama-desk</translation>
-    </message>
-    <message>
-        <source>&lt;p&gt;llama-desk runs LLaMA2 and LLaMA3 on this computer, offline.&lt;/p&gt;&lt;p&gt;The small built-in model is loading now, so you can start chatting at once. For better answers, choose your LLaMA2/LLaMA3 MindSpore files below, or download them (13-16 GB; loading them needs about 30 GB of memory today, or half with 8-bit weights).&lt;/p&gt;</source>
-        <translation>&lt;p&gt;llama-desk 在这台电脑上离线运行 LLaMA2 和 LLaMA3。&lt;/p&gt;&lt;p&gt;小型内置模型正在加载，您马上就可以开始聊天。想要更好的回答，请在下面选择您的 LLaMA2/LLaMA3 MindSpore 文件，或者下载它们（13-16 GB；目前加载需要约 30 GB 内存，使用 8 位权重约减半）。&lt;/p&gt;</translation>
     </message>
     <message>
         <source>Keep the built-in model</source>
@@ -149,6 +333,18 @@
     <message>
         <source>Use this model</source>
         <translation>使用此模型</translation>
+    </message>
+    <message>
+        <source>{0}: about {1} of memory as stored, {2} with 8-bit weights</source>
+        <translation>{0}：按原格式约需 {1} 内存，8 位权重约需 {2}</translation>
+    </message>
+    <message>
+        <source>&lt;p&gt;llama-desk runs LLaMA2 and LLaMA3 on this computer, offline.&lt;/p&gt;&lt;p&gt;The small built-in model is loading now, so you can start chatting at once. For better answers, choose a LLaMA chat model below and download it (13-16 GB), or choose files you have.{3}&lt;/p&gt;&lt;p&gt;This PC has {0} of memory and {1} free in the models folder. {2}.&lt;/p&gt;</source>
+        <translation>&lt;p&gt;llama-desk 在这台电脑上离线运行 LLaMA2 和 LLaMA3。&lt;/p&gt;&lt;p&gt;小型内置模型正在加载，你可以马上开始聊天。想要更好的回答，请在下面选择一个 LLaMA 对话模型并下载（13-16 GB），或选择你已有的文件。{3}&lt;/p&gt;&lt;p&gt;这台电脑有 {0} 内存，模型文件夹所在磁盘还有 {1} 可用空间。{2}。&lt;/p&gt;</translation>
+    </message>
+    <message>
+        <source>{0}: base models. A base model continues the text it is given; it is not a chat assistant, and its answers are weaker than a chat model&apos;s.</source>
+        <translation>{0} 是基础模型。基础模型只会续写给它的文本，不是对话助手，回答也不如对话模型。</translation>
     </message>
 </context>
 <context>
@@ -261,6 +457,14 @@
         <translation>导出(&amp;E)…</translation>
     </message>
     <message>
+        <source>Export &amp;all conversations…</source>
+        <translation>导出全部对话(&amp;A)…</translation>
+    </message>
+    <message>
+        <source>&amp;Import conversations…</source>
+        <translation>导入对话(&amp;I)…</translation>
+    </message>
+    <message>
         <source>&amp;Quit</source>
         <translation>退出(&amp;Q)</translation>
     </message>
@@ -277,8 +481,32 @@
         <translation>模型(&amp;M)…</translation>
     </message>
     <message>
+        <source>M&amp;odels…</source>
+        <translation>模型管理(&amp;O)…</translation>
+    </message>
+    <message>
         <source>&amp;Conversation settings…</source>
         <translation>对话设置(&amp;C)…</translation>
+    </message>
+    <message>
+        <source>&amp;Help</source>
+        <translation>帮助(&amp;H)</translation>
+    </message>
+    <message>
+        <source>&amp;About llama-desk…</source>
+        <translation>关于 llama-desk(&amp;A)…</translation>
+    </message>
+    <message>
+        <source>“{0}” is still being answered: one answer is written at a time. Your message stays in the box; send it when that answer is done.</source>
+        <translation>“{0}”仍在回答中：一次只能写一个回答。你的消息保留在输入框中，等那个回答结束后再发送。</translation>
+    </message>
+    <message>
+        <source>Show it</source>
+        <translation>转到该对话</translation>
+    </message>
+    <message>
+        <source>Stop it</source>
+        <translation>停止它</translation>
     </message>
     <message>
         <source>The chat could not be saved: {0}</source>
@@ -289,68 +517,45 @@
         <translation>已复制。</translation>
     </message>
     <message>
-        <source>Starting</source>
-        <translation>正在启动</translation>
-    </message>
-    <message>
-        <source>Still using {0}.</source>
-        <translation>仍在使用 {0}。</translation>
-    </message>
-    <message>
-        <source>Use 8-bit weights</source>
-        <translation>使用 8 位权重</translation>
-    </message>
-    <message>
-        <source>Use 4-bit weights</source>
-        <translation>使用 4 位权重</translation>
-    </message>
-    <message>
-        <source>Load as LLaMA{0}</source>
-        <translation>按 LLaMA{0} 加载</translation>
-    </message>
-    <message>
-        <source>Model settings…</source>
-        <translation>模型设置…</translation>
-    </message>
-    <message>
-        <source>Use the built-in model</source>
-        <translation>使用内置模型</translation>
-    </message>
-    <message>
-        <source>Try again</source>
-        <translation>重试</translation>
-    </message>
-    <message>
-        <source>Local API server: {0}</source>
-        <translation>本地 API 服务：{0}</translation>
-    </message>
-    <message>
-        <source>Export conversation</source>
-        <translation>导出对话</translation>
-    </message>
-    <message>
-        <source>Markdown (*.md);;JSON (*.json)</source>
-        <translation>Markdown (*.md);;JSON (*.json)</translation>
-    </message>
-    <message>
-        <source>Exported to {0}</source>
-        <translation>已导出到 {0}</translation>
-    </message>
-    <message>
-        <source>Export failed: {0}</source>
-        <translation>导出失败：{0}</translation>
-    </message>
-    <message>
         <source>The settings could not be saved: {0}</source>
         <translation>无法保存设置：{0}</translation>
     </message>
     <message>
-        <source>Send a first message, then adjust this conversation&apos;s settings. Defaults for new conversations are in Settings.</source>
-        <translation>请先发送第一条消息，再调整此对话的设置。新对话的默认值在“设置”中。</translation>
-    </message>
-    <message>
         <source>Stopping the answer…</source>
         <translation>正在停止回答…</translation>
+    </message>
+</context>
+<context>
+    <name>MarkdownView</name>
+    <message>
+        <source>Not opened: only web (http, https) and mail links are opened from answers.
+{0}</source>
+        <translation>未打开：回答中只有网页（http、https）和邮件链接可以打开。
+{0}</translation>
+    </message>
+    <message>
+        <source>Open link</source>
+        <translation>打开链接</translation>
+    </message>
+    <message>
+        <source>Open this address?
+
+{0}</source>
+        <translation>打开这个地址吗？
+
+{0}</translation>
+    </message>
+    <message>
+        <source>code</source>
+        <translation>代码</translation>
+    </message>
+    <message>
+        <source>Copy this code</source>
+        <translation>复制这段代码</translation>
+    </message>
+    <message>
+        <source>Copy</source>
+        <translation>复制</translation>
     </message>
 </context>
 <context>
@@ -380,6 +585,14 @@
         <translation>重新生成这个回答</translation>
     </message>
     <message>
+        <source>Continue</source>
+        <translation>继续</translation>
+    </message>
+    <message>
+        <source>Go on writing this answer where it stopped</source>
+        <translation>从中断处继续写这个回答</translation>
+    </message>
+    <message>
         <source>Left out: no longer fits in the model&apos;s context.</source>
         <translation>已略去：超出了模型的上下文长度。</translation>
     </message>
@@ -390,6 +603,18 @@
     <message>
         <source>Send</source>
         <translation>发送</translation>
+    </message>
+    <message>
+        <source>The version before</source>
+        <translation>上一个版本</translation>
+    </message>
+    <message>
+        <source>The version after</source>
+        <translation>下一个版本</translation>
+    </message>
+    <message>
+        <source>the saved conversation state was reused</source>
+        <translation>已复用保存的对话状态</translation>
     </message>
     <message>
         <source>Writing…</source>
@@ -415,6 +640,14 @@
         <translation>首词元 {0:.2f} 秒</translation>
     </message>
     <message>
+        <source>Reading the conversation: {0:,} / {1:,} tokens</source>
+        <translation>正在读取对话：{0:,} / {1:,} 个词元</translation>
+    </message>
+    <message>
+        <source>, ~{0} s left</source>
+        <translation>，约剩 {0} 秒</translation>
+    </message>
+    <message>
         <source>Stopped: this answer is incomplete.</source>
         <translation>已停止：此回答不完整。</translation>
     </message>
@@ -432,18 +665,29 @@
     </message>
 </context>
 <context>
+    <name>ModelPicker</name>
+    <message>
+        <source>The model answering: switch to another one on this PC</source>
+        <translation>正在回答的模型：切换到这台电脑上的其他模型</translation>
+    </message>
+    <message>
+        <source>Manage models…</source>
+        <translation>管理模型…</translation>
+    </message>
+    <message>
+        <source>Other files</source>
+        <translation>其他文件</translation>
+    </message>
+</context>
+<context>
     <name>ModelSetupForm</name>
     <message>
-        <source>Built-in: SmolLM2-135M-Instruct (small, no download)</source>
-        <translation>内置：SmolLM2-135M-Instruct（小型，无需下载）</translation>
+        <source>Built-in: SmolLM2-135M-Instruct (chat; small, no download)</source>
+        <translation>内置：SmolLM2-135M-Instruct（对话；小巧，无需下载）</translation>
     </message>
     <message>
-        <source>LLaMA2-7B (MindSpore checkpoint)</source>
-        <translation>LLaMA2-7B（MindSpore 权重）</translation>
-    </message>
-    <message>
-        <source>LLaMA3-8B (MindSpore checkpoint)</source>
-        <translation>LLaMA3-8B（MindSpore 权重）</translation>
+        <source>Chat models answer questions; base models only continue a text</source>
+        <translation>对话模型回答问题；基础模型只会续写文本</translation>
     </message>
     <message>
         <source>Checkpoint</source>
@@ -566,6 +810,26 @@
         <translation>下载模型</translation>
     </message>
     <message>
+        <source>Hugging Face files</source>
+        <translation>Hugging Face 文件</translation>
+    </message>
+    <message>
+        <source>MindSpore checkpoint</source>
+        <translation>MindSpore 检查点</translation>
+    </message>
+    <message>
+        <source>chat</source>
+        <translation>对话</translation>
+    </message>
+    <message>
+        <source>base model: continues text, not a chat assistant</source>
+        <translation>基础模型：续写文本，不是对话助手</translation>
+    </message>
+    <message>
+        <source>kind not stated</source>
+        <translation>未注明类型</translation>
+    </message>
+    <message>
         <source>The models folder {0} cannot be used: {1}</source>
         <translation>无法使用模型文件夹 {0}：{1}</translation>
     </message>
@@ -584,6 +848,212 @@
     <message>
         <source>The files could not be checked: {0}</source>
         <translation>无法检查这些文件：{0}</translation>
+    </message>
+    <message>
+        <source>Press Download below to get the files.</source>
+        <translation>请按下面的“下载”获取这些文件。</translation>
+    </message>
+</context>
+<context>
+    <name>ModelStatus</name>
+    <message>
+        <source>Starting</source>
+        <translation>正在启动</translation>
+    </message>
+    <message>
+        <source>The model is still loading; your message stays in the box. Press Enter again once it is ready (see the status bar).</source>
+        <translation>模型仍在加载；你的消息保留在输入框中。加载完成后再按一次 Enter（进度见状态栏）。</translation>
+    </message>
+    <message>
+        <source>No model is loaded: choose one in Settings &gt; Model.</source>
+        <translation>尚未加载模型：请在“设置 &gt; 模型”中选择一个。</translation>
+    </message>
+    <message>
+        <source>Still using {0}.</source>
+        <translation>仍在使用 {0}。</translation>
+    </message>
+    <message>
+        <source>Use 8-bit weights</source>
+        <translation>使用 8 位权重</translation>
+    </message>
+    <message>
+        <source>Use 4-bit weights</source>
+        <translation>使用 4 位权重</translation>
+    </message>
+    <message>
+        <source>Load as LLaMA{0}</source>
+        <translation>按 LLaMA{0} 加载</translation>
+    </message>
+    <message>
+        <source>Model settings…</source>
+        <translation>模型设置…</translation>
+    </message>
+    <message>
+        <source>Use the built-in model</source>
+        <translation>使用内置模型</translation>
+    </message>
+    <message>
+        <source>Try again</source>
+        <translation>重试</translation>
+    </message>
+    <message>
+        <source>Local API server: {0}</source>
+        <translation>本地 API 服务：{0}</translation>
+    </message>
+</context>
+<context>
+    <name>ModelsDialog</name>
+    <message>
+        <source>{0} as stored · {1} in 8 bits · {2} in 4 bits</source>
+        <translation>原格式 {0} · 8 位 {1} · 4 位 {2}</translation>
+    </message>
+    <message>
+        <source>use 8 bits here</source>
+        <translation>本机请用 8 位</translation>
+    </message>
+    <message>
+        <source>use 4 bits here</source>
+        <translation>本机请用 4 位</translation>
+    </message>
+    <message>
+        <source>too large for this PC</source>
+        <translation>这台电脑装不下</translation>
+    </message>
+    <message>
+        <source>Models</source>
+        <translation>模型</translation>
+    </message>
+    <message>
+        <source>Models folder</source>
+        <translation>模型文件夹</translation>
+    </message>
+    <message>
+        <source>Use this folder</source>
+        <translation>使用此文件夹</translation>
+    </message>
+    <message>
+        <source>Model</source>
+        <translation>模型</translation>
+    </message>
+    <message>
+        <source>Kind</source>
+        <translation>类型</translation>
+    </message>
+    <message>
+        <source>Stored as</source>
+        <translation>存储格式</translation>
+    </message>
+    <message>
+        <source>On disk</source>
+        <translation>占用磁盘</translation>
+    </message>
+    <message>
+        <source>Memory needed</source>
+        <translation>所需内存</translation>
+    </message>
+    <message>
+        <source>Where</source>
+        <translation>位置</translation>
+    </message>
+    <message>
+        <source>Use</source>
+        <translation>使用</translation>
+    </message>
+    <message>
+        <source>Download</source>
+        <translation>下载</translation>
+    </message>
+    <message>
+        <source>Remove…</source>
+        <translation>删除…</translation>
+    </message>
+    <message>
+        <source>Add…</source>
+        <translation>添加…</translation>
+    </message>
+    <message>
+        <source>Open folder</source>
+        <translation>打开文件夹</translation>
+    </message>
+    <message>
+        <source>This PC: {0} of memory ({1} free now). The models folder has {2} free.</source>
+        <translation>这台电脑：内存 {0}（当前可用 {1}）。模型文件夹所在磁盘可用 {2}。</translation>
+    </message>
+    <message>
+        <source>Weights {0} as stored, {1} in 8 bits or {2} in 4 bits (the cpu backend), plus {3} for a conversation of {4} tokens (a shorter context in Settings &gt; Model needs less), plus about 0.4 GB for the program.</source>
+        <translation>权重：原格式 {0}，8 位 {1}，4 位 {2}（cpu 后端）；另需 {3} 用于 {4} 个词元的对话（在“设置 &gt; 模型”中缩短上下文可减少），程序本身约 0.4 GB。</translation>
+    </message>
+    <message>
+        <source>chat</source>
+        <translation>对话</translation>
+    </message>
+    <message>
+        <source>base</source>
+        <translation>基础</translation>
+    </message>
+    <message>
+        <source>{0} of {1}</source>
+        <translation>{0} / {1}</translation>
+    </message>
+    <message>
+        <source>The models folder {0} cannot be used: {1}</source>
+        <translation>无法使用模型文件夹 {0}：{1}</translation>
+    </message>
+    <message>
+        <source>Download a model that will not fit?</source>
+        <translation>下载一个装不下的模型？</translation>
+    </message>
+    <message>
+        <source>{0} is the model in use: choose another one first.</source>
+        <translation>{0} 正在使用中：请先选择其他模型。</translation>
+    </message>
+    <message>
+        <source>Remove {0} from this list? Its files stay where they are ({1}).</source>
+        <translation>从列表中移除 {0}？它的文件保留在原处（{1}）。</translation>
+    </message>
+    <message>
+        <source>Delete {0} ({1}) from {2}? Downloading it again takes a long time.</source>
+        <translation>从 {2} 删除 {0}（{1}）？重新下载需要很长时间。</translation>
+    </message>
+    <message>
+        <source>Remove model</source>
+        <translation>删除模型</translation>
+    </message>
+    <message>
+        <source>A chat model: tuned to answer questions in turns.</source>
+        <translation>对话模型：经过调优，能一问一答地回答问题。</translation>
+    </message>
+    <message>
+        <source>A base model: it continues the text it is given; it is not a chat assistant. The app chats with it through a plain User:/Assistant: transcript, and answers are weaker than a chat model&apos;s.</source>
+        <translation>基础模型：它只会续写给它的文本，不是对话助手。应用通过简单的 User:/Assistant: 对话记录与它聊天，回答不如对话模型。</translation>
+    </message>
+    <message>
+        <source>Whether this is a chat or a base model is not stated.</source>
+        <translation>没有注明这是对话模型还是基础模型。</translation>
+    </message>
+    <message>
+        <source>SmolLM2-135M-Instruct (built-in)</source>
+        <translation>SmolLM2-135M-Instruct（内置）</translation>
+    </message>
+    <message>
+        <source>{0} needs {1} more on the disk and only {2} is free there. Free some space or choose another models folder (e.g. another drive).</source>
+        <translation>{0} 还需要 {1} 的磁盘空间，而那里只剩 {2}。请腾出空间，或选择另一个模型文件夹（例如另一个磁盘）。</translation>
+    </message>
+    <message>
+        <source>{0} needs about {1} of memory even with 4-bit weights, and this PC has {2}: it would not load here. Download it anyway ({3})?</source>
+        <translation>即使使用 4 位权重，{0} 也需要约 {1} 内存，而这台电脑只有 {2}：它无法在这里加载。仍要下载（{3}）吗？</translation>
+    </message>
+    <message>
+        <source>As stored it needs {0} of memory and this PC has {1}: it will run with 4-bit weights ({2}; the cpu backend).</source>
+        <translation>按原格式需要 {0} 内存，而这台电脑有 {1}：它将以 4 位权重运行（{2}；cpu 后端）。</translation>
+    </message>
+    <message>
+        <source>{0} needs about {1} of memory even with 8-bit weights, and this PC has {2}: it would not load here. Download it anyway ({3})?</source>
+        <translation>即使使用 8 位权重，{0} 也需要约 {1} 内存，而这台电脑只有 {2}：它无法在这里加载。仍要下载（{3}）吗？</translation>
+    </message>
+    <message>
+        <source>As stored it needs {0} of memory and this PC has {1}: it will run with 8-bit weights ({2}).</source>
+        <translation>按原格式需要 {0} 内存，而这台电脑有 {1}：它将以 8 位权重运行（{2}）。</translation>
     </message>
 </context>
 <context>
@@ -710,6 +1180,10 @@
         <translation>未加载模型</translation>
     </message>
     <message>
+        <source>Saved conversation states: a conversation&apos;s state is read back instead of the whole conversation being read again</source>
+        <translation>已保存的对话状态：读回对话状态，而不必把整段对话重新读一遍</translation>
+    </message>
+    <message>
         <source>Cancel</source>
         <translation>取消</translation>
     </message>
@@ -720,6 +1194,10 @@
     <message>
         <source>{0} on {1} · {2}</source>
         <translation>{0}，运行于 {1} · {2}</translation>
+    </message>
+    <message>
+        <source>Saved states {0}</source>
+        <translation>已存状态 {0}</translation>
     </message>
     <message>
         <source>Context {0} / {1}</source>

@@ -48,11 +48,12 @@ class ExecutorOptions:
         if self.max_seq_len is not None and (isinstance(self.max_seq_len, bool) or not isinstance(self.max_seq_len, int)
                                              or self.max_seq_len < 2):
             raise EngineError(f"The context length must be a whole number of at least 2 tokens, got "
-                              f"{self.max_seq_len!r}.", subject="settings")
+                              f"{self.max_seq_len!r}.", subject="settings",
+                              code="context_length_invalid", params={"value": self.max_seq_len})
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads < 1):
             raise EngineError(f"threads must be a whole number of at least 1, got {self.threads!r}.",
-                              subject="settings")
+                              subject="settings", code="threads_invalid", params={"value": self.threads})
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,8 @@ def backend_names() -> list[str]:
 def get_backend(name: str) -> BackendEntry:
     entry = _REGISTRY.get(name)
     if entry is None:
-        raise EngineError(f"Unknown backend {name!r}. Available: auto, {', '.join(_REGISTRY)}.")
+        raise EngineError(f"Unknown backend {name!r}. Available: auto, {', '.join(_REGISTRY)}.",
+                          code="unknown_backend", params={"name": name, "choices": ", ".join(_REGISTRY)})
     return entry
 
 
@@ -97,11 +99,15 @@ def check_choice(backend: str, device: str, weight_format: str, kv_cache: str = 
     if backend != "auto":
         get_backend(backend)
     if device not in DEVICES + RESOLVED_DEVICES:
-        raise EngineError(f"Unknown device {device!r}. Use one of: {', '.join(DEVICES)}.")
+        raise EngineError(f"Unknown device {device!r}. Use one of: {', '.join(DEVICES)}.",
+                          code="unknown_device", params={"device": device, "choices": ", ".join(DEVICES)})
     if weight_format not in WEIGHT_FORMATS:
-        raise EngineError(f"Unknown weight format {weight_format!r}. Use one of: {', '.join(WEIGHT_FORMATS)}.")
+        raise EngineError(f"Unknown weight format {weight_format!r}. Use one of: {', '.join(WEIGHT_FORMATS)}.",
+                          code="unknown_weight_format",
+                          params={"weight_format": weight_format, "choices": ", ".join(WEIGHT_FORMATS)})
     if kv_cache not in KV_CACHE_TYPES:
-        raise EngineError(f"Unknown KV cache type {kv_cache!r}. Use one of: {', '.join(KV_CACHE_TYPES)}.")
+        raise EngineError(f"Unknown KV cache type {kv_cache!r}. Use one of: {', '.join(KV_CACHE_TYPES)}.",
+                          code="unknown_kv_cache", params={"kv_cache": kv_cache, "choices": ", ".join(KV_CACHE_TYPES)})
 
 
 def resolve(backend: str, device: str) -> tuple[BackendEntry, str]:
@@ -114,10 +120,12 @@ def resolve(backend: str, device: str) -> tuple[BackendEntry, str]:
 
     if device == "gpu":
         if backend not in ("auto", "mindspore"):
-            raise EngineError(f"The {backend} backend runs on the CPU only; use --backend mindspore for a GPU.")
+            raise EngineError(f"The {backend} backend runs on the CPU only; use --backend mindspore for a GPU.",
+                              code="backend_cpu_only", params={"backend": backend})
         reason = gpu_unavailable_reason()
         if reason:
-            raise EngineError(f"Cannot use a GPU: {reason}")
+            raise EngineError(f"Cannot use a GPU: {reason}",
+                              code="gpu_unavailable", params={"reason": reason})
         return get_backend("mindspore"), "GPU"
     if backend == "auto":
         if device == "auto" and not os.environ.get("LLAMA_DESK_NO_GPU") and gpu_unavailable_reason() is None:

@@ -49,11 +49,14 @@ class GenerationSettings(SamplingSettings):
         super().__post_init__()
         if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) \
                 or self.max_new_tokens < 0:
-            raise GenerationError(f"max_new_tokens must be a whole number, 0 or more, got {self.max_new_tokens!r}.")
+            raise GenerationError(f"max_new_tokens must be a whole number, 0 or more, got {self.max_new_tokens!r}.",
+                                  code="max_new_tokens_invalid", params={"value": self.max_new_tokens})
         if isinstance(self.stop_strings, str) or not all(isinstance(t, str) for t in self.stop_strings):
-            raise GenerationError("stop_strings must be a list of texts.")
+            raise GenerationError("stop_strings must be a list of texts.",
+                                  code="stop_strings_invalid")
         if self.lookup not in LOOKUP_MODES:
-            raise GenerationError(f"lookup must be one of {', '.join(LOOKUP_MODES)}, got {self.lookup!r}.")
+            raise GenerationError(f"lookup must be one of {', '.join(LOOKUP_MODES)}, got {self.lookup!r}.",
+                                  code="lookup_invalid", params={"value": self.lookup, "modes": ", ".join(LOOKUP_MODES)})
 
     def sampling(self) -> SamplingSettings:
         return SamplingSettings(**{f.name: getattr(self, f.name) for f in fields(SamplingSettings)})
@@ -134,9 +137,11 @@ class ChatEngine:
         """Hold the engine for one request; a waiting caller can still be cancelled."""
         while not self._lock.acquire(timeout=0.05 if wait else 0):
             if not wait:
-                raise EngineBusy("The model is busy with another answer; try again when it has finished.")
+                raise EngineBusy("The model is busy with another answer; try again when it has finished.",
+                                 code="engine_busy")
             if cancel is not None and cancel.is_set():
-                raise Cancelled("The request was cancelled while waiting for the model.")
+                raise Cancelled("The request was cancelled while waiting for the model.",
+                                code="request_cancelled")
         try:
             yield
         finally:
@@ -151,7 +156,7 @@ class ChatEngine:
 
         ``state_file``: a conversation's saved state, read back when it helps and brought up to date after
         the answer (in the background; ``flush_states`` waits for it), keeping its folder's states within
-        ``state_budget`` bytes. ``on_prefill(done, total)`` follows the prompt's computation.
+        ``state_budget`` bytes. ``on_prefill(done, total, restored)`` follows the prompt's computation.
         """
         with self._turn(wait, cancel):
             state = self._state(state_file)
@@ -192,9 +197,11 @@ class ChatEngine:
     def text_ids(self, text: str) -> list[int]:
         """The ids ``complete_text`` sends for ``text`` (with the start token for LLaMA2/3)."""
         if not isinstance(text, str):
-            raise GenerationError(f"The prompt must be text (str), got {type(text).__name__}.")
+            raise GenerationError(f"The prompt must be text (str), got {type(text).__name__}.",
+                                  code="prompt_not_text", params={"type": type(text).__name__})
         if not text.strip():
-            raise GenerationError("The prompt is empty: type some text.")
+            raise GenerationError("The prompt is empty: type some text.",
+                                  code="prompt_empty")
         bos = self.tokenizer.bos_id is not None and self.info.version in (2, 3)
         return self.tokenizer.encode(text, bos=bos)
 
@@ -214,10 +221,12 @@ class ChatEngine:
     def prepare_chat(self, messages: Sequence[Message], max_new_tokens: int = 512) -> ChatPrompt:
         """The messages that fit (oldest turns dropped, system kept), their prompt ids, and what was dropped."""
         if self.template is None or self.tokenizer is None:
-            raise GenerationError("Chat needs a tokenizer and a chat template; this model has none.")
+            raise GenerationError("Chat needs a tokenizer and a chat template; this model has none.",
+                                  code="chat_unsupported")
         messages = check_messages(messages)
         if not any(m["content"].strip() for m in messages if m["role"] == "user"):
-            raise GenerationError("The message is empty: type something first.")
+            raise GenerationError("The message is empty: type something first.",
+                                  code="message_empty")
         reserve = min(max_new_tokens, self.context_length // 4)
         parts = self.template.parts(messages, self.tokenizer)
         first = first_kept_exchange(parts, self.context_length - reserve)
@@ -226,14 +235,20 @@ class ChatEngine:
 
     def chat(self, messages: Sequence[Message] | ChatPrompt, settings: GenerationSettings = GenerationSettings(),
              on_token: TokenCallback | None = None, cancel: threading.Event | None = None,
-             wait: bool = True, **state) -> Completion:
+             wait: bool = True, answer_start: str = "", **state) -> Completion:
         """Answer the last user message of a conversation (or a ``prepare_chat`` result), streaming.
 
+        ``answer_start``: the beginning of the answer, already written (a stopped answer the user wants
+        continued); the model goes on from its end, and the completion's text is what it adds.
         ``state`` takes ``complete_ids``' keywords: ``state_file``, ``state_budget``, ``on_prefill``,
         ``use_memory_slots``.
         """
-        prompt = messages if isinstance(messages, ChatPrompt) else self.prepare_chat(messages, settings.max_new_tokens)
-        started = False
+        start_ids = self.tokenizer.encode(answer_start, bos=False) if answer_start and self.tokenizer else []
+        prompt = messages if isinstance(messages, ChatPrompt) else self.prepare_chat(
+            messages, settings.max_new_tokens + len(start_ids))
+        if start_ids:
+            prompt = replace(prompt, ids=prompt.ids + start_ids)
+        started = bool(start_ids)
 
         def strip_leading_space(token: int, text: str) -> None:
             # "[/INST] Paris": the space belongs to the template, not to the answer the user sees
@@ -246,7 +261,8 @@ class ChatEngine:
         if prompt.stop_strings:
             settings = replace(settings, stop_strings=tuple(settings.stop_strings) + prompt.stop_strings)
         completion = self.complete_ids(prompt.ids, settings, strip_leading_space, cancel, wait=wait, **state)
-        completion.text = completion.text.lstrip(" ")
+        if not start_ids:
+            completion.text = completion.text.lstrip(" ")
         completion.dropped_messages = prompt.dropped
         return completion
 

@@ -51,7 +51,7 @@ def first_kept_exchange(parts: PromptParts, budget: int) -> int:
         raise ContextOverflow(
             f"The message is too long: {needed} tokens, but only {budget} fit in the context "
             "(with room for the answer). Shorten it, or lower the maximum answer length.",
-            tokens=needed, limit=budget)
+            tokens=needed, limit=budget, code="message_too_long", params={"tokens": needed, "budget": budget})
     return first
 
 

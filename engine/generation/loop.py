@@ -30,7 +30,8 @@ from .prompt_reuse import fill_cache
 from .sampling import Sampler, SamplingSettings
 
 TokenCallback = Callable[[int, str], None]  # (token id, text it adds); id -1 carries text flushed at the end
-PrefillCallback = Callable[[int, int], None]  # (prompt tokens computed so far, how many must be)
+# (prompt tokens computed so far, how many must be, how many were read back from a saved state or memory slot)
+PrefillCallback = Callable[[int, int, int], None]
 
 
 @dataclass
@@ -82,21 +83,25 @@ class Completion:
 
 def _check_prompt(prompt: list[int], executor: Executor) -> None:
     if not prompt:
-        raise GenerationError("The prompt is empty: give at least one token or some text.")
+        raise GenerationError("The prompt is empty: give at least one token or some text.",
+                              code="prompt_empty_ids")
     vocab = executor.config.vocab_size
     if any(i < 0 or i >= vocab for i in prompt):
-        raise GenerationError(f"Prompt ids must be between 0 and {vocab - 1} (the model's vocabulary).")
+        raise GenerationError(f"Prompt ids must be between 0 and {vocab - 1} (the model's vocabulary).",
+                              code="prompt_ids_out_of_range", params={"largest": vocab - 1})
     if len(prompt) >= executor.max_seq_len:
         raise ContextOverflow(f"The prompt has {len(prompt)} tokens but the context holds {executor.max_seq_len}: "
                               "shorten it, or allow a longer context if memory allows.",
-                              tokens=len(prompt), limit=executor.max_seq_len)
+                              tokens=len(prompt), limit=executor.max_seq_len,
+                              code="prompt_too_long", params={"tokens": len(prompt), "context": executor.max_seq_len})
 
 
 def _check_finite(logits: np.ndarray, step: int) -> None:
     if not np.isfinite(logits).all():
         raise CheckpointError(
             f"The model computed invalid numbers (NaN or Inf) at output token {step + 1}: its weights are most "
-            "likely damaged. Verify the checkpoint for bad tensors, or download it again.", subject="weights")
+            "likely damaged. Verify the checkpoint for bad tensors, or download it again.", subject="weights",
+            code="weights_invalid_numbers", params={"token": step + 1})
 
 
 def _prefill(executor, prompt, cache, cancel, stats, sources=(), on_prefill=None, shift=True) -> np.ndarray | None:
@@ -113,9 +118,9 @@ def _prefill(executor, prompt, cache, cancel, stats, sources=(), on_prefill=None
     ranges = plan.fresh(len(prompt))
     total, done, logits = sum(b - a for a, b in ranges), 0, None
     if on_prefill:
-        on_prefill(0, total)
+        on_prefill(0, total, reuse.restored)
     for a, b in ranges:
-        report = (lambda n, done=done: on_prefill(done + n, total)) if on_prefill else None
+        report = (lambda n, done=done: on_prefill(done + n, total, reuse.restored)) if on_prefill else None
         try:
             logits = executor.prefill(prompt[a:b], a, cancel=cancel, progress=report)
         except PrefillCancelled as stop:
@@ -126,7 +131,7 @@ def _prefill(executor, prompt, cache, cancel, stats, sources=(), on_prefill=None
         done += b - a
     else:
         if on_prefill:
-            on_prefill(total, total)
+            on_prefill(total, total, reuse.restored)
     stats.prefilled_tokens = done
     stats.prefill_s = time.perf_counter() - start
     return logits
@@ -138,9 +143,10 @@ def generate(executor: Executor, prompt_ids: Sequence[int], *, max_new_tokens: i
              cancel: threading.Event | None = None, cache: KVCacheState | None = None, sources: Sequence = (),
              on_prefill: PrefillCallback | None = None, context_shift: bool = True,
              lookup: LookupDrafter | None = None) -> Completion:
-    """Answer ``prompt_ids``; ``sources`` may supply cached rows (``prompt_reuse``), ``on_prefill(done, total)``
-    hears how far the prompt's computation is, ``context_shift`` allows moving cached rows (``kv_cache``),
-    ``lookup`` (made with the prompt) sends guesses from the conversation along with each token (``lookup``)."""
+    """Answer ``prompt_ids``; ``sources`` may supply cached rows (``prompt_reuse``), ``on_prefill(done, total,
+    restored)`` hears how far the prompt's computation is (and how much a saved state spared), ``context_shift``
+    allows moving cached rows (``kv_cache``), ``lookup`` sends guesses from the conversation along with each
+    token (``lookup``)."""
     prompt = [int(i) for i in prompt_ids]
     _check_prompt(prompt, executor)
     cache = cache or KVCacheState()

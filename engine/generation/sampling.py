@@ -23,7 +23,9 @@ def _number(name: str, value, *, integer: bool = False) -> float:
     ok = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok or (not integer and not math.isfinite(value)):
         kind = "a whole number" if integer else "a finite number"
-        raise GenerationError(f"{name} must be {kind}, got {value!r}.")
+        raise GenerationError(f"{name} must be {kind}, got {value!r}.",
+                              code="setting_not_a_whole_number" if integer else "setting_not_a_finite_number",
+                              params={"name": name, "value": value})
     return value
 
 
@@ -40,18 +42,24 @@ class SamplingSettings:
     def __post_init__(self):
         if _number("temperature", self.temperature) < 0:
             raise GenerationError(f"temperature must be 0 or more (0 = always the most likely token), "
-                                  f"got {self.temperature}.")
+                                  f"got {self.temperature}.",
+                                  code="temperature_invalid", params={"value": self.temperature})
         if _number("top_k", self.top_k, integer=True) < 0:
-            raise GenerationError(f"top_k must be 0 (off) or more, got {self.top_k}.")
+            raise GenerationError(f"top_k must be 0 (off) or more, got {self.top_k}.",
+                                  code="top_k_invalid", params={"value": self.top_k})
         if not 0 < _number("top_p", self.top_p) <= 1:
-            raise GenerationError(f"top_p must be above 0 and at most 1 (1 = off), got {self.top_p}.")
+            raise GenerationError(f"top_p must be above 0 and at most 1 (1 = off), got {self.top_p}.",
+                                  code="top_p_invalid", params={"value": self.top_p})
         if _number("repetition_penalty", self.repetition_penalty) <= 0:
-            raise GenerationError(f"repetition_penalty must be above 0 (1 = off), got {self.repetition_penalty}.")
+            raise GenerationError(f"repetition_penalty must be above 0 (1 = off), got {self.repetition_penalty}.",
+                                  code="repetition_penalty_invalid", params={"value": self.repetition_penalty})
         if _number("repetition_window", self.repetition_window, integer=True) < 0:
-            raise GenerationError(f"repetition_window must be 0 or more, got {self.repetition_window}.")
+            raise GenerationError(f"repetition_window must be 0 or more, got {self.repetition_window}.",
+                                  code="repetition_window_invalid", params={"value": self.repetition_window})
         if self.seed is not None and not 0 <= _number("seed", self.seed, integer=True) < 2 ** 63:
             raise GenerationError(f"seed must be between 0 and 2^63-1 (leave it out for a random one), "
-                                  f"got {self.seed}.")
+                                  f"got {self.seed}.",
+                                  code="seed_invalid", params={"value": self.seed})
 
 
 def apply_repetition_penalty(logits: np.ndarray, recent: Sequence[int], penalty: float) -> np.ndarray:

@@ -29,19 +29,26 @@ def check_messages(messages: Sequence[Message]) -> list[Message]:
     """Each message a mapping with a known role and text content; the last one the user's."""
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise GenerationError(f"A conversation is a list of messages ({{'role': ..., 'content': ...}}), "
-                              f"got {type(messages).__name__}.")
+                              f"got {type(messages).__name__}.",
+                              code="conversation_not_a_list", params={"type": type(messages).__name__})
     if not messages:
-        raise GenerationError("The conversation is empty: type a message first.")
+        raise GenerationError("The conversation is empty: type a message first.",
+                              code="conversation_empty")
     for n, m in enumerate(messages, 1):
         if not isinstance(m, Mapping):
-            raise GenerationError(f"Message {n} must be a mapping with 'role' and 'content', got {type(m).__name__}.")
+            raise GenerationError(f"Message {n} must be a mapping with 'role' and 'content', got {type(m).__name__}.",
+                                  code="message_not_a_mapping", params={"number": n, "type": type(m).__name__})
         if m.get("role") not in ("system", "user", "assistant"):
-            raise GenerationError(f"Message {n} has an unknown role {m.get('role')!r}: use system, user or assistant.")
+            raise GenerationError(f"Message {n} has an unknown role {m.get('role')!r}: use system, user or assistant.",
+                                  code="message_unknown_role", params={"number": n, "role": m.get("role")})
         if not isinstance(m.get("content"), str):
             raise GenerationError(f"Message {n} ({m['role']}) needs text content, got "
-                                  f"{type(m.get('content')).__name__}.")
+                                  f"{type(m.get('content')).__name__}.",
+                                  code="message_not_text",
+                                  params={"number": n, "role": m["role"], "type": type(m.get("content")).__name__})
     if messages[-1]["role"] != "user":
-        raise GenerationError("The last message must be the user's: there is nothing to answer.")
+        raise GenerationError("The last message must be the user's: there is nothing to answer.",
+                              code="last_message_not_user")
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
@@ -148,13 +155,15 @@ class Llama2ChatTemplate(ChatTemplate):
         # and is encoded as plain text, so an old answer can never block the conversation.
         if any(tag in m["content"] for tag in self.SPECIAL_TAGS for m in dialog if m["role"] != "assistant"):
             raise GenerationError("LLaMA2-chat does not allow the text [INST], [/INST], <<SYS>> or <</SYS>> "
-                                  "in a user or system message (they are its prompt markers). Rephrase without them.")
+                                  "in a user or system message (they are its prompt markers). Rephrase without them.",
+                                  code="llama2_markers_in_message")
         system, groups, starts = split_exchanges(dialog)
         if dialog[0]["role"] == "system" and len(dialog) < 2:
-            raise GenerationError("A system prompt needs a user message after it.")
+            raise GenerationError("A system prompt needs a user message after it.", code="system_prompt_alone")
         roles = [m["role"] for m in dialog[len(system):]]
         if roles[0::2] != ["user"] * len(roles[0::2]) or roles[1::2] != ["assistant"] * len(roles[1::2]):
-            raise GenerationError("LLaMA2-chat needs user and assistant messages to alternate, starting with user.")
+            raise GenerationError("LLaMA2-chat needs user and assistant messages to alternate, starting with user.",
+                                  code="llama2_roles_alternate")
 
         def exchange(group: list[Message], prefix: str = "", asked: bool = False) -> list[int]:
             question = (prefix + group[0]["content"]).strip()
@@ -264,4 +273,5 @@ def template_for(kind: str, default_system: str | None = None) -> ChatTemplate:
         return ChatMLTemplate(default_system)
     if kind == "base":
         return BaseTranscriptTemplate()
-    raise GenerationError(f"Unknown chat template {kind!r}: use one of {', '.join(TEMPLATE_CHOICES)}.")
+    raise GenerationError(f"Unknown chat template {kind!r}: use one of {', '.join(TEMPLATE_CHOICES)}.",
+                          code="unknown_chat_template", params={"kind": kind, "choices": ", ".join(TEMPLATE_CHOICES)})

@@ -111,7 +111,8 @@ class CkptReader(TensorSource):
             raise CheckpointError(
                 f"{self.path} is an encrypted MindSpore checkpoint (saved with enc_key). It cannot be read "
                 "without its key: decrypt it with MindSpore (load_checkpoint(..., dec_key=...) and save it "
-                "again without enc_key), or use an unencrypted copy.", path=self.path)
+                "again without enc_key), or use an unencrypted copy.", path=self.path,
+                code="checkpoint_encrypted", params={"path": self.path})
         pos, last_tag = 0, None
         try:
             while pos < size:
@@ -138,7 +139,9 @@ class CkptReader(TensorSource):
         except _Corrupt as exc:
             raise CheckpointError(
                 f"{self.path} is truncated or corrupt ({exc} at byte {pos} of {size}). Download it again.",
-                path=self.path) from None
+                path=self.path,
+                code="checkpoint_truncated",
+                params={"path": self.path, "error": str(exc), "position": pos, "size": size}) from None
         self._check_sizes()
 
     def _add_chunk(self, tag, dims, type_name, c0, c1, same_as_last) -> None:
@@ -163,4 +166,7 @@ class CkptReader(TensorSource):
             if stored != info.nbytes:
                 raise CheckpointError(
                     f"{self.path} is corrupt: tensor {quote(info.name)} {list(info.shape)[:8]} {info.dtype} "
-                    f"should hold {info.nbytes} bytes but holds {stored}. Download it again.", path=self.path)
+                    f"should hold {info.nbytes} bytes but holds {stored}. Download it again.", path=self.path,
+                    code="checkpoint_tensor_size",
+                    params={"path": self.path, "tensor": quote(info.name), "shape": list(info.shape)[:8],
+                            "dtype": info.dtype, "expected": info.nbytes, "found": stored})

@@ -70,7 +70,8 @@ def verify_crc_once(source: TensorSource, progress: ProgressFn | None = None,
     value, block = 0, memoryview(bytearray(_BLOCK))
     for begin in range(0, covered, _BLOCK):
         if cancel is not None and cancel.is_set():
-            raise Cancelled("Loading was cancelled.")
+            raise Cancelled("Loading was cancelled.",
+                            code="load_cancelled")
         end = min(begin + _BLOCK, covered)
         mapped.read_into(begin, block[:end - begin])
         value = zlib.crc32(block[:end - begin], value)
@@ -81,7 +82,9 @@ def verify_crc_once(source: TensorSource, progress: ProgressFn | None = None,
         source.close()
         raise CheckpointError(
             f"{path} is damaged: its CRC32 check fails (stored {stored:#010x}, computed {value:#010x}), so some "
-            "bytes changed after it was saved. Download it again.", path=path, subject="weights")
+            "bytes changed after it was saved. Download it again.", path=path, subject="weights",
+            code="checkpoint_crc_mismatch",
+            params={"path": path, "stored": f"{stored:#010x}", "computed": f"{value:#010x}"})
     _remember(key)
     return True
 
@@ -98,7 +101,8 @@ def scan_nonfinite(source: TensorSource, progress: ProgressFn | None = None,
         for part in source.chunk_arrays(name):
             for begin in range(0, part.size, _BLOCK):
                 if cancel is not None and cancel.is_set():
-                    raise Cancelled("Verification was cancelled.")
+                    raise Cancelled("Verification was cancelled.",
+                                    code="verify_cancelled")
                 block = part[begin:begin + _BLOCK]
                 if info.dtype == "bfloat16":  # exponent all ones = Inf/NaN
                     finite = finite and not np.any((block & 0x7F80) == 0x7F80)

@@ -65,7 +65,8 @@ def _is_plain_file_name(name) -> bool:
 
 def _refuse(path: Path, exc: Exception) -> CheckpointError:
     return CheckpointError(f"{path} is not a valid safetensors file ({exc}). Download or convert it again.",
-                           path=path)
+                           path=path,
+                           code="safetensors_invalid", params={"path": path, "error": str(exc)})
 
 
 class SafetensorsReader(TensorSource):
@@ -102,20 +103,26 @@ class ShardedSafetensors(TensorSource):
                 raise ValueError("its weight_map is empty")
         except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise CheckpointError(f"{self.path} is not a valid safetensors index ({exc}). It should be the "
-                                  "model.safetensors.index.json that came with the shards.", path=self.path) from None
+                                  "model.safetensors.index.json that came with the shards.", path=self.path,
+                                  code="safetensors_index_invalid",
+                                  params={"path": self.path, "error": str(exc)}) from None
         shards = sorted(set(weight_map.values()), key=str)
         outside = next((s for s in shards if not _is_plain_file_name(s)), None)
         if outside is not None:
             raise CheckpointError(
                 f"{self.path} names the shard {quote(str(outside))}, which is not a file name in its own folder: "
                 "an index lists shards beside it (model-00001-of-00002.safetensors...) and nowhere else. "
-                "Download the index again from the model's page.", path=self.path)
+                "Download the index again from the model's page.", path=self.path,
+                code="safetensors_shard_outside", params={"path": self.path, "shard": str(outside)})
         missing = [s for s in shards if not (self.path.parent / s).is_file()]
         if missing:
             raise CheckpointError(
                 f"{self.path} lists {len(shards)} shard files, but {len(missing)} are missing from "
                 f"{self.path.parent} (e.g. {quote(missing[0])}). Download all of them into that folder.",
-                path=self.path)
+                path=self.path,
+                code="safetensors_shards_missing",
+                params={"path": self.path, "shards": len(shards), "missing": len(missing),
+                        "folder": self.path.parent, "example": quote(missing[0])})
         for shard in shards:
             mapped = self._open(self.path.parent / shard)
             try:
@@ -128,7 +135,10 @@ class ShardedSafetensors(TensorSource):
                 raise CheckpointError(
                     f"{mapped.path} lacks {len(absent)} tensors that {self.path.name} says it holds "
                     f"(e.g. {quote(sorted(absent)[0])}): the shard is from another download. Download it again.",
-                    path=mapped.path)
+                    path=mapped.path,
+                    code="safetensors_shard_incomplete",
+                    params={"path": mapped.path, "absent": len(absent), "index": self.path.name,
+                            "example": quote(sorted(absent)[0])})
 
 
 def write_safetensors(path: str | Path, tensors: dict[str, np.ndarray], metadata: dict | None = None) -> None:

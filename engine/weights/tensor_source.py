@@ -30,16 +30,19 @@ class MappedFile:
     def __init__(self, path: Path):
         self.path = Path(path)
         if not self.path.is_file():
-            raise CheckpointError(f"Checkpoint not found: {self.path}")
+            raise CheckpointError(f"Checkpoint not found: {self.path}",
+                                  code="checkpoint_file_not_found", params={"path": self.path})
         self.size = self.path.stat().st_size
         if self.size == 0:
-            raise CheckpointError(f"{self.path} is empty (0 bytes): an interrupted download? Download it again.")
+            raise CheckpointError(f"{self.path} is empty (0 bytes): an interrupted download? Download it again.",
+                                  code="checkpoint_empty", params={"path": self.path})
         self._file = open(self.path, "rb")
         try:
             self.map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
         except (OSError, ValueError) as exc:
             self._file.close()
-            raise CheckpointError(f"Cannot map {self.path} into memory ({exc}).") from None
+            raise CheckpointError(f"Cannot map {self.path} into memory ({exc}).",
+                                  code="checkpoint_cannot_map", params={"path": self.path, "error": str(exc)}) from None
         self.buffer = memoryview(self.map)
 
     def array(self, dtype, count: int, offset: int) -> np.ndarray:
@@ -53,7 +56,8 @@ class MappedFile:
             n = self._file.readinto(dest[got:])
             if not n:
                 raise CheckpointError(f"{self.path} ended early while reading it: was it changed or truncated "
-                                      "after it was opened?")
+                                      "after it was opened?",
+                                      code="checkpoint_changed_while_read", params={"path": self.path})
             got += n
 
     def release_range(self, offset: int, nbytes: int) -> None:

@@ -37,14 +37,17 @@ def _pick_in_folder(folder: Path) -> Path:
     raise CheckpointError(
         f"{folder} is a folder; it should hold one checkpoint: a .ckpt, a .safetensors, or safetensors shards with "
         f"their {_INDEX_SUFFIX.lstrip('.')} file. It holds: {quote(listing, 200)}. Choose the file itself.",
-        path=folder)
+        path=folder,
+        code="checkpoint_is_folder",
+        params={"path": folder, "index": _INDEX_SUFFIX.lstrip("."), "listing": quote(listing, 200)})
 
 
 def open_weights(path: str | Path) -> TensorSource:
     """Pick the reader by name; anything else is read as a MindSpore ``.ckpt``."""
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"Checkpoint not found: {path}", path=path)
+        raise CheckpointError(f"Checkpoint not found: {path}", path=path,
+                              code="checkpoint_file_not_found", params={"path": path})
     if path.is_dir():
         path = _pick_in_folder(path)
     if path.name.endswith(_INDEX_SUFFIX):
@@ -100,7 +103,9 @@ def validate_weights(source: TensorSource, cfg: ModelConfig, config_name: str = 
         problems.append(f"{len(unexpected)} tensors are not part of this model "
                         f"(e.g. {', '.join(quote(n) for n in unexpected[:3])})")
     if problems:
-        message = (f"{source.path} does not match {config_name}: " + "; ".join(problems[:6])
-                   + ("; ..." if len(problems) > 6 else "") + "." + _found(cfg, source))
+        shown, found = "; ".join(problems[:6]) + ("; ..." if len(problems) > 6 else ""), _found(cfg, source)
+        message = f"{source.path} does not match {config_name}: {shown}.{found}"
         source.close()
-        raise CheckpointError(message, path=source.path, suggested_version=_looks_like(source))
+        raise CheckpointError(message, path=source.path, suggested_version=_looks_like(source),
+                              code="checkpoint_config_mismatch",
+                              params={"path": source.path, "config": config_name, "problems": shown, "found": found})

@@ -67,6 +67,9 @@ class CpuExecutor(Executor):
         import importlib.util
         if importlib.util.find_spec("numba") is None:
             return "numba is not installed (pip install numba)."
+        from engine.cpu_info import cpu_features
+        if not cpu_features()["f16c"]:  # LLVM then calls __extendhfsf2, which numba lacks: the process aborts
+            return "this CPU lacks F16C (half-precision conversion), which the cpu backend's kernels need."
         return None
 
     @classmethod
@@ -119,7 +122,9 @@ class CpuExecutor(Executor):
         quantize = options.weight_format in QUANTIZED
         if options.weight_format not in ("stored",) + QUANTIZED:
             raise EngineError(f"The cpu backend computes from weights as stored, int8 or int4, not "
-                              f"{options.weight_format}.", subject="settings")
+                              f"{options.weight_format}.", subject="settings",
+                              code="backend_weight_format",
+                              params={"backend": "cpu", "weight_format": options.weight_format})
         blocks = {}
         if options.weight_format == "int4" and options.blocks_file is not None:
             from .gguf_blocks import gguf_block_weights
@@ -132,7 +137,8 @@ class CpuExecutor(Executor):
         def load(name: str):
             nonlocal done
             if cancel is not None and cancel.is_set():
-                raise Cancelled("Loading was cancelled.")
+                raise Cancelled("Loading was cancelled.",
+                                code="load_cancelled")
             info = source.tensors[name]
             if name in blocks:
                 weight = blocks.pop(name)
@@ -246,9 +252,12 @@ class CpuExecutor(Executor):
 
         count = len(tokens)
         if not 1 <= count <= MAX_TOKENS:
-            raise EngineError(f"decode_batch takes 1 to {MAX_TOKENS} tokens, not {count}")
+            raise EngineError(f"decode_batch takes 1 to {MAX_TOKENS} tokens, not {count}",
+                              code="batch_size_invalid", params={"count": count, "most": MAX_TOKENS})
         if not 0 <= pos or pos + count > self.max_seq_len:
-            raise EngineError(f"position {pos + count - 1} is past the context of {self.max_seq_len}")
+            raise EngineError(f"position {pos + count - 1} is past the context of {self.max_seq_len}",
+                              code="position_past_context",
+                              params={"position": pos + count - 1, "context": self.max_seq_len})
         jit.use_threads(self.threads)  # numba's thread count is per calling thread
         cfg, x = self.config, self._x[:count]
         for t, token in enumerate(tokens):
@@ -271,7 +280,9 @@ class CpuExecutor(Executor):
                 progress: Callable[[int], None] | None = None) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
         if start_pos + len(ids) > self.max_seq_len:
-            raise EngineError(f"{start_pos + len(ids)} tokens do not fit the context of {self.max_seq_len}")
+            raise EngineError(f"{start_pos + len(ids)} tokens do not fit the context of {self.max_seq_len}",
+                              code="tokens_past_context",
+                              params={"tokens": start_pos + len(ids), "context": self.max_seq_len})
         if len(ids) <= DECODE_PATH_MAX:
             logits = None
             for n, token in enumerate(ids):

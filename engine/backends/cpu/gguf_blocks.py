@@ -87,6 +87,7 @@ def gguf_block_weights(path: Path, heads: int, kv_heads: int) -> dict[str, Weigh
         packed = np.zeros(packed_shape(fmt, rows, k), np.uint8)
         if _repack(fmt, src, order, packed):
             raise CheckpointError(f"{path.name}: the tensor {tensor.name} has NaN or infinite block scales; the "
-                                  "file is damaged. Reinstall it.", path=path)
+                                  "file is damaged. Reinstall it.", path=path,
+                                  code="gguf_bad_block_scales", params={"file": path.name, "tensor": tensor.name})
         weights[name] = Weight((rows, k), FORMAT_NAMES[fmt], [(0, packed, np.array([fmt, rows, k], np.int64))])
     return weights

@@ -94,7 +94,8 @@ def quantized_weight(source: TensorSource, name: str, fmt: int) -> Weight:
             raise CheckpointError(f"{source.path.name}: the tensor {name} holds NaN or infinite values ({bad} blocks "
                                   f"of 32 from row {r0} on), so no quantized copy of it can be right. The file is "
                                   "damaged or was saved from a failed training run: use another checkpoint.",
-                                  path=source.path)
+                                  path=source.path, code="tensor_not_finite",
+                                  params={"file": source.path.name, "tensor": name, "blocks": bad, "row": r0})
     return Weight((rows, k), FORMAT_NAMES[fmt], [(0, data, np.array([fmt, rows, k], np.int64))])
 
 

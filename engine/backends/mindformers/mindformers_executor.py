@@ -46,12 +46,15 @@ def _checked(source: TensorSource, name: str, shape: tuple) -> np.ndarray:
     if name not in source.tensors:
         raise CheckpointError(f"MindFormers' LLaMA built from this config has a tensor {name} that "
                               f"{source.path.name} does not have; the config does not fit the checkpoint.",
-                              path=source.path)
+                              path=source.path,
+                              code="config_tensor_not_in_checkpoint", params={"tensor": name, "file": source.path.name})
     array = source.float32(name)
     if array.shape != shape:
         raise CheckpointError(f"MindFormers reads the config as {name} of shape {shape}, but "
                               f"{source.path.name} has {array.shape}; the config does not fit the checkpoint.",
-                              path=source.path)
+                              path=source.path, code="config_tensor_shape_mismatch",
+                              params={"tensor": name, "expected": shape, "file": source.path.name,
+                                      "found": array.shape})
     return array
 
 
@@ -83,7 +86,8 @@ class MindFormersExecutor(Executor):
         try:
             if options.weight_format == "int8":
                 raise EngineError("The mindformers backend has no 8-bit weights; use the cpu backend for int8.",
-                                  subject="settings")
+                                  subject="settings",
+                                  code="backend_no_int8", params={"backend": "mindformers"})
             self._build(cfg, source, options, progress, cancel)
         finally:
             source.close()  # every weight now lives in MindSpore's memory
@@ -107,7 +111,8 @@ class MindFormersExecutor(Executor):
             with no_init_parameters():
                 self.net = LlamaForCausalLM(LlamaConfig(**settings))
         except (ValueError, KeyError, TypeError) as exc:
-            raise EngineError(f"MindFormers refused the model's config: {exc}", subject="config") from None
+            raise EngineError(f"MindFormers refused the model's config: {exc}", subject="config",
+                              code="mindformers_config_refused", params={"reason": str(exc)}) from None
         self.net.set_train(False)
         fill_parameters(self.net, source, ("key_cache", "value_cache"),
                         lambda name, shape: _checked(source, name, shape), progress, cancel)
@@ -142,7 +147,8 @@ class MindFormersExecutor(Executor):
                                 Tensor(np.minimum(positions, self._capacity - 1)), Tensor(np.array([count], np.int32)))
             return logits.asnumpy().reshape(-1)
         except (RuntimeError, MemoryError) as exc:
-            raise EngineError(explain_failure(exc).replace("MindSpore failed", "MindFormers failed")) from None
+            message = explain_failure(exc).replace("MindSpore failed", "MindFormers failed")
+            raise EngineError(message, code="backend_failed", params={"detail": message}) from None
 
     def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None,
                 progress=None) -> np.ndarray:
@@ -150,7 +156,8 @@ class MindFormersExecutor(Executor):
 
     def decode(self, token: int, pos: int) -> np.ndarray:
         if pos >= self.max_seq_len:
-            raise EngineError(f"position {pos} is past the context of {self.max_seq_len}")
+            raise EngineError(f"position {pos} is past the context of {self.max_seq_len}",
+                              code="position_past_context", params={"position": pos, "context": self.max_seq_len})
         return self._run(np.array([token], np.int32), pos, 1)
 
     def close(self) -> None:

@@ -75,7 +75,8 @@ def import_mindformers():
     global _applied
     reason = unavailable_reason()
     if reason:
-        raise EngineError(reason, subject="settings")
+        raise EngineError(reason, subject="settings",
+                          code="mindformers_unavailable", params={"reason": reason})
     logs = logs_dir("mindformers")
     os.environ.setdefault("LOCAL_DEFAULT_PATH", str(logs))
     os.environ.setdefault("LOG_MF_PATH", str(logs))
@@ -93,7 +94,9 @@ def import_mindformers():
         from . import mindformers_kernels as kernels
     except Exception as exc:  # noqa: BLE001 - any import failure means the install is broken
         raise EngineError(f"MindFormers failed to import ({type(exc).__name__}: {exc}). Reinstall it: "
-                          f"{INSTALL_HINT}", subject="settings") from None
+                          f"{INSTALL_HINT}", subject="settings",
+                          code="mindformers_import_failed",
+                          params={"error": f"{type(exc).__name__}: {exc}", "hint": INSTALL_HINT}) from None
     finally:
         warnings.showwarning = showwarning
     _quiet_console()

@@ -43,7 +43,8 @@ def prefill_in_chunks(ids: Sequence[int], start_pos: int, max_seq_len: int, canc
     """
     ids = np.asarray(ids, dtype=np.int32)
     if start_pos + len(ids) > max_seq_len:
-        raise EngineError(f"{start_pos + len(ids)} tokens do not fit the context of {max_seq_len}")
+        raise EngineError(f"{start_pos + len(ids)} tokens do not fit the context of {max_seq_len}",
+                          code="tokens_past_context", params={"tokens": start_pos + len(ids), "context": max_seq_len})
     logits = None
     for begin in range(0, len(ids), PREFILL_CHUNK):
         if cancel is not None and cancel.is_set():

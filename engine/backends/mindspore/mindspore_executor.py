@@ -55,7 +55,8 @@ def import_mindspore():
         import mindspore as ms
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise EngineError(f"MindSpore is not installed or failed to import ({exc}). "
-                          "Install it with: pip install mindspore==2.10.0 \"numpy<2\"") from None
+                          "Install it with: pip install mindspore==2.10.0 \"numpy<2\"",
+                          code="mindspore_import_failed", params={"error": str(exc)}) from None
     return ms
 
 
@@ -93,7 +94,8 @@ def use_device(ms, device: str) -> None:
         current = ms.get_context("device_target")
         if current != device:
             raise EngineError(f"MindSpore is already running on {current} in this process; "
-                              f"restart the program to use {device}.") from None
+                              f"restart the program to use {device}.",
+                              code="mindspore_device_taken", params={"current": current, "device": device}) from None
 
 
 def explain_failure(exc: BaseException) -> str:
@@ -122,7 +124,7 @@ def fill_parameters(net, source: TensorSource, cache_suffixes: tuple[str, ...],
     done = 0
     for name, param in params.items():
         if cancel is not None and cancel.is_set():
-            raise Cancelled("Loading was cancelled.")
+            raise Cancelled("Loading was cancelled.", code="load_cancelled")
         if name.endswith(cache_suffixes):
             param.set_data(Tensor.from_numpy(np.zeros(param.shape, np.float32)))
             continue
@@ -135,7 +137,8 @@ def fill_parameters(net, source: TensorSource, cache_suffixes: tuple[str, ...],
 def _compute_dtype(device: str, weight_format: str) -> str:
     if weight_format == "int8":
         raise EngineError("The mindspore backend has no 8-bit weights; use the cpu backend for int8.",
-                          subject="settings")
+                          subject="settings",
+                          code="backend_no_int8", params={"backend": "mindspore"})
     return "float16" if device == "GPU" and weight_format == "stored" else "float32"
 
 
@@ -228,7 +231,8 @@ class MindSporeExecutor(Executor):
             keep_ctrl_c()
             return logits.asnumpy().reshape(-1)
         except (RuntimeError, MemoryError) as exc:
-            raise EngineError(explain_failure(exc)) from None
+            message = explain_failure(exc)
+            raise EngineError(message, code="backend_failed", params={"detail": message}) from None
 
     def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None,
                 progress=None) -> np.ndarray:
@@ -237,7 +241,8 @@ class MindSporeExecutor(Executor):
 
     def decode(self, token: int, pos: int) -> np.ndarray:
         if pos >= self.max_seq_len:
-            raise EngineError(f"position {pos} is past the context of {self.max_seq_len}")
+            raise EngineError(f"position {pos} is past the context of {self.max_seq_len}",
+                              code="position_past_context", params={"position": pos, "context": self.max_seq_len})
         return self._run(np.array([token], np.int32), pos, 0)
 
     # -- the cache's rows: each layer's cache is a float32 Parameter [kv_head, position, head_dim] ----

@@ -35,7 +35,8 @@ def load_tokenizer(path: str | Path, version: int, fast: bool = False) -> Tokeni
         return TiktokenTokenizer(path)
     raise TokenizerError(
         f"Unknown LLaMA version {version!r} for tokenizer {path}: expected 2 or 3."
-    )
+,
+        code="tokenizer_version_unknown", params={"version": version, "path": path})
 
 
 def load_tokenizer_json(path: str | Path) -> Tokenizer:

@@ -93,7 +93,8 @@ class Tokenizer(abc.ABC):
                     f"Token id {i} is outside the vocabulary of {self.path} "
                     f"(0..{limit - 1}). The model and the tokenizer file do not "
                     f"belong together: use the tokenizer that came with the model."
-                )
+,
+                    code="token_id_out_of_range", params={"id": i, "path": self.path, "largest": limit - 1})
         return ids
 
     def _unknown_special(self, token: str, known: Sequence[str]) -> TokenizerError:
@@ -101,13 +102,15 @@ class Tokenizer(abc.ABC):
         return TokenizerError(
             f"{token!r} is not a special token of {self.path} ({self.name}). "
             f"Known special tokens include: {shown}."
-        )
+,
+            code="special_token_unknown", params={"token": token, "path": self.path, "name": self.name, "known": shown})
 
 
 def clean_text(text) -> str:
     """``text`` as valid Unicode: lone surrogates become U+FFFD; anything but a str is refused."""
     if not isinstance(text, str):
-        raise TokenizerError(f"Tokenizers take text (str), got {type(text).__name__}.")
+        raise TokenizerError(f"Tokenizers take text (str), got {type(text).__name__}.",
+                             code="tokenizer_input_not_text", params={"type": type(text).__name__})
     try:
         text.encode("utf-8")
         return text
@@ -124,7 +127,8 @@ def require_module(module: str, pip_name: str):
             f"The Python package '{pip_name}' is needed to load this tokenizer "
             f"but could not be imported ({exc}). Install it with "
             f"'python -m pip install {pip_name}' in the app's environment."
-        ) from None
+,
+            code="python_package_missing", params={"package": pip_name, "error": str(exc)}) from None
 
 
 def sniff(data: bytes) -> str:
@@ -159,15 +163,19 @@ def read_tokenizer_file(path: str | Path, version: int) -> tuple[Path, bytes]:
         raise TokenizerError(
             f"Tokenizer file not found: {path}. Expected the {what} tokenizer.model; "
             f"{DOWNLOAD_HINT.get(version, 'download it')}, or give the right path.", path=path
-        )
+,
+            code="tokenizer_file_not_found",
+            params={"path": path, "what": what, "hint": DOWNLOAD_HINT.get(version, "download it")})
     if path.is_dir():
         raise TokenizerError(
             f"{path} is a folder; expected the {what} tokenizer.model file inside it."
-        )
+,
+            code="tokenizer_is_folder", params={"path": path, "what": what})
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise TokenizerError(f"Cannot read tokenizer file {path}: {exc}.") from None
+        raise TokenizerError(f"Cannot read tokenizer file {path}: {exc}.",
+                             code="tokenizer_unreadable", params={"path": path, "error": str(exc)}) from None
 
     kind = sniff(data)
     want = "sentencepiece" if version == 2 else "tiktoken"
@@ -179,7 +187,10 @@ def read_tokenizer_file(path: str | Path, version: int) -> tuple[Path, bytes]:
             f"{path} looks like a {VERSION_NAME[other]} tokenizer, but it was loaded "
             f"as {what}. Choose LLaMA version {other} for this file, or give "
             f"the {what} tokenizer.model ({DOWNLOAD_HINT[version]}).", path=path, suggested_version=other
-        )
+,
+            code="tokenizer_other_version",
+            params={"path": path, "looks_like": VERSION_NAME[other], "what": what, "other": other,
+                    "hint": DOWNLOAD_HINT[version]})
     reason = {
         "empty": "it is empty (an interrupted download?)",
         "gguf": "it is a GGUF model file, not a tokenizer.model",
@@ -189,4 +200,6 @@ def read_tokenizer_file(path: str | Path, version: int) -> tuple[Path, bytes]:
     raise TokenizerError(
         f"{path} cannot be used as the {what} tokenizer: {reason}. "
         f"Expected Meta's tokenizer.model; {DOWNLOAD_HINT.get(version, 'download it again')}."
-    )
+,
+        code="tokenizer_wrong_kind",
+        params={"path": path, "what": what, "reason": reason, "hint": DOWNLOAD_HINT.get(version, "download it again")})

@@ -54,7 +54,8 @@ def _pre_tokenizer(path: Path, pre: str):
     raise TokenizerError(
         f"{path} uses the pre-tokenizer '{pre}', which this app does not support "
         f"(supported: {known}). Use a model whose GGUF says one of those."
-    )
+,
+        code="gguf_pre_tokenizer_unsupported", params={"path": path, "pre": pre, "known": known})
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -77,7 +78,8 @@ def save_gguf_tokenizer(gguf_path: str | Path, out_json_path: str | Path) -> Pat
         raise TokenizerError(
             f"{gguf_path} has a '{kind}' tokenizer; only byte-level BPE ('gpt2') GGUF "
             f"tokenizers can be converted. For LLaMA2/LLaMA3 use their tokenizer.model."
-        )
+,
+            code="gguf_tokenizer_kind", params={"path": gguf_path, "kind": kind})
     try:
         tokens: list[str] = meta["tokenizer.ggml.tokens"]
         merges = [tuple(m.split(" ", 1)) for m in meta["tokenizer.ggml.merges"]]
@@ -87,9 +89,11 @@ def save_gguf_tokenizer(gguf_path: str | Path, out_json_path: str | Path) -> Pat
         raise TokenizerError(
             f"{gguf_path} has no {exc.args[0]} in its metadata; the GGUF has no complete "
             f"tokenizer. Use a GGUF converted with its tokenizer (llama.cpp convert_hf_to_gguf)."
-        ) from None
+,
+            code="gguf_tokenizer_incomplete", params={"path": gguf_path, "key": exc.args[0]}) from None
     if len(types) != len(tokens) or not 0 <= eos_id < len(tokens):
-        raise TokenizerError(f"{gguf_path} has inconsistent tokenizer metadata; download it again.")
+        raise TokenizerError(f"{gguf_path} has inconsistent tokenizer metadata; download it again.",
+                             code="gguf_tokenizer_inconsistent", params={"path": gguf_path})
     pre_tok, ignore_merges = _pre_tokenizer(gguf_path, meta.get("tokenizer.ggml.pre", "default"))
 
     vocab = {tok: i for i, tok in enumerate(tokens)}
@@ -125,14 +129,16 @@ class JsonBpeTokenizer(Tokenizer):
             raise TokenizerError(
                 f"Tokenizer file not found: {self.path}. Expected a tokenizer.json; "
                 f"create it from the model's GGUF with save_gguf_tokenizer()."
-            )
+,
+                code="tokenizer_json_not_found", params={"path": self.path})
         try:
             self._tok = hf.Tokenizer.from_str(self.path.read_text(encoding="utf-8"))
         except Exception as exc:  # OSError, UnicodeDecodeError, tokenizers' Exception
             raise TokenizerError(
                 f"{self.path} is not a valid Hugging Face tokenizer.json ({exc}); "
                 f"create it again from the model's GGUF."
-            ) from None
+,
+                code="tokenizer_json_invalid", params={"path": self.path, "error": str(exc)}) from None
         self._tok.encode_special_tokens = True  # user text stays text
         config = self._read_config()
         added = self._tok.get_added_tokens_decoder()
@@ -149,7 +155,8 @@ class JsonBpeTokenizer(Tokenizer):
                 f"Cannot tell the end-of-sequence token of {self.path}: expected "
                 f"{config_path(self.path).name} next to it naming 'eos_token'. "
                 f"Create both again with save_gguf_tokenizer()."
-            )
+,
+                code="tokenizer_no_eos_config", params={"path": self.path, "config": config_path(self.path).name})
         bos_name = _token_text(config.get("bos_token"))
         bos = self._tok.token_to_id(bos_name) if bos_name else None
         self.bos_id = bos if config.get("add_bos_token", False) else None
@@ -166,7 +173,8 @@ class JsonBpeTokenizer(Tokenizer):
             raise TokenizerError(
                 f"{side} is not valid JSON ({exc}); delete it and create the tokenizer "
                 f"again with save_gguf_tokenizer()."
-            ) from None
+,
+                code="tokenizer_config_invalid", params={"path": side, "error": str(exc)}) from None
         return config if isinstance(config, dict) else {}
 
     def _encode_text(self, text: str) -> list[int]:

@@ -70,7 +70,8 @@ def _check_supported(path: Path, proto) -> None:
             f"{path} cannot be used with the fast tokenizer: {'; '.join(problems)}. "
             f"The fast tokenizer supports LLaMA2-style SentencePiece models only; "
             f"run without --fast to use SentencePiece itself."
-        )
+,
+            code="fast_tokenizer_unsupported", params={"path": path, "problems": "; ".join(problems)})
 
 
 def build_hf_tokenizer(proto):
@@ -190,7 +191,8 @@ class FastSentencePieceTokenizer(Tokenizer):
             raise TokenizerError(
                 f"{self.path} defines no end-of-sequence token; expected LLaMA2's "
                 f"tokenizer.model (eos '</s>' = 2)."
-            )
+,
+                code="tokenizer_no_eos", params={"path": self.path})
         self.bos_id = bos if 0 <= bos < size else None
         self.eos_id = eos
         self.stop_ids = frozenset({eos})

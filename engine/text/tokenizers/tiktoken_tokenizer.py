@@ -54,14 +54,17 @@ def parse_ranks(path: Path, data: bytes) -> dict[bytes, int]:
                 f"{path} line {lineno} is not '<base64 token> <rank>': the file is not "
                 f"a valid LLaMA3 tokenizer.model (truncated or a different format). "
                 f"download it again."
-            ) from None
+,
+                code="tiktoken_bad_line", params={"path": path, "line": lineno}) from None
     if not ranks:
-        raise TokenizerError(f"{path} has no tokens; download it again.")
+        raise TokenizerError(f"{path} has no tokens; download it again.",
+                             code="tiktoken_no_tokens", params={"path": path})
     if sorted(ranks.values()) != list(range(len(ranks))):
         raise TokenizerError(
             f"{path} has {len(ranks)} tokens but their ranks are not 0..{len(ranks) - 1}: "
             f"the file is damaged; download it again."
-        )
+,
+            code="tiktoken_ranks_damaged", params={"path": path, "tokens": len(ranks), "largest": len(ranks) - 1})
     return ranks
 
 
@@ -105,7 +108,8 @@ class TiktokenTokenizer(Tokenizer):
             raise TokenizerError(
                 f"{self.path} could not be loaded as a LLaMA3 tokenizer ({exc}); "
                 f"download it again."
-            ) from None
+,
+                code="tiktoken_load_failed", params={"path": self.path, "error": str(exc)}) from None
         self.vocab_size = base
         self.vocab_size_with_added = base + len(SPECIAL_TOKENS)
         self.bos_id = self._specials["<|begin_of_text|>"]
