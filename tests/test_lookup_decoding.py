@@ -117,7 +117,9 @@ def test_a_tokens_logits_do_not_depend_on_its_batch(model, fmt, request):
         return ex.decode_batch(seq[start:start + width], start)[row]
 
     alone = logits_in_step(1, 0)
-    for width in (2, 3, 4, 7, 8, 9, 16):    # the tiles are 1, 3 or 4, 6 or 8 tokens wide: each with leftovers
+    # the tiles are 1, 3 or 4, 6 or 8 tokens wide: each with leftovers (fewer for the 2.1M-id vocabulary: slow)
+    widths = (2, 3, 4, 7, 8, 9, 16) if model == "llama2_tiny" else (3, 9, 16)
+    for width in widths:
         for row in sorted({0, width // 2, width - 1}):
             assert np.array_equal(logits_in_step(width, row), alone), (width, row)
     ex.close()
