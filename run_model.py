@@ -48,6 +48,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repetition-penalty", type=float,
                    help="penalise repeated tokens (default 1.1 when sampling, 1.0 with --greedy)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--lookup", choices=("auto", "on", "off"), default="auto",
+                   help="guess the next tokens from the conversation and check them in one step: faster where "
+                        "answers repeat their input, same answers (default auto: only while it pays; with --serve, "
+                        "for requests that do not choose)")
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--max-seq-len", type=int, help="context length to allocate (default: the config's)")
     p.add_argument("--backend", default="auto", metavar="NAME",
@@ -130,7 +134,7 @@ def _settings(args) -> GenerationSettings:
                               repetition_penalty=(args.repetition_penalty if args.repetition_penalty is not None
                                                   else 1.0 if args.greedy else 1.1),
                               seed=args.seed,
-                              stop_strings=tuple(args.stop))
+                              stop_strings=tuple(args.stop), lookup=args.lookup)
 
 
 def _stream(text_only: bool):
@@ -143,7 +147,8 @@ def _stream(text_only: bool):
 def _stats_line(completion) -> str:
     s = completion.stats
     reused = f", {s.cached_tokens} from the cache" if s.cached_tokens else ""
-    return (f"[{s.generated_tokens} tokens, {s.decode_tokens_per_s:.1f} tok/s, first token after "
+    guesses = f", lookup kept {s.accepted_tokens} of {s.drafted_tokens} guesses" if s.drafted_tokens else ""
+    return (f"[{s.generated_tokens} tokens, {s.decode_tokens_per_s:.1f} tok/s{guesses}, first token after "
             f"{s.ttft_s:.2f} s, prompt {s.prompt_tokens} tokens{reused}, {s.prefilled_tokens} computed at "
             f"{s.prefill_tokens_per_s:.1f} tok/s]")
 
@@ -245,7 +250,8 @@ def run_server(args) -> int:
         raise EngineError(f"--max-waiting must be 0 or more, got {args.max_waiting}.")
     api_server.check_address(args.host, args.port, args.api_key)
     api_server.open_listener(args.host, args.port).close()  # a port in use is reported before loading
-    api_server.serve(_load(args), args.host, args.port, args.api_key, max_waiting=args.max_waiting)
+    api_server.serve(_load(args), args.host, args.port, args.api_key, max_waiting=args.max_waiting,
+                     lookup=args.lookup)
     return 0
 
 

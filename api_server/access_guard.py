@@ -41,18 +41,19 @@ class AccessGuard:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
-            refusal = self.refusal(dict(scope["headers"]))
+            refusal = self.refusal(dict(scope["headers"]), key_needed=scope.get("path") != "/health")
             if refusal is not None:
                 await refusal.response()(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    def refusal(self, headers: dict[bytes, bytes]) -> ApiError | None:
+    def refusal(self, headers: dict[bytes, bytes], key_needed: bool = True) -> ApiError | None:
+        """Why a request is refused, or None; a gateway's health check (``/health``) needs no key."""
         host = headers.get(b"host", b"").decode("latin-1")
         if self.loopback_only and host and not is_loopback(_host_name(host)):
             return ApiError(403, f"This server answers requests for this computer only, not for {host!r}.",
                             code="host_not_allowed")
-        if self.api_key is None:
+        if self.api_key is None or not key_needed:
             return None
         scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():

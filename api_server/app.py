@@ -43,9 +43,11 @@ def model_id(engine: ChatEngine) -> str:
 class ApiService:
     """The routes' shared state: the engine, its queue, the limits."""
 
-    def __init__(self, engine: ChatEngine, queue: GenerationQueue, max_body_bytes: int = MAX_BODY_BYTES):
+    def __init__(self, engine: ChatEngine, queue: GenerationQueue, max_body_bytes: int = MAX_BODY_BYTES,
+                 lookup: str = "auto"):
         self.engine = engine
         self.queue = queue
+        self.lookup = lookup                 # for requests that leave the ``lookup`` field out
         if not engine.memory_slots.enabled:
             engine.keep_prompts_in_memory()  # clients take turns: each one's prompt rows wait in RAM
         self.max_body_bytes = max_body_bytes
@@ -56,6 +58,15 @@ class ApiService:
 
     # -- routes -----------------------------------------------------------------
 
+    async def health(self, request: Request) -> JSONResponse:
+        """For load balancers and gateways: 200 with the model while a request would be taken, else 503 (every
+        waiting place taken, or stopping). While the model loads, ``run_model.py --serve`` does not listen yet."""
+        queue = self.queue
+        body = {"status": "ok" if queue.accepting else "busy", "model": self.model, "running": queue.running,
+                "waiting": queue.waiting, "max_waiting": queue.max_waiting}
+        return JSONResponse(body, status_code=200 if queue.accepting else 503,
+                            headers={} if queue.accepting else {"Retry-After": "1"})
+
     async def list_models(self, request: Request) -> JSONResponse:
         return JSONResponse({"object": "list", "data": [self._model_card()]})
 
@@ -64,10 +75,10 @@ class ApiService:
         return JSONResponse(self._model_card())
 
     async def chat_completions(self, request: Request):
-        return await self._generate(request, parse_chat(await self._json_body(request)))
+        return await self._generate(request, parse_chat(await self._json_body(request), self.lookup))
 
     async def completions(self, request: Request):
-        return await self._generate(request, parse_completion(await self._json_body(request)))
+        return await self._generate(request, parse_completion(await self._json_body(request), self.lookup))
 
     # -- steps ------------------------------------------------------------------
 
@@ -263,10 +274,11 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 
 
 def create_app(engine: ChatEngine, queue: GenerationQueue, *, api_key: str | None = None,
-               loopback_only: bool = True, max_body_bytes: int = MAX_BODY_BYTES):
+               loopback_only: bool = True, max_body_bytes: int = MAX_BODY_BYTES, lookup: str = "auto"):
     """The ASGI app: the guard (key, Host) in front of the OpenAI routes. No CORS: browsers' pages get nothing."""
-    service = ApiService(engine, queue, max_body_bytes)
+    service = ApiService(engine, queue, max_body_bytes, lookup)
     routes = [
+        Route("/health", service.health, methods=["GET"]),
         Route("/v1/models", service.list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", service.get_model, methods=["GET"]),
         Route("/v1/chat/completions", service.chat_completions, methods=["POST"]),

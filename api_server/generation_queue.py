@@ -160,6 +160,11 @@ class GenerationQueue:
     def running(self) -> bool:
         return self._running is not None
 
+    @property
+    def accepting(self) -> bool:
+        """Whether a request submitted now would be taken (not refused with 429, nor closed)."""
+        return not self._closed and len(self._waiting) + (self._running is not None) <= self.max_waiting
+
     def submit(self, job: Job) -> None:
         with self._cond:
             if self._closed:

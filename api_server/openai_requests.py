@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine import GenerationError, GenerationSettings
+from engine.generation.lookup import MODES as LOOKUP_MODES
 
 from . import fields
 from .errors import invalid, unsupported
@@ -35,14 +36,15 @@ class GenerationRequest:
     include_usage: bool              # stream_options.include_usage: a last chunk with the token counts
 
 
-def parse_chat(body: dict) -> GenerationRequest:
+def parse_chat(body: dict, lookup: str = "auto") -> GenerationRequest:
+    """``lookup``: the server's choice for requests that do not make their own (``lookup`` field)."""
     _refuse_unsupported(body)
     if fields.boolean(body, "logprobs") or body.get("top_logprobs"):
         raise unsupported("This server does not return log-probabilities: leave 'logprobs' out.", "logprobs")
-    return _request("chat", chat_messages(body.get("messages")), body)
+    return _request("chat", chat_messages(body.get("messages")), body, lookup)
 
 
-def parse_completion(body: dict) -> GenerationRequest:
+def parse_completion(body: dict, lookup: str = "auto") -> GenerationRequest:
     _refuse_unsupported(body)
     if body.get("logprobs"):
         raise unsupported("This server does not return log-probabilities: leave 'logprobs' out.", "logprobs")
@@ -52,7 +54,7 @@ def parse_completion(body: dict) -> GenerationRequest:
         raise unsupported("This server cannot fill in text before a suffix: leave 'suffix' out.", "suffix")
     if (fields.integer(body, "best_of", 1) or 1) > 1:
         raise unsupported("'best_of' can only be 1 here.", "best_of")
-    return _request("text", completion_prompt(body.get("prompt")), body)
+    return _request("text", completion_prompt(body.get("prompt")), body, lookup)
 
 
 def _refuse_unsupported(body: dict) -> None:
@@ -60,12 +62,22 @@ def _refuse_unsupported(body: dict) -> None:
         raise unsupported("This server gives one answer per request: 'n' can only be 1.", "n")
 
 
-def _request(kind: str, prompt, body: dict) -> GenerationRequest:
+def _request(kind: str, prompt, body: dict, lookup: str) -> GenerationRequest:
     stream = fields.boolean(body, "stream")
     options = fields.mapping(body, "stream_options")
     include_usage = stream and fields.boolean(options, "include_usage")
-    return GenerationRequest(kind, prompt, generation_settings(body), fields.text(body, "model"), stream,
+    return GenerationRequest(kind, prompt, generation_settings(body, lookup), fields.text(body, "model"), stream,
                              include_usage)
+
+
+def lookup_mode(body: dict, default: str) -> str:
+    """Our extension ``lookup``: "auto", "on" or "off" (guesses from the conversation checked with each token)."""
+    mode = fields.text(body, "lookup")
+    if mode is None:
+        return default
+    if mode not in LOOKUP_MODES:
+        raise invalid(f"'lookup' must be one of {', '.join(map(repr, LOOKUP_MODES))}, got {mode!r}.", "lookup")
+    return mode
 
 
 def chat_messages(value) -> list[dict]:
@@ -144,7 +156,7 @@ def stop_strings(body: dict) -> tuple[str, ...]:
     return tuple(stops)
 
 
-def generation_settings(body: dict) -> GenerationSettings:
+def generation_settings(body: dict, lookup: str = "auto") -> GenerationSettings:
     max_tokens = fields.integer(body, "max_completion_tokens", 1)
     if max_tokens is None:
         max_tokens = fields.integer(body, "max_tokens", 1)
@@ -165,6 +177,7 @@ def generation_settings(body: dict) -> GenerationSettings:
             repetition_penalty=repetition_penalty(body, greedy),
             seed=None if seed is None or seed < 0 else seed,     # -1: random, as llama.cpp's clients mean it
             max_new_tokens=DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens,
-            stop_strings=stop_strings(body))
+            stop_strings=stop_strings(body),
+            lookup=lookup_mode(body, lookup))
     except GenerationError as exc:
         raise invalid(str(exc)) from None

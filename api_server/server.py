@@ -125,20 +125,23 @@ class ServerHandle:
 
 def start_background(engine: ChatEngine, host: str = "127.0.0.1", port: int = 8080, api_key: str | None = None,
                      *, max_waiting: int = 8, max_body_bytes: int = MAX_BODY_BYTES,
-                     limits: ConnectionLimits = ConnectionLimits()) -> ServerHandle:
+                     limits: ConnectionLimits = ConnectionLimits(), lookup: str = "auto") -> ServerHandle:
     """Serve ``engine`` from a daemon thread; returns once it accepts connections (port 0: any free port).
 
-    It logs through the "api_server" logger and leaves the caller's logging set-up alone.
+    It logs through the "api_server" logger and leaves the caller's logging set-up alone. ``lookup``: lookup
+    decoding for requests that do not choose.
     """
-    return _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config=None, limits=limits)
+    return _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config=None, limits=limits,
+                  lookup=lookup)
 
 
-def _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config, limits) -> ServerHandle:
+def _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config, limits,
+           lookup="auto") -> ServerHandle:
     check_address(host, port, api_key)
     sock = open_listener(host, port)
     queue = GenerationQueue(max_waiting)
     app = BoundedThreads(create_app(engine, queue, api_key=api_key, loopback_only=is_loopback(host),
-                                    max_body_bytes=max_body_bytes))
+                                    max_body_bytes=max_body_bytes, lookup=lookup))
     server = _build(app, log_config, limits)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api-server", daemon=True)
     thread.start()
@@ -175,7 +178,7 @@ def _console_log_config() -> dict:
 
 
 def serve(engine: ChatEngine, host: str = "127.0.0.1", port: int = 8080, api_key: str | None = None,
-          *, max_waiting: int = 8, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+          *, max_waiting: int = 8, max_body_bytes: int = MAX_BODY_BYTES, lookup: str = "auto") -> None:
     """Serve ``engine`` until Ctrl-C (or SIGTERM / Ctrl-Break), then stop cleanly and return.
 
     uvicorn runs on a thread and this (main) thread waits for a signal. MindSpore
@@ -184,7 +187,7 @@ def serve(engine: ChatEngine, host: str = "127.0.0.1", port: int = 8080, api_key
     the same clean stop here, rather than in uvicorn's handlers or a killed process.
     """
     handle = _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config=_console_log_config(),
-                    limits=ConnectionLimits())
+                    limits=ConnectionLimits(), lookup=lookup)
     log.info("Serving %s at %s (OpenAI-compatible%s). Ctrl-C stops.", model_id(engine), handle.url,
              ", API key required" if api_key else "")
     stop = threading.Event()

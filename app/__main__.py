@@ -42,7 +42,7 @@ def _process_age() -> float:
         return float("nan")
 
 
-_LIGHT_ENGINE = ("engine.paths", "engine.errors")
+_LIGHT_ENGINE = ("engine.paths", "engine.errors", "engine.generation", "engine.generation.lookup")
 
 
 def _report_first_paint(window, app) -> None:
@@ -53,7 +53,8 @@ def _report_first_paint(window, app) -> None:
             if event.type() == QEvent.Type.Paint:
                 obj.removeEventFilter(self)
                 import psutil
-                # engine.paths (and the errors the package's __init__ names) are standard library only
+                # engine.paths (and the errors the package's __init__ names), and the lookup modes the settings
+                # check against, are standard library only
                 engine = sorted(m for m in sys.modules if m.startswith("engine.") and m not in _LIGHT_ENGINE)
                 report = {"first_paint_s": round(_process_age(), 3), "rss_bytes": psutil.Process().memory_info().rss,
                           "engine_imported": bool(engine), "numpy_imported": "numpy" in sys.modules,

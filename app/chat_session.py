@@ -24,7 +24,7 @@ from .storage_worker import Storage
 
 TITLE_CHARS = 48
 STAT_KEYS = ("generated_tokens", "tokens_per_s", "ttft_s", "prompt_tokens", "cached_tokens", "prefill_tokens_per_s",
-             "dropped_messages", "context_length")
+             "dropped_messages", "context_length", "drafted_tokens", "accepted_tokens")
 
 
 def new_uid() -> str:

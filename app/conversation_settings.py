@@ -6,7 +6,7 @@ message is shown as is.
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QLabel,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QLabel,
                                QPlainTextEdit, QSpinBox, QVBoxLayout, QWidget)
 
 from .engine_messages import localized
@@ -39,6 +39,12 @@ class GenerationForm(QWidget):
         self.seed = QSpinBox(minimum=-1, maximum=2 ** 31 - 1)
         self.seed.setSpecialValueText(self.tr("Random"))
         self.seed.setToolTip(self.tr("The same seed and settings give the same answer"))
+        self.lookup = QComboBox()
+        self.lookup.addItem(self.tr("Automatic (while it pays)"), "auto")
+        self.lookup.addItem(self.tr("On"), "on")
+        self.lookup.addItem(self.tr("Off"), "off")
+        self.lookup.setToolTip(self.tr("Guesses the next words from the conversation and checks several at once: "
+                                       "faster where an answer repeats its question (code, quotes), same answers"))
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow(self.tr("Temperature"), self.temperature)
@@ -47,6 +53,7 @@ class GenerationForm(QWidget):
         form.addRow(self.tr("Repetition penalty"), self.repetition_penalty)
         form.addRow(self.tr("Maximum answer length (tokens)"), self.max_new_tokens)
         form.addRow(self.tr("Seed"), self.seed)
+        form.addRow(self.tr("Lookup decoding"), self.lookup)
 
     @staticmethod
     def _double(low: float, high: float, step: float, tip: str) -> QDoubleSpinBox:
@@ -61,12 +68,13 @@ class GenerationForm(QWidget):
         self.repetition_penalty.setValue(values["repetition_penalty"])
         self.max_new_tokens.setValue(values["max_new_tokens"])
         self.seed.setValue(-1 if values["seed"] is None else values["seed"])
+        self.lookup.setCurrentIndex(max(self.lookup.findData(values.get("lookup", "auto")), 0))
 
     def values(self) -> dict:
         return {"temperature": round(self.temperature.value(), 4), "top_k": self.top_k.value(),
                 "top_p": round(self.top_p.value(), 4), "repetition_penalty": round(self.repetition_penalty.value(), 4),
                 "max_new_tokens": self.max_new_tokens.value(),
-                "seed": None if self.seed.value() < 0 else self.seed.value()}
+                "seed": None if self.seed.value() < 0 else self.seed.value(), "lookup": self.lookup.currentData()}
 
 
 class ConversationSettingsDialog(QDialog):

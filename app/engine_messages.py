@@ -87,6 +87,7 @@ ZH_CN = {
         "LLaMA2-chat 不允许用户或系统消息中出现 [INST]、[/INST]、<<SYS>> 或 <</SYS>>（它们是提示标记）。请换一种说法。",
     "llama2_roles_alternate": "LLaMA2-chat 要求用户消息和助手消息交替出现，并以用户消息开始。",
     "load_cancelled": "加载已取消。",
+    "lookup_invalid": "lookup 必须是 {modes} 之一，实际是 {value!r}。",
     "max_new_tokens_invalid": "max_new_tokens 必须是 0 或更大的整数，实际是 {value!r}。",
     "message_empty": "消息为空：请先输入一些内容。",
     "message_not_a_mapping": "第 {number} 条消息必须是含 “role” 和 “content” 的映射，实际是 {type}。",

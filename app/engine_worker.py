@@ -186,7 +186,8 @@ class EngineWorker(QObject):
             "text": answer_start + completion.text, "finish_reason": s.finish_reason, "prompt_tokens": s.prompt_tokens,
             "cached_tokens": s.cached_tokens, "generated_tokens": s.generated_tokens, "ttft_s": round(s.ttft_s, 3),
             "tokens_per_s": round(s.decode_tokens_per_s, 2), "prefill_tokens_per_s": round(s.prefill_tokens_per_s, 1),
-            "dropped_messages": completion.dropped_messages, "context_length": self.engine.context_length})
+            "dropped_messages": completion.dropped_messages, "context_length": self.engine.context_length,
+            "drafted_tokens": s.drafted_tokens, "accepted_tokens": s.accepted_tokens})
         if state_file:
             self.engine.flush_states(timeout=STATE_FLUSH_S)   # the answer is shown; now its state is on disk
             self._report_state_size()

@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from engine.generation.lookup import MODES as LOOKUP_MODES
 from engine.paths import SETTINGS_FILE
 
 from .atomic_write import write_text_atomically
@@ -66,6 +67,7 @@ class ChatDefaults:
     repetition_penalty: float = 1.1
     max_new_tokens: int = 512
     seed: int | None = None
+    lookup: str = "auto"                 # lookup decoding: "auto" (while it pays), "on", "off"
 
 
 @dataclass
@@ -140,6 +142,8 @@ def load_preferences(folder: Path) -> Preferences:
         prefs.theme = "system"
     if prefs.language not in LANGUAGES:
         prefs.language = ""
+    if prefs.chat.lookup not in LOOKUP_MODES:
+        prefs.chat.lookup = ChatDefaults.lookup
     return prefs
 
 
@@ -148,7 +152,7 @@ def save_preferences(prefs: Preferences, folder: Path) -> None:
     write_text_atomically(preferences_path(folder), json.dumps(asdict(prefs), ensure_ascii=False, indent=2))
 
 
-GENERATION_FIELDS = ("temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens", "seed")
+GENERATION_FIELDS = ("temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens", "seed", "lookup")
 
 
 def generation_values(defaults: ChatDefaults, overrides: dict) -> dict:

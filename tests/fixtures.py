@@ -54,6 +54,15 @@ def make_executor(backend: str, ckpt, yml, *, max_seq_len=None, weight_format="s
     return get_backend(backend).executor_class()(cfg, source, options)
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def chat_engine(executor, tokenizer=None, template=None, name: str = "test model"):
     """The public ChatEngine around an executor from ``make_executor``: its graphs compile on first use only,
     where ``load_engine`` compiles all of them up front (seconds each), for tests that need one or two."""

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,7 @@ import pytest
 openai = pytest.importorskip("openai")
 import api_server  # noqa: E402
 import run_model  # noqa: E402
-from fixtures import ROOT  # noqa: E402  (also points LLAMA_DESK_HOME at the test cache)
+from fixtures import ROOT, free_port  # noqa: E402  (also points LLAMA_DESK_HOME at the test cache)
 
 QUESTION = "What is the capital of France?"
 ANSWER = "The capital of France is Paris."
@@ -35,12 +37,6 @@ LOAD_PROMPTS = {"The capital of France is": " Paris", "The capital of Germany is
                 "The capital of Japan is": " Tokyo"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def client(url: str, key: str = "unused", timeout: float = 120) -> "openai.OpenAI":
     return openai.OpenAI(base_url=url, api_key=key, max_retries=0, timeout=timeout)
 
@@ -48,6 +44,12 @@ def client(url: str, key: str = "unused", timeout: float = 120) -> "openai.OpenA
 def ask(c, content=QUESTION, max_tokens=12, **kw):
     return c.chat.completions.create(model=kw.pop("model", "SmolLM2-135M-Instruct"), temperature=0,
                                      max_tokens=max_tokens, messages=[{"role": "user", "content": content}], **kw)
+
+
+def health(url: str) -> tuple[int, dict]:
+    """(status, JSON body) of ``GET /health`` (outside /v1, without any key: what a gateway's check sends)."""
+    with urllib.request.urlopen(url.removesuffix("/v1") + "/health", timeout=30) as response:
+        return response.status, json.loads(response.read())
 
 
 def raw_post(url: str, path: str, body: bytes, headers: dict | None = None) -> tuple[int, dict, dict]:
@@ -153,6 +155,20 @@ def test_raw_completion_continues_text(server):
     assert result.object == "text_completion"
     assert result.choices[0].text == " Paris" and result.choices[0].finish_reason == "length"
     assert result.usage.completion_tokens == 1
+
+
+def test_lookup_decoding_gives_the_same_answers(server):
+    """The ``lookup`` request field (our extension; the openai client sends it in ``extra_body``)."""
+    quote = ("Quote the following sentence exactly, then say who built it.\n\nThe Great Wall of China is a series "
+             "of fortifications built across the historical northern borders of ancient Chinese states.")
+    c = client(server.url)
+    off = ask(c, quote, max_tokens=40, extra_body={"lookup": "off"}).choices[0].message.content
+    assert ask(c, quote, max_tokens=40, extra_body={"lookup": "on"}).choices[0].message.content == off
+    chunks = ask(c, quote, max_tokens=40, stream=True, extra_body={"lookup": "on"})
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == off
+    status, _, answer = raw_post(server.url, "/chat/completions", json.dumps(
+        {"messages": [{"role": "user", "content": quote}], "lookup": "maybe"}).encode())
+    assert status == 400 and answer["error"]["param"] == "lookup" and "'auto', 'on', 'off'" in answer["error"]["message"]
 
 
 def test_stop_string_and_length_finish(server):
@@ -289,10 +305,15 @@ def test_full_queue_answers_429_with_retry_after(engine):
             assert handle.queue.waiting == n
 
         wait_for(0)                               # the first job is running
+        assert health(handle.url) == (200, {"status": "ok", "model": "SmolLM2-135M-Instruct", "running": True,
+                                            "waiting": 0, "max_waiting": 1})
         waiting: dict = {}
         waiter = threading.Thread(target=lambda: waiting.update(r=ask(client(handle.url), max_tokens=1)))
         waiter.start()
         wait_for(1)
+        with pytest.raises(urllib.error.HTTPError) as full:  # a gateway sends the next request elsewhere
+            health(handle.url)
+        assert full.value.code == 503 and json.loads(full.value.read())["status"] == "busy"
         with pytest.raises(openai.RateLimitError) as refused:
             ask(c, max_tokens=1)
         assert refused.value.status_code == 429
@@ -301,6 +322,7 @@ def test_full_queue_answers_429_with_retry_after(engine):
         running.close()
         waiter.join(60)
         assert waiting["r"].choices[0].message.content == "The"
+        assert health(handle.url)[0] == 200
 
 
 # -- refusals -------------------------------------------------------------------
@@ -355,6 +377,7 @@ def test_api_key_is_required_when_set(engine):
             assert_openai_error(body, code=code)
         with pytest.raises(openai.AuthenticationError):
             client(handle.url, "wrong-key").models.list()
+        assert health(handle.url)[0] == 200          # a gateway's health check has no key
         assert [m.id for m in client(handle.url, "s3cret-key").models.list().data] == ["SmolLM2-135M-Instruct"]
         answer = client(handle.url, "s3cret-key").completions.create(
             model="SmolLM2-135M-Instruct", prompt="The capital of France is", max_tokens=1, temperature=0)

@@ -147,3 +147,13 @@ def test_on_windows_no_other_program_can_bind_the_servers_port():
         intruder.close()
     finally:
         listener.close()
+
+
+def test_lookup_field_and_the_servers_default():
+    assert parse_chat({"messages": USER}).settings.lookup == "auto"
+    assert parse_chat({"messages": USER}, lookup="off").settings.lookup == "off"      # the server's --lookup
+    assert parse_chat({"messages": USER, "lookup": "on"}, lookup="off").settings.lookup == "on"
+    assert parse_completion({"prompt": "x", "lookup": "off"}).settings.lookup == "off"
+    for bad in ("sometimes", 1, True):
+        error = refused(parse_chat, {"messages": USER, "lookup": bad})
+        assert error.param == "lookup"

@@ -251,6 +251,29 @@ def test_the_local_api_server_can_require_a_key(qtbot, app_qt, monkeypatch):
         assert host.shutdown(60_000)
 
 
+def test_lookup_decoding_is_a_setting_of_answers(qtbot, open_window, home):
+    """Settings > Answers > Lookup decoding: saved, and the next answer checks guesses (or not); same answer."""
+    from app.settings_dialog import SettingsDialog
+
+    quote = ("Repeat this sentence exactly: The Great Wall of China is a series of fortifications built across the "
+             "historical northern borders of ancient Chinese states.")
+    window = open_window(quick_prefs(max_new_tokens=30))
+    answers = {}
+    for mode in ("on", "off"):
+        dialog = SettingsDialog(window.prefs, window, page="answers")
+        qtbot.addWidget(dialog)
+        assert dialog.generation.lookup.currentData() == ("auto" if mode == "on" else "on")
+        dialog.generation.lookup.setCurrentIndex(dialog.generation.lookup.findData(mode))
+        window.apply_prefs(dialog.result_prefs())
+        assert json.loads((home / "settings.json").read_text(encoding="utf-8"))["chat"]["lookup"] == mode
+        window.session_new()
+        send(qtbot, window, quote)
+        card = window.messages.cards[-1]
+        answers[mode] = card.body.source_text
+        assert (card.message.stats["accepted_tokens"] > 0) == (mode == "on")
+    assert answers["on"] == answers["off"]
+
+
 def test_conversation_settings_change_the_next_answer(qtbot, open_window, home):
     from app.conversation_settings import ConversationSettingsDialog
 

@@ -374,6 +374,22 @@
         <translation>相同的种子和设置会得到相同的回答</translation>
     </message>
     <message>
+        <source>Automatic (while it pays)</source>
+        <translation>自动（有加速时才用）</translation>
+    </message>
+    <message>
+        <source>On</source>
+        <translation>开启</translation>
+    </message>
+    <message>
+        <source>Off</source>
+        <translation>关闭</translation>
+    </message>
+    <message>
+        <source>Guesses the next words from the conversation and checks several at once: faster where an answer repeats its question (code, quotes), same answers</source>
+        <translation>从对话中猜测接下来的词，并一次核对多个：回答重复提问内容时（代码、引文）更快，回答完全不变</translation>
+    </message>
+    <message>
         <source>Temperature</source>
         <translation>温度</translation>
     </message>
@@ -396,6 +412,10 @@
     <message>
         <source>Seed</source>
         <translation>随机种子</translation>
+    </message>
+    <message>
+        <source>Lookup decoding</source>
+        <translation>查找解码（加速）</translation>
     </message>
 </context>
 <context>

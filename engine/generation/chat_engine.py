@@ -28,6 +28,8 @@ from engine.text.chat_template import ChatTemplate, Message, check_messages
 
 from .context_policy import first_kept_exchange
 from .kv_cache import KVCacheState
+from .lookup import MODES as LOOKUP_MODES
+from .lookup import LookupDrafter, StepCost
 from .loop import Completion, PrefillCallback, TokenCallback, generate
 from .prompt_cache import PromptStateFile, StateLayout
 from .prompt_reuse import MemorySlots, StateOnDisk
@@ -41,6 +43,7 @@ class GenerationSettings(SamplingSettings):
 
     max_new_tokens: int = 512
     stop_strings: tuple[str, ...] = ()
+    lookup: str = "auto"             # guesses from the conversation checked alongside each token (``lookup``)
 
     def __post_init__(self):
         super().__post_init__()
@@ -51,6 +54,9 @@ class GenerationSettings(SamplingSettings):
         if isinstance(self.stop_strings, str) or not all(isinstance(t, str) for t in self.stop_strings):
             raise GenerationError("stop_strings must be a list of texts.",
                                   code="stop_strings_invalid")
+        if self.lookup not in LOOKUP_MODES:
+            raise GenerationError(f"lookup must be one of {', '.join(LOOKUP_MODES)}, got {self.lookup!r}.",
+                                  code="lookup_invalid", params={"value": self.lookup, "modes": ", ".join(LOOKUP_MODES)})
 
     def sampling(self) -> SamplingSettings:
         return SamplingSettings(**{f.name: getattr(self, f.name) for f in fields(SamplingSettings)})
@@ -112,6 +118,7 @@ class ChatEngine:
         self.context_shift = True            # move kept turns' rows when old turns are dropped (else recompute)
         self.memory_slots = MemorySlots()    # off until a front end (the API server) turns it on
         self._writer = StateWriter()
+        self.step_cost = StepCost()          # lookup's measure of wider decode steps on this model and machine
         stop = {self.config.eos_token_id}
         if tokenizer is not None:
             stop |= set(tokenizer.stop_ids)
@@ -159,7 +166,8 @@ class ChatEngine:
                 self.executor, prompt_ids, max_new_tokens=settings.max_new_tokens, sampling=settings.sampling(),
                 stop_ids=self.stop_ids if stop_ids is None else stop_ids, stop_strings=settings.stop_strings,
                 tokenizer=self.tokenizer, on_token=on_token, cancel=cancel, cache=self._cache, sources=sources,
-                on_prefill=on_prefill, context_shift=self.context_shift)
+                on_prefill=on_prefill, context_shift=self.context_shift,
+                lookup=LookupDrafter(settings.lookup, self.step_cost) if settings.lookup != "off" else None)
             if state is not None:
                 save_cache(self.executor, self._cache.valid_prefix(), state, self._writer, state_budget)
             return completion

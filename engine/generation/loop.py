@@ -2,7 +2,8 @@
 
 ``generate`` prefills the prompt (reusing whatever prefix the executor's cache
 already holds, when the executor supports that), then decodes one token at a
-time, calling ``on_token`` with the id and the text it adds. It stops on a stop
+time (or, with ``lookup``, the chosen token plus guesses checked in the same step),
+calling ``on_token`` with the id and the text it adds. It stops on a stop
 id (eos/eot), a stop string, ``max_new_tokens``, the end of the context, or
 when ``cancel`` is set from another thread (also during a long prefill); the
 stats say which and how fast. Logits that are not finite stop it with a
@@ -24,6 +25,7 @@ from engine.memory import peak_rss_bytes
 from engine.text.detokenizer import IncrementalDecoder, StopStringFilter
 
 from .kv_cache import KVCacheState
+from .lookup import LookupDrafter
 from .prompt_reuse import fill_cache
 from .sampling import Sampler, SamplingSettings
 
@@ -43,8 +45,11 @@ class GenerationStats:
     ttft_s: float = 0.0
     prefill_s: float = 0.0      # computing the prompt
     reuse_s: float = 0.0        # reading back a saved state, or moving cached rows, before that
-    decode_calls: int = 0       # one-token forward passes after the prefill
+    decode_calls: int = 0       # forward passes after the prefill (one token, or one with lookup's guesses)
     decode_s: float = 0.0       # time spent in exactly those calls
+    decode_tokens: int = 0      # tokens those passes computed that the answer kept (guesses not chosen do not count)
+    drafted_tokens: int = 0     # lookup: guesses sent along with a chosen token
+    accepted_tokens: int = 0    # of those, the ones the sampler chose
     finish_reason: str = ""     # "stop", "stop_string", "length", "context", "cancelled"
     peak_rss_bytes: int = 0
 
@@ -54,7 +59,7 @@ class GenerationStats:
 
     @property
     def decode_tokens_per_s(self) -> float:
-        return self.decode_calls / self.decode_s if self.decode_calls and self.decode_s > 0 else 0.0
+        return self.decode_tokens / self.decode_s if self.decode_tokens and self.decode_s > 0 else 0.0
 
     def as_dict(self) -> dict:
         return {"prompt_tokens": self.prompt_tokens, "prefilled_tokens": self.prefilled_tokens,
@@ -63,6 +68,7 @@ class GenerationStats:
                 "generated_tokens": self.generated_tokens, "ttft_s": round(self.ttft_s, 4),
                 "prefill_tokens_per_s": round(self.prefill_tokens_per_s, 2),
                 "decode_tokens_per_s": round(self.decode_tokens_per_s, 2), "decode_calls": self.decode_calls,
+                "drafted_tokens": self.drafted_tokens, "accepted_tokens": self.accepted_tokens,
                 "finish_reason": self.finish_reason, "peak_rss_bytes": self.peak_rss_bytes}
 
 
@@ -135,10 +141,12 @@ def generate(executor: Executor, prompt_ids: Sequence[int], *, max_new_tokens: i
              sampling: SamplingSettings = SamplingSettings(), stop_ids: Sequence[int] = (),
              stop_strings: Sequence[str] = (), tokenizer=None, on_token: TokenCallback | None = None,
              cancel: threading.Event | None = None, cache: KVCacheState | None = None, sources: Sequence = (),
-             on_prefill: PrefillCallback | None = None, context_shift: bool = True) -> Completion:
+             on_prefill: PrefillCallback | None = None, context_shift: bool = True,
+             lookup: LookupDrafter | None = None) -> Completion:
     """Answer ``prompt_ids``; ``sources`` may supply cached rows (``prompt_reuse``), ``on_prefill(done, total,
     restored)`` hears how far the prompt's computation is (and how much a saved state spared), ``context_shift``
-    allows moving cached rows (``kv_cache``)."""
+    allows moving cached rows (``kv_cache``), ``lookup`` sends guesses from the conversation along with each
+    token (``lookup``)."""
     prompt = [int(i) for i in prompt_ids]
     _check_prompt(prompt, executor)
     cache = cache or KVCacheState()
@@ -160,40 +168,70 @@ def generate(executor: Executor, prompt_ids: Sequence[int], *, max_new_tokens: i
 
     start = time.perf_counter()
     logits = _prefill(executor, prompt, cache, cancel, stats, sources, on_prefill, context_shift)
-    pos = len(prompt)
-    while logits is not None:
-        if cancel is not None and cancel.is_set():
-            break
-        logits = logits[:limit]
-        _check_finite(logits, stats.generated_tokens)
-        token = sampler(logits)
-        if stats.generated_tokens == 0:
-            stats.ttft_s = time.perf_counter() - start
-        if token in stops:
-            stats.finish_reason = "stop"
-            break
-        result.output_ids.append(token)
-        sampler.remember([token])
-        stats.generated_tokens += 1
-        text = stop_filter.push(decoder.push(token)) if decoder else ""
-        pieces.append(text)
-        if on_token:
-            on_token(token, text)
-        if stop_filter.stopped:
-            stats.finish_reason = "stop_string"
-            break
-        if stats.generated_tokens >= max_new_tokens:
-            stats.finish_reason = "length"
+    drafter = lookup if lookup is not None and lookup.mode != "off" else None
+    if drafter is not None:
+        drafter.begin(prompt)
+    # One step feeds ``fed`` (the last token chosen, then any guesses) at ``pos`` and gives a row of logits per
+    # fed token; a guess's row counts only if the sampler chose that guess from the row before it.
+    rows, fed, guesses, guess, pos = [logits] if logits is not None else [], [], [], [], len(prompt)
+    while len(rows):
+        chosen: list[int] = []
+        for row in rows:
+            confirmed = len(chosen) + 1   # fed tokens whose rows hold: the first, and each guess chosen so far
+            if cancel is not None and cancel.is_set():
+                break
+            row = row[:limit]
+            _check_finite(row, stats.generated_tokens)
+            token = sampler(row)
+            if stats.generated_tokens == 0:
+                stats.ttft_s = time.perf_counter() - start
+            chosen.append(token)
+            if token in stops:
+                stats.finish_reason = "stop"
+                break
+            result.output_ids.append(token)
+            sampler.remember([token])
+            stats.generated_tokens += 1
+            text = stop_filter.push(decoder.push(token)) if decoder else ""
+            pieces.append(text)
+            if on_token:
+                on_token(token, text)
+            if stop_filter.stopped:
+                stats.finish_reason = "stop_string"
+                break
+            if stats.generated_tokens >= max_new_tokens:
+                stats.finish_reason = "length"
+                break
+            if len(chosen) > len(guesses) or guesses[len(chosen) - 1] != token:
+                break                     # the rows after a guess not chosen depend on it: never used
+        if fed:
+            cache.written(pos, fed[:confirmed])   # rows of guesses not chosen are never trusted
+            stats.decode_tokens += confirmed
+            pos += confirmed
+        if drafter is not None:
+            drafter.check(guess, len(guesses), chosen)
+        if stats.finish_reason or (cancel is not None and cancel.is_set()):
             break
         if pos >= executor.max_seq_len:
             stats.finish_reason = "context"
             break
+        token, guesses, guess = chosen[-1], [], []
+        if drafter is not None:
+            for t in chosen:
+                drafter.seen(t)
+            # a guess needs room in the context, and is worth nothing past the answer's length
+            room = min(executor.max_seq_len - pos - 1, max_new_tokens - stats.generated_tokens - 1)
+            guesses, guess = drafter.draft(room)
+        fed = [token] + guesses
         step = time.perf_counter()
-        logits = executor.decode(token, pos)
-        stats.decode_s += time.perf_counter() - step
+        rows = executor.decode_batch(fed, pos) if guesses else [executor.decode(token, pos)]
+        seconds = time.perf_counter() - step
+        stats.decode_s += seconds
         stats.decode_calls += 1
-        cache.ids.append(token)
-        pos += 1
+        if drafter is not None:
+            drafter.cost.record(len(fed), seconds)
+    if drafter is not None:
+        stats.drafted_tokens, stats.accepted_tokens = drafter.drafted, drafter.accepted
     if not stats.finish_reason:
         stats.finish_reason = "cancelled"
     if decoder and not stop_filter.stopped:
