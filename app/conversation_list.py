@@ -9,9 +9,10 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QIcon, QKeySequence, QPainter, QPixmap
 from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QLineEdit, QListWidget, QListWidgetItem, QMenu,
-                               QMessageBox, QPushButton, QToolButton, QVBoxLayout, QWidget)
+                               QMessageBox, QPushButton, QVBoxLayout, QWidget)
 
 from .storage import Conversation
+from .theme import tool_button
 
 UID_ROLE = Qt.ItemDataRole.UserRole
 BUSY_COLOUR = "#2ecc71"                   # a green dot: seen on the light, dark and selected backgrounds
@@ -71,11 +72,11 @@ class ConversationList(QWidget):
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._menu)
         self.list.currentItemChanged.connect(self._current_changed)
-        self.rename_button = self._action_button(self.tr("Rename…"), self.tr("Rename this conversation (F2)"),
+        self.rename_button = tool_button(self, self.tr("Rename…"), self.tr("Rename this conversation (F2)"),
                                                  self._rename_current)
-        self.export_button = self._action_button(self.tr("Export…"), self.tr("Save this conversation as Markdown "
+        self.export_button = tool_button(self, self.tr("Export…"), self.tr("Save this conversation as Markdown "
                                                                              "or JSON"), self._export_current)
-        self.delete_button = self._action_button(self.tr("Delete…"), self.tr("Delete this conversation (Del)"),
+        self.delete_button = tool_button(self, self.tr("Delete…"), self.tr("Delete this conversation (Del)"),
                                                  self._delete_current)
         actions = QHBoxLayout()
         for button in (self.rename_button, self.export_button, self.delete_button):
@@ -95,14 +96,6 @@ class ConversationList(QWidget):
         self._menu_uid: str | None = None
         self._busy: str | None = None       # the conversation whose answer is being written
         self._enable_actions()
-
-    def _action_button(self, text: str, tip: str, slot) -> QToolButton:
-        button = QToolButton(self)
-        button.setText(text)
-        button.setToolTip(tip)
-        button.setAutoRaise(True)
-        button.clicked.connect(slot)
-        return button
 
     def _enable_actions(self) -> None:
         for button in (self.rename_button, self.export_button, self.delete_button):

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from PySide6.QtCore import QCoreApplication, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QScrollArea, QToolButton,
+from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QScrollArea,
                                QVBoxLayout, QWidget)
 
 from .markdown_view import MarkdownView
 from .storage import Message
+from .theme import tool_button
 
 
 def can_continue(message: Message) -> bool:
@@ -74,13 +75,13 @@ class MessageCard(QFrame):
         self.speaker = QLabel(f"<b>{speaker}</b>")
         header.addWidget(self.speaker)
         header.addStretch(1)
-        self.copy_button = self._tool(self.tr("Copy"), self.tr("Copy this message"), self._copy)
-        self.edit_button = self._tool(self.tr("Edit"), self.tr("Edit this question and answer it again"),
+        self.copy_button = tool_button(self, self.tr("Copy"), self.tr("Copy this message"), self._copy)
+        self.edit_button = tool_button(self, self.tr("Edit"), self.tr("Edit this question and answer it again"),
                                       self._start_edit)
-        self.regenerate_button = self._tool(self.tr("Regenerate"), self.tr("Write this answer again"),
+        self.regenerate_button = tool_button(self, self.tr("Regenerate"), self.tr("Write this answer again"),
                                             self.regenerate)
-        self.continue_button = self._tool(self.tr("Continue"), self.tr("Go on writing this answer where it stopped"),
-                                          self.continueRequested)
+        self.continue_button = tool_button(self, self.tr("Continue"),
+                                           self.tr("Go on writing this answer where it stopped"), self.continueRequested)
         for button in (self.edit_button, self.copy_button, self.continue_button, self.regenerate_button):
             header.addWidget(button)
         self.edit_button.setVisible(message.role == "user")
@@ -112,24 +113,16 @@ class MessageCard(QFrame):
         self.footer.setWordWrap(True)
         bottom = QHBoxLayout()
         bottom.setSpacing(2)
-        self.previous_version = self._tool("‹", self.tr("The version before"), self._show_previous)
+        self.previous_version = tool_button(self, "‹", self.tr("The version before"), self._show_previous)
         self.version = QLabel()
         self.version.setObjectName("dimNote")
-        self.next_version = self._tool("›", self.tr("The version after"), self._show_next)
+        self.next_version = tool_button(self, "›", self.tr("The version after"), self._show_next)
         for widget in (self.previous_version, self.version, self.next_version):
             bottom.addWidget(widget)
         bottom.addWidget(self.footer, 1)
         layout.addLayout(bottom)
         self.body.set_text(message.content)
         self.refresh_footer()
-
-    def _tool(self, text: str, tip: str, slot) -> QToolButton:
-        button = QToolButton(self)
-        button.setText(text)
-        button.setToolTip(tip)
-        button.setAutoRaise(True)
-        button.clicked.connect(slot)
-        return button
 
     def append_text(self, text: str) -> None:
         self.message.content += text

@@ -11,7 +11,7 @@ import sys
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont, QFontDatabase, QGuiApplication, QPalette
-from PySide6.QtWidgets import QApplication, QStyleFactory
+from PySide6.QtWidgets import QApplication, QStyleFactory, QToolButton, QWidget
 
 CJK_FONTS = {
     "win32": ["Microsoft YaHei UI", "Microsoft YaHei", "SimSun"],
@@ -97,6 +97,17 @@ def style_sheet(c: dict) -> str:
     QPlainTextEdit, QLineEdit {{ border: 1px solid {c['border']}; border-radius: 6px; padding: 4px;
                                   background: {c['base']}; }}
     """
+
+
+def tool_button(parent: QWidget, text: str, tip: str, slot) -> QToolButton:
+    """A flat text button that shows its frame only under the pointer: the actions on messages and chats.
+    ``slot`` must be a bound method (a lambda holding a widget breaks the exit teardown)."""
+    button = QToolButton(parent)
+    button.setText(text)
+    button.setToolTip(tip)
+    button.setAutoRaise(True)
+    button.clicked.connect(slot)
+    return button
 
 
 def show_problem(label, problem: bool) -> None:

@@ -197,3 +197,22 @@ def _share_folder(source: Path, target: Path) -> None:
 def run_app(home: Path, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
     return subprocess.run(app_command(*args), env=app_env(home), cwd=ROOT, capture_output=True, text=True,
                           encoding="utf-8", timeout=timeout)
+
+
+def press_on_next_message_box(button, seen: list | None = None) -> list[str]:
+    """Press ``button`` (Yes/No...) on the next message box once it shows; its text is appended to ``seen``
+    (a new list unless one is given), which is returned."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    seen = [] if seen is None else seen
+
+    def press() -> None:
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            QTimer.singleShot(30, press)
+            return
+        seen.append(box.text())
+        box.button(button).click()
+    QTimer.singleShot(30, press)
+    return seen

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Slot
+from PySide6.QtCore import QObject, Qt, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QTextCursor
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.storage import ChatStore, Message
+from app_fixtures import press_on_next_message_box
 
 POEM = "Roses are red,\nViolets are blue,\nSugar is sweet,\nAnd so are you."
 
@@ -67,21 +68,6 @@ def _click_link(qtbot, view, text: str) -> None:
     raise AssertionError(f"no link {text!r}")
 
 
-def _answer_dialog(answer) -> list[str]:
-    """Read the next confirmation dialog's text and press ``answer`` (Yes/No) once it shows."""
-    seen = []
-
-    def press() -> None:
-        box = QApplication.activeModalWidget()
-        if not isinstance(box, QMessageBox):
-            QTimer.singleShot(30, press)
-            return
-        seen.append(box.text())
-        box.button(answer).click()
-    QTimer.singleShot(30, press)
-    return seen
-
-
 def test_links_in_answers_open_only_for_the_web_and_mail_after_showing_the_address(qtbot, open_window, home):
     address = "https://example.com/a/very/long/path?query=1&next=%2Fhome"
     answer = (f"[web]({address}) [mail](mailto:someone@example.com) [file](file:///etc/hostname) "
@@ -95,14 +81,14 @@ def test_links_in_answers_open_only_for_the_web_and_mail_after_showing_the_addre
     for scheme in ("https", "http", "mailto", "file", "search-ms"):
         QDesktopServices.setUrlHandler(scheme, catcher, "open")
     try:
-        seen = _answer_dialog(QMessageBox.StandardButton.No)
+        seen = press_on_next_message_box(QMessageBox.StandardButton.No)
         _click_link(qtbot, view, "web")
         qtbot.waitUntil(lambda: bool(seen), timeout=5000)
         assert address in seen[0] and catcher.opened == []              # refused: nothing opened
-        seen = _answer_dialog(QMessageBox.StandardButton.Yes)
+        seen = press_on_next_message_box(QMessageBox.StandardButton.Yes)
         _click_link(qtbot, view, "web")
         qtbot.waitUntil(lambda: catcher.opened == [address], timeout=5000)
-        seen = _answer_dialog(QMessageBox.StandardButton.Yes)
+        seen = press_on_next_message_box(QMessageBox.StandardButton.Yes)
         _click_link(qtbot, view, "mail")
         qtbot.waitUntil(lambda: catcher.opened[-1:] == ["mailto:someone@example.com"], timeout=5000)
         for text in ("file", "search", "relative"):                     # never opened, never loaded here

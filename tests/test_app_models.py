@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from app_fixtures import quick_prefs
+from app_fixtures import press_on_next_message_box, quick_prefs
 from download_server import Behaviour, DownloadServer, payload
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
 
-from app.model_catalog import choice_to_run, download_check, free_disk_bytes, manifest_entry, total_ram_bytes
+from app.model_catalog import choice_to_run, download_check, free_disk_bytes, total_ram_bytes
 from app.preferences import ModelChoice, Preferences
 
 GB = 10 ** 9
@@ -33,18 +33,6 @@ def models_folder(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     return folder
-
-
-def _press(button, seen: list) -> None:
-    """Press ``button`` on the next message box, once it shows, and keep its text in ``seen``."""
-    def press() -> None:
-        box = QApplication.activeModalWidget()
-        if not isinstance(box, QMessageBox):
-            QTimer.singleShot(30, press)
-            return
-        seen.append(box.text())
-        box.button(button).click()
-    QTimer.singleShot(30, press)
 
 
 def _gb_before(text: str, words: str) -> float:
@@ -128,7 +116,7 @@ def test_a_model_too_large_for_this_pcs_memory_asks_before_downloading(qtbot, ap
         dialog.ram = 4 * GB                                      # a 4 GB netbook
         dialog.table.selectRow(_row(dialog, "llama3-hf"))
         seen = []
-        _press(QMessageBox.StandardButton.No, seen)
+        press_on_next_message_box(QMessageBox.StandardButton.No, seen)
         dialog.download_button.click()
         assert "even with 4-bit weights, and this PC has 4.0 GB" in seen[0]
         assert not dialog.downloads.running and behaviour.requests == []
@@ -163,10 +151,10 @@ def test_remove_says_how_much_and_deletes_only_the_models_own_files(qtbot, app_q
     dialog.table.selectRow(_row(dialog, "llama3-hf"))
     assert _cells(dialog, "llama3-hf")[3] == "3.0 MB" and dialog.use_button.isEnabled()
     seen = []
-    _press(QMessageBox.StandardButton.No, seen)
+    press_on_next_message_box(QMessageBox.StandardButton.No, seen)
     dialog.remove_button.click()
     assert "(3.0 MB)" in seen[0] and (folder / "model.safetensors").exists()
-    _press(QMessageBox.StandardButton.Yes, seen)
+    press_on_next_message_box(QMessageBox.StandardButton.Yes, seen)
     dialog.remove_button.click()
     assert sorted(p.name for p in folder.iterdir()) == ["my notes.txt"]
     assert not dialog.entries[_row(dialog, "llama3-hf")].complete
