@@ -21,11 +21,11 @@ from .theme import show_problem
 class FirstRunDialog(QDialog):
     chosen = Signal(object)               # the ModelChoice to load (the built-in one means: keep it)
 
-    def __init__(self, choice: ModelChoice, parent=None):
+    def __init__(self, choice: ModelChoice, parent=None, downloads=None):
         super().__init__(parent)
         self.setWindowTitle(self.tr("Welcome to llama-desk"))
         self.resize(760, 640)
-        self.form = ModelSetupForm(choice, self)
+        self.form = ModelSetupForm(choice, self, downloads)  # the app's download: goes on when this closes
         self.intro = QLabel(self.intro_text())
         self.intro.setWordWrap(True)
         buttons = QDialogButtonBox()

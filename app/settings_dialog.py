@@ -21,14 +21,15 @@ def api_server_available() -> bool:
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, prefs: Preferences, parent=None, page: str = "general", api_address: str = ""):
+    def __init__(self, prefs: Preferences, parent=None, page: str = "general", api_address: str = "",
+                 downloads=None):
         super().__init__(parent)
         self.prefs = copy.deepcopy(prefs)
         self.setWindowTitle(self.tr("Settings"))
         self.resize(720, 560)
         self.tabs = QTabWidget(self)
         self.tabs.addTab(self._general(api_address), self.tr("General"))
-        self.model = ModelSetupForm(self.prefs.model)
+        self.model = ModelSetupForm(self.prefs.model, downloads=downloads)  # the app's download goes on
         self.tabs.addTab(self.model, self.tr("Model"))
         self.tabs.addTab(self._answers(), self.tr("Answers"))
         self.tabs.setCurrentIndex({"general": 0, "model": 1, "answers": 2}.get(page, 0))

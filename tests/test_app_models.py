@@ -298,3 +298,80 @@ def test_each_models_kind_comes_from_the_download_manifest_and_says_what_a_base_
     [item] = [i for i in range(picker.count()) if picker.itemText(i).startswith("LLaMA2-7B")]
     assert picker.itemText(item) == "LLaMA2-7B · base"
     assert "not a chat assistant" in picker.itemData(item, Qt.ItemDataRole.ToolTipRole)
+
+
+def _on_next_dialog(qtbot, kind, act) -> None:
+    """Run ``act(dialog)`` once a modal ``kind`` dialog shows (the window's ``exec``), then close it."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    def look() -> None:
+        dialog = QApplication.activeModalWidget()
+        if not isinstance(dialog, kind):
+            QTimer.singleShot(30, look)
+            return
+        try:
+            act(dialog)
+        finally:
+            dialog.reject()
+    QTimer.singleShot(30, look)
+
+
+def test_a_download_goes_on_when_the_models_page_closes_and_quitting_asks_then_pauses_it(
+        qtbot, open_window, home, tmp_path, models_folder):
+    """As in LM Studio: the status bar shows the download, reopening the page shows it, quitting asks; the
+    download paused by quitting resumes where it stopped (real downloader, real HTTP on 127.0.0.1)."""
+    from app.downloads import Downloads
+    from app.models_page import ModelsDialog
+
+    data = payload(1_600_000)
+    behaviour = Behaviour(files={"/model.safetensors": data}, bytes_per_s=320_000)   # ~5 s in all
+    with DownloadServer(behaviour) as url:
+        window = open_window()
+        window.manifest = _manifest(tmp_path, url, {"model.safetensors": len(data)})
+        downloads, part = window.downloads, models_folder / "llama3-hf" / "model.safetensors.part"
+
+        def start(dialog) -> None:
+            dialog.table.selectRow(_row(dialog, "llama3-hf"))
+            dialog.download_button.click()
+            qtbot.waitUntil(lambda: "of 1.6 MB" in dialog.downloads.detail.text(), timeout=20_000)
+            assert "It goes on when this window is closed" in dialog.downloads.title.text()
+        _on_next_dialog(qtbot, ModelsDialog, start)
+        window.open_models()
+        assert downloads.running                                    # the dialog is closed: still downloading
+        bar = window.status.download
+        qtbot.waitUntil(lambda: bar.isVisible() and "%" in bar.text(), timeout=10_000)
+        assert bar.text().startswith("Downloading LLaMA3-8B-Instruct: ")
+        received = downloads.last_event.done_bytes
+        qtbot.waitUntil(lambda: downloads.last_event.done_bytes > received, timeout=10_000)
+
+        def reopened(dialog) -> None:
+            panel = dialog.downloads
+            assert panel.isVisible() and panel.pause_button.isEnabled() and not dialog.download_button.isEnabled()
+            assert "LLaMA3-8B-Instruct" in panel.title.text() and "model.safetensors:" in panel.detail.text()
+            panel.pause_button.click()
+            assert panel.pause_button.text() == "Resume"
+            qtbot.waitUntil(lambda: "paused" in panel.detail.text(), timeout=10_000)
+        _on_next_dialog(qtbot, ModelsDialog, reopened)
+        window.open_models()
+        qtbot.waitUntil(lambda: "download paused at" in bar.text(), timeout=10_000)
+        downloads.toggle_pause()                                    # going on again
+        qtbot.waitUntil(lambda: bar.text().startswith("Downloading"), timeout=10_000)
+
+        seen = press_on_next_message_box(QMessageBox.StandardButton.No)     # "Keep running"
+        window.close()
+        assert "LLaMA3-8B-Instruct is still downloading" in seen[0]
+        assert window.isVisible() and downloads.receiving
+        press_on_next_message_box(QMessageBox.StandardButton.Yes, seen)     # "Quit and pause the download"
+        window.close()
+        qtbot.waitUntil(lambda: not window.isVisible(), timeout=30_000)
+        assert not downloads.running and len(seen) == 2
+        kept = part.stat().st_size
+        assert 0 < kept < len(data) and not (part.parent / "model.safetensors").exists()
+
+        again = Downloads()                                         # the next start of the app
+        with qtbot.waitSignal(again.finished, timeout=60_000):
+            again.start("llama3-hf", part.parent, window.manifest)
+    assert (part.parent / "model.safetensors").read_bytes() == data
+    resumed = [int(r.split("=")[1].split("-")[0]) for p, r, status in behaviour.requests if r and status == 206]
+    assert resumed and resumed[-1] >= kept                      # it went on from the bytes kept, not from 0

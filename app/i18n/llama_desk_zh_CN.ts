@@ -273,6 +273,26 @@
         <translation>正在开始…</translation>
     </message>
     <message>
+        <source>{0} is still downloading. Quit now and pause the download (it resumes where it stopped when you download it again), or keep it running?</source>
+        <translation>{0} 仍在下载。现在退出并暂停下载（再次下载时从中断处继续），还是让它继续运行？</translation>
+    </message>
+    <message>
+        <source>A download is running</source>
+        <translation>正在下载</translation>
+    </message>
+    <message>
+        <source>Quit and pause the download</source>
+        <translation>退出并暂停下载</translation>
+    </message>
+    <message>
+        <source>Keep running</source>
+        <translation>不退出，继续下载</translation>
+    </message>
+    <message>
+        <source>It goes on when this window is closed: the status bar shows it.</source>
+        <translation>关闭此窗口后下载仍会继续：状态栏会显示进度。</translation>
+    </message>
+    <message>
         <source>Resume</source>
         <translation>继续</translation>
     </message>
@@ -1188,6 +1208,10 @@
         <translation>取消</translation>
     </message>
     <message>
+        <source>Show the download in the Models window</source>
+        <translation>在“模型”窗口中查看下载</translation>
+    </message>
+    <message>
         <source>RAM {0}</source>
         <translation>内存 {0}</translation>
     </message>
@@ -1198,6 +1222,22 @@
     <message>
         <source>Saved states {0}</source>
         <translation>已存状态 {0}</translation>
+    </message>
+    <message>
+        <source>{0}: download paused at {1}</source>
+        <translation>{0}：下载已暂停于 {1}</translation>
+    </message>
+    <message>
+        <source>Downloading {0}: {1} · {2}/s</source>
+        <translation>正在下载 {0}：{1} · {2}/秒</translation>
+    </message>
+    <message>
+        <source>{0} is downloaded: choose it in the model list.</source>
+        <translation>{0} 已下载完成：可在模型列表中选择它。</translation>
+    </message>
+    <message>
+        <source>The download of {0} stopped: {1}</source>
+        <translation>{0} 的下载已停止：{1}</translation>
     </message>
     <message>
         <source>Context {0} / {1}</source>
