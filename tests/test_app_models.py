@@ -13,8 +13,9 @@ from download_server import Behaviour, DownloadServer, payload
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-from app.model_catalog import choice_to_run, download_check, free_disk_bytes, total_ram_bytes
+from app.model_catalog import choice_to_run, download_check, free_disk_bytes, plan_memory, total_ram_bytes
 from app.preferences import ModelChoice, Preferences
+from engine import paths
 
 GB = 10 ** 9
 # Published facts (not our arithmetic): parameters, and the fp16 KV cache per token
@@ -56,9 +57,9 @@ def test_the_models_page_shows_each_models_kind_format_size_memory_and_place(qtb
     dialog = ModelsDialog(window.prefs, window.engine.choice, window)
     qtbot.addWidget(dialog)
     dialog.show()
-    assert [e.key for e in dialog.entries] == ["builtin", "llama2", "llama3", "llama2-hf", "llama3-hf"]
+    assert [e.key for e in dialog.entries] == ["builtin", "llama2-hf", "llama3-hf", "llama2", "llama3"]  # chat first
     assert _cells(dialog, "llama3-hf")[1:3] == ["chat", "bf16 safetensors"]
-    assert _cells(dialog, "llama2")[1:3] == ["base", "fp16 .ckpt (MindSpore)"]
+    assert _cells(dialog, "llama2")[1:3] == ["base: continues text", "fp16 .ckpt (MindSpore)"]
     assert _cells(dialog, "llama3")[5] == str(models_folder / "llama3")
     for key in ("llama2", "llama3"):
         entry = dialog.entries[_row(dialog, key)]
@@ -242,6 +243,10 @@ def test_the_first_run_dialog_says_what_this_pc_has_offers_chat_models_first_and
     assert f"This PC has {total_ram_bytes() / GB:.1f} GB of memory" in text
     assert abs(_gb_before(text, " GB free in the models folder") - free_disk_bytes(deep) / GB) < 1  # (others write)
     assert "with 8-bit weights" in text and "30 GB" not in text
+    for key, title in (("llama3-hf", "LLaMA3-8B-Instruct"), ("llama2-hf", "LLaMA2-7B-chat")):   # chat models named
+        plan = plan_memory(paths.default_model_files(3 if key == "llama3-hf" else 2)["config"])
+        assert f"{title}: about {plan.total() / GB:.1f} GB of memory as stored, {plan.total('int8') / GB:.1f} GB " \
+               f"with 8-bit weights, {plan.total('int4') / GB:.1f} GB with 4-bit weights" in text
     options = [dialog.form.source.itemText(i) for i in range(dialog.form.source.count())]
     assert "chat" in options[1] and "chat" in options[2] and "base model" in options[3]
     form = dialog.form
@@ -284,7 +289,8 @@ def test_each_models_kind_comes_from_the_download_manifest_and_says_what_a_base_
     other.write_text(yaml.safe_dump(flipped, allow_unicode=True), encoding="utf-8")
     page = ModelsDialog(Preferences(), None, manifest=other)
     qtbot.addWidget(page)
-    assert _cells(page, "llama2")[1] == "chat" and _cells(page, "llama2-hf")[1] == "base"
+    assert _cells(page, "llama2")[1] == "chat" and _cells(page, "llama2-hf")[1] == "base: continues text"
+    assert [e.kind for e in page.entries[1:]] == ["chat", "chat", "base", "base"]   # chat first, whatever the order
     tip = page.table.item(_row(page, "llama2-hf"), 1).toolTip()
     assert "continues the text it is given; it is not a chat assistant" in tip
 
@@ -296,8 +302,15 @@ def test_each_models_kind_comes_from_the_download_manifest_and_says_what_a_base_
     qtbot.addWidget(picker)
     picker.refresh(Preferences(), None)
     [item] = [i for i in range(picker.count()) if picker.itemText(i).startswith("LLaMA2-7B")]
-    assert picker.itemText(item) == "LLaMA2-7B · base"
+    assert picker.itemText(item) == "LLaMA2-7B · base: continues text"
     assert "not a chat assistant" in picker.itemData(item, Qt.ItemDataRole.ToolTipRole)
+    from app import translations
+    from app.model_catalog import kind_name
+    try:
+        translations.install(app_qt, "zh_CN")
+        assert kind_name("base") == "基础：只续写文本"
+    finally:
+        translations.install(app_qt, "en")
 
 
 def _on_next_dialog(qtbot, kind, act) -> None:

@@ -355,8 +355,8 @@
         <translation>使用此模型</translation>
     </message>
     <message>
-        <source>{0}: about {1} of memory as stored, {2} with 8-bit weights</source>
-        <translation>{0}：按原格式约需 {1} 内存，8 位权重约需 {2}</translation>
+        <source>{0}: about {1} of memory as stored, {2} with 8-bit weights, {3} with 4-bit weights</source>
+        <translation>{0}：按原格式约需 {1} 内存，8 位权重约需 {2}，4 位权重约需 {3}</translation>
     </message>
     <message>
         <source>&lt;p&gt;llama-desk runs LLaMA2 and LLaMA3 on this computer, offline.&lt;/p&gt;&lt;p&gt;The small built-in model is loading now, so you can start chatting at once. For better answers, choose a LLaMA chat model below and download it (13-16 GB), or choose files you have.{3}&lt;/p&gt;&lt;p&gt;This PC has {0} of memory and {1} free in the models folder. {2}.&lt;/p&gt;</source>
@@ -1008,10 +1008,6 @@
         <translation>对话</translation>
     </message>
     <message>
-        <source>base</source>
-        <translation>基础</translation>
-    </message>
-    <message>
         <source>{0} of {1}</source>
         <translation>{0} / {1}</translation>
     </message>
@@ -1038,6 +1034,10 @@
     <message>
         <source>Remove model</source>
         <translation>删除模型</translation>
+    </message>
+    <message>
+        <source>base: continues text</source>
+        <translation>基础：只续写文本</translation>
     </message>
     <message>
         <source>A chat model: tuned to answer questions in turns.</source>
