@@ -330,7 +330,8 @@ class MainWindow(QMainWindow):
         failed = self.engine.failed_choice
         if failed is not None and not self.engine.loading and failed != self.engine.choice:
             shown = replace(self.prefs, model=failed)  # the choice that failed, to be corrected
-        dialog = SettingsDialog(shown, self, page=page, api_address=self.api_address, downloads=self.downloads)
+        dialog = SettingsDialog(shown, self, page=page, api_address=self.api_address, downloads=self.downloads,
+                                states_shown=self.status.set_state_cache)
         try:
             accepted = dialog.exec()
             new = dialog.result_prefs() if accepted else None

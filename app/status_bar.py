@@ -16,6 +16,11 @@ def gigabytes(n: int) -> str:
     return f"{n / 1e9:.2f} GB" if n < 10e9 else f"{n / 1e9:.1f} GB"
 
 
+def state_size_text(n: int) -> str:
+    """Saved states of a small model take megabytes: "3.2 MB", not "0.00 GB"."""
+    return gigabytes(n) if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
 class StatusBar(QStatusBar):
     cancelLoad = Signal()
     openModels = Signal()                 # the download's progress was clicked
@@ -63,7 +68,7 @@ class StatusBar(QStatusBar):
         self.set_context(0, info.context_length)
 
     def set_state_cache(self, size: int | None) -> None:
-        self.state_cache.setText(self.tr("Saved states {0}").format(gigabytes(size)) if size else "")
+        self.state_cache.setText(self.tr("Saved states {0}").format(state_size_text(size)) if size else "")
 
     def follow(self, downloads) -> None:
         """Show ``downloads`` (app/downloads.py) while it runs, and a line when it ends."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from app_fixtures import press_on_next_message_box, quick_prefs
+from app_fixtures import act_on_next_dialog, press_on_next_message_box, quick_prefs
 from download_server import Behaviour, DownloadServer, payload
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
@@ -313,23 +313,6 @@ def test_each_models_kind_comes_from_the_download_manifest_and_says_what_a_base_
         translations.install(app_qt, "en")
 
 
-def _on_next_dialog(qtbot, kind, act) -> None:
-    """Run ``act(dialog)`` once a modal ``kind`` dialog shows (the window's ``exec``), then close it."""
-    from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication
-
-    def look() -> None:
-        dialog = QApplication.activeModalWidget()
-        if not isinstance(dialog, kind):
-            QTimer.singleShot(30, look)
-            return
-        try:
-            act(dialog)
-        finally:
-            dialog.reject()
-    QTimer.singleShot(30, look)
-
-
 def test_a_download_goes_on_when_the_models_page_closes_and_quitting_asks_then_pauses_it(
         qtbot, open_window, home, tmp_path, models_folder):
     """As in LM Studio: the status bar shows the download, reopening the page shows it, quitting asks; the
@@ -349,7 +332,7 @@ def test_a_download_goes_on_when_the_models_page_closes_and_quitting_asks_then_p
             dialog.download_button.click()
             qtbot.waitUntil(lambda: "of 1.6 MB" in dialog.downloads.detail.text(), timeout=20_000)
             assert "It goes on when this window is closed" in dialog.downloads.title.text()
-        _on_next_dialog(qtbot, ModelsDialog, start)
+        act_on_next_dialog(ModelsDialog, start)
         window.open_models()
         assert downloads.running                                    # the dialog is closed: still downloading
         bar = window.status.download
@@ -365,7 +348,7 @@ def test_a_download_goes_on_when_the_models_page_closes_and_quitting_asks_then_p
             panel.pause_button.click()
             assert panel.pause_button.text() == "Resume"
             qtbot.waitUntil(lambda: "paused" in panel.detail.text(), timeout=10_000)
-        _on_next_dialog(qtbot, ModelsDialog, reopened)
+        act_on_next_dialog(ModelsDialog, reopened)
         window.open_models()
         qtbot.waitUntil(lambda: "download paused at" in bar.text(), timeout=10_000)
         downloads.toggle_pause()                                    # going on again
