@@ -61,7 +61,7 @@ class ModelsDialog(QDialog):
         self.entries: list[CatalogEntry] = []
         self.ram = total_ram_bytes()
         self.setWindowTitle(self.tr("Models"))
-        self.resize(1100, 560)
+        self.resize(1280, 560)             # room for the folder column beside the memory figures
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.folder = PathField(self.tr("Models folder"), None, self)
