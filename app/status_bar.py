@@ -83,18 +83,20 @@ class StatusBar(QStatusBar):
     def show_download(self, *_args) -> None:
         from .model_catalog import TITLES
         d = self.downloads
-        self.download.setVisible(bool(d and d.running))
-        if not self.download.isVisible():
+        running = bool(d and d.running)
+        self.download.setVisible(running)   # (isVisible() would say False while the window is not shown yet)
+        if not running:
             return
         title, event = TITLES.get(d.model, d.model), d.last_event
         done = event.done_bytes if event else 0
         total = event.total_bytes if event else None
         share = f"{100 * done / total:.0f}%" if total else human_bytes(done)
+        where = f"{event.file} {share}" if event else share      # a model is several files: which one, how far
         if d.paused:
-            self.download.setText(self.tr("{0}: download paused at {1}").format(title, share))
+            self.download.setText(self.tr("{0}: download paused ({1})").format(title, where))
         else:
             speed = human_bytes(event.speed_bps) if event else "?"
-            self.download.setText(self.tr("Downloading {0}: {1} · {2}/s").format(title, share, speed))
+            self.download.setText(self.tr("Downloading {0}: {1} · {2}/s").format(title, where, speed))
 
     def _download_finished(self, model: str, _paths) -> None:
         from .model_catalog import TITLES

@@ -337,7 +337,7 @@ def test_a_download_goes_on_when_the_models_page_closes_and_quitting_asks_then_p
         assert downloads.running                                    # the dialog is closed: still downloading
         bar = window.status.download
         qtbot.waitUntil(lambda: bar.isVisible() and "%" in bar.text(), timeout=10_000)
-        assert bar.text().startswith("Downloading LLaMA3-8B-Instruct: ")
+        assert bar.text().startswith("Downloading LLaMA3-8B-Instruct: model.safetensors ")
         received = downloads.last_event.done_bytes
         qtbot.waitUntil(lambda: downloads.last_event.done_bytes > received, timeout=10_000)
 
@@ -350,7 +350,7 @@ def test_a_download_goes_on_when_the_models_page_closes_and_quitting_asks_then_p
             qtbot.waitUntil(lambda: "paused" in panel.detail.text(), timeout=10_000)
         act_on_next_dialog(ModelsDialog, reopened)
         window.open_models()
-        qtbot.waitUntil(lambda: "download paused at" in bar.text(), timeout=10_000)
+        qtbot.waitUntil(lambda: "download paused (model.safetensors " in bar.text(), timeout=10_000)
         downloads.toggle_pause()                                    # going on again
         qtbot.waitUntil(lambda: bar.text().startswith("Downloading"), timeout=10_000)
 

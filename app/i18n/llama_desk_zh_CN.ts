@@ -1224,8 +1224,8 @@
         <translation>已存状态 {0}</translation>
     </message>
     <message>
-        <source>{0}: download paused at {1}</source>
-        <translation>{0}：下载已暂停于 {1}</translation>
+        <source>{0}: download paused ({1})</source>
+        <translation>{0}：下载已暂停（{1}）</translation>
     </message>
     <message>
         <source>Downloading {0}: {1} · {2}/s</source>
