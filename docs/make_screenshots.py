@@ -72,7 +72,10 @@ def main(argv: list[str]) -> int:
         at = argv.index("--share-from")
         share_from = Path(argv[at + 1])
         del argv[at:at + 2]
-    root = Path(tempfile.mkdtemp(prefix="shots-"))
+    root = Path(tempfile.gettempdir())          # alice's home reads /tmp/home/alice: a plain, stable path
+    if (root / "home").exists():                # taken (another run, or a real folder): a unique one
+        root = Path(tempfile.mkdtemp(prefix="shots-"))
+    made = root / "home"
     try:
         env = neutral_user(root, share_from)
         program = copy_program(Path(env["HOME"]) / "llama-desk")
@@ -82,7 +85,9 @@ def main(argv: list[str]) -> int:
             if subprocess.run(command, cwd=program, env=env).returncode != 0:
                 return 1
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(made, ignore_errors=True)   # (the links to the shared folders go, not what they point to)
+        if root != Path(tempfile.gettempdir()):
+            shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
