@@ -320,8 +320,8 @@ def test_a_download_goes_on_when_the_models_page_closes_and_quitting_asks_then_p
     from app.downloads import Downloads
     from app.models_page import ModelsDialog
 
-    data = payload(1_600_000)
-    behaviour = Behaviour(files={"/model.safetensors": data}, bytes_per_s=320_000)   # ~5 s in all
+    data = payload(3_200_000)
+    behaviour = Behaviour(files={"/model.safetensors": data}, bytes_per_s=320_000)   # 10 s: time to click through
     with DownloadServer(behaviour) as url:
         window = open_window()
         window.manifest = _manifest(tmp_path, url, {"model.safetensors": len(data)})
@@ -330,7 +330,7 @@ def test_a_download_goes_on_when_the_models_page_closes_and_quitting_asks_then_p
         def start(dialog) -> None:
             dialog.table.selectRow(_row(dialog, "llama3-hf"))
             dialog.download_button.click()
-            qtbot.waitUntil(lambda: "of 1.6 MB" in dialog.downloads.detail.text(), timeout=20_000)
+            qtbot.waitUntil(lambda: "of 3.2 MB" in dialog.downloads.detail.text(), timeout=20_000)
             assert "It goes on when this window is closed" in dialog.downloads.title.text()
         act_on_next_dialog(ModelsDialog, start)
         window.open_models()
@@ -365,6 +365,7 @@ def test_a_download_goes_on_when_the_models_page_closes_and_quitting_asks_then_p
         kept = part.stat().st_size
         assert 0 < kept < len(data) and not (part.parent / "model.safetensors").exists()
 
+        behaviour.bytes_per_s = None                                # the rest at full speed
         again = Downloads()                                         # the next start of the app
         with qtbot.waitSignal(again.finished, timeout=60_000):
             again.start("llama3-hf", part.parent, window.manifest)
