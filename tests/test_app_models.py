@@ -349,7 +349,7 @@ def test_a_download_goes_on_when_the_models_page_closes_and_quitting_asks_then_p
             assert panel.pause_button.text() == "Resume"
             qtbot.waitUntil(lambda: "paused" in panel.detail.text(), timeout=10_000)
         act_on_next_dialog(ModelsDialog, reopened)
-        window.open_models()
+        bar.click()                                                 # the status bar's download opens the page
         qtbot.waitUntil(lambda: "download paused (model.safetensors " in bar.text(), timeout=10_000)
         downloads.toggle_pause()                                    # going on again
         qtbot.waitUntil(lambda: bar.text().startswith("Downloading"), timeout=10_000)
