@@ -2,10 +2,11 @@
 
 Each is one ``python -m app --screenshot`` run (the built-in model, a short scripted chat in a temporary
 history, or a page of the app), offscreen unless QT_QPA_PLATFORM says otherwise. The runs see a fresh
-user, "alice", in a temporary home with a models folder and a copy of the program of her own, so no path
-of this machine shows in a picture; the built-in model already converted in this user's data folder (or
-``--share-from DIR``) is linked in, not converted again. Chinese needs a CJK font (Debian: apt-get install fonts-wqy-microhei;
-Windows has one).
+user, "alice", with her home in /tmp/home/alice (a unique temporary folder when that is taken), her own
+models folder and copy of the program, so no path of this machine shows in a picture; the built-in model
+already converted in this user's data folder (or ``--share-from DIR``) is linked in, not converted again.
+Make the chat pictures on a quiet machine: their footers show the speed. Chinese needs a CJK font
+(Debian: apt-get install fonts-wqy-microhei; Windows has one).
 """
 
 from __future__ import annotations
