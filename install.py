@@ -108,7 +108,8 @@ def main() -> int:
         return 0
     if args.tests:
         run([python, "tests/assets.py"])
-        run([python, "-m", "pytest", "-q", *args.rest])
+        durations = [] if any(a.startswith("--durations") for a in args.rest) else ["--durations=25"]
+        run([python, "-m", "pytest", "-q", *durations, *args.rest])   # the slowest: where CI's time goes
     else:
         run(start_command(python, args))
     return 0

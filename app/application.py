@@ -110,7 +110,7 @@ class Application(QObject):
         self.window.start(self._load_at_start)
 
     def _ask_first_run(self) -> None:
-        dialog = FirstRunDialog(self.prefs.model, self.window)
+        dialog = FirstRunDialog(self.prefs.model, self.window, self.services.downloads)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.chosen.connect(self._use_chosen_model)
         dialog.finished.connect(self._first_run_done)

@@ -40,12 +40,14 @@ class ChatActions(QObject):
         self.forget_saved_state(uid)
 
     def forget_saved_state(self, uid: str | None) -> None:
-        """Delete a conversation's saved states (``None``: every conversation's), off the UI thread."""
+        """Delete a conversation's saved states (``None``: every conversation's), off the UI thread; the status
+        bar then shows what the others take."""
         def job(_report):
-            from engine.generation.prompt_states import remove_states
+            from engine.generation.prompt_states import remove_states, states_size
             from engine.paths import prompt_states_dir
-            return remove_states(prompt_states_dir(), uid)
-        Task(job).start()            # it keeps itself alive until the files are gone
+            remove_states(prompt_states_dir(), uid)
+            return states_size(prompt_states_dir())
+        Task(job, then=self.window.status.set_state_cache).start()   # it keeps itself alive until it is done
 
     def search(self, text: str) -> None:
         if text:

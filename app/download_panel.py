@@ -1,21 +1,20 @@
 """Download LLaMA2 / LLaMA3 with ``checkpoint_download``: progress, speed, time left, Pause/Resume and Cancel.
 
-The download runs on its own thread; its progress events are queued to the UI thread. Pause and
-Cancel are ``threading.Event``s the downloader polls; a cancelled or interrupted download keeps its
-``.part`` and resumes next time. Files go where the engine looks for them by default: the models
-folder the form around it shows (``starting`` lets it keep that folder first).
+The panel shows a ``Downloads`` (app/downloads.py): the app's own, which outlives the dialog (the Models
+page: closing it leaves the download running and reopening it shows it again), or one of its own that
+stops with it (``stop_work``); a stopped download keeps its ``.part`` and resumes next time. Files go
+where the engine looks for them by default: the models folder the form around it shows (``starting``
+lets it keep that folder first).
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtCore import QCoreApplication, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from .background import Task
-
+from .downloads import Downloads
 
 
 def human_bytes(n: float | None) -> str:
@@ -36,18 +35,35 @@ def human_time(seconds: float | None) -> str:
         else f"{seconds // 60}:{seconds % 60:02d}"
 
 
+def ask_quit_during_download(parent: QWidget, model: str) -> bool:
+    """Quitting while a model downloads: True for "Quit and pause the download", False for "Keep running"."""
+    from .model_catalog import TITLES
+    question = QCoreApplication.translate(
+        "DownloadPanel", "{0} is still downloading. Quit now and pause the download (it resumes where it stopped "
+                         "when you download it again), or keep it running?").format(TITLES.get(model, model))
+    box = QMessageBox(QMessageBox.Icon.Question, QCoreApplication.translate("DownloadPanel", "A download is running"),
+                      question, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, parent)
+    box.button(QMessageBox.StandardButton.Yes).setText(
+        QCoreApplication.translate("DownloadPanel", "Quit and pause the download"))
+    box.button(QMessageBox.StandardButton.No).setText(QCoreApplication.translate("DownloadPanel", "Keep running"))
+    box.setDefaultButton(QMessageBox.StandardButton.No)
+    try:
+        return box.exec() == QMessageBox.StandardButton.Yes
+    finally:
+        box.deleteLater()
+
+
 class DownloadPanel(QWidget):
     downloaded = Signal(str)              # model name ("llama2"), once every file is verified and in place
     starting = Signal(str)                # model name, just before its download starts
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, downloads: Downloads | None = None):
         super().__init__(parent)
         self.model = "llama2"
         self.models_folder: Path | None = None  # None: engine.paths' models folder
         self.manifest = None              # another models.yaml (tests); None: checkpoint_download's own
-        self.task: Task | None = None
-        self.cancel_event = threading.Event()
-        self.pause_event = threading.Event()
+        self.owns_downloads = downloads is None  # its own: stopped with the panel; the app's: left running
+        self.downloads = downloads or Downloads(self)
         self.title = QLabel()
         self.title.setWordWrap(True)
         self.bar = QProgressBar()
@@ -71,18 +87,39 @@ class DownloadPanel(QWidget):
         layout.addWidget(self.bar)
         layout.addWidget(self.detail)
         layout.addLayout(buttons)
-        self._set_running(False)
+        self._follow(True)
         self.set_model("llama2")
+        if self.running:                  # started earlier (another dialog, since closed): show where it is
+            self._show_title(self.downloads.model, self.downloads.dest)
+            if self.downloads.last_event is not None:
+                self._progress(self.downloads.last_event)
+            else:
+                self.detail.setText(self.tr("Starting…"))
+        self._set_running(self.running)
+
+    def _follow(self, on: bool) -> None:
+        """Connect to (or leave) the download's signals; bound methods only (see MainWindow._connect)."""
+        pairs = ((self.downloads.progressed, self._progress), (self.downloads.pausedChanged, self._paused),
+                 (self.downloads.finished, self._finished), (self.downloads.failed, self._failed),
+                 (self.downloads.started, self._started))
+        for signal, slot in pairs:
+            signal.connect(slot) if on else signal.disconnect(slot)
 
     def set_model(self, name: str, models_folder: Path | None = None) -> None:
         if self.running:
             return
         self.model, self.models_folder = name, models_folder
-        folder = self.destination()
-        self.title.setText(self.tr("Download {0} into {1}. Mirrors are tried in turn; an interrupted download "
-                                   "resumes where it stopped.").format(name.replace("llama", "LLaMA"), folder))
+        self._show_title(name, self.destination())
         self.bar.setValue(0)
         self.detail.setText("")
+
+    def _show_title(self, name: str, folder: Path) -> None:
+        from .model_catalog import TITLES
+        text = self.tr("Download {0} into {1}. Mirrors are tried in turn; an interrupted download resumes where it "
+                       "stopped.").format(TITLES.get(name, name), folder)
+        if not self.owns_downloads:
+            text += " " + self.tr("It goes on when this window is closed: the status bar shows it.")
+        self.title.setText(text)
 
     def destination(self) -> Path:
         """The folder the current model's files go to: its folder in the models folder, where the engine and
@@ -94,48 +131,43 @@ class DownloadPanel(QWidget):
 
     @property
     def running(self) -> bool:
-        return self.task is not None and self.task.running
+        return self.downloads.running
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
         self.pause_button.setEnabled(running)
         self.cancel_button.setEnabled(running)
-        self.pause_button.setText(self.tr("Pause"))
+        self.pause_button.setText(self.tr("Resume") if running and self.downloads.paused else self.tr("Pause"))
 
     def start(self) -> None:
         if self.running:
             return
         self.starting.emit(self.model)
-        self.cancel_event, self.pause_event = threading.Event(), threading.Event()
-        name, cancel, pause = self.model, self.cancel_event, self.pause_event
-        dest = self.destination()
-        extra = {"manifest": self.manifest} if self.manifest else {}
+        self.downloads.start(self.model, self.destination(), self.manifest)
 
-        def job(report):
-            from checkpoint_download import download_model
-            return download_model(name, dest=dest, progress=report, cancel=cancel, pause=pause, **extra)
+    def _started(self, model: str) -> None:
+        self._show_title(model, self.downloads.dest)
+        self.bar.setRange(0, 1000)
+        self.bar.setValue(0)
         self.detail.setText(self.tr("Starting…"))
-        self.task = Task(job, then=self._finished, otherwise=self._failed, progress=self._progress)
-        self.task.start()
         self._set_running(True)
 
     def toggle_pause(self) -> None:
-        if self.pause_event.is_set():
-            self.pause_event.clear()
-            self.pause_button.setText(self.tr("Pause"))
-        else:
-            self.pause_event.set()
-            self.pause_button.setText(self.tr("Resume"))
+        self.downloads.toggle_pause()
+
+    def _paused(self, _paused: bool) -> None:
+        self._set_running(self.running)
 
     def cancel(self) -> None:
-        self.cancel_event.set()
-        self.pause_event.clear()
+        self.downloads.cancel()
 
     def stop_work(self) -> None:
-        """Going away: cancel a running download (its ``.part`` is kept and resumed next time)."""
-        if self.running:
-            self.cancel()
-            self.task.detach()
+        """Going away: its own download is cancelled (its ``.part`` is kept and resumed next time); the app's
+        goes on, shown by the status bar."""
+        if self.owns_downloads:
+            self.downloads.stop(wait_s=0)
+        else:
+            self._follow(False)
 
     def _progress(self, event) -> None:
         total = event.total_bytes
@@ -151,14 +183,14 @@ class DownloadPanel(QWidget):
             text += "\n" + event.message
         self.detail.setText(text)
 
-    def _finished(self, paths) -> None:
+    def _finished(self, model: str, paths) -> None:
         self._set_running(False)
         self.bar.setRange(0, 1000)
         self.bar.setValue(1000)
         self.detail.setText(self.tr("Done: {0} file(s) verified and in place.").format(len(paths)))
-        self.downloaded.emit(self.model)
+        self.downloaded.emit(model)
 
-    def _failed(self, exc) -> None:
+    def _failed(self, _model: str, exc) -> None:
         self._set_running(False)
         self.bar.setRange(0, 1000)
         self.detail.setText(str(exc) or type(exc).__name__)

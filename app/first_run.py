@@ -21,11 +21,11 @@ from .theme import show_problem
 class FirstRunDialog(QDialog):
     chosen = Signal(object)               # the ModelChoice to load (the built-in one means: keep it)
 
-    def __init__(self, choice: ModelChoice, parent=None):
+    def __init__(self, choice: ModelChoice, parent=None, downloads=None):
         super().__init__(parent)
         self.setWindowTitle(self.tr("Welcome to llama-desk"))
         self.resize(760, 640)
-        self.form = ModelSetupForm(choice, self)
+        self.form = ModelSetupForm(choice, self, downloads)  # the app's download: goes on when this closes
         self.intro = QLabel(self.intro_text())
         self.intro.setWordWrap(True)
         buttons = QDialogButtonBox()
@@ -42,11 +42,12 @@ class FirstRunDialog(QDialog):
     def intro_text(self) -> str:
         from engine import paths
         ram, disk = total_ram_bytes(), free_disk_bytes(self.form.models_folder_path())
-        needs = []
-        for title, version in (("LLaMA2-7B", 2), ("LLaMA3-8B", 3)):
+        needs = []                        # the chat sets (the base ones have the same shapes)
+        for key, version in (("llama3-hf", 3), ("llama2-hf", 2)):
             plan = plan_memory(paths.default_model_files(version)["config"])
-            needs.append(self.tr("{0}: about {1} of memory as stored, {2} with 8-bit weights").format(
-                title, human_bytes(plan.total()), human_bytes(plan.total("int8"))))
+            needs.append(self.tr("{0}: about {1} of memory as stored, {2} with 8-bit weights, {3} with 4-bit "
+                                 "weights").format(TITLES[key], human_bytes(plan.total()),
+                                                   human_bytes(plan.total("int8")), human_bytes(plan.total("int4"))))
         base = [TITLES.get(k, k) for k, kind in manifest_kinds().items() if kind == "base"]
         return self.tr(
             "<p>llama-desk runs LLaMA2 and LLaMA3 on this computer, offline.</p>"

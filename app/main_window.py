@@ -1,15 +1,15 @@
 """The main window: conversations on the left, the chat on the right, the model's state at the bottom.
 
 It wires the views to the chat logic (``ChatSession``), the history's thread (``Storage``) and the
-model's thread (``EngineHost``). Both threads may outlive one window (``Services``): changing the
-language builds a new window on the same model and history.
+model's thread (``EngineHost``). Both threads, and a model download, may outlive one window
+(``Services``): changing the language builds a new window on the same model, history and download.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -21,6 +21,7 @@ from engine.paths import HISTORY_FILE
 from .chat_session import ChatSession
 from .composer import Composer
 from .conversation_list import ConversationList
+from .downloads import Downloads
 from .engine_worker import EngineHost
 from .message_view import MessageView
 from .chat_actions import ChatActions
@@ -38,11 +39,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Services:
-    """The two worker threads. Closing them closes the history; the engine too unless it is shared."""
+    """The two worker threads and the model download. Closing them pauses the download (its ``.part`` is
+    kept), closes the history, and the engine too unless it is shared."""
 
     storage: Storage
     engine: EngineHost
     owns_engine: bool = True
+    downloads: Downloads = field(default_factory=Downloads)
 
     def __post_init__(self) -> None:
         # streamed text goes from the engine's thread straight to the storage thread, whatever window shows it
@@ -56,6 +59,7 @@ class Services:
         if getattr(self, "closed", False):
             return
         self.closed = True
+        self.downloads.stop()
         self.engine.worker.tokens.disconnect(self.storage.worker.append_text)
         self.storage.close()
         if self.owns_engine:
@@ -70,8 +74,9 @@ class MainWindow(QMainWindow):
     def __init__(self, prefs: Preferences, home: Path, services: Services, owns_services: bool = True):
         super().__init__()
         self.prefs, self.home, self.services, self.owns_services = prefs, Path(home), services, owns_services
-        self.storage, self.engine = services.storage, services.engine
-        self._closing = self._handed_over = False
+        self.storage, self.engine, self.downloads = services.storage, services.engine, services.downloads
+        self._closing = self._handed_over = self._quit_asked = False
+        self.manifest: Path | None = None  # another models.yaml for the Models page (tests)
         self.setWindowTitle("llama-desk")
         self.resize(1120, 760)
         self._build()
@@ -165,6 +170,9 @@ class MainWindow(QMainWindow):
         self.conversations.exportRequested.connect(self.chat_actions.export)
         self.conversations.searchChanged.connect(self.chat_actions.search)
         self.composer.set_ready(self.engine.info is not None)
+        self.status.follow(self.downloads)
+        self.status.openModels.connect(self.open_models)
+        self.downloads.finished.connect(self._model_downloaded)
 
     # -- start-up and the model -------------------------------------------------------------------------
 
@@ -298,13 +306,16 @@ class MainWindow(QMainWindow):
     def open_models(self) -> None:
         """The Models page: download, add, remove, use."""
         from .models_page import ModelsDialog
-        dialog = ModelsDialog(self.prefs, self.engine.choice, self)
+        dialog = ModelsDialog(self.prefs, self.engine.choice, self, self.manifest, self.downloads)
         dialog.useRequested.connect(self.use_model)
         try:
             dialog.exec()
         finally:
             dialog.deleteLater()
         self.save_prefs()                 # models added or removed from the list
+        self.model_picker.refresh(self.prefs, self.engine.choice)
+
+    def _model_downloaded(self, *_args) -> None:
         self.model_picker.refresh(self.prefs, self.engine.choice)
 
     def open_general_settings(self) -> None:
@@ -319,7 +330,8 @@ class MainWindow(QMainWindow):
         failed = self.engine.failed_choice
         if failed is not None and not self.engine.loading and failed != self.engine.choice:
             shown = replace(self.prefs, model=failed)  # the choice that failed, to be corrected
-        dialog = SettingsDialog(shown, self, page=page, api_address=self.api_address)
+        dialog = SettingsDialog(shown, self, page=page, api_address=self.api_address, downloads=self.downloads,
+                                states_shown=self.status.set_state_cache)
         try:
             accepted = dialog.exec()
             new = dialog.result_prefs() if accepted else None
@@ -373,6 +385,10 @@ class MainWindow(QMainWindow):
         self.close()
 
     def closeEvent(self, event) -> None:
+        if not self._handed_over and not self._quit_asked and self.downloads.receiving:
+            if not self.quit_during_download():
+                event.ignore()
+                return
         if self.session.answering and not self._handed_over:
             # stop the answer, let its end be saved, then close (at most CLOSE_WAIT_MS later)
             event.ignore()
@@ -387,6 +403,14 @@ class MainWindow(QMainWindow):
         if self.owns_services and not self._handed_over:
             self.services.close()
         event.accept()
+
+    def quit_during_download(self) -> bool:
+        """Ask before quitting under a running download; on "Quit", pause it (Services.close waits for it)."""
+        from .download_panel import ask_quit_during_download
+        self._quit_asked = ask_quit_during_download(self, self.downloads.model)
+        if self._quit_asked:
+            self.downloads.cancel()          # the .part is kept: the next download of it resumes
+        return self._quit_asked
 
     def _close_when_idle(self, answering: bool) -> None:
         if not answering:

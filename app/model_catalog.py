@@ -36,9 +36,9 @@ def manifest_kinds(manifest: Path | None = None) -> dict[str, str]:
 
 
 def kind_name(kind: str) -> str:
-    """A kind in a word, for a table cell or a list item."""
+    """A kind in a few words, for a table cell or a list item: a base model is marked as no chat assistant."""
     return {"chat": QCoreApplication.translate("ModelsDialog", "chat"),
-            "base": QCoreApplication.translate("ModelsDialog", "base")}.get(kind, "")
+            "base": QCoreApplication.translate("ModelsDialog", "base: continues text")}.get(kind, "")
 
 
 def kind_meaning(kind: str) -> str:
@@ -197,10 +197,12 @@ def added_entry(index: int, added: dict) -> CatalogEntry:
 def catalog(added: list[dict] = (), models_folder: Path | None = None, manifest: Path | None = None
             ) -> list[CatalogEntry]:
     """Every model the app knows: the built-in one, the downloadable ones (``manifest``: another list, for
-    tests), the ones the user added."""
+    tests), chat models first (what a chat user wants; the manifest lists the base sets first), the ones the
+    user added."""
     from checkpoint_download import list_models
     entries = [builtin_entry()]
-    entries += [manifest_entry(spec, models_folder) for spec in (list_models(manifest) if manifest else list_models())]
+    specs = sorted(list_models(manifest) if manifest else list_models(), key=lambda spec: spec.kind != "chat")
+    entries += [manifest_entry(spec, models_folder) for spec in specs]
     entries += [added_entry(i, a) for i, a in enumerate(added)]
     return entries
 

@@ -56,7 +56,9 @@ class PathField(QWidget):
 class ModelSetupForm(QWidget):
     checked = Signal(bool, str)           # files are fine, what the user sees
 
-    def __init__(self, choice: ModelChoice, parent=None):
+    def __init__(self, choice: ModelChoice, parent=None, downloads=None):
+        """``downloads``: the app's (app/downloads.py), which goes on when the dialog closes; None: the form's
+        own (stopped with it)."""
         super().__init__(parent)
         self.source = QComboBox()
         self.source.addItem(self.tr("Built-in: SmolLM2-135M-Instruct (chat; small, no download)"), "builtin")
@@ -116,7 +118,7 @@ class ModelSetupForm(QWidget):
         form.addRow(self.tr("Context length"), self.context_length)
         form.addRow(self.tr("Chat format"), self.template)
         self.downloads = QGroupBox(self.tr("Download the model"))
-        self.download = DownloadPanel(self.downloads)
+        self.download = DownloadPanel(self.downloads, downloads)
         QVBoxLayout(self.downloads).addWidget(self.download)
         self.download.downloaded.connect(self._downloaded)
         self.download.starting.connect(self._download_starting)
@@ -254,7 +256,8 @@ class ModelSetupForm(QWidget):
         return False
 
     def stop_work(self) -> None:
-        """The dialog is closing: cancel a download (it resumes next time) and forget a running check."""
+        """The dialog is closing: stop the form's own download (it resumes next time; the app's goes on) and
+        forget a running check."""
         self.download.stop_work()
         if self.task is not None:
             self.task.detach()

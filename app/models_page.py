@@ -52,13 +52,16 @@ def checkpoint_of(choice: ModelChoice) -> Path | None:
 class ModelsDialog(QDialog):
     useRequested = Signal(object)         # the ModelChoice to load
 
-    def __init__(self, prefs, loaded: ModelChoice | None, parent=None, manifest: Path | None = None):
+    def __init__(self, prefs, loaded: ModelChoice | None, parent=None, manifest: Path | None = None,
+                 downloads=None):
+        """``downloads``: the app's (app/downloads.py), which goes on when this dialog closes; None: one of its own
+        (stopped on close)."""
         super().__init__(parent)
         self.prefs, self.loaded, self.manifest = prefs, loaded, manifest
         self.entries: list[CatalogEntry] = []
         self.ram = total_ram_bytes()
         self.setWindowTitle(self.tr("Models"))
-        self.resize(1100, 560)
+        self.resize(1280, 560)             # room for the folder column beside the memory figures
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.folder = PathField(self.tr("Models folder"), None, self)
@@ -101,10 +104,11 @@ class ModelsDialog(QDialog):
             actions.addWidget(button)
         actions.addStretch(1)
         actions.addWidget(self.add_button)
-        self.downloads = DownloadPanel(self)
+        self.downloads = DownloadPanel(self, downloads)
         self.downloads.manifest = manifest
         self.downloads.downloaded.connect(self._downloaded)
-        self.downloads.hide()
+        self.downloads.downloads.failed.connect(self._selected)
+        self.downloads.setVisible(self.downloads.running)     # started before this dialog was opened
         close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         close.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
@@ -251,7 +255,8 @@ class ModelsDialog(QDialog):
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(e.folder)))
 
     def done(self, result: int) -> None:
-        self.downloads.stop_work()         # an interrupted download resumes next time
+        self.downloads.downloads.failed.disconnect(self._selected)
+        self.downloads.stop_work()         # the app's download goes on; a download of this dialog's own stops
         super().done(result)
 
 

@@ -1,7 +1,8 @@
 """``python -m app --screenshot PATH [--page chat|models|settings]``: the real window, a PNG.
 
 ``chat`` (the default) loads the built-in model and plays a short streamed chat; ``models`` and
-``settings`` show that page once the model is loaded (its name is in the status bar behind). The chat
+``settings`` show that page once the model is loaded (its name is in the status bar behind); Settings
+shows the Model page with LLaMA3-8B-Instruct chosen (its files, and the download offered). The chat
 is kept in a temporary history (the user's own is not touched); the built-in model is converted
 into the user-data folder as usual. Exit code 0 when the PNG is written, 2 when the model could not
 load or answer, 3 on a time-out. ``docs/make_screenshots.py`` makes the README's pictures with it.
@@ -66,6 +67,8 @@ class ScreenshotScript(QObject):
         else:
             from .settings_dialog import SettingsDialog
             self.dialog = SettingsDialog(self.window.prefs, self.window, page="model")
+            form = self.dialog.model           # a chat model to download: its files and the download panel
+            form.source.setCurrentIndex(form.source.findData("llama3-hf"))
         self.dialog.show()
         QTimer.singleShot(400, self._save)
 

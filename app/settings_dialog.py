@@ -21,14 +21,18 @@ def api_server_available() -> bool:
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, prefs: Preferences, parent=None, page: str = "general", api_address: str = ""):
+    def __init__(self, prefs: Preferences, parent=None, page: str = "general", api_address: str = "",
+                 downloads=None, states_shown=None):
+        """``states_shown(bytes)``: also told what the saved states take (the window's status bar), at once
+        after Clear, even when this dialog has closed before the files were gone."""
         super().__init__(parent)
+        self.states_shown, self._closed = states_shown, False
         self.prefs = copy.deepcopy(prefs)
         self.setWindowTitle(self.tr("Settings"))
         self.resize(720, 560)
         self.tabs = QTabWidget(self)
         self.tabs.addTab(self._general(api_address), self.tr("General"))
-        self.model = ModelSetupForm(self.prefs.model)
+        self.model = ModelSetupForm(self.prefs.model, downloads=downloads)  # the app's download goes on
         self.tabs.addTab(self.model, self.tr("Model"))
         self.tabs.addTab(self._answers(), self.tr("Answers"))
         self.tabs.setCurrentIndex({"general": 0, "model": 1, "answers": 2}.get(page, 0))
@@ -116,7 +120,13 @@ class SettingsDialog(QDialog):
             from engine.paths import prompt_states_dir
             change()
             return states_size(prompt_states_dir())
-        self._states_task = Task(job, then=self._show_states_size).start()
+        self._states_task = Task(job, then=self._states_measured).start()
+
+    def _states_measured(self, size: int) -> None:
+        if self.states_shown is not None:
+            self.states_shown(size)
+        if not self._closed:              # else its widgets are gone
+            self._show_states_size(size)
 
     def _show_states_size(self, size: int) -> None:
         used = (self.tr("{0:.2f} GB used").format(size / 1e9) if size >= 1e9
@@ -158,7 +168,7 @@ class SettingsDialog(QDialog):
 
     def done(self, result: int) -> None:
         self.model.stop_work()
-        self._states_task.detach()        # its answer would reach a deleted dialog
+        self._closed = True               # a running states job still tells ``states_shown``, not this dialog
         super().done(result)
 
     def result_prefs(self) -> Preferences:

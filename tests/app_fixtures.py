@@ -216,3 +216,21 @@ def press_on_next_message_box(button, seen: list | None = None) -> list[str]:
         box.button(button).click()
     QTimer.singleShot(30, press)
     return seen
+
+
+def act_on_next_dialog(kind, act) -> None:
+    """Run ``act(dialog)`` once a modal dialog of class ``kind`` shows (the window's ``exec``), then close it
+    (also when ``act`` fails, so that the test ends instead of waiting on the dialog)."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    def look() -> None:
+        dialog = QApplication.activeModalWidget()
+        if not isinstance(dialog, kind):
+            QTimer.singleShot(30, look)
+            return
+        try:
+            act(dialog)
+        finally:
+            dialog.reject()
+    QTimer.singleShot(30, look)

@@ -14,7 +14,7 @@ import time
 import pytest
 from PySide6.QtCore import QObject, Slot
 
-from app_fixtures import quick_prefs, send, stored, wait_idle
+from app_fixtures import act_on_next_dialog, quick_prefs, send, stored, wait_idle
 from app.storage import ChatStore, Message
 
 
@@ -84,7 +84,7 @@ LONG_LIST = " ".join(f"Item {n} is a word." for n in range(1, 41)) + " Which ite
 
 def test_the_engine_reports_reading_the_conversation_and_a_restored_state(qtbot, open_window, home, engine_host):
     """Issue 19 item 13: the card follows the engine's own prefill report; the status bar its saved states."""
-    from app.status_bar import gigabytes
+    from app.status_bar import state_size_text
     from engine.generation.prompt_states import states_size
 
     window = open_window(quick_prefs(max_new_tokens=4))
@@ -100,7 +100,8 @@ def test_the_engine_reports_reading_the_conversation_and_a_restored_state(qtbot,
     assert reports.seen[-1][:3] == (total, total, False)
     assert "reused" not in answer_cards(window)[0].footer.text()
     qtbot.waitUntil(lambda: bool(saved_states(home)), timeout=30_000)
-    on_disk = f"Saved states {gigabytes(states_size(home / 'prompt-states'))}"
+    on_disk = f"Saved states {state_size_text(states_size(home / 'prompt-states'))}"
+    assert on_disk.endswith(" MB") and not on_disk.endswith(" 0.0 MB")       # the small model's: megabytes
     qtbot.waitUntil(lambda: window.status.state_cache.text() == on_disk, timeout=30_000)
 
     engine_host.worker.engine.reset_cache()              # as after a restart: only the state on disk
@@ -138,26 +139,45 @@ def test_deleting_a_conversation_deletes_its_saved_state(qtbot, open_window, hom
     flush(engine_host)
     uid = window.session.conversation.uid
     assert saved_states(home)
+    qtbot.waitUntil(lambda: window.status.state_cache.text().startswith("Saved states "), timeout=10_000)
     window.delete(uid)
     qtbot.waitUntil(lambda: not saved_states(home), timeout=10_000)
+    qtbot.waitUntil(lambda: window.status.state_cache.text() == "", timeout=10_000)    # at once, not at the next answer
 
 
 def test_settings_show_the_saved_states_and_clear_them(qtbot, open_window, home, engine_host):
+    """Clear empties the folder and the status bar's figure at once (also when Settings closes right after)."""
     from app.settings_dialog import SettingsDialog
 
     window = open_window()
     send(qtbot, window, "Say hello.")
     flush(engine_host)
-    dialog = SettingsDialog(window.prefs, window)
-    qtbot.addWidget(dialog)
-    assert dialog.states_limit.value() == 4.0                        # the default limit, 4 GB
-    qtbot.waitUntil(lambda: dialog.states_used.text().endswith("MB used"), timeout=10_000)
-    assert dialog.states_clear.isEnabled() and dialog.states_used.text() != "0.0 MB used"
-    dialog.states_clear.click()
-    qtbot.waitUntil(lambda: dialog.states_used.text() == "0.0 MB used", timeout=10_000)
-    assert not saved_states(home) and not dialog.states_clear.isEnabled()
-    dialog.states_limit.setValue(0.5)
-    assert dialog.result_prefs().saved_states_gb == 0.5
+    status = window.status.state_cache
+    qtbot.waitUntil(lambda: status.text().startswith("Saved states "), timeout=10_000)
+
+    def clear(dialog) -> None:
+        assert dialog.states_limit.value() == 4.0                    # the default limit, 4 GB
+        qtbot.waitUntil(lambda: dialog.states_used.text().endswith("MB used"), timeout=10_000)
+        assert dialog.states_clear.isEnabled() and dialog.states_used.text() != "0.0 MB used"
+        dialog.states_clear.click()
+        qtbot.waitUntil(lambda: dialog.states_used.text() == "0.0 MB used", timeout=10_000)
+        assert not saved_states(home) and not dialog.states_clear.isEnabled()
+        assert status.text() == ""                                   # the dialog is still open
+        dialog.states_limit.setValue(0.5)
+        assert dialog.result_prefs().saved_states_gb == 0.5
+    act_on_next_dialog(SettingsDialog, clear)
+    window.open_general_settings()
+
+    send(qtbot, window, "Say hello again.")
+    flush(engine_host)
+    qtbot.waitUntil(lambda: status.text().startswith("Saved states "), timeout=10_000)
+
+    def clear_and_close(dialog) -> None:
+        qtbot.waitUntil(lambda: dialog.states_clear.isEnabled(), timeout=10_000)
+        dialog.states_clear.click()                                  # and closed before the files are gone
+    act_on_next_dialog(SettingsDialog, clear_and_close)
+    window.open_general_settings()
+    qtbot.waitUntil(lambda: status.text() == "" and not saved_states(home), timeout=10_000)
 
 
 def test_the_size_limit_is_applied_to_what_is_saved(qtbot, open_window, home, engine_host):

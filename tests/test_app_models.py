@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from app_fixtures import press_on_next_message_box, quick_prefs
+from app_fixtures import act_on_next_dialog, press_on_next_message_box, quick_prefs
 from download_server import Behaviour, DownloadServer, payload
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-from app.model_catalog import choice_to_run, download_check, free_disk_bytes, total_ram_bytes
+from app.model_catalog import choice_to_run, download_check, free_disk_bytes, plan_memory, total_ram_bytes
 from app.preferences import ModelChoice, Preferences
+from engine import paths
 
 GB = 10 ** 9
 # Published facts (not our arithmetic): parameters, and the fp16 KV cache per token
@@ -56,9 +57,9 @@ def test_the_models_page_shows_each_models_kind_format_size_memory_and_place(qtb
     dialog = ModelsDialog(window.prefs, window.engine.choice, window)
     qtbot.addWidget(dialog)
     dialog.show()
-    assert [e.key for e in dialog.entries] == ["builtin", "llama2", "llama3", "llama2-hf", "llama3-hf"]
+    assert [e.key for e in dialog.entries] == ["builtin", "llama2-hf", "llama3-hf", "llama2", "llama3"]  # chat first
     assert _cells(dialog, "llama3-hf")[1:3] == ["chat", "bf16 safetensors"]
-    assert _cells(dialog, "llama2")[1:3] == ["base", "fp16 .ckpt (MindSpore)"]
+    assert _cells(dialog, "llama2")[1:3] == ["base: continues text", "fp16 .ckpt (MindSpore)"]
     assert _cells(dialog, "llama3")[5] == str(models_folder / "llama3")
     for key in ("llama2", "llama3"):
         entry = dialog.entries[_row(dialog, key)]
@@ -242,6 +243,10 @@ def test_the_first_run_dialog_says_what_this_pc_has_offers_chat_models_first_and
     assert f"This PC has {total_ram_bytes() / GB:.1f} GB of memory" in text
     assert abs(_gb_before(text, " GB free in the models folder") - free_disk_bytes(deep) / GB) < 1  # (others write)
     assert "with 8-bit weights" in text and "30 GB" not in text
+    for key, title in (("llama3-hf", "LLaMA3-8B-Instruct"), ("llama2-hf", "LLaMA2-7B-chat")):   # chat models named
+        plan = plan_memory(paths.default_model_files(3 if key == "llama3-hf" else 2)["config"])
+        assert f"{title}: about {plan.total() / GB:.1f} GB of memory as stored, {plan.total('int8') / GB:.1f} GB " \
+               f"with 8-bit weights, {plan.total('int4') / GB:.1f} GB with 4-bit weights" in text
     options = [dialog.form.source.itemText(i) for i in range(dialog.form.source.count())]
     assert "chat" in options[1] and "chat" in options[2] and "base model" in options[3]
     form = dialog.form
@@ -284,7 +289,8 @@ def test_each_models_kind_comes_from_the_download_manifest_and_says_what_a_base_
     other.write_text(yaml.safe_dump(flipped, allow_unicode=True), encoding="utf-8")
     page = ModelsDialog(Preferences(), None, manifest=other)
     qtbot.addWidget(page)
-    assert _cells(page, "llama2")[1] == "chat" and _cells(page, "llama2-hf")[1] == "base"
+    assert _cells(page, "llama2")[1] == "chat" and _cells(page, "llama2-hf")[1] == "base: continues text"
+    assert [e.kind for e in page.entries[1:]] == ["chat", "chat", "base", "base"]   # chat first, whatever the order
     tip = page.table.item(_row(page, "llama2-hf"), 1).toolTip()
     assert "continues the text it is given; it is not a chat assistant" in tip
 
@@ -296,5 +302,73 @@ def test_each_models_kind_comes_from_the_download_manifest_and_says_what_a_base_
     qtbot.addWidget(picker)
     picker.refresh(Preferences(), None)
     [item] = [i for i in range(picker.count()) if picker.itemText(i).startswith("LLaMA2-7B")]
-    assert picker.itemText(item) == "LLaMA2-7B · base"
+    assert picker.itemText(item) == "LLaMA2-7B · base: continues text"
     assert "not a chat assistant" in picker.itemData(item, Qt.ItemDataRole.ToolTipRole)
+    from app import translations
+    from app.model_catalog import kind_name
+    try:
+        translations.install(app_qt, "zh_CN")
+        assert kind_name("base") == "基础：只续写文本"
+    finally:
+        translations.install(app_qt, "en")
+
+
+def test_a_download_goes_on_when_the_models_page_closes_and_quitting_asks_then_pauses_it(
+        qtbot, open_window, home, tmp_path, models_folder):
+    """As in LM Studio: the status bar shows the download, reopening the page shows it, quitting asks; the
+    download paused by quitting resumes where it stopped (real downloader, real HTTP on 127.0.0.1)."""
+    from app.downloads import Downloads
+    from app.models_page import ModelsDialog
+
+    data = payload(3_200_000)
+    behaviour = Behaviour(files={"/model.safetensors": data}, bytes_per_s=320_000)   # 10 s: time to click through
+    with DownloadServer(behaviour) as url:
+        window = open_window()
+        window.manifest = _manifest(tmp_path, url, {"model.safetensors": len(data)})
+        downloads, part = window.downloads, models_folder / "llama3-hf" / "model.safetensors.part"
+
+        def start(dialog) -> None:
+            dialog.table.selectRow(_row(dialog, "llama3-hf"))
+            dialog.download_button.click()
+            qtbot.waitUntil(lambda: "of 3.2 MB" in dialog.downloads.detail.text(), timeout=20_000)
+            assert "It goes on when this window is closed" in dialog.downloads.title.text()
+        act_on_next_dialog(ModelsDialog, start)
+        window.open_models()
+        assert downloads.running                                    # the dialog is closed: still downloading
+        bar = window.status.download
+        qtbot.waitUntil(lambda: bar.isVisible() and "%" in bar.text(), timeout=10_000)
+        assert bar.text().startswith("Downloading LLaMA3-8B-Instruct: model.safetensors ")
+        received = downloads.last_event.done_bytes
+        qtbot.waitUntil(lambda: downloads.last_event.done_bytes > received, timeout=10_000)
+
+        def reopened(dialog) -> None:
+            panel = dialog.downloads
+            assert panel.isVisible() and panel.pause_button.isEnabled() and not dialog.download_button.isEnabled()
+            assert "LLaMA3-8B-Instruct" in panel.title.text() and "model.safetensors:" in panel.detail.text()
+            panel.pause_button.click()
+            assert panel.pause_button.text() == "Resume"
+            qtbot.waitUntil(lambda: "paused" in panel.detail.text(), timeout=10_000)
+        act_on_next_dialog(ModelsDialog, reopened)
+        bar.click()                                                 # the status bar's download opens the page
+        qtbot.waitUntil(lambda: "download paused (model.safetensors " in bar.text(), timeout=10_000)
+        downloads.toggle_pause()                                    # going on again
+        qtbot.waitUntil(lambda: bar.text().startswith("Downloading"), timeout=10_000)
+
+        seen = press_on_next_message_box(QMessageBox.StandardButton.No)     # "Keep running"
+        window.close()
+        assert "LLaMA3-8B-Instruct is still downloading" in seen[0]
+        assert window.isVisible() and downloads.receiving
+        press_on_next_message_box(QMessageBox.StandardButton.Yes, seen)     # "Quit and pause the download"
+        window.close()
+        qtbot.waitUntil(lambda: not window.isVisible(), timeout=30_000)
+        assert not downloads.running and len(seen) == 2
+        kept = part.stat().st_size
+        assert 0 < kept < len(data) and not (part.parent / "model.safetensors").exists()
+
+        behaviour.bytes_per_s = None                                # the rest at full speed
+        again = Downloads()                                         # the next start of the app
+        with qtbot.waitSignal(again.finished, timeout=60_000):
+            again.start("llama3-hf", part.parent, window.manifest)
+    assert (part.parent / "model.safetensors").read_bytes() == data
+    resumed = [int(r.split("=")[1].split("-")[0]) for p, r, status in behaviour.requests if r and status == 206]
+    assert resumed and resumed[-1] >= kept                      # it went on from the bytes kept, not from 0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from app_fixtures import quick_prefs, send, stored
+from app_fixtures import quick_prefs, send, stored, wait_idle
 from download_server import Behaviour, DownloadServer, payload, sha256
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication
@@ -333,8 +333,9 @@ def test_the_chinese_ui_and_a_chinese_conversation_survive_save_load_export(qtbo
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=30_000)
     again = open_window()
     qtbot.waitUntil(lambda: again.conversations.titles() == [ZH_QUESTION], timeout=10_000)
-    again.conversations.search.setText("长城")
-    qtbot.wait(400)  # the search is debounced
+    with qtbot.waitSignal(again.conversations.searchChanged, timeout=5000):   # the search is debounced
+        again.conversations.search.setText("长城")
+    wait_idle(qtbot, again)              # its answer from the history's thread is in (requests run in order)
     assert again.conversations.titles() == [ZH_QUESTION]
     again.conversations.search.setText("不存在的内容")
     qtbot.waitUntil(lambda: again.conversations.titles() == [], timeout=5000)

@@ -273,6 +273,26 @@
         <translation>正在开始…</translation>
     </message>
     <message>
+        <source>{0} is still downloading. Quit now and pause the download (it resumes where it stopped when you download it again), or keep it running?</source>
+        <translation>{0} 仍在下载。现在退出并暂停下载（再次下载时从中断处继续），还是让它继续运行？</translation>
+    </message>
+    <message>
+        <source>A download is running</source>
+        <translation>正在下载</translation>
+    </message>
+    <message>
+        <source>Quit and pause the download</source>
+        <translation>退出并暂停下载</translation>
+    </message>
+    <message>
+        <source>Keep running</source>
+        <translation>不退出，继续下载</translation>
+    </message>
+    <message>
+        <source>It goes on when this window is closed: the status bar shows it.</source>
+        <translation>关闭此窗口后下载仍会继续：状态栏会显示进度。</translation>
+    </message>
+    <message>
         <source>Resume</source>
         <translation>继续</translation>
     </message>
@@ -335,8 +355,8 @@
         <translation>使用此模型</translation>
     </message>
     <message>
-        <source>{0}: about {1} of memory as stored, {2} with 8-bit weights</source>
-        <translation>{0}：按原格式约需 {1} 内存，8 位权重约需 {2}</translation>
+        <source>{0}: about {1} of memory as stored, {2} with 8-bit weights, {3} with 4-bit weights</source>
+        <translation>{0}：按原格式约需 {1} 内存，8 位权重约需 {2}，4 位权重约需 {3}</translation>
     </message>
     <message>
         <source>&lt;p&gt;llama-desk runs LLaMA2 and LLaMA3 on this computer, offline.&lt;/p&gt;&lt;p&gt;The small built-in model is loading now, so you can start chatting at once. For better answers, choose a LLaMA chat model below and download it (13-16 GB), or choose files you have.{3}&lt;/p&gt;&lt;p&gt;This PC has {0} of memory and {1} free in the models folder. {2}.&lt;/p&gt;</source>
@@ -988,10 +1008,6 @@
         <translation>对话</translation>
     </message>
     <message>
-        <source>base</source>
-        <translation>基础</translation>
-    </message>
-    <message>
         <source>{0} of {1}</source>
         <translation>{0} / {1}</translation>
     </message>
@@ -1018,6 +1034,10 @@
     <message>
         <source>Remove model</source>
         <translation>删除模型</translation>
+    </message>
+    <message>
+        <source>base: continues text</source>
+        <translation>基础：只续写文本</translation>
     </message>
     <message>
         <source>A chat model: tuned to answer questions in turns.</source>
@@ -1188,6 +1208,10 @@
         <translation>取消</translation>
     </message>
     <message>
+        <source>Show the download in the Models window</source>
+        <translation>在“模型”窗口中查看下载</translation>
+    </message>
+    <message>
         <source>RAM {0}</source>
         <translation>内存 {0}</translation>
     </message>
@@ -1198,6 +1222,22 @@
     <message>
         <source>Saved states {0}</source>
         <translation>已存状态 {0}</translation>
+    </message>
+    <message>
+        <source>{0}: download paused ({1})</source>
+        <translation>{0}：下载已暂停（{1}）</translation>
+    </message>
+    <message>
+        <source>Downloading {0}: {1} · {2}/s</source>
+        <translation>正在下载 {0}：{1} · {2}/秒</translation>
+    </message>
+    <message>
+        <source>{0} is downloaded: choose it in the model list.</source>
+        <translation>{0} 已下载完成：可在模型列表中选择它。</translation>
+    </message>
+    <message>
+        <source>The download of {0} stopped: {1}</source>
+        <translation>{0} 的下载已停止：{1}</translation>
     </message>
     <message>
         <source>Context {0} / {1}</source>
