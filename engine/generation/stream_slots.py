@@ -57,6 +57,7 @@ class StreamSlots:
                 self._cond.wait(0.05)
             slot = self._pick(prompt)
             self._free.discard(slot)
+        self.scheduler.join(slot)
         try:
             yield self.executors[slot], self.caches[slot]
         finally:
