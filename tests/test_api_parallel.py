@@ -129,3 +129,23 @@ def test_more_clients_than_slots_wait_their_turn(server, alone):
     for t in threads:
         t.join(120)
     assert sorted(answers) == sorted((q, alone[q]) for q in questions)
+
+
+def test_the_engines_own_chat_takes_a_slot_beside_the_api_clients(engine, server, alone):
+    """What the desktop app does when it also serves the API: its chat goes through the same slots and steps,
+    and its next turn finds the conversation's rows still in its slot."""
+    from engine import GenerationSettings
+
+    greedy = GenerationSettings(greedy=True, repetition_penalty=1.0, max_new_tokens=24)   # as the API sends it
+    question = QUESTIONS[2]
+    own: dict = {}
+    app_chat = threading.Thread(target=lambda: own.update(c=engine.chat([{"role": "user", "content": question}],
+                                                                          greedy)))
+    app_chat.start()
+    assert _together(server.url, QUESTIONS[:2]) == {q: alone[q] for q in QUESTIONS[:2]}
+    app_chat.join(120)
+    assert own["c"].text == alone[question]
+    turn = [{"role": "user", "content": question}, {"role": "assistant", "content": own["c"].text},
+            {"role": "user", "content": "And 3 + 3?"}]
+    again = engine.chat(turn, greedy)
+    assert again.stats.cached_tokens >= len(own["c"].prompt_ids) - 1 and again.text
