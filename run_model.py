@@ -74,6 +74,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=8080, help="--serve: port (default 8080)")
     p.add_argument("--api-key", default=os.environ.get("LLAMA_DESK_API_KEY") or None,
                    help="--serve: require 'Authorization: Bearer KEY' (default: $LLAMA_DESK_API_KEY)")
+    p.add_argument("--parallel", type=int, metavar="N",
+                   help="--serve: answer up to N requests at once, their next tokens computed together in one pass "
+                        "over the weights (each with its own KV cache: N times its memory). Default 2 on the cpu "
+                        "backend; other backends answer one at a time (1)")
     p.add_argument("--max-waiting", type=int, default=8,
                    help="--serve: requests that may wait for the model before others get 429 (default 8)")
     return p.parse_args(argv)
@@ -116,7 +120,8 @@ def _load(args):
         need_tokenizer = default_model_files(args.version)["tokenizer"].is_file()
     weight_format = {"int8": "int8", "int4": "int4", "none": "stored"}.get(args.quantize, "auto")
     options = ExecutorOptions(backend=args.backend, device=args.device, weight_format=weight_format,
-                              threads=args.threads, max_seq_len=args.max_seq_len, kv_cache=args.kv_cache)
+                              threads=args.threads, max_seq_len=args.max_seq_len, kv_cache=args.kv_cache,
+                              parallel=(args.parallel or 2) if args.serve else 1)
     engine = load_engine(model_source(args, builtin=use_builtin, need_tokenizer=need_tokenizer), options,
                          progress=_progress)
     engine.context_shift = not args.no_context_shift
@@ -248,6 +253,8 @@ def run_server(args) -> int:
         raise EngineError("Give either --serve or a one-shot prompt, not both.")
     if args.max_waiting < 0:
         raise EngineError(f"--max-waiting must be 0 or more, got {args.max_waiting}.")
+    if args.parallel is not None and not 1 <= args.parallel <= 16:
+        raise EngineError(f"--parallel must be from 1 to 16, got {args.parallel}.")
     api_server.check_address(args.host, args.port, args.api_key)
     api_server.open_listener(args.host, args.port).close()  # a port in use is reported before loading
     api_server.serve(_load(args), args.host, args.port, args.api_key, max_waiting=args.max_waiting,
@@ -270,6 +277,8 @@ def main(argv=None) -> int:
         _settings(args)  # refuse bad option values before spending a minute on loading
         if args.serve:
             return run_server(args)
+        if args.parallel is not None:
+            raise EngineError("--parallel is for --serve (several programs' requests answered at once).")
         engine = _load(args)
         try:
             if args.prompt is not None or args.prompt_ids:

@@ -63,7 +63,7 @@ class ApiService:
         waiting place taken, or stopping). While the model loads, ``run_model.py --serve`` does not listen yet."""
         queue = self.queue
         body = {"status": "ok" if queue.accepting else "busy", "model": self.model, "running": queue.running,
-                "waiting": queue.waiting, "max_waiting": queue.max_waiting}
+                "waiting": queue.waiting, "max_waiting": queue.max_waiting, "parallel": queue.parallel}
         return JSONResponse(body, status_code=200 if queue.accepting else 503,
                             headers={} if queue.accepting else {"Retry-After": "1"})
 

@@ -1,11 +1,13 @@
-"""One model, many clients: generation jobs wait in arrival order and run one at a time on a worker thread.
+"""One model, many clients: generation jobs wait in arrival order and run on worker threads, as many at once
+as the engine computes together (``ChatEngine.parallel``: one, or one per cache slot with ``--parallel``).
 
-The engine computes one answer at a time (it has one KV cache). Jobs wait here
+Jobs wait here
 rather than in the engine's lock, so the number waiting is known and bounded (a
 full queue refuses at once, saying when to retry), a client that leaves while
 waiting is simply taken out, and one that leaves mid-answer stops it between two
-tokens. The event loop never runs the model: the worker thread does, and hands
-each piece of text back to the loop.
+tokens. The event loop never runs the model: the worker threads do, and hand
+each piece of text back to the loop without waiting for it (a client slow to
+read never holds a worker, nor the other answers computed in the same step).
 """
 
 from __future__ import annotations
@@ -137,20 +139,24 @@ class Job:
 
 
 class GenerationQueue:
-    """A FIFO of jobs with a bound on how many may wait, served by one worker thread."""
+    """A FIFO of jobs with a bound on how many may wait, served by ``parallel`` worker threads."""
 
-    def __init__(self, max_waiting: int = 8):
+    def __init__(self, max_waiting: int = 8, parallel: int = 1):
         if max_waiting < 0:
             raise ValueError("max_waiting must be 0 or more")
-        self.max_waiting = max_waiting   # besides the one running: 0 answers one request at a time, none waits
+        if parallel < 1:
+            raise ValueError("parallel must be 1 or more")
+        self.max_waiting = max_waiting   # besides the ones running: 0 answers without anyone waiting
+        self.parallel = parallel
         self.finished: deque[JobRecord] = deque(maxlen=200)
         self._cond = threading.Condition()
         self._waiting: deque[Job] = deque()
-        self._running: Job | None = None
-        self._running_since = 0.0
+        self._running: dict[Job, float] = {}   # job: when it started
         self._closed = False
-        self._thread = threading.Thread(target=self._work, name="api-server-generation", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._work, name=f"api-server-generation-{n}", daemon=True)
+                         for n in range(parallel)]
+        for thread in self._threads:
+            thread.start()
 
     @property
     def waiting(self) -> int:
@@ -158,18 +164,26 @@ class GenerationQueue:
 
     @property
     def running(self) -> bool:
-        return self._running is not None
+        return bool(self._running)
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    def _full(self) -> bool:
+        # the running ones apart: with one worker, as before, one runs and max_waiting wait
+        return len(self._waiting) + len(self._running) > self.max_waiting + self.parallel - 1
 
     @property
     def accepting(self) -> bool:
         """Whether a request submitted now would be taken (not refused with 429, nor closed)."""
-        return not self._closed and len(self._waiting) + (self._running is not None) <= self.max_waiting
+        return not self._closed and not self._full()
 
     def submit(self, job: Job) -> None:
         with self._cond:
             if self._closed:
                 raise QueueClosed("The server is stopping.")
-            if len(self._waiting) + (self._running is not None) > self.max_waiting:  # the running job apart
+            if self._full():
                 raise QueueFull(self._retry_after())
             self._waiting.append(job)
             self._cond.notify()
@@ -191,13 +205,15 @@ class GenerationQueue:
         with self._cond:
             self._closed = True
             waiting, self._waiting = list(self._waiting), deque()
-            running = self._running
+            running = list(self._running)
             self._cond.notify_all()
         for job in waiting:
             job.fail(QueueClosed("The server is stopping; this request was not answered."))
-        if running is not None:
-            running.cancel.set()
-        self._thread.join(timeout)
+        for job in running:
+            job.cancel.set()
+        end = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(end - time.monotonic(), 0))
 
     def _work(self) -> None:
         while True:
@@ -206,13 +222,13 @@ class GenerationQueue:
                     self._cond.wait()
                 if self._closed:
                     return
-                job = self._running = self._waiting.popleft()
-                self._running_since = time.monotonic()
+                job = self._waiting.popleft()
+                self._running[job] = time.monotonic()
             try:
                 job.run()
             finally:
                 with self._cond:
-                    self._running = None
+                    self._running.pop(job, None)
                 self._finished(job)
 
     def _finished(self, job: Job) -> None:
@@ -228,10 +244,12 @@ class GenerationQueue:
                      r.cached_tokens, r.generated_tokens, r.seconds, r.finish_reason)
 
     def _retry_after(self) -> int:
-        """Seconds until the answers ahead are done: what is left of the running one plus each waiting one, timed
-        by the recent answers (answered ones: a job skipped or refused says nothing about the model's pace)."""
+        """Seconds until a place frees: what is left of the running answer nearest its end plus the waiting ones
+        (``parallel`` at a time), timed by the recent answers (answered ones: a job skipped or refused says
+        nothing about the model's pace)."""
         recent = [r.seconds for r in list(self.finished)[-20:]
                   if r.seconds > 0 and r.finish_reason not in ("skipped", "error")]
         each = sum(recent) / len(recent) if recent else 5.0
-        running_left = max(each - (time.monotonic() - self._running_since), 0.0) if self._running else 0.0
-        return max(1, min(600, math.ceil(running_left + len(self._waiting) * each)))
+        now = time.monotonic()
+        running_left = min((max(each - (now - since), 0.0) for since in self._running.values()), default=0.0)
+        return max(1, min(600, math.ceil(running_left + len(self._waiting) * each / self.parallel)))

@@ -139,7 +139,7 @@ def _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config,
            lookup="auto") -> ServerHandle:
     check_address(host, port, api_key)
     sock = open_listener(host, port)
-    queue = GenerationQueue(max_waiting)
+    queue = GenerationQueue(max_waiting, parallel=engine.parallel)
     app = BoundedThreads(create_app(engine, queue, api_key=api_key, loopback_only=is_loopback(host),
                                     max_body_bytes=max_body_bytes, lookup=lookup))
     server = _build(app, log_config, limits)
@@ -188,8 +188,8 @@ def serve(engine: ChatEngine, host: str = "127.0.0.1", port: int = 8080, api_key
     """
     handle = _start(engine, host, port, api_key, max_waiting, max_body_bytes, log_config=_console_log_config(),
                     limits=ConnectionLimits(), lookup=lookup)
-    log.info("Serving %s at %s (OpenAI-compatible%s). Ctrl-C stops.", model_id(engine), handle.url,
-             ", API key required" if api_key else "")
+    log.info("Serving %s at %s (OpenAI-compatible%s; up to %d answers at once). Ctrl-C stops.", model_id(engine),
+             handle.url, ", API key required" if api_key else "", engine.parallel)
     stop = threading.Event()
     in_main_thread = threading.current_thread() is threading.main_thread()   # only it may take signals
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _STOP_SIGNALS if in_main_thread}

@@ -60,6 +60,7 @@ ZH_CN = {
     "conversation_empty": "对话为空：请先输入一条消息。",
     "conversation_not_a_list": "对话应是消息列表（{{'role': ..., 'content': ...}}），实际是 {type}。",
     "engine_busy": "模型正忙于另一个回答；请等它结束后再试。",
+    "engine_closing": "模型正在关闭。",
     "fast_tokenizer_unsupported":
         "{path} 不能使用快速分词器：{problems}。快速分词器只支持 LLaMA2 风格的 SentencePiece 模型；不加 --fast "
         "即可使用 SentencePiece 本身。",
@@ -104,6 +105,7 @@ ZH_CN = {
     "not_enough_memory":
         "用 {backend} 后端运行 {file} 大约需要 {need}（{what}）。目前只有 {free_gb:.1f} GB 可用。{alternative}请关闭其他程序，"
         "或缩短上下文。（设置 LLAMA_DESK_SKIP_MEMORY_CHECK=1 可强行尝试。）",
+    "parallel_invalid": "并行请求数必须是 1 到 16 的整数，实际是 {value!r}。",
     "position_past_context": "位置 {position} 超出了 {context} 个词元的上下文。",
     "prompt_empty": "提示为空：请输入一些文字。",
     "prompt_empty_ids": "提示为空：请至少给出一个词元或一些文字。",

@@ -201,7 +201,9 @@ def _resolved(options: ExecutorOptions, files: ModelFiles, builtin: bool) -> tup
     """The backend to use and the options as its executor takes them (see ``ExecutorOptions``)."""
     entry, ms_device = resolve(options.backend, options.device)
     context = min(options.max_seq_len or files.cfg.seq_length, files.cfg.seq_length)
-    return entry, replace(options, backend=entry.name, device=ms_device, max_seq_len=context,
+    # only the cpu backend computes several streams in one step; the others answer one at a time
+    parallel = options.parallel if entry.name == "cpu" else 1
+    return entry, replace(options, backend=entry.name, device=ms_device, max_seq_len=context, parallel=parallel,
                           weight_format=_auto_format(options.weight_format, builtin, entry.name),
                           config_path=files.config_path, blocks_file=find_builtin_gguf() if builtin else None)
 
@@ -247,6 +249,7 @@ def load_engine(model: ModelSource, options: ExecutorOptions = ExecutorOptions()
     builtin, version = model.builtin, model.version
     files = open_model_files(model, progress)
     cfg, source, tokenizer, template = files.cfg, files.source, files.tokenizer, files.template
+    requested_parallel = options.parallel
     try:
         verify_crc_once(source, (lambda d, t: progress("checking", d, t)) if progress else None, cancel)
         entry, options = _resolved(options, files, builtin)
@@ -279,6 +282,9 @@ def load_engine(model: ModelSource, options: ExecutorOptions = ExecutorOptions()
                      kind=template.kind, state_identity=state_identity(facts, runner))
     if files.template_note and tokenizer:
         info.notes.append(files.template_note)
+    if options.parallel < requested_parallel:
+        info.notes.append(f"The {runner.name} backend answers one request at a time (--parallel needs the cpu "
+                          "backend).")
     if not runner.supports_kv_rows:
         info.notes.append(f"The {runner.name} backend cannot save or move its KV cache: a conversation reopened "
                           "later, or one that outgrew the context, is computed again.")

@@ -306,7 +306,7 @@ def test_full_queue_answers_429_with_retry_after(engine):
 
         wait_for(0)                               # the first job is running
         assert health(handle.url) == (200, {"status": "ok", "model": "SmolLM2-135M-Instruct", "running": True,
-                                            "waiting": 0, "max_waiting": 1})
+                                            "waiting": 0, "max_waiting": 1, "parallel": 1})
         waiting: dict = {}
         waiter = threading.Thread(target=lambda: waiting.update(r=ask(client(handle.url), max_tokens=1)))
         waiter.start()

@@ -112,7 +112,7 @@ def test_two_instances_behind_nginx_share_the_users(gateway):
     status, body = _health(base)
     assert status == 200 and body["model"] == "SmolLM2-135M-Instruct"
     assert _ask(base) == "The capital of France is Paris."
-    # two streams at once: each instance takes one at a time, so least_conn (or a 429, retried) spreads them
+    # two streams at once: least_conn sends each to the instance with fewer (or a 429, retried, spreads them)
     answers: list[str] = []
     threads = [threading.Thread(target=lambda: answers.append(_ask(base, max_tokens=40, stream=True)))
                for _ in range(2)]

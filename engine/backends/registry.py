@@ -42,6 +42,9 @@ class ExecutorOptions:
     # A GGUF file holding this model's own 4-/8-bit blocks (the built-in model's source): ``int4`` on the cpu
     # backend takes them as they are instead of quantizing the float copy again. Set by the loader.
     blocks_file: Path | None = None
+    # Requests computed together, each with its own KV cache (``step_scheduler``): the cpu backend only; the
+    # memory estimate counts one cache per stream.
+    parallel: int = 1
 
     def __post_init__(self):
         check_choice(self.backend, self.device, self.weight_format, self.kv_cache)
@@ -54,6 +57,9 @@ class ExecutorOptions:
                                          or self.threads < 1):
             raise EngineError(f"threads must be a whole number of at least 1, got {self.threads!r}.",
                               subject="settings", code="threads_invalid", params={"value": self.threads})
+        if isinstance(self.parallel, bool) or not isinstance(self.parallel, int) or not 1 <= self.parallel <= 16:
+            raise EngineError(f"parallel must be a whole number from 1 to 16, got {self.parallel!r}.",
+                              subject="settings", code="parallel_invalid", params={"value": self.parallel})
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,10 @@ A request may name a state file (``state_file``): its saved rows are read back
 when they cover more of the prompt than the cache does, and after the answer the
 new rows are appended to it in the background (``prompt_states``). The API
 server's requests may also keep recent prompts' rows in memory (``memory_slots``).
+
+An executor with several cache slots (``--parallel``) serves several answers at
+once instead: each request takes a slot (``stream_slots``) and the slots' next
+tokens are computed together (``step_scheduler``); the lock is then not used.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from .prompt_cache import PromptStateFile, StateLayout
 from .prompt_reuse import MemorySlots, StateOnDisk
 from .prompt_states import StateWriter, save_cache
 from .sampling import SamplingSettings
+from .stream_slots import StreamSlots
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,13 @@ class ChatEngine:
         if tokenizer is not None:
             stop |= set(tokenizer.stop_ids)
         self.stop_ids = frozenset(stop)
+        # several answers at once, each in its own cache slot, when the executor has slots (cpu --parallel)
+        self.streams = StreamSlots(executor) if getattr(executor, "slots", 1) > 1 else None
+
+    @property
+    def parallel(self) -> int:
+        """How many answers can be computed at once."""
+        return self.streams.count if self.streams is not None else 1
 
     @property
     def context_length(self) -> int:
@@ -130,7 +142,8 @@ class ChatEngine:
 
     @property
     def busy(self) -> bool:
-        return self._lock.locked()
+        """Whether a request now would wait (every slot, or the one cache, taken)."""
+        return self.streams.full if self.streams is not None else self._lock.locked()
 
     @contextmanager
     def _turn(self, wait: bool, cancel: threading.Event | None = None):
@@ -147,6 +160,16 @@ class ChatEngine:
         finally:
             self._lock.release()
 
+    @contextmanager
+    def _stream(self, prompt_ids: Sequence[int], wait: bool, cancel: threading.Event | None):
+        """The executor and cache state one answer runs on: a free slot's, or the engine's own under its lock."""
+        if self.streams is not None:
+            with self.streams.stream(prompt_ids, wait, cancel) as taken:
+                yield taken
+        else:
+            with self._turn(wait, cancel):
+                yield self.executor, self._cache
+
     def complete_ids(self, prompt_ids: Sequence[int], settings: GenerationSettings = GenerationSettings(),
                      on_token: TokenCallback | None = None, cancel: threading.Event | None = None,
                      stop_ids: Sequence[int] | None = None, wait: bool = True, *,
@@ -158,18 +181,18 @@ class ChatEngine:
         the answer (in the background; ``flush_states`` waits for it), keeping its folder's states within
         ``state_budget`` bytes. ``on_prefill(done, total, restored)`` follows the prompt's computation.
         """
-        with self._turn(wait, cancel):
+        with self._stream(prompt_ids, wait, cancel) as (executor, cache):
             state = self._state(state_file)
             sources = ([self.memory_slots] if use_memory_slots and self.memory_slots.enabled else []) \
                 + ([StateOnDisk(state, self._writer)] if state is not None else [])
             completion = generate(
-                self.executor, prompt_ids, max_new_tokens=settings.max_new_tokens, sampling=settings.sampling(),
+                executor, prompt_ids, max_new_tokens=settings.max_new_tokens, sampling=settings.sampling(),
                 stop_ids=self.stop_ids if stop_ids is None else stop_ids, stop_strings=settings.stop_strings,
-                tokenizer=self.tokenizer, on_token=on_token, cancel=cancel, cache=self._cache, sources=sources,
+                tokenizer=self.tokenizer, on_token=on_token, cancel=cancel, cache=cache, sources=sources,
                 on_prefill=on_prefill, context_shift=self.context_shift,
                 lookup=LookupDrafter(settings.lookup, self.step_cost) if settings.lookup != "off" else None)
             if state is not None:
-                save_cache(self.executor, self._cache.valid_prefix(), state, self._writer, state_budget)
+                save_cache(executor, cache.valid_prefix(), state, self._writer, state_budget)
             return completion
 
     def _state(self, path: str | Path | None) -> PromptStateFile | None:
@@ -270,10 +293,14 @@ class ChatEngine:
         with self._turn(True):
             self._cache = KVCacheState()
             self.memory_slots.clear()
+            if self.streams is not None:
+                self.streams.reset()
             self.executor.reset()
 
     def close(self) -> None:
         self.flush_states(timeout=60)
         with self._turn(True):
             self.memory_slots.clear()
+            if self.streams is not None:
+                self.streams.close()
             self.executor.close()

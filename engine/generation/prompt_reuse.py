@@ -11,6 +11,7 @@ them has is computed. Sources are read only through executors that can take rows
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -73,22 +74,26 @@ class MemorySlots:
     def __init__(self, slots: int = 0, budget_bytes: int = 0):
         self.slots, self.budget = slots, budget_bytes
         self._kept: list[_Slot] = []
-        self._best: _Slot | None = None
+        # answers in parallel (``stream_slots``) ask from several threads: each its own best match
+        self._found = threading.local()
+        self._lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
         return self.slots > 0 and self.budget > 0
 
     def shared(self, prompt: Sequence[int], beyond: int = 0) -> int:
-        self._best, best = None, 0
-        for slot in self._kept:
+        self._found.best, best = None, 0
+        with self._lock:
+            kept = list(self._kept)
+        for slot in kept:
             n = shared_prefix(slot.ids, prompt)
             if n > best:
-                self._best, best = slot, n
+                self._found.best, best = slot, n
         return best
 
     def restore(self, executor, start: int, stop: int) -> int:
-        slot = self._best
+        slot = self._found.best
         executor.import_kv(start, slot.keys[:, :, start:stop], slot.values[:, :, start:stop])
         slot.used = time.monotonic()
         return stop
@@ -97,11 +102,16 @@ class MemorySlots:
         """Copy the cache's rows for ``ids`` (its valid prefix) into a slot, before a prompt overwrites them."""
         if not self.enabled or len(ids) < MIN_SLOT_TOKENS:
             return
-        if any(shared_prefix(slot.ids, ids) == len(ids) for slot in self._kept):
-            return                                 # a slot has them already
+        with self._lock:
+            if any(shared_prefix(slot.ids, ids) == len(ids) for slot in self._kept):
+                return                             # a slot has them already
         keys, values = executor.export_kv(0, len(ids))
         if keys.nbytes + values.nbytes > self.budget:
             return
+        with self._lock:
+            self._keep(ids, keys, values)
+
+    def _keep(self, ids: list[int], keys: np.ndarray, values: np.ndarray) -> None:
         self._kept = [s for s in self._kept if shared_prefix(s.ids, ids) < len(s.ids)]  # superseded
         self._kept.append(_Slot(list(ids), keys, values))
         self._kept.sort(key=lambda s: s.used)
@@ -109,7 +119,8 @@ class MemorySlots:
             self._kept.pop(0)
 
     def clear(self) -> None:
-        self._kept = []
+        with self._lock:
+            self._kept = []
 
 
 @dataclass

@@ -8,6 +8,11 @@ JIT-compiled kernels (numba) compute with them directly: decode is one fused,
 multi-threaded call per layer; prefill widens weight tiles to float32 for
 BLAS matrix products. The KV cache holds fp16 by default (float32 on request:
 exact to float32 rounding, twice the memory). MindSpore is never imported.
+
+With ``parallel`` N the cache has N slots, one per stream (``step_scheduler``):
+``decode_rows`` computes tokens of several slots in one pass over the weights,
+and prefill and the cache's rows take the slot they work on (slot 0 is the one
+a single stream uses). Memory of a slot never used is never touched.
 """
 
 from __future__ import annotations
@@ -77,7 +82,8 @@ class CpuExecutor(Executor):
         from .quantize import QUANTIZED, can_quantize, head_format, quantized_bytes
 
         seq = min(options.max_seq_len, cfg.seq_length)
-        kv_cache = cfg.num_layers * 2 * cfg.kv_heads * seq * cfg.head_dim * (4 if options.kv_cache == "float32" else 2)
+        per_stream = cfg.num_layers * 2 * cfg.kv_heads * seq * cfg.head_dim * (4 if options.kv_cache == "float32" else 2)
+        kv_cache = per_stream * options.parallel
         weights = 0
         for name, info in source.tensors.items():
             if not name.startswith(("model.", "lm_head.")):
@@ -90,8 +96,9 @@ class CpuExecutor(Executor):
                 weights += info.nbytes
         kind = {"int8": "8-bit weights (blocks of 32)", "int4": "4-bit weights (blocks of 32)"}.get(
             options.weight_format, "weights as stored")
+        streams = f" x {options.parallel} parallel streams" if options.parallel > 1 else ""
         return MemoryNeed(weights, kv_cache, _RUNTIME_BYTES + _prefill_scratch_bytes(cfg, seq),
-                          f"{kind}, {options.kv_cache} KV cache for {seq} tokens")
+                          f"{kind}, {options.kv_cache} KV cache for {seq} tokens{streams}")
 
     def __init__(self, cfg: ModelConfig, source: TensorSource, options, progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None):
@@ -100,6 +107,7 @@ class CpuExecutor(Executor):
         self.max_seq_len = min(options.max_seq_len, cfg.seq_length)
         self.threads = options.threads
         self.kv_cache = options.kv_cache
+        self.slots = options.parallel
         # Inputs of packed-weight products: 8-bit blocks (llama.cpp's scheme; on the built-in model's
         # perplexity no worse than llama.cpp Q8_0's). The built-in 135M model gets 16-bit ones: 8-bit
         # rounding changed its greedy answers (to "What is the capital of France?", as llama.cpp's from
@@ -174,8 +182,10 @@ class CpuExecutor(Executor):
         cfg, seq = self.config, self.max_seq_len
         hd = cfg.head_dim
         kv_type = np.float32 if self.kv_cache == "float32" else np.uint16  # uint16 holds fp16 bits
-        self.k_cache = np.zeros((cfg.num_layers, cfg.kv_heads, seq, hd), kv_type)
-        self.v_cache = np.zeros((cfg.num_layers, cfg.kv_heads, seq, hd), kv_type)
+        # [slot, layer, kv_head, position, head_dim]; np.zeros: a slot's pages are touched only when used
+        self.slot_k = np.zeros((self.slots, cfg.num_layers, cfg.kv_heads, seq, hd), kv_type)
+        self.slot_v = np.zeros((self.slots, cfg.num_layers, cfg.kv_heads, seq, hd), kv_type)
+        self.k_cache, self.v_cache = self.slot_k[0], self.slot_v[0]
         angles = np.outer(np.arange(seq, dtype=np.float64), rope_inv_frequencies(cfg))
         self.cos, self.sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
         from .model_step import MAX_TOKENS
@@ -243,9 +253,16 @@ class CpuExecutor(Executor):
     def decode(self, token: int, pos: int) -> np.ndarray:
         return self.decode_batch([token], pos)[0]
 
-    def decode_batch(self, tokens: Sequence[int], pos: int) -> np.ndarray:
-        """Logits [T, vocab] of up to 16 tokens at positions pos..: one compiled call, one pass over the
-        weights, each row bit-identical to decoding that token alone (``model_step``)."""
+    def decode_batch(self, tokens: Sequence[int], pos: int, slot: int = 0) -> np.ndarray:
+        """Logits [T, vocab] of up to 16 tokens at positions pos.. of one slot: one compiled call, one pass
+        over the weights, each row bit-identical to decoding that token alone (``model_step``)."""
+        count = len(tokens)
+        return self.decode_rows(tokens, np.arange(pos, pos + count), np.full(count, slot))
+
+    def decode_rows(self, tokens: Sequence[int], positions: Sequence[int], slots: Sequence[int]) -> np.ndarray:
+        """Logits [T, vocab] of up to 16 tokens, token t at ``positions[t]`` of cache slot ``slots[t]`` (several
+        streams' next tokens, a stream's guesses): one pass over the weights, each row bit-identical to
+        decoding that token alone after the ones before it in its slot."""
         from . import jit
         from .decode_step import embed_row
         from .model_step import MAX_TOKENS, forward_tokens
@@ -254,17 +271,22 @@ class CpuExecutor(Executor):
         if not 1 <= count <= MAX_TOKENS:
             raise EngineError(f"decode_batch takes 1 to {MAX_TOKENS} tokens, not {count}",
                               code="batch_size_invalid", params={"count": count, "most": MAX_TOKENS})
-        if not 0 <= pos or pos + count > self.max_seq_len:
-            raise EngineError(f"position {pos + count - 1} is past the context of {self.max_seq_len}",
-                              code="position_past_context",
-                              params={"position": pos + count - 1, "context": self.max_seq_len})
+        positions, slots = np.asarray(positions, np.int64), np.asarray(slots, np.int64)
+        if len(positions) != count or len(slots) != count:
+            raise ValueError("decode_rows needs one position and one slot per token")
+        if positions.min() < 0 or positions.max() >= self.max_seq_len:
+            bad = int(positions.max())
+            raise EngineError(f"position {bad} is past the context of {self.max_seq_len}",
+                              code="position_past_context", params={"position": bad, "context": self.max_seq_len})
+        if slots.min() < 0 or slots.max() >= self.slots:
+            raise ValueError(f"cache slots are 0..{self.slots - 1}, not {slots.tolist()}")
         jit.use_threads(self.threads)  # numba's thread count is per calling thread
         cfg, x = self.config, self._x[:count]
         for t, token in enumerate(tokens):
             data, scales, row = self.embedding.find_row(int(token))
             embed_row(data, scales, row, x[t])
-        forward_tokens(x, pos, *self._model, self.k_cache, self.v_cache, self.cos, self.sin, cfg.rms_norm_eps,
-                       cfg.num_heads, self._buffers, self._act, self._logits)
+        forward_tokens(x, positions, slots, *self._model, self.slot_k, self.slot_v, self.cos, self.sin,
+                       cfg.rms_norm_eps, cfg.num_heads, self._buffers, self._act, self._logits)
         return self._logits[:count].copy()
 
     def _project(self, h: np.ndarray) -> np.ndarray:
@@ -277,7 +299,7 @@ class CpuExecutor(Executor):
         return logits.copy()
 
     def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None,
-                progress: Callable[[int], None] | None = None) -> np.ndarray:
+                progress: Callable[[int], None] | None = None, slot: int = 0) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
         if start_pos + len(ids) > self.max_seq_len:
             raise EngineError(f"{start_pos + len(ids)} tokens do not fit the context of {self.max_seq_len}",
@@ -288,15 +310,16 @@ class CpuExecutor(Executor):
             for n, token in enumerate(ids):
                 if cancel is not None and cancel.is_set():
                     raise PrefillCancelled(n)
-                logits = self.decode(int(token), start_pos + n)
+                logits = self.decode_batch([int(token)], start_pos + n, slot)[0]
             return logits
         logits = None
         for begin in range(0, len(ids), PREFILL_BLOCK):
             logits = self._prefill_block(ids[begin:begin + PREFILL_BLOCK], start_pos + begin, cancel, done=begin,
-                                         progress=progress)
+                                         progress=progress, slot=slot)
         return logits
 
-    def _prefill_block(self, ids: np.ndarray, start: int, cancel, done: int = 0, progress=None) -> np.ndarray:
+    def _prefill_block(self, ids: np.ndarray, start: int, cancel, done: int = 0, progress=None,
+                       slot: int = 0) -> np.ndarray:
         from . import jit
         from .decode_step import embed_row
         from .prefill import attend_block, matmul, rms_norm_rows, rope_rows, write_cache
@@ -304,6 +327,7 @@ class CpuExecutor(Executor):
         jit.use_threads(self.threads)
         cfg, tiles, act = self.config, self._tiles, self._block_act
         t, hd = len(ids), cfg.head_dim
+        k_cache, v_cache = self.slot_k[slot], self.slot_v[slot]
         x = np.empty((t, cfg.hidden_size), np.float32)
         for n, token in enumerate(ids):
             data, scales, row = self.embedding.find_row(int(token))
@@ -326,8 +350,8 @@ class CpuExecutor(Executor):
             matmul(layer.wv, hn, v, act)
             rope_rows(q, cfg.num_heads, hd, cos, sin)
             rope_rows(k, cfg.kv_heads, hd, cos, sin)
-            write_cache(self.k_cache[i], self.v_cache[i], k, v, start, hd)
-            attended = attend_block(q, self.k_cache[i], self.v_cache[i], start, cfg.num_heads, tiles)
+            write_cache(k_cache[i], v_cache[i], k, v, start, hd)
+            attended = attend_block(q, k_cache[i], v_cache[i], start, cfg.num_heads, tiles)
             x += matmul(layer.wo, attended, o, act)
             hn = rms_norm_rows(x, layer.ffn_norm, cfg.rms_norm_eps)
             matmul(layer.w1, hn, gate, act)
@@ -344,15 +368,15 @@ class CpuExecutor(Executor):
     def kv_element_type(self) -> str:
         return element_type(self.k_cache)
 
-    def export_kv(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        return copy_rows(self.k_cache, start, stop), copy_rows(self.v_cache, start, stop)
+    def export_kv(self, start: int, stop: int, slot: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        return copy_rows(self.slot_k[slot], start, stop), copy_rows(self.slot_v[slot], start, stop)
 
-    def import_kv(self, start: int, keys: np.ndarray, values: np.ndarray) -> None:
-        write_rows(self.k_cache, start, keys)
-        write_rows(self.v_cache, start, values)
+    def import_kv(self, start: int, keys: np.ndarray, values: np.ndarray, slot: int = 0) -> None:
+        write_rows(self.slot_k[slot], start, keys)
+        write_rows(self.slot_v[slot], start, values)
 
-    def shift_kv(self, src: int, dst: int, count: int) -> None:
-        shift_rows(self.k_cache, self.v_cache, src, dst, count, rope_inv_frequencies(self.config))
+    def shift_kv(self, src: int, dst: int, count: int, slot: int = 0) -> None:
+        shift_rows(self.slot_k[slot], self.slot_v[slot], src, dst, count, rope_inv_frequencies(self.config))
 
     def close(self) -> None:
         """Drop every view into the memory map, then close the file (Windows keeps it locked otherwise).

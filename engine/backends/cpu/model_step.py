@@ -6,14 +6,15 @@ q/k/v products, attention, the output product, gate and up with SiLU, the
 down product. Layer weights come as typed lists, one per matrix kind, so one
 compiled function serves every depth.
 
-Up to ``MAX_TOKENS`` tokens at consecutive positions go through together
-(``decode_batch``: verifying drafted tokens, several streams' next tokens): the
-weights stream from memory once for all of them, and each token's logits are
-bit-identical to decoding it alone at its position, because every kernel
-computes a token's outputs the same way whatever tokens share its tile
-(``dot_wide``, ``dot_quant``) and attention runs per token and head. The keys
-and values of all the tokens are written before any attends, and token t sees
-cache positions 0..pos + t, as it would decoded alone after the ones before it.
+Up to ``MAX_TOKENS`` tokens go through together, each at its own position of its
+own cache slot (``decode_batch``: drafted tokens to verify; ``decode_rows``: the
+next tokens of several streams, one slot each): the weights stream from memory
+once for all of them, and each token's logits are bit-identical to decoding it
+alone at its position, because every kernel computes a token's outputs the same
+way whatever tokens share its tile (``dot_wide``, ``dot_quant``) and attention
+runs per token and head. The keys and values of all the tokens are written
+before any attends, and a token at position p of slot s sees that slot's
+positions 0..p, as it would decoded alone after the ones before it.
 """
 
 from __future__ import annotations
@@ -62,16 +63,16 @@ def _gate_up(w1, s1, w3, s3, X, act, gate, up):
 
 
 @njit(**PARALLEL)
-def _attention(q, k_cache, v_cache, pos, n_heads, scores, out):
-    """Each token t (at pos + t) and head over cache positions 0..pos + t."""
-    tokens, kv_heads, head_dim = q.shape[0], k_cache.shape[0], k_cache.shape[2]
+def _attention(q, k_cache, v_cache, layer, positions, slots, n_heads, scores, out):
+    """Each token t and head over positions 0..positions[t] of its slot's cache."""
+    tokens, kv_heads, head_dim = q.shape[0], k_cache.shape[2], k_cache.shape[4]
     rep = n_heads // kv_heads
     scale = np.float32(1.0 / math.sqrt(head_dim))
     for job in prange(tokens * n_heads):
         t, h = job // n_heads, job % n_heads
-        g = h // rep
-        attend_head(q[t, h * head_dim:(h + 1) * head_dim], k_cache[g], v_cache[g], pos + t + 1, scale,
-                    scores[job], out[t, h * head_dim:(h + 1) * head_dim])
+        g, s = h // rep, slots[t]
+        attend_head(q[t, h * head_dim:(h + 1) * head_dim], k_cache[s, layer, g], v_cache[s, layer, g],
+                    positions[t] + 1, scale, scores[job], out[t, h * head_dim:(h + 1) * head_dim])
 
 
 @njit(**KERNEL)
@@ -81,18 +82,19 @@ def _norm_rows(x, weight, eps, out):
 
 
 @njit(**KERNEL)
-def forward_tokens(x, pos, norms, WQ, SQ, WK, SK, WV, SV, WO, SO, W1, S1, W3, S3, W2, S2, heads, head_scales,
+def forward_tokens(x, positions, slots, norms, WQ, SQ, WK, SK, WV, SV, WO, SO, W1, S1, W3, S3, W2, S2, heads, head_scales,
                    head_rows, k_cache, v_cache, cos, sin, eps, n_heads, buffers, act, logits):
-    """x [T, hidden]: the tokens' embedded rows at positions pos..pos + T - 1 -> logits [T, vocab].
+    """x [T, hidden]: the tokens' embedded rows, token t at position positions[t] of cache slot slots[t]
+    -> logits [T, vocab].
 
-    norms: [2 * layers + 1, hidden] (attention, ffn norm per layer, then the final one); heads /
+    k_cache / v_cache: [slot, layer, kv_head, position, head_dim]; norms: [2 * layers + 1, hidden] (attention, ffn norm per layer, then the final one); heads /
     head_scales / head_rows: the vocabulary matrix's parts and their row counts; buffers: scratch
-    (h, q, kv, att, gate, up, o, scores) for MAX_TOKENS tokens; the cache rows pos.. are written.
+    (h, q, kv, att, gate, up, o, scores) for MAX_TOKENS tokens; each token's cache row is written.
     """
     tokens = x.shape[0]
     h_buf, q_buf, kv_buf, att_buf, gate_buf, up_buf, o_buf, scores = buffers
-    hidden, head_dim = x.shape[1], k_cache.shape[3]
-    kv_heads = k_cache.shape[1]
+    hidden, head_dim = x.shape[1], k_cache.shape[4]
+    kv_heads = k_cache.shape[2]
     h, q, att = h_buf[:tokens, :hidden], q_buf[:tokens], att_buf[:tokens]
     k, v = kv_buf[:tokens, 0], kv_buf[:tokens, 1]
     gate, up, o = gate_buf[:tokens], up_buf[:tokens], o_buf[:tokens]
@@ -100,10 +102,11 @@ def forward_tokens(x, pos, norms, WQ, SQ, WK, SK, WV, SV, WO, SO, W1, S1, W3, S3
         _norm_rows(x, norms[2 * layer], eps, h)
         _qkv(WQ[layer], SQ[layer], WK[layer], SK[layer], WV[layer], SV[layer], h, act, q, k, v)
         for t in range(tokens):
-            rope(q[t], n_heads, head_dim, cos[pos + t], sin[pos + t])
-            rope(kv_buf[t, 0], kv_heads, head_dim, cos[pos + t], sin[pos + t])
-            store_kv(k_cache[layer], v_cache[layer], kv_buf[t], pos + t, head_dim)
-        _attention(q, k_cache[layer], v_cache[layer], pos, n_heads, scores, att)
+            p, s = positions[t], slots[t]
+            rope(q[t], n_heads, head_dim, cos[p], sin[p])
+            rope(kv_buf[t, 0], kv_heads, head_dim, cos[p], sin[p])
+            store_kv(k_cache[s, layer], v_cache[s, layer], kv_buf[t], p, head_dim)
+        _attention(q, k_cache, v_cache, layer, positions, slots, n_heads, scores, att)
         matmul(WO[layer], SO[layer], att, act, o)
         x += o
         _norm_rows(x, norms[2 * layer + 1], eps, h)

@@ -1,0 +1,258 @@
+"""Several streams on one model: their next tokens computed together, one pass over the weights per step.
+
+Decode on a CPU is bound by reading the weights, and one pass can carry up to
+``MAX_TOKENS`` tokens for about the cost of one; so N answers decoded together
+cost little more than one (llama-server's parallel slots, continuous batching).
+Each stream owns a slot of the executor's cache and runs the ordinary
+``generate`` loop in its own thread through a ``SlotExecutor``; the scheduler's
+one thread gathers the rows the streams hand it into one ``decode_rows`` call
+and hands each stream its logits. Streams join and leave between steps; a
+joining stream's prompt is computed in blocks between steps, so the others wait
+for at most one block. A token's logits do not depend on what shares its step
+(the kernels are batch-invariant), so each answer is the one it gets alone.
+
+A stream alone computes its tokens in its own thread (no hand-over to the
+scheduler's thread and back, which costs a small model a fifth of its rate).
+
+Nothing here waits on a client: the streams' threads sample, and push text to
+whoever listens without blocking; a stream that does not come back in time for
+a step simply joins the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Callable, Sequence
+
+import numpy as np
+
+from engine.backends.executor import Executor, PrefillCancelled
+from engine.errors import EngineError
+
+log = logging.getLogger(__name__)
+# How long a step waits for streams that decoded in the last one to send their next rows (they are sampling).
+GATHER_S = 0.01
+
+
+class _Work:
+    """One request to the scheduler's thread, answered through ``done``."""
+
+    __slots__ = ("slot", "tokens", "pos", "run", "done", "result", "error")
+
+    def __init__(self, slot: int, tokens=(), pos: int = 0, run: Callable[[], object] | None = None):
+        self.slot, self.tokens, self.pos, self.run = slot, list(tokens), pos, run
+        self.done = threading.Event()
+        self.result = self.error = None
+
+    def answer(self, result=None, error: BaseException | None = None) -> None:
+        self.result, self.error = result, error
+        self.done.set()
+
+    def wait(self):
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class StepScheduler:
+    """Owns the model's compute: decode rows of every slot in one step, prompt blocks between steps."""
+
+    def __init__(self, executor: Executor, gather_s: float = GATHER_S):
+        from engine.backends.cpu.model_step import MAX_TOKENS
+
+        self.executor = executor
+        self.slots = executor.slots
+        self.max_rows = MAX_TOKENS
+        self.gather_s = gather_s
+        self.steps = 0                   # decode steps run, and the rows they carried (bench, tests)
+        self.rows = 0
+        self._cond = threading.Condition()
+        self._decodes: list[_Work] = []
+        self._blocks: deque[_Work] = deque()
+        self._expected: set[int] = set()  # slots that decoded in the last step: their next rows come soon
+        self._streams: set[int] = set()   # slots with a stream running
+        self._compute = threading.Lock()  # one computation at a time: the scheduler's, or a lone stream's
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="step-scheduler", daemon=True)
+        self._thread.start()
+
+    def slot_executor(self, slot: int) -> "SlotExecutor":
+        return SlotExecutor(self, slot)
+
+    # -- streams' threads ------------------------------------------------------
+
+    def decode(self, slot: int, tokens: Sequence[int], pos: int) -> np.ndarray:
+        with self._cond:
+            alone = self._streams <= {slot} and not self._decodes and not self._blocks
+        if alone and self._compute.acquire(blocking=False):
+            try:
+                logits = self.executor.decode_rows(tokens, range(pos, pos + len(tokens)), [slot] * len(tokens))
+                self.steps += 1
+                self.rows += len(tokens)
+                return logits
+            finally:
+                self._compute.release()
+        return self._submit(_Work(slot, tokens, pos), self._decodes)
+
+    def block(self, slot: int, run: Callable[[], object]):
+        """Run ``run`` (a block of a prompt) on the scheduler's thread between two steps."""
+        with self._cond:
+            self._expected.discard(slot)
+        return self._submit(_Work(slot, run=run), self._blocks)
+
+    def join(self, slot: int) -> None:
+        """A stream starts on the slot."""
+        with self._cond:
+            self._streams.add(slot)
+
+    def leave(self, slot: int) -> None:
+        """The slot's stream has ended: steps no longer wait for it."""
+        with self._cond:
+            self._expected.discard(slot)
+            self._streams.discard(slot)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=60)
+
+    def _submit(self, work: _Work, queue) -> object:
+        with self._cond:
+            if self._closed:
+                raise EngineError("The model is closing.", code="engine_closing")
+            queue.append(work)
+            self._cond.notify_all()
+        return work.wait()
+
+    # -- the scheduler's thread ------------------------------------------------
+
+    def _ready(self, first_at: float | None) -> bool:
+        """Run the step now: every stream expected has sent its rows, a block waits, or the wait is over."""
+        if not self._decodes:
+            return False
+        sent = {w.slot for w in self._decodes}
+        return (self._expected <= sent or bool(self._blocks) or first_at is None
+                or time.monotonic() >= first_at + self.gather_s)
+
+    def _run(self) -> None:
+        first_at = None
+        while True:
+            with self._cond:
+                while not self._closed:
+                    if self._decodes and first_at is None:
+                        first_at = time.monotonic()
+                    if self._ready(first_at) or (self._blocks and not self._decodes):
+                        break
+                    timeout = None if not self._decodes else max(first_at + self.gather_s - time.monotonic(), 0)
+                    self._cond.wait(timeout)
+                if self._closed:
+                    for work in list(self._decodes) + list(self._blocks):
+                        work.answer(error=EngineError("The model is closing.", code="engine_closing"))
+                    return
+                step, rows = [], 0
+                for work in list(self._decodes):     # in arrival order, as many as fit the step
+                    if rows + len(work.tokens) > self.max_rows:
+                        break
+                    step.append(work)
+                    rows += len(work.tokens)
+                for work in step:
+                    self._decodes.remove(work)
+                first_at = time.monotonic() if self._decodes else None
+                block = self._blocks.popleft() if self._blocks else None
+            with self._compute:
+                if step:
+                    self._step(step)
+                if block is not None:
+                    try:
+                        block.answer(block.run())
+                    except BaseException as exc:  # noqa: BLE001 - handed to the stream that asked
+                        block.answer(error=exc)
+
+    def _step(self, works: list[_Work]) -> None:
+        tokens = [t for w in works for t in w.tokens]
+        positions = [w.pos + i for w in works for i in range(len(w.tokens))]
+        slots = [w.slot for w in works for _ in w.tokens]
+        try:
+            logits = self.executor.decode_rows(tokens, positions, slots)
+        except BaseException as exc:  # noqa: BLE001 - a bad row must fail its stream, not the others
+            if len(works) == 1:
+                works[0].answer(error=exc)
+            else:
+                for w in works:   # find the one at fault: each alone
+                    self._step([w])
+            return
+        self.steps += 1
+        self.rows += len(tokens)
+        with self._cond:
+            self._expected |= {w.slot for w in works}
+        first = 0
+        for w in works:
+            w.answer(logits[first:first + len(w.tokens)])
+            first += len(w.tokens)
+
+
+class SlotExecutor(Executor):
+    """One stream's view of the shared executor: its own cache slot, its compute through the scheduler.
+
+    ``generate``, prompt reuse, lookup, saving states run on it unchanged.
+    """
+
+    def __init__(self, scheduler: StepScheduler, slot: int):
+        shared = scheduler.executor
+        self.scheduler, self.slot, self.shared = scheduler, slot, shared
+        self.name, self.device, self.weight_format = shared.name, shared.device, shared.weight_format
+        self.config, self.max_seq_len = shared.config, shared.max_seq_len
+        self.supports_kv_rows = shared.supports_kv_rows
+        self.kv_element_type = shared.kv_element_type
+
+    @classmethod
+    def estimate_memory(cls, cfg, source, options):
+        raise NotImplementedError("a slot holds no memory of its own")
+
+    def decode(self, token: int, pos: int) -> np.ndarray:
+        return self.scheduler.decode(self.slot, [token], pos)[0]
+
+    def decode_batch(self, tokens: Sequence[int], pos: int) -> np.ndarray:
+        return self.scheduler.decode(self.slot, tokens, pos)
+
+    def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None,
+                progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """The prompt in the blocks the shared executor's own prefill uses (so the answer is the one a single
+        stream gets), each a turn of the scheduler; short ones go through the decode steps, with the others."""
+        from engine.backends.cpu.cpu_executor import DECODE_PATH_MAX, PREFILL_BLOCK
+
+        ids = np.asarray(ids, dtype=np.int64)
+        if start_pos + len(ids) > self.max_seq_len:
+            return self.shared.prefill(ids, start_pos, slot=self.slot)   # its own clear refusal
+        logits = None
+        if len(ids) <= DECODE_PATH_MAX:
+            for n, token in enumerate(ids):
+                if cancel is not None and cancel.is_set():
+                    raise PrefillCancelled(n)
+                logits = self.decode(int(token), start_pos + n)
+            return logits
+        for begin in range(0, len(ids), PREFILL_BLOCK):
+            if cancel is not None and cancel.is_set():
+                raise PrefillCancelled(begin)
+            part = ids[begin:begin + PREFILL_BLOCK]
+            logits = self.scheduler.block(self.slot, lambda part=part, begin=begin: self.shared._prefill_block(
+                part, start_pos + begin, cancel, done=begin, progress=progress, slot=self.slot))
+        return logits
+
+    def export_kv(self, start: int, stop: int):
+        return self.shared.export_kv(start, stop, slot=self.slot)
+
+    def import_kv(self, start: int, keys: np.ndarray, values: np.ndarray) -> None:
+        self.shared.import_kv(start, keys, values, slot=self.slot)
+
+    def shift_kv(self, src: int, dst: int, count: int) -> None:
+        self.shared.shift_kv(src, dst, count, slot=self.slot)
+
+    def close(self) -> None:
+        """The shared executor is closed by its owner."""
