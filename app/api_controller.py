@@ -4,6 +4,11 @@ It follows the model: a wanted server starts once a model is loaded, stops befor
 closed (``EngineWorker.unloading``, called directly on the engine thread, so no request reaches a
 closed engine) and starts again on the next one. The window only says whether it wants a server and
 on which port (``set_wanted``) and hears back through ``state``.
+
+While a server is wanted, the next model loads with ``API_STREAMS`` KV caches (``--serve --parallel``'s
+default on the cpu backend): the app's own chat and the server's clients then answer in the same decode
+steps instead of queueing behind each other. A model loaded before the server was wanted keeps one cache
+(requests take turns) until it is loaded again; the memory estimate counts every cache.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal, Slot
 
 log = logging.getLogger(__name__)
+API_STREAMS = 2
 
 
 class ApiController(QObject):
@@ -35,6 +41,7 @@ class ApiController(QObject):
             self.state.emit(True, str(self.handle.url))  # e.g. a rebuilt window asking again
             return
         self.wanted, self.port, self.api_key = wanted, port, api_key
+        self.worker.streams = API_STREAMS if wanted else 1
         self._stop()
         if not wanted:
             self.state.emit(False, "")

@@ -59,6 +59,7 @@ class EngineWorker(QObject):
         super().__init__()
         self.engine = None
         self.choice: ModelChoice | None = None
+        self.streams = 1                          # answers the next model computes together (ApiController sets it)
 
     # -- loading ------------------------------------------------------------------------------------
 
@@ -113,7 +114,7 @@ class EngineWorker(QObject):
             if stage != last[1] or done >= total or now - last[0] >= PROGRESS_S:
                 last[:] = [now, stage]
                 self.progress.emit(stage, int(done), int(total))
-        return load_engine(choice.model_source(), choice.run_options(), progress=report, cancel=cancel)
+        return load_engine(choice.model_source(), choice.run_options(self.streams), progress=report, cancel=cancel)
 
     def _close_engine(self) -> None:
         if self.engine is not None:

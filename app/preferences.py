@@ -49,11 +49,12 @@ class ModelChoice:
         return ModelSource(version=self.version, checkpoint=self.checkpoint or None, tokenizer=self.tokenizer or None,
                            config=self.config or None, template=self.template)
 
-    def run_options(self):
-        """The engine's ``ExecutorOptions`` (0 threads or context: the default)."""
+    def run_options(self, parallel: int = 1):
+        """The engine's ``ExecutorOptions`` (0 threads or context: the default); ``parallel``: answers computed
+        together (a KV cache each: the app's chat beside the local API's clients)."""
         from engine import ExecutorOptions
         return ExecutorOptions(backend=self.backend, weight_format=self.weight_format, threads=self.threads or None,
-                               max_seq_len=self.context_length or None)
+                               max_seq_len=self.context_length or None, parallel=parallel)
 
 
 @dataclass

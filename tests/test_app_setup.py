@@ -202,10 +202,12 @@ def test_the_api_switch_serves_the_loaded_model_to_other_programs(qtbot, open_wi
 
 
 def test_the_local_api_server_follows_the_model_it_serves(qtbot, app_qt, monkeypatch):
-    """Asked for before any model is loaded, the server starts with the model; it stops when the model goes."""
+    """Asked for before any model is loaded, the server starts with the model (loaded to answer two requests in
+    one step); it stops when the model goes."""
     import urllib.error
     import urllib.request
 
+    from app.api_controller import API_STREAMS
     from app_fixtures import LOAD_TIMEOUT_S, MODEL_HOME, shared_model
 
     monkeypatch.setenv("LLAMA_DESK_HOME", str(MODEL_HOME))  # the built-in model's conversion is there already
@@ -219,6 +221,9 @@ def test_the_local_api_server_follows_the_model_it_serves(qtbot, app_qt, monkeyp
         assert running and url.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(url + "/models", timeout=60) as reply:
             assert json.loads(reply.read())["data"][0]["id"] == host.info.model_id
+        # loaded with a KV cache for the app's chat and one more for a client: they answer in the same steps
+        with urllib.request.urlopen(url.removesuffix("/v1") + "/health", timeout=60) as reply:
+            assert json.loads(reply.read())["parallel"] == API_STREAMS == 2
     finally:
         assert host.shutdown(60_000)
     with pytest.raises(urllib.error.URLError):  # stopped with its model
