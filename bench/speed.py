@@ -38,7 +38,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-CACHE = HERE / ".cache"
+# Built models (checkpoints, GGUF copies): LLAMA_DESK_BENCH_CACHE or --cache shares one folder between checkouts.
+CACHE = Path(os.environ.get("LLAMA_DESK_BENCH_CACHE") or HERE / ".cache")
 DEFAULT_RUNS = ("cpu:stored", "cpu:int8", "cpu:int4", "mindspore:stored", "llama.cpp:F16", "llama.cpp:Q8_0",
                 "llama.cpp:Q4_0")
 DEFAULT_SHAPES = ("tinyllama:float16", "gqa-0.85b:bfloat16")
@@ -192,7 +193,13 @@ def main() -> int:
     p.add_argument("--decode", type=int, default=32)
     p.add_argument("--repeat", type=int, default=1, help="runs of each configuration; the best counts")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--cache", type=Path, help="folder of the built models (default: bench/.cache, or "
+                   "$LLAMA_DESK_BENCH_CACHE); several checkouts can share one")
     args = p.parse_args()
+    if args.cache:
+        global CACHE
+        CACHE = args.cache.resolve()
+        os.environ["LLAMA_DESK_BENCH_CACHE"] = str(CACHE)   # the worker processes build nothing, but agree
     reports = []
     if args.builtin:
         from engine.builtin_model import builtin_model_dir

@@ -5,8 +5,8 @@ model's memory and the bytes each token must read. Here the weights stay as
 stored (fp16/bf16 views into the memory-mapped file: no copy, no conversion)
 or are quantized at load to 8-bit or 4-bit blocks (``weight_format="int8"``/``"int4"``), and
 JIT-compiled kernels (numba) compute with them directly: decode is one fused,
-multi-threaded call per layer; prefill widens weight tiles to float32 for
-BLAS matrix products. The KV cache holds fp16 by default (float32 on request:
+multi-threaded call per token; prefill runs the same tile kernels over blocks
+of prompt tokens (several tokens per weight load). The KV cache holds fp16 by default (float32 on request:
 exact to float32 rounding, twice the memory). MindSpore is never imported.
 
 With ``parallel`` N the cache has N slots, one per stream (``step_scheduler``):
@@ -44,7 +44,7 @@ ProgressFn = Callable[[int, int], None]
 def _prefill_scratch_bytes(cfg: ModelConfig, max_seq_len: int) -> int:
     block = min(PREFILL_BLOCK, max_seq_len)
     activations = block * (4 * cfg.hidden_size + 3 * cfg.ffn_size) * 4
-    attention = (cfg.num_heads // cfg.kv_heads) * block * max_seq_len * 4 + 2 * max_seq_len * cfg.head_dim * 4
+    attention = block * cfg.num_heads * cfg.head_dim * 4 + 2 * max_seq_len * 4    # its output, two threads' scores
     eight_bit = block * max(cfg.ffn_size, cfg.hidden_size) * 3 // 2   # a block's activations in 8-bit blocks
     return activations + attention + eight_bit + cfg.num_heads * max_seq_len * 4
 
@@ -177,7 +177,7 @@ class CpuExecutor(Executor):
         self._allocate()
 
     def _allocate(self) -> None:
-        from .prefill import Activations, TileBuffer
+        from .prefill import Activations
 
         cfg, seq = self.config, self.max_seq_len
         hd = cfg.head_dim
@@ -201,7 +201,6 @@ class CpuExecutor(Executor):
         # the tokens' inputs in 8-bit blocks (values, scales, block sums), for packed weights
         self._act = (np.zeros((n, widest), self.activation_type), np.zeros((n, widest // 32 + 1), np.float32),
                      np.zeros((n, widest // 32 + 1), np.int32))
-        self._tiles = TileBuffer()
         self._block_act = Activations(self.activation_type)
         self._model = self._typed_model()
 
@@ -322,10 +321,10 @@ class CpuExecutor(Executor):
                        slot: int = 0) -> np.ndarray:
         from . import jit
         from .decode_step import embed_row
-        from .prefill import attend_block, matmul, rms_norm_rows, rope_rows, write_cache
+        from .prefill import attend_block, matmul, rms_norm_rows, rope_rows, silu_times, write_cache
 
         jit.use_threads(self.threads)
-        cfg, tiles, act = self.config, self._tiles, self._block_act
+        cfg, act = self.config, self._block_act
         t, hd = len(ids), cfg.head_dim
         k_cache, v_cache = self.slot_k[slot], self.slot_v[slot]
         x = np.empty((t, cfg.hidden_size), np.float32)
@@ -351,12 +350,13 @@ class CpuExecutor(Executor):
             rope_rows(q, cfg.num_heads, hd, cos, sin)
             rope_rows(k, cfg.kv_heads, hd, cos, sin)
             write_cache(k_cache[i], v_cache[i], k, v, start, hd)
-            attended = attend_block(q, k_cache[i], v_cache[i], start, cfg.num_heads, tiles)
+            attended = np.empty_like(q)
+            attend_block(q, k_cache[i], v_cache[i], start, cfg.num_heads, attended)
             x += matmul(layer.wo, attended, o, act)
             hn = rms_norm_rows(x, layer.ffn_norm, cfg.rms_norm_eps)
             matmul(layer.w1, hn, gate, act)
             matmul(layer.w3, hn, up, act)
-            gate *= up / (np.float32(1.0) + np.exp(-gate))
+            silu_times(gate, up)
             x += matmul(layer.w2, gate, o, act)
         last = rms_norm_rows(x[-1:], self.norm_out, cfg.rms_norm_eps)[0]
         return self._project(np.ascontiguousarray(last))

@@ -101,6 +101,12 @@ def fmuladd(builder, a, b, c):
     return call_intrinsic(builder, f"llvm.fmuladd.v{a.type.count}f32", a.type, [a, b, c])
 
 
+def prefetch(builder, address):
+    """Ask for the cache line at the byte pointer ``address`` (a hint: never faults, changes no value)."""
+    call_intrinsic(builder, "llvm.prefetch.p0", ir.VoidType(),
+                   [address, ir.Constant(I32, 0), ir.Constant(I32, 3), ir.Constant(I32, 1)])
+
+
 def load_vector(builder, base, offset, t, n: int, align: int = 1):
     """``n`` elements of type ``t`` at element ``offset`` of the typed pointer ``base``."""
     ptr = builder.bitcast(builder.gep(base, [offset]), vec(t, n).as_pointer())

@@ -18,7 +18,7 @@ from .dot_quant import GROUP, Q4_0, Q4_1, Q8, quant_tile
 from .dot_wide import wide_tile
 from .jit import KERNEL, PARALLEL, by_element_type
 from .llvm_ir import LANES
-from .matvec import ROWS, row_unit
+from .matvec import PIECE, ROWS, row_unit
 from .quant_formats import quantize_activations
 
 # Tokens per tile: the accumulators (ROWS x tokens vectors, or one per token for a packed group) must
@@ -34,25 +34,28 @@ _q4_1_big, _q4_1_one = quant_tile(Q4_1, QUANT_TOKENS), quant_tile(Q4_1, 1)
 
 
 def rows_block(W, S, X, act, out, r0, t0, t1):
-    """Rows of one kernel step from r0, tokens t0..t1."""
+    """The rows of one piece of work (``row_unit``) from r0, tokens t0..t1."""
     raise NotImplementedError  # compiled as the kernel for W's format (by_element_type, below)
 
 
 @njit(**KERNEL)
 def _wide_block(W, S, X, act, out, r0, t0, t1):
-    n = out.shape[1]
-    if r0 + ROWS <= n:
+    """Rows r0..r0 + PIECE (or the matrix's end), a tile of ROWS at a time."""
+    r1 = min(out.shape[1], r0 + PIECE)
+    r = r0
+    while r + ROWS <= r1:
         t = t0
         while t + WIDE_TOKENS <= t1:
-            _wide_big(W, r0, X, t, out)
+            _wide_big(W, r, X, t, out)
             t += WIDE_TOKENS
         while t < t1:
-            _wide_one(W, r0, X, t, out)
+            _wide_one(W, r, X, t, out)
             t += 1
-    else:
-        for r in range(r0, n):
-            for t in range(t0, t1):
-                _wide_row(W, r, X, t, out)
+        r += ROWS
+    while r < r1:
+        for t in range(t0, t1):
+            _wide_row(W, r, X, t, out)
+        r += 1
 
 
 @njit(**KERNEL)

@@ -25,13 +25,14 @@ from .dot_wide import wide_tile
 from .jit import KERNEL, PARALLEL, by_element_type, widen
 from .quant_formats import quantize_activations, unpack_rows
 
-ROWS = 4     # rows per step for the 2-byte and float32 formats (packed formats: one group)
+ROWS = 4     # rows per tile for the 2-byte and float32 formats (packed formats: one group)
+PIECE = 8 * ROWS  # rows per piece of parallel work for those formats: a thread's next piece follows on in memory
 _tile4, _tile1 = wide_tile(ROWS, 1), wide_tile(1, 1)
 _q8, _q4_0, _q4_1 = quant_tile(Q8, 1), quant_tile(Q4_0, 1), quant_tile(Q4_1, 1)
 
 
 def row_unit(W):
-    """Rows one kernel step computes: ROWS, or a packed format's group."""
+    """Rows one piece of parallel work computes: PIECE, or a packed format's group."""
     raise NotImplementedError  # compiled as the kernel for W's format (by_element_type, below)
 
 
@@ -47,7 +48,7 @@ def prepare_input(W, x, act):
 
 @njit(**KERNEL)
 def _rows_unit(W):
-    return ROWS
+    return PIECE
 
 
 @njit(**KERNEL)

@@ -3,8 +3,8 @@
 Prefill is compute-bound. The weight products run in the weights' own
 format through ``matmul`` (tiles of several tokens per weight load; integer
 products for packed formats), so a prompt token gets the very projections
-decoding it would. Attention is one BLAS product per key/value head over the
-cache written so far.
+decoding it would. Attention runs per token and head over the cache written so
+far, as decoding runs it (``decode_step.attend_head``), in parallel.
 """
 
 from __future__ import annotations
@@ -13,19 +13,11 @@ import math
 
 import numpy as np
 
-from .matvec import widen_tile
+from numba import njit, prange
+
+from .decode_step import attend_head
+from .jit import PARALLEL
 from .weights import Weight
-
-class TileBuffer:
-    """One reusable float32 scratch tile, grown on demand."""
-
-    def __init__(self):
-        self.array = np.empty(0, np.float32)
-
-    def get(self, rows: int, cols: int) -> np.ndarray:
-        if self.array.size < rows * cols:
-            self.array = np.empty(rows * cols, np.float32)
-        return self.array[:rows * cols].reshape(rows, cols)
 
 
 class Activations:
@@ -55,6 +47,15 @@ def matmul(weight: Weight, x: np.ndarray, out: np.ndarray, act: Activations) -> 
     return out
 
 
+@njit(**PARALLEL)
+def silu_times(gate, up):
+    """gate = silu(gate) * up in place, as the decode step computes it, a token per job."""
+    for t in prange(gate.shape[0]):
+        for i in range(gate.shape[1]):
+            g = gate[t, i]
+            gate[t, i] = g / (np.float32(1.0) + np.exp(-g)) * up[t, i]
+
+
 def rms_norm_rows(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
     variance = np.mean(x * x, axis=-1, keepdims=True)
     return (x / np.sqrt(variance + np.float32(eps))) * weight
@@ -82,28 +83,23 @@ def write_cache(k_cache: np.ndarray, v_cache: np.ndarray, k: np.ndarray, v: np.n
         cache[:, start:start + t, :] = heads_first
 
 
-def attend_block(q: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, start: int, n_heads: int,
-                 tiles: TileBuffer) -> np.ndarray:
-    """Causal attention of a block (q [T, n_heads * hd], positions start..) over cache positions 0..start+T."""
-    t = q.shape[0]
-    kv_heads, _, head_dim = k_cache.shape
+@njit(**PARALLEL)
+def attend_block(q, k_cache, v_cache, start, n_heads, out):
+    """Causal attention of a block (q [T, n_heads * hd], positions start..) over cache positions 0..start+T.
+
+    Each token and head goes through the decode step's ``attend_head``: a prompt token attends exactly
+    as it would decoded alone, over only the keys it sees. Token t is paired with token T-1-t in one job so
+    both threads get equal work (the later tokens see more keys).
+    """
+    tokens, kv_heads, head_dim = q.shape[0], k_cache.shape[0], k_cache.shape[2]
     rep = n_heads // kv_heads
-    end = start + t
-    out = np.empty_like(q)
     scale = np.float32(1.0 / math.sqrt(head_dim))
-    # key s is visible to query row i when s <= start + i
-    hidden = np.arange(end)[None, :] > (start + np.arange(t))[:, None]
-    buf = tiles.get(2 * end, head_dim)
-    keys, values = buf[:end], buf[end:]
-    for g in range(kv_heads):
-        widen_tile(k_cache[g], np.empty((0, 0), np.float32), 0, end, keys)
-        widen_tile(v_cache[g], np.empty((0, 0), np.float32), 0, end, values)
-        qg = q[:, g * rep * head_dim:(g + 1) * rep * head_dim].reshape(t, rep, head_dim).transpose(1, 0, 2)
-        scores = (qg.reshape(rep * t, head_dim) @ keys.T).reshape(rep, t, end)
-        scores *= scale
-        scores[:, hidden] = -np.inf
-        scores -= scores.max(axis=-1, keepdims=True)
-        np.exp(scores, out=scores)
-        scores /= scores.sum(axis=-1, keepdims=True)
-        out[:, g * rep * head_dim:(g + 1) * rep * head_dim] = (scores @ values).transpose(1, 0, 2).reshape(t, -1)
-    return out
+    pairs = (tokens + 1) // 2
+    for job in prange(pairs * n_heads):
+        first, h = job // n_heads, job % n_heads
+        g = h // rep
+        scores = np.empty(start + tokens, np.float32)
+        last = tokens - 1 - first
+        for t in range(first, last + 1, max(1, last - first)):
+            attend_head(q[t, h * head_dim:(h + 1) * head_dim], k_cache[g], v_cache[g], start + t + 1, scale,
+                        scores, out[t, h * head_dim:(h + 1) * head_dim])
