@@ -41,8 +41,8 @@ def export(checkpoint: Path, config: Path, out: Path, kind: str = "F16") -> Path
     import gguf
 
     cfg = load_config(config)
-    types = gguf.GGMLQuantizationType
-    qtype = {"F16": types.F16, "Q8_0": types.Q8_0, "Q4_0": types.Q4_0}[kind]
+    qtypes = gguf.GGMLQuantizationType
+    qtype = {"F16": qtypes.F16, "Q8_0": qtypes.Q8_0, "Q4_0": qtypes.Q4_0}[kind]
     writer = gguf.GGUFWriter(str(out), "llama")
     writer.add_context_length(cfg.seq_length)
     writer.add_embedding_length(cfg.hidden_size)
@@ -80,7 +80,7 @@ def export(checkpoint: Path, config: Path, out: Path, kind: str = "F16") -> Path
                 writer.add_tensor(theirs, w.astype(np.float16))
             else:
                 # Q4_0 keeps the output matrix in 8 bits, as our int4 does (llama.cpp's quantizer: Q6_K)
-                kept = types.Q8_0 if kind == "Q4_0" and theirs == "output.weight" else qtype
+                kept = qtypes.Q8_0 if kind == "Q4_0" and theirs == "output.weight" else qtype
                 writer.add_tensor(theirs, gguf.quants.quantize(w, kept), raw_dtype=kept)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()

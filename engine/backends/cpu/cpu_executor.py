@@ -299,7 +299,7 @@ class CpuExecutor(Executor):
     def _prefill_block(self, ids: np.ndarray, start: int, cancel, done: int = 0, progress=None) -> np.ndarray:
         from . import jit
         from .decode_step import embed_row
-        from .prefill import attend_block, matmul, rms_norm_rows, rope_rows, write_cache
+        from .prefill import attend_block, matmul, rms_norm_rows, rope_rows, swiglu_rows, write_cache
 
         jit.use_threads(self.threads)
         cfg, tiles, act = self.config, self._tiles, self._block_act
@@ -332,7 +332,7 @@ class CpuExecutor(Executor):
             hn = rms_norm_rows(x, layer.ffn_norm, cfg.rms_norm_eps)
             matmul(layer.w1, hn, gate, act)
             matmul(layer.w3, hn, up, act)
-            gate *= up / (np.float32(1.0) + np.exp(-gate))
+            swiglu_rows(gate, up)
             x += matmul(layer.w2, gate, o, act)
         last = rms_norm_rows(x[-1:], self.norm_out, cfg.rms_norm_eps)[0]
         return self._project(np.ascontiguousarray(last))
