@@ -27,6 +27,7 @@ import numpy as np
 import psutil
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
 GB = 1e9
 
 
@@ -83,7 +84,8 @@ def main() -> int:
     from engine.config import load_config
     cfg = load_config(args.config)
     cmd = [sys.executable, str(HERE.parent / "run_model.py"), "-V", str(args.version), "-C", args.config,
-           "-M", args.model, "--quantize", args.quantize, "--prompt-ids", prompt_ids(cfg.vocab_size, args.prompt_tokens),
+           "-M", args.model, "--quantize", args.quantize,
+           "--prompt-ids", prompt_ids(cfg.vocab_size, args.prompt_tokens),
            "--max-new-tokens", str(args.new_tokens), "--greedy", "--lookup", "off", "--json"]
     cmd += ["-F", args.tokenizer] if args.tokenizer else []
     cmd += ["--max-seq-len", str(args.max_seq_len)] if args.max_seq_len else []
@@ -112,10 +114,12 @@ def main() -> int:
         "model": args.model, "quantize": args.quantize, "context": model.get("context_length"),
         "prompt_tokens": args.prompt_tokens, "new_tokens": len(result["output_ids"]),
         "wall_s": time.monotonic() - started, "load_s": model.get("load_s"),
-        "peak_rss_bytes_sampled": peak["rss"], "peak_at_s": peak["at_s"], "peak_anon_bytes": peak["anon"], "peak_file_bytes": peak["file"],
+        "peak_rss_bytes_sampled": peak["rss"], "peak_at_s": peak["at_s"],
+        "peak_anon_bytes": peak["anon"], "peak_file_bytes": peak["file"],
         "peak_rss_bytes_child": stats.get("peak_rss_bytes"), "peak_rss_after_load": model.get("peak_rss_after_load"),
         "memory_estimate": model.get("memory_estimate"),
-        "prefill_tokens_per_s": stats.get("prefill_tokens_per_s"), "decode_tokens_per_s": stats.get("decode_tokens_per_s"),
+        "prefill_tokens_per_s": stats.get("prefill_tokens_per_s"),
+        "decode_tokens_per_s": stats.get("decode_tokens_per_s"),
         "load_average": psutil.getloadavg()[0],
     }
     for key in ("peak_rss_bytes_child", "peak_rss_after_load", "memory_estimate", "peak_rss_bytes_sampled"):
