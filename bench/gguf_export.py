@@ -1,4 +1,4 @@
-"""Write our checkpoint's weights as a llama.cpp GGUF (F16 or Q8_0; other types by llama.cpp's own quantizer).
+"""Write our checkpoint's weights as a llama.cpp GGUF (F16, Q8_0 or Q4_0; other types by llama.cpp's own quantizer).
 
 Only for the benchmark's peer: the values are the same (Q/K rows permuted into
 llama.cpp's interleaved RoPE layout, as its own converter does), the
@@ -41,7 +41,8 @@ def export(checkpoint: Path, config: Path, out: Path, kind: str = "F16") -> Path
     import gguf
 
     cfg = load_config(config)
-    qtype = {"F16": gguf.GGMLQuantizationType.F16, "Q8_0": gguf.GGMLQuantizationType.Q8_0}[kind]
+    qtypes = gguf.GGMLQuantizationType
+    qtype = {"F16": qtypes.F16, "Q8_0": qtypes.Q8_0, "Q4_0": qtypes.Q4_0}[kind]
     writer = gguf.GGUFWriter(str(out), "llama")
     writer.add_context_length(cfg.seq_length)
     writer.add_embedding_length(cfg.hidden_size)
@@ -52,7 +53,7 @@ def export(checkpoint: Path, config: Path, out: Path, kind: str = "F16") -> Path
     writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
     writer.add_rope_freq_base(cfg.theta)
     writer.add_rope_dimension_count(cfg.head_dim)
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if kind == "F16" else gguf.LlamaFileType.MOSTLY_Q8_0)
+    writer.add_file_type(getattr(gguf.LlamaFileType, f"MOSTLY_{kind}"))
     tokens, scores, types = _vocabulary(cfg.vocab_size)
     writer.add_tokenizer_model("llama")
     writer.add_token_list(tokens)
@@ -78,7 +79,9 @@ def export(checkpoint: Path, config: Path, out: Path, kind: str = "F16") -> Path
             elif kind == "F16":
                 writer.add_tensor(theirs, w.astype(np.float16))
             else:
-                writer.add_tensor(theirs, gguf.quants.quantize(w, qtype), raw_dtype=qtype)
+                # Q4_0 keeps the output matrix in 8 bits, as our int4 does (llama.cpp's quantizer: Q6_K)
+                kept = qtypes.Q8_0 if kind == "Q4_0" and theirs == "output.weight" else qtype
+                writer.add_tensor(theirs, gguf.quants.quantize(w, kept), raw_dtype=kept)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
@@ -86,12 +89,14 @@ def export(checkpoint: Path, config: Path, out: Path, kind: str = "F16") -> Path
     return out
 
 
-def cached_gguf(checkpoint: Path, config: Path, kind: str, folder: Path) -> Path:
+def cached_gguf(checkpoint: Path, config: Path, kind: str, folder: Path, direct: bool = False) -> Path:
     """The GGUF copy of ``checkpoint`` in ``kind`` (F16, Q8_0, Q4_0, Q4_1, Q4_K_M), written once into ``folder``.
 
     Named after the source file's path, size and time, so two checkpoints that share a file name
     (``model.safetensors``) never share a copy. F16 and Q8_0 are written here; the other types by
-    llama.cpp's quantizer (llama-cpp-python) from the F16 copy, as its own tools would.
+    llama.cpp's quantizer (llama-cpp-python) from the F16 copy, as its own tools would. ``direct``
+    writes Q4_0 here too, without the F16 copy (a 7-8B model's would take 16 GB of RAM while written,
+    the writer holding every tensor): the same Q4_0 blocks, the output matrix in Q8_0 instead of Q6_K.
     """
     import ctypes
     import hashlib
@@ -99,11 +104,12 @@ def cached_gguf(checkpoint: Path, config: Path, kind: str, folder: Path) -> Path
     folder.mkdir(parents=True, exist_ok=True)
     stat = checkpoint.stat()
     tag = hashlib.sha256(f"{checkpoint.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode("utf-8")).hexdigest()[:10]
-    out = folder / f"{checkpoint.stem}-{tag}-{kind}.gguf"
+    direct = direct and kind == "Q4_0"
+    out = folder / f"{checkpoint.stem}-{tag}-{kind}{'-direct' if direct else ''}.gguf"
     if out.exists():
         return out
     print(f"writing {out.name} for llama.cpp (once) ...", file=sys.stderr)
-    if kind in ("F16", "Q8_0"):
+    if kind in ("F16", "Q8_0") or direct:
         return export(checkpoint, config, out, kind)
     import llama_cpp
 

@@ -79,12 +79,12 @@ def _prompt(vocab: int, n: int) -> list[int]:
     return [int(i) for i in np.random.default_rng(1).integers(300, min(vocab, 30000), n)]
 
 
-def _prefill_rates(run, prompt: list[int], lengths: list[int]) -> dict:
-    return {str(n): n / min(_timed(lambda: run(prompt[:n])) for _ in range(2)) for n in lengths}
+def _prefill_rates(run, prompt: list[int], lengths: list[int], runs: int = 2) -> dict:
+    return {str(n): n / min(_timed(lambda: run(prompt[:n])) for _ in range(runs)) for n in lengths}
 
 
 def measure_ours(config: str, checkpoint: str, backend: str, fmt: str, threads: int | None, prompt_lens: list[int],
-                 decode_tokens: int, builtin: bool = False) -> dict:
+                 decode_tokens: int, builtin: bool = False, prefill_runs: int = 2) -> dict:
     from engine import ExecutorOptions, ModelSource, load_engine
     from engine.memory import peak_rss_bytes
 
@@ -98,7 +98,7 @@ def measure_ours(config: str, checkpoint: str, backend: str, fmt: str, threads: 
     ex, vocab = engine.executor, engine.config.vocab_size
     prompt = _prompt(vocab, longest)
     ttft = min(_timed(lambda: ex.prefill(prompt[:32], 0)) for _ in range(2))
-    prefill = _prefill_rates(lambda ids: ex.prefill(ids, 0), prompt, prompt_lens)
+    prefill = _prefill_rates(lambda ids: ex.prefill(ids, 0), prompt, prompt_lens, prefill_runs)
     ex.prefill(prompt[:32], 0)
     steps = []
     for i in range(decode_tokens):
@@ -112,7 +112,7 @@ def measure_ours(config: str, checkpoint: str, backend: str, fmt: str, threads: 
 
 
 def measure_llama_cpp(gguf_path: str, threads: int | None, prompt_lens: list[int], decode_tokens: int,
-                      vocab: int) -> dict:
+                      vocab: int, prefill_runs: int = 2) -> dict:
     from llama_cpp import Llama
 
     from engine.memory import peak_rss_bytes
@@ -130,7 +130,7 @@ def measure_llama_cpp(gguf_path: str, threads: int | None, prompt_lens: list[int
         llm.reset()
         llm.eval(tokens)
     ttft = min(_timed(lambda: run(prompt[:32])) for _ in range(2))
-    prefill = _prefill_rates(run, prompt, prompt_lens)
+    prefill = _prefill_rates(run, prompt, prompt_lens, prefill_runs)
     run(prompt[:32])
     steps = [_timed(lambda: llm.eval([prompt[i]])) for i in range(decode_tokens)]
     return {"load_s": load_s, "ttft_s": ttft, "prefill_tokens_per_s": prefill,
@@ -169,12 +169,12 @@ def _ensure_model(shape: str, dtype: str) -> tuple[Path, Path]:
     return ckpt.with_suffix(".yaml"), ckpt
 
 
-def _ensure_gguf(config: Path, ckpt: Path, kind: str, builtin: bool) -> Path:
+def _ensure_gguf(config: Path, ckpt: Path, kind: str, builtin: bool, direct: bool = False) -> Path:
     if builtin and kind == "Q4_1":
         from engine.builtin_model import find_builtin_gguf
         return find_builtin_gguf()     # the built-in model's own file, as shipped
     from gguf_export import cached_gguf
-    return cached_gguf(ckpt, config, kind, CACHE)
+    return cached_gguf(ckpt, config, kind, CACHE, direct=direct)
 
 
 def main() -> int:
@@ -192,6 +192,10 @@ def main() -> int:
     p.add_argument("--prompt", default="512,2000", help="prefill prompt lengths (comma-separated)")
     p.add_argument("--decode", type=int, default=32)
     p.add_argument("--repeat", type=int, default=1, help="runs of each configuration; the best counts")
+    p.add_argument("--prefill-runs", type=int, default=2, help="timed prefills of each length in a run (the "
+                   "fastest counts); 1 for 7-8B models, whose 2,000-token prefill takes minutes")
+    p.add_argument("--gguf-direct", action="store_true", help="write llama.cpp's Q4_0 copy straight from the "
+                   "checkpoint (output matrix in Q8_0), without the F16 copy a 7-8B model cannot spare RAM for")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--cache", type=Path, help="folder of the built models (default: bench/.cache, or "
                    "$LLAMA_DESK_BENCH_CACHE); several checkouts can share one")
@@ -250,13 +254,13 @@ def _measure_model(args, config: Path, ckpt: Path, stored: str) -> dict:
         for attempt in range(args.repeat):
             print(f"measuring {run} ({attempt + 1}/{args.repeat}) ...", file=sys.stderr, flush=True)
             if backend == "llama.cpp":
-                tries.append(_worker("llama.cpp", gguf_path=str(_ensure_gguf(config, ckpt, fmt, args.builtin)),
-                                     threads=args.threads, prompt_lens=lengths, decode_tokens=args.decode,
-                                     vocab=cfg.vocab_size))
+                gguf_path = _ensure_gguf(config, ckpt, fmt, args.builtin, args.gguf_direct)
+                tries.append(_worker("llama.cpp", gguf_path=str(gguf_path), threads=args.threads, prompt_lens=lengths,
+                                     decode_tokens=args.decode, vocab=cfg.vocab_size, prefill_runs=args.prefill_runs))
             else:
                 tries.append(_worker("ours", config=str(config), checkpoint=str(ckpt), backend=backend, fmt=fmt,
                                      threads=args.threads, prompt_lens=lengths, decode_tokens=args.decode,
-                                     builtin=args.builtin))
+                                     builtin=args.builtin, prefill_runs=args.prefill_runs))
             bandwidth.append(_worker("bandwidth")["GBps"])
         results[run] = _best(tries)
     roofline = float(np.median(bandwidth))

@@ -32,6 +32,18 @@ SHAPES = {"tinyllama": dict(hidden_size=2048, num_layers=22, num_heads=32, n_kv_
 SHAPES["gqa-0.85b"] = dict(SHAPES["tinyllama"], num_layers=16)
 
 
+def realistic_pool(rng) -> np.ndarray:
+    """Weights like a trained LLaMA's for 4-bit blocks: std ~0.02, heavier tails than a Gaussian.
+
+    Student's t with 5 degrees of freedom (kurtosis 9, real LLaMA matrices: ~4-20) rescaled to
+    std 0.02, so a block's maximum sits farther from its typical value as in real weights and
+    quantization error behaves as there. Tiled over the tensors: values need not be unique.
+    """
+    dof = 5.0
+    t = rng.standard_t(dof, 1 << 24).astype(np.float32)
+    return t * np.float32(0.02 / np.sqrt(dof / (dof - 2.0)))
+
+
 def shape_config(version: int | None, shape: str | None, layers: int | None):
     if shape:
         return config_from_dict(dict(SHAPES[shape], **({"num_layers": layers} if layers else {})), shape)
@@ -56,12 +68,14 @@ def write(version: int | None, out: Path, layers: int | None = None, shape: str 
     dtype = {"float16": ms.float16, "bfloat16": ms.bfloat16}[dtype_name]
     write_yaml(cfg, out.with_suffix(".yaml"))
     rng = np.random.default_rng(0)
-    pool = (rng.standard_normal(1 << 24, dtype=np.float32) * 0.02)  # tiled: values need not be unique
+    pool = realistic_pool(rng)
     shapes = expected_shapes(cfg)
     with open(out, "wb") as sink, tempfile.TemporaryDirectory() as tmp:
         for n, (name, shape) in enumerate(shapes.items()):
             size = int(np.prod(shape))
             values = np.resize(pool, size).reshape(shape)
+            if len(shape) == 2:   # rows of real weight matrices differ in scale
+                values = values * rng.lognormal(0.0, 0.25, (shape[0], 1)).astype(np.float32)
             tensor = ms.Tensor(values + 1.0) if len(shape) == 1 else ms.Tensor(values).astype(dtype)
             part = Path(tmp) / "one.ckpt"
             ms.save_checkpoint([{"name": name, "data": tensor}], str(part))
