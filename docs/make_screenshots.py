@@ -71,7 +71,7 @@ def main(argv: list[str]) -> int:
     share_from = user_data_dir(create=False)
     if "--share-from" in argv:
         at = argv.index("--share-from")
-        share_from = Path(argv[at + 1])
+        share_from = Path(argv[at + 1]).resolve()   # linked into alice's home: a relative link would dangle
         del argv[at:at + 2]
     root = Path(tempfile.gettempdir())          # alice's home reads /tmp/home/alice: a plain, stable path
     if (root / "home").exists():                # taken (another run, or a real folder): a unique one
