@@ -101,10 +101,12 @@ def fmuladd(builder, a, b, c):
     return call_intrinsic(builder, f"llvm.fmuladd.v{a.type.count}f32", a.type, [a, b, c])
 
 
-def prefetch(builder, address):
-    """Ask for the cache line at the byte pointer ``address`` (a hint: never faults, changes no value)."""
+def prefetch(builder, address, locality: int = 3):
+    """Ask for the cache line at the byte pointer ``address`` (a hint: never faults, changes no value).
+
+    ``locality``: 3 keeps it in every cache level (x86 ``prefetcht0``), 2 from L2 out (``prefetcht1``)."""
     call_intrinsic(builder, "llvm.prefetch.p0", ir.VoidType(),
-                   [address, ir.Constant(I32, 0), ir.Constant(I32, 3), ir.Constant(I32, 1)])
+                   [address, ir.Constant(I32, 0), ir.Constant(I32, locality), ir.Constant(I32, 1)])
 
 
 def load_vector(builder, base, offset, t, n: int, align: int = 1):
