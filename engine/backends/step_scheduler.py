@@ -267,7 +267,7 @@ class SlotExecutor(Executor):
             if cancel is not None and cancel.is_set():
                 raise PrefillCancelled(begin)
             part = ids[begin:begin + self.scheduler.block_size(self.slot, min(PREFILL_BLOCK, len(ids) - begin))]
-            logits = self.scheduler.block(self.slot, lambda part=part, begin=begin: self.shared._prefill_block(
+            logits = self.scheduler.block(self.slot, lambda part=part, begin=begin: self.shared.prefill_block(
                 part, start_pos + begin, cancel, done=begin, progress=progress, slot=self.slot))
             begin += len(part)
         return logits
