@@ -261,12 +261,10 @@ def test_answers_at_once_is_a_setting_the_next_model_loads_with(qtbot, open_wind
     (the one loaded already keeps its own); the server's /health reports them."""
     import urllib.request
 
-    from app.model_catalog import plan_memory
+    from app.model_catalog import builtin_entry
     from app.models_page import memory_text
     from app.settings_dialog import SettingsDialog
     from app_fixtures import MODEL_HOME
-
-    from engine import paths
 
     def parallel(address: str) -> int:
         with urllib.request.urlopen(address.removesuffix("/v1") + "/health", timeout=60) as reply:
@@ -290,11 +288,11 @@ def test_answers_at_once_is_a_setting_the_next_model_loads_with(qtbot, open_wind
     window.load_model(window.prefs.model)                      # loaded again: with 3 caches
     qtbot.waitUntil(lambda: window.api_address not in ("", first), timeout=900_000)
     assert parallel(window.api_address) == 3
-    # the memory shown before loading a model counts a KV cache per answer
-    plan = plan_memory(paths.default_model_files(3)["config"])
-    entry = type("Entry", (), {"plan": plan})()
-    three, one = memory_text(entry, None, 3), memory_text(entry, None, 1)
-    assert three != one and plan.total("auto", 3) - plan.total("auto", 1) == 2 * plan.kv_cache > 0
+    # the memory the Models page shows before loading counts a KV cache per answer (the built-in model's, converted)
+    entry = builtin_entry()
+    assert entry.plan.kv_cache > 0
+    assert entry.plan.total("auto", 3) - entry.plan.total("auto", 1) == 2 * entry.plan.kv_cache
+    assert memory_text(entry, None, 3) != memory_text(entry, None, 1)
 
 
 def test_lookup_decoding_is_a_setting_of_answers(qtbot, open_window, home):
