@@ -5,10 +5,11 @@ closed (``EngineWorker.unloading``, called directly on the engine thread, so no 
 closed engine) and starts again on the next one. The window only says whether it wants a server and
 on which port (``set_wanted``) and hears back through ``state``.
 
-While a server is wanted, the next model loads with ``API_STREAMS`` KV caches (``--serve --parallel``'s
-default on the cpu backend): the app's own chat and the server's clients then answer in the same decode
-steps instead of queueing behind each other. A model loaded before the server was wanted keeps one cache
-(requests take turns) until it is loaded again; the memory estimate counts every cache.
+While a server is wanted, the next model loads with the KV caches Settings asks for (``streams``, 1-4;
+``API_STREAMS`` = 2 by default, ``--serve --parallel``'s default on the cpu backend): the app's own chat and
+the server's clients then answer in the same decode steps instead of queueing behind each other. A model
+loaded before the server was wanted (or before the number changed) keeps its caches until it is loaded
+again; the memory estimate counts every cache.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import logging
 
 from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal, Slot
 
+from .preferences import API_STREAMS
+
 log = logging.getLogger(__name__)
-API_STREAMS = 2
 
 
 class ApiController(QObject):
@@ -28,20 +30,22 @@ class ApiController(QObject):
     def __init__(self, worker):
         super().__init__()
         self.worker = worker                      # the EngineWorker whose model is served
-        self.wanted, self.port, self.api_key = False, 0, ""
+        self.wanted, self.port, self.api_key, self.streams = False, 0, "", API_STREAMS
         self.handle = None
         # the worker lives on the same thread: direct calls, in order with its loading and closing
         worker.loaded.connect(self._model_loaded, Qt.ConnectionType.DirectConnection)
         worker.unloading.connect(self._stop, Qt.ConnectionType.DirectConnection)
 
-    @Slot(bool, int, str)
-    def set_wanted(self, wanted: bool, port: int, api_key: str = "") -> None:
-        """Serve on 127.0.0.1:``port``; with ``api_key``, only to programs that send it."""
-        if self.handle is not None and (wanted, port, api_key) == (self.wanted, self.port, self.api_key):
+    @Slot(bool, int, str, int)
+    def set_wanted(self, wanted: bool, port: int, api_key: str = "", streams: int = API_STREAMS) -> None:
+        """Serve on 127.0.0.1:``port``; with ``api_key``, only to programs that send it; models loaded from now on
+        compute ``streams`` answers at once."""
+        asked = (wanted, port, api_key, streams)
+        if self.handle is not None and asked == (self.wanted, self.port, self.api_key, self.streams):
             self.state.emit(True, str(self.handle.url))  # e.g. a rebuilt window asking again
             return
-        self.wanted, self.port, self.api_key = wanted, port, api_key
-        self.worker.streams = API_STREAMS if wanted else 1
+        self.wanted, self.port, self.api_key, self.streams = asked
+        self.worker.streams = streams if wanted else 1
         self._stop()
         if not wanted:
             self.state.emit(False, "")

@@ -19,7 +19,7 @@ from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
 from .api_controller import ApiController
 from .engine_messages import localized
-from .preferences import ModelChoice
+from .preferences import API_STREAMS, ModelChoice
 from .worker_thread import WorkerThread
 
 BATCH_S = 0.03
@@ -60,12 +60,13 @@ class EngineWorker(QObject):
         self.engine = None
         self.choice: ModelChoice | None = None
         self.streams = 1                          # answers the next model computes together (ApiController sets it)
+        self.loaded_streams = 1                   # and those the loaded one was asked for
 
     # -- loading ------------------------------------------------------------------------------------
 
     @Slot(object, object)
     def load(self, choice: ModelChoice, cancel: threading.Event) -> None:
-        if self.engine is not None and choice == self.choice:
+        if self.engine is not None and choice == self.choice and self.streams == self.loaded_streams:
             self.loaded.emit(self.engine.info)
             return
         if cancel.is_set():  # a newer choice came in while this one waited its turn
@@ -75,7 +76,7 @@ class EngineWorker(QObject):
             self._check(choice)            # bad files are refused while the current model keeps working
             self._close_engine()           # then memory is freed before the next model takes it
             self.engine = self._load(choice, cancel)
-            self.choice = choice
+            self.choice, self.loaded_streams = choice, self.streams
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message in the window
             from engine import EngineError
             if isinstance(exc, EngineError):
@@ -222,7 +223,7 @@ class EngineHost(QObject):
 
     _load = Signal(object, object)
     _chat = Signal(str, object, object, str, object, object)
-    _api = Signal(bool, int, str)
+    _api = Signal(bool, int, str, int)
     _shutdown = Signal()
 
     def __init__(self, parent: QObject | None = None):
@@ -282,10 +283,10 @@ class EngineHost(QObject):
             if uid is None or key == uid:
                 event.set()
 
-    def set_api_server(self, wanted: bool, port: int, api_key: str = "") -> None:
+    def set_api_server(self, wanted: bool, port: int, api_key: str = "", streams: int = API_STREAMS) -> None:
         """Serve the loaded model (and each one loaded after it) on 127.0.0.1:``port``, or stop serving;
-        with ``api_key``, only to programs that send it."""
-        self._api.emit(wanted, port, api_key)
+        with ``api_key``, only to programs that send it; models loaded from now on answer ``streams`` at once."""
+        self._api.emit(wanted, port, api_key, streams)
 
     @Slot(str, object)
     def _answer_done(self, uid: str, _result) -> None:

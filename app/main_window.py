@@ -183,7 +183,7 @@ class MainWindow(QMainWindow):
         if self.engine.info is not None:
             self.model_status.on_loaded(self.engine.info)
         if self.prefs.api_server:  # the server follows the model: it starts once one is loaded
-            self.engine.set_api_server(True, self.prefs.api_port, self.prefs.api_key)
+            self.engine.set_api_server(True, self.prefs.api_port, self.prefs.api_key, self.prefs.api_streams)
         if load_model:
             self.load_model(self.prefs.model)
 
@@ -347,10 +347,11 @@ class MainWindow(QMainWindow):
         self.save_prefs()
         from .theme import apply_theme
         apply_theme(self.prefs.theme)
+        api = (new.api_server, new.api_port, new.api_key, new.api_streams)
+        if api != (old.api_server, old.api_port, old.api_key, old.api_streams):   # first: a model loading next
+            self.engine.set_api_server(*api)                                    # loads with its streams
         if new.model != old.model or self.engine.info is None:
             self.load_model(new.model)
-        if (new.api_server, new.api_port, new.api_key) != (old.api_server, old.api_port, old.api_key):
-            self.engine.set_api_server(new.api_server, new.api_port, new.api_key)
         if new.language != old.language:
             self.rebuildRequested.emit()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication
@@ -63,15 +64,16 @@ class MemoryPlan:
     context: int
     int4: int = 0
 
-    def total(self, weight_format: str = "auto") -> int:
+    def total(self, weight_format: str = "auto", streams: int = 1) -> int:
+        """``streams``: answers computed at once (Settings > API), a KV cache each."""
         weights = {"int8": self.int8, "int4": self.int4}.get(weight_format, self.stored)
-        return weights + self.kv_cache + RUNTIME_BYTES
+        return weights + self.kv_cache * streams + RUNTIME_BYTES
 
-    def smallest_fitting(self, ram: int, four_bit: bool = True) -> str | None:
+    def smallest_fitting(self, ram: int, four_bit: bool = True, streams: int = 1) -> str | None:
         """The weight format that loads in ``ram``: "auto" (as stored), "int8", "int4", or None when none does.
         ``four_bit``: whether the backend in use has 4-bit weights (only the cpu backend does)."""
         formats = ("auto", "int8", "int4") if four_bit else ("auto", "int8")
-        return next((f for f in formats if self.total(f) <= ram), None)
+        return next((f for f in formats if self.total(f, streams) <= ram), None)
 
 
 def _parameters(cfg) -> tuple[int, int]:
@@ -207,13 +209,13 @@ def catalog(added: list[dict] = (), models_folder: Path | None = None, manifest:
     return entries
 
 
-def choice_to_run(entry: CatalogEntry, current: ModelChoice, ram: int | None) -> ModelChoice:
+def choice_to_run(entry: CatalogEntry, current: ModelChoice, ram: int | None, streams: int = 1) -> ModelChoice:
     """How to load ``entry``: with the run settings in use (backend, threads, context), in 8 bits when only
-    that fits in this PC's memory, in 4 bits when only that does (the cpu backend)."""
+    that fits in this PC's memory, in 4 bits when only that does (the cpu backend); ``streams`` KV caches."""
     choice = replace(entry.choice, backend=current.backend, threads=current.threads,
                      context_length=current.context_length)
     if entry.plan and ram:
-        fitting = entry.plan.smallest_fitting(ram, four_bit=_four_bit(current))
+        fitting = entry.plan.smallest_fitting(ram, four_bit=_four_bit(current), streams=streams)
         if fitting in ("int8", "int4"):
             choice = replace(choice, weight_format=fitting)
     return choice
@@ -224,9 +226,9 @@ def _four_bit(current: ModelChoice) -> bool:
     return current.backend in ("auto", "cpu")
 
 
-def download_check(entry: CatalogEntry, free_disk: int, ram: int | None) -> tuple[str, str]:
+def download_check(entry: CatalogEntry, free_disk: int, ram: int | None, streams: int = 1) -> tuple[str, str]:
     """Before a download: ("refuse", why) when the disk lacks room, ("ask", why) when the model would not run
-    here even in 4 bits, ("note", what) when it runs only in 8 or 4 bits, else ("", "")."""
+    here even in 4 bits, ("note", what) when it runs only in 8 or 4 bits, else ("", ""); ``streams`` KV caches."""
     from .download_panel import human_bytes
     if entry.missing_bytes > free_disk:
         return "refuse", QCoreApplication.translate(
@@ -235,22 +237,21 @@ def download_check(entry: CatalogEntry, free_disk: int, ram: int | None) -> tupl
             entry.title, human_bytes(entry.missing_bytes), human_bytes(free_disk))
     if entry.plan is None or not ram:
         return "", ""
-    fitting = entry.plan.smallest_fitting(ram)
+    fitting, total = entry.plan.smallest_fitting(ram, streams=streams), partial(entry.plan.total, streams=streams)
     if fitting is None:
         return "ask", QCoreApplication.translate(
             "ModelsDialog", "{0} needs about {1} of memory even with 4-bit weights, and this PC has {2}: it would "
                             "not load here. Download it anyway ({3})?").format(
-            entry.title, human_bytes(entry.plan.total("int4")), human_bytes(ram), human_bytes(entry.missing_bytes))
+            entry.title, human_bytes(total("int4")), human_bytes(ram), human_bytes(entry.missing_bytes))
     if fitting == "int8":
         return "note", QCoreApplication.translate(
             "ModelsDialog", "As stored it needs {0} of memory and this PC has {1}: it will run with 8-bit weights "
-                            "({2}).").format(human_bytes(entry.plan.total()), human_bytes(ram),
-                                             human_bytes(entry.plan.total("int8")))
+                            "({2}).").format(human_bytes(total("auto")), human_bytes(ram), human_bytes(total("int8")))
     if fitting == "int4":
         return "note", QCoreApplication.translate(
             "ModelsDialog", "As stored it needs {0} of memory and this PC has {1}: it will run with 4-bit weights "
-                            "({2}; the cpu backend).").format(human_bytes(entry.plan.total()), human_bytes(ram),
-                                                              human_bytes(entry.plan.total("int4")))
+                            "({2}; the cpu backend).").format(human_bytes(total("auto")), human_bytes(ram),
+                                                              human_bytes(total("int4")))
     return "", ""
     stored, int8 = entry.plan.total(), entry.plan.total("int8")
     if int8 > ram:

@@ -27,18 +27,20 @@ from .preferences import ModelChoice
 from .theme import show_problem
 
 
-def memory_text(entry: CatalogEntry, ram: int | None) -> str:
-    """'15.8 GB as stored · 9.6 GB in 8 bits · 6.4 GB in 4 bits', and what that means on this PC."""
+def memory_text(entry: CatalogEntry, ram: int | None, streams: int = 1) -> str:
+    """'15.8 GB as stored · 9.6 GB in 8 bits · 6.4 GB in 4 bits', and what that means on this PC; ``streams``:
+    answers computed at once (Settings > API), a KV cache each."""
     if entry.plan is None:
         return ""
     plan = entry.plan
     text = QCoreApplication.translate("ModelsDialog", "{0} as stored · {1} in 8 bits · {2} in 4 bits").format(
-        human_bytes(plan.total()), human_bytes(plan.total("int8")), human_bytes(plan.total("int4")))
-    if ram and plan.total() > ram:
+        human_bytes(plan.total("auto", streams)), human_bytes(plan.total("int8", streams)),
+        human_bytes(plan.total("int4", streams)))
+    if ram and plan.total("auto", streams) > ram:
         text += " · " + {"int8": QCoreApplication.translate("ModelsDialog", "use 8 bits here"),
                          "int4": QCoreApplication.translate("ModelsDialog", "use 4 bits here"),
                          None: QCoreApplication.translate("ModelsDialog", "too large for this PC")}[
-            plan.smallest_fitting(ram)]
+            plan.smallest_fitting(ram, streams=streams)]
     return text
 
 
@@ -138,7 +140,7 @@ class ModelsDialog(QDialog):
             kind = kind_name(e.kind)
             on_disk = human_bytes(e.on_disk) if e.complete or not e.downloadable else self.tr(
                 "{0} of {1}").format(human_bytes(e.on_disk), human_bytes(e.download_bytes))
-            cells = (e.title, kind, e.weight_format, on_disk, memory_text(e, self.ram), str(e.folder))
+            cells = (e.title, kind, e.weight_format, on_disk, memory_text(e, self.ram, self.streams), str(e.folder))
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 tips = {0: e.description, 1: kind_meaning(e.kind), 4: self._memory_tip(e)}
@@ -148,9 +150,20 @@ class ModelsDialog(QDialog):
         self.table.selectRow(keys.index(selected) if selected in keys else 0)
         self._selected()
 
+    @property
+    def streams(self) -> int:
+        """Answers a model loaded now computes at once: a KV cache each (Settings > API)."""
+        return self.prefs.api_streams if self.prefs.api_server else 1
+
     def _memory_tip(self, e: CatalogEntry) -> str:
         if e.plan is None:
             return ""
+        if self.streams > 1:
+            return self.tr("Weights {0} as stored, {1} in 8 bits or {2} in 4 bits (the cpu backend), plus {3} for "
+                           "{5} conversations of {4} tokens at once (Settings > General > API; a shorter context in "
+                           "Settings > Model needs less), plus about 0.4 GB for the program.").format(
+                human_bytes(e.plan.stored), human_bytes(e.plan.int8), human_bytes(e.plan.int4),
+                human_bytes(e.plan.kv_cache * self.streams), e.plan.context, self.streams)
         return self.tr("Weights {0} as stored, {1} in 8 bits or {2} in 4 bits (the cpu backend), plus {3} for a "
                        "conversation of {4} tokens (a shorter context in Settings > Model needs less), plus about "
                        "0.4 GB for the program.").format(
@@ -190,7 +203,7 @@ class ModelsDialog(QDialog):
         e = self.current()
         if e is None or not e.complete:
             return
-        self.useRequested.emit(choice_to_run(e, self.prefs.model, self.ram))
+        self.useRequested.emit(choice_to_run(e, self.prefs.model, self.ram, self.streams))
         self.accept()
 
     def download(self) -> None:
@@ -198,7 +211,7 @@ class ModelsDialog(QDialog):
         e = self.current()
         if e is None or not e.downloadable or self.downloads.running:
             return
-        verdict, text = download_check(e, free_disk_bytes(e.folder), self.ram)
+        verdict, text = download_check(e, free_disk_bytes(e.folder), self.ram, self.streams)
         if verdict == "refuse":
             self._say(text, True)
             return

@@ -20,6 +20,9 @@ SOURCES = ("builtin", "llama2", "llama3")
 THEMES = ("system", "light", "dark")
 LANGUAGES = ("", "en", "zh_CN")          # "": follow the system
 WEIGHT_FORMATS = ("auto", "int8", "int4")
+# Answers the model computes at once while the local API server is on (the app's chat among them): each needs
+# a KV cache of its own, so more cost memory; 2 is --serve's default.
+API_STREAMS = 2
 
 
 @dataclass
@@ -80,6 +83,7 @@ class Preferences:
     api_server: bool = False
     api_port: int = 8080
     api_key: str = ""                    # "": none; else other programs send it (Authorization: Bearer KEY)
+    api_streams: int = API_STREAMS       # answers at once while serving (1-4), applied when a model loads
     setup_done: bool = False             # the first-run dialog was answered
     last_conversation: str = ""          # the conversation shown at exit, shown again at the next start
     added_models: list = field(default_factory=list)   # models added by their files: {"name", "choice": {...}}
@@ -93,7 +97,7 @@ class Preferences:
 # What a hand-edited file must hold for each annotated type; anything else falls back to the default
 _TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "int | None": (int, type(None)),
           "list": (list,)}
-_RANGES = {"api_port": (1024, 65535), "threads": (0, 1024), "context_length": (0, 1 << 20),
+_RANGES = {"api_port": (1024, 65535), "api_streams": (1, 4), "threads": (0, 1024), "context_length": (0, 1 << 20),
            "temperature": (0, 2), "top_k": (0, 1000), "top_p": (0.01, 1), "repetition_penalty": (0.5, 2),
            "max_new_tokens": (1, 32768), "seed": (0, 2 ** 31 - 1),
            "saved_states_gb": (0, 1000)}     # (the ranges Settings offers)

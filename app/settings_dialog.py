@@ -66,14 +66,20 @@ class SettingsDialog(QDialog):
         self.api = QCheckBox(self.tr("Local API server (OpenAI-style, this computer only)"))
         self.api.setChecked(self.prefs.api_server)
         self.port = QSpinBox(minimum=1024, maximum=65535, value=self.prefs.api_port)
+        self.api_streams = QSpinBox(minimum=1, maximum=4, value=self.prefs.api_streams)
+        self.api_streams.setToolTip(self.tr("Answers computed at once while the server is on (this app's chat among "
+                                            "them): together they cost little more time than one, but each needs "
+                                            "memory for a whole conversation. Applies when a model is loaded next."))
         self.api_address = QLabel()
         api_row = QHBoxLayout()
         api_row.addWidget(self.api)
         api_row.addWidget(QLabel(self.tr("Port")))
         api_row.addWidget(self.port)
+        api_row.addWidget(QLabel(self.tr("Answers at once")))
+        api_row.addWidget(self.api_streams)
         api_row.addStretch(1)
         if not api_server_available():
-            for widget in (self.api, self.port):
+            for widget in (self.api, self.port, self.api_streams):
                 widget.setEnabled(False)
                 widget.setToolTip(self.tr("The local API server is not part of this version yet."))
             self.api.setChecked(False)
@@ -181,6 +187,7 @@ class SettingsDialog(QDialog):
                 setattr(prefs.chat, name, value)
         prefs.api_server = self.api.isChecked()
         prefs.api_port = self.port.value()
+        prefs.api_streams = self.api_streams.value()
         prefs.saved_states_gb = self.states_limit.value()
         prefs.model = self.model.choice()
         return prefs

@@ -256,6 +256,45 @@ def test_the_local_api_server_can_require_a_key(qtbot, app_qt, monkeypatch):
         assert host.shutdown(60_000)
 
 
+def test_answers_at_once_is_a_setting_the_next_model_loads_with(qtbot, open_window, home, monkeypatch):
+    """Settings > API > Answers at once (1-4, default 2): saved, and the model loaded next has that many KV caches
+    (the one loaded already keeps its own); the server's /health reports them."""
+    import urllib.request
+
+    from app.model_catalog import builtin_entry
+    from app.models_page import memory_text
+    from app.settings_dialog import SettingsDialog
+    from app_fixtures import MODEL_HOME
+
+    def parallel(address: str) -> int:
+        with urllib.request.urlopen(address.removesuffix("/v1") + "/health", timeout=60) as reply:
+            return json.loads(reply.read())["parallel"]
+
+    monkeypatch.setenv("LLAMA_DESK_HOME", str(MODEL_HOME))   # the built-in model's conversion is there already
+    window = open_window(engine=EngineHost())                  # its own model: the shared one keeps one cache
+    qtbot.waitUntil(lambda: window.composer.property("ready"), timeout=900_000)
+    dialog = SettingsDialog(window.prefs, window)
+    qtbot.addWidget(dialog)
+    assert dialog.api_streams.value() == 2 and (dialog.api_streams.minimum(), dialog.api_streams.maximum()) == (1, 4)
+    dialog.api.setChecked(True)
+    dialog.api_streams.setValue(3)
+    prefs = dialog.result_prefs()
+    prefs.api_port = 0
+    window.apply_prefs(prefs)
+    qtbot.waitUntil(lambda: window.api_address.startswith("http://127.0.0.1:"), timeout=30_000)
+    assert parallel(window.api_address) == 1                   # loaded before: as it was
+    assert json.loads((home / "settings.json").read_text(encoding="utf-8"))["api_streams"] == 3
+    first = window.api_address
+    window.load_model(window.prefs.model)                      # loaded again: with 3 caches
+    qtbot.waitUntil(lambda: window.api_address not in ("", first), timeout=900_000)
+    assert parallel(window.api_address) == 3
+    # the memory the Models page shows before loading counts a KV cache per answer (the built-in model's, converted)
+    entry = builtin_entry()
+    assert entry.plan.kv_cache > 0
+    assert entry.plan.total("auto", 3) - entry.plan.total("auto", 1) == 2 * entry.plan.kv_cache
+    assert memory_text(entry, None, 3) != memory_text(entry, None, 1)
+
+
 def test_lookup_decoding_is_a_setting_of_answers(qtbot, open_window, home):
     """Settings > Answers > Lookup decoding: saved, and the next answer checks guesses (or not); same answer."""
     from app.settings_dialog import SettingsDialog

@@ -6,6 +6,10 @@ step or on which slot it sits in, so each stream's answer is the one it gets alo
 
 from __future__ import annotations
 
+import threading
+import time
+
+import model_factory as mf
 import numpy as np
 import pytest
 
@@ -72,3 +76,82 @@ def test_the_memory_estimate_counts_a_cache_per_stream(llama3_chunked):
         four = CpuExecutor.estimate_memory(cfg, source, ExecutorOptions(max_seq_len=cfg.seq_length, parallel=4))
     assert one.kv_cache > 0 and four.kv_cache == 4 * one.kv_cache
     assert four.total - one.total == 3 * one.kv_cache and "4 parallel streams" in four.description
+
+
+def _long_context_model(llama2_tiny, tmp_path):
+    from engine.backends.cpu.cpu_executor import PREFILL_BLOCK
+
+    ckpt, _, _, spec = llama2_tiny
+    return ckpt, mf.write_yaml(spec, tmp_path / "long_context.yaml", seq_length=2 * PREFILL_BLOCK), spec
+
+
+@pytest.mark.parametrize("fmt", ["stored", "int8", "int4"])
+def test_a_prompt_cut_into_small_blocks_gets_the_logits_and_cache_rows_of_big_ones(fmt, llama2_tiny, tmp_path):
+    """What chunked prefill rests on: no kernel's result depends on the other tokens of its block."""
+    from engine.backends.cpu.cpu_executor import PREFILL_BLOCK
+    from engine.backends.step_scheduler import JOIN_PIECE
+
+    ckpt, yml, spec = _long_context_model(llama2_tiny, tmp_path)
+    ex = make_executor("cpu", ckpt, yml, weight_format=fmt, parallel=2)
+    ids = np.random.default_rng(5).integers(3, spec.vocab, PREFILL_BLOCK + 300)
+    cuts = {0: PREFILL_BLOCK, 1: JOIN_PIECE - 7}     # an odd size: tiles end part-way through a block
+    logits = {}
+    for slot, size in cuts.items():
+        for begin in range(0, len(ids), size):
+            logits[slot] = ex.prefill_block(ids[begin:begin + size], begin, slot=slot)
+    assert np.array_equal(logits[0], logits[1])
+    big, small = ex.export_kv(0, len(ids), slot=0), ex.export_kv(0, len(ids), slot=1)
+    assert all(np.array_equal(a, b) for a, b in zip(big, small))
+    ex.close()
+
+
+def test_a_long_prompt_joins_in_small_blocks_and_every_answer_stays_the_one_it_gets_alone(llama2_tiny, tmp_path):
+    """A stream decoding while another joins with a long prompt: the prompt goes in ``JOIN_PIECE`` blocks between
+    the decoding stream's steps (so that stream waits for a small block per token, not a 512-token one), and both
+    answers are the ones each gets alone (where the prompt goes in 512-token blocks)."""
+    from engine.backends.cpu.cpu_executor import PREFILL_BLOCK
+    from engine.backends.step_scheduler import JOIN_PIECE, StepScheduler
+    from engine.generation.loop import generate
+    from engine.generation.sampling import SamplingSettings
+
+    ckpt, yml, spec = _long_context_model(llama2_tiny, tmp_path)
+    ex = make_executor("cpu", ckpt, yml, parallel=2)
+    scheduler = StepScheduler(ex)
+    greedy = SamplingSettings(greedy=True, repetition_penalty=1.0)
+    rng = np.random.default_rng(8)
+    short = [spec.bos] + [int(i) for i in rng.integers(3, spec.vocab, 12)]
+    long = [spec.bos] + [int(i) for i in rng.integers(3, spec.vocab, PREFILL_BLOCK + 250)]
+    runs = {"short": (0, short, 400), "long": (1, long, 8)}   # the short one decodes all through the long prompt
+
+    def answer(name, on_token=None):
+        slot, prompt, count = runs[name]
+        scheduler.join(slot)
+        try:
+            return generate(scheduler.slot_executor(slot), prompt, max_new_tokens=count, sampling=greedy,
+                            on_token=on_token).output_ids
+        finally:
+            scheduler.leave(slot)
+
+    alone = {name: answer(name) for name in runs}
+    alone_rows = ex.export_kv(0, len(long), slot=1)
+    assert scheduler.pieces == 0 and scheduler.blocks == 1 + 2   # alone, the long prompt keeps its big blocks
+    assert len(alone["short"]) == 400 and len(alone["long"]) == 8
+
+    together, sent = {}, []
+
+    def start_the_long_one(token_id, text):
+        sent.append(token_id)
+        if len(sent) == 3:           # the short stream is decoding (its first token came from its prompt)
+            threading.Thread(target=lambda: together.update(long=answer("long"))).start()
+
+    scheduler.join(1)                # as StreamSlots does when the request takes its slot
+    together["short"] = answer("short", on_token=start_the_long_one)
+    deadline = time.monotonic() + 120
+    while "long" not in together and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert together == alone
+    assert all(np.array_equal(a, b) for a, b in zip(ex.export_kv(0, len(long), slot=1), alone_rows))
+    # every block of the long prompt was cut to JOIN_PIECE while the short stream decoded (the last is the rest)
+    assert scheduler.pieces == len(long) // JOIN_PIECE and scheduler.blocks - 3 == 1 + -(-len(long) // JOIN_PIECE)
+    scheduler.close()
+    ex.close()

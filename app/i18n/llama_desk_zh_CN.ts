@@ -1000,6 +1000,10 @@
         <translation>这台电脑：内存 {0}（当前可用 {1}）。模型文件夹所在磁盘可用 {2}。</translation>
     </message>
     <message>
+        <source>Weights {0} as stored, {1} in 8 bits or {2} in 4 bits (the cpu backend), plus {3} for {5} conversations of {4} tokens at once (Settings &gt; General &gt; API; a shorter context in Settings &gt; Model needs less), plus about 0.4 GB for the program.</source>
+        <translation>权重：原格式 {0}，8 位 {1}，4 位 {2}（cpu 后端）；另需 {3} 用于同时进行的 {5} 个 {4} 词元的对话（“设置 &gt; 常规 &gt; API”；在“设置 &gt; 模型”中缩短上下文可减少），程序本身约 0.4 GB。</translation>
+    </message>
+    <message>
         <source>Weights {0} as stored, {1} in 8 bits or {2} in 4 bits (the cpu backend), plus {3} for a conversation of {4} tokens (a shorter context in Settings &gt; Model needs less), plus about 0.4 GB for the program.</source>
         <translation>权重：原格式 {0}，8 位 {1}，4 位 {2}（cpu 后端）；另需 {3} 用于 {4} 个词元的对话（在“设置 &gt; 模型”中缩短上下文可减少），程序本身约 0.4 GB。</translation>
     </message>
@@ -1133,8 +1137,16 @@
         <translation>本地 API 服务（OpenAI 风格，仅限本机）</translation>
     </message>
     <message>
+        <source>Answers computed at once while the server is on (this app&apos;s chat among them): together they cost little more time than one, but each needs memory for a whole conversation. Applies when a model is loaded next.</source>
+        <translation>服务开启时同时计算的回答数（包括本应用自己的对话）：一起计算几乎不比一个慢，但每个都需要一整段对话的内存。下次加载模型时生效。</translation>
+    </message>
+    <message>
         <source>Port</source>
         <translation>端口</translation>
+    </message>
+    <message>
+        <source>Answers at once</source>
+        <translation>同时回答数</translation>
     </message>
     <message>
         <source>The local API server is not part of this version yet.</source>

@@ -7,9 +7,12 @@ Each stream owns a slot of the executor's cache and runs the ordinary
 ``generate`` loop in its own thread through a ``SlotExecutor``; the scheduler's
 one thread gathers the rows the streams hand it into one ``decode_rows`` call
 and hands each stream its logits. Streams join and leave between steps; a
-joining stream's prompt is computed in blocks between steps, so the others wait
-for at most one block. A token's logits do not depend on what shares its step
-(the kernels are batch-invariant), so each answer is the one it gets alone.
+joining stream's prompt is computed in blocks between steps. While other streams
+decode, those blocks are small (``JOIN_PIECE`` tokens, llama-server's and vLLM's
+chunked prefill), so a long prompt holds the others up for a few steps' time per
+token they make, not a whole 512-token block. A token's logits do not depend on
+what shares its step, nor a prompt's on the blocks it is cut into (the kernels
+are batch-invariant), so each answer is the one it gets alone.
 
 A stream alone computes its tokens in its own thread (no hand-over to the
 scheduler's thread and back, which costs a small model a fifth of its rate).
@@ -35,6 +38,9 @@ from engine.errors import EngineError
 log = logging.getLogger(__name__)
 # How long a step waits for streams that decoded in the last one to send their next rows (they are sampling).
 GATHER_S = 0.01
+# Prompt tokens per block while other streams decode. On the built-in model a 64-token block cost about 5 decode
+# steps (48: 4, 128: 8, 512: 31) at 1.3x the per-token cost of 512-token blocks; a lone prompt keeps the big blocks.
+JOIN_PIECE = 64
 
 
 class _Work:
@@ -70,11 +76,14 @@ class StepScheduler:
         self.gather_s = gather_s
         self.steps = 0                   # decode steps run, and the rows they carried (bench, tests)
         self.rows = 0
+        self.blocks = 0                  # prompt blocks run, and how many of them were cut to JOIN_PIECE
+        self.pieces = 0
         self._cond = threading.Condition()
         self._decodes: list[_Work] = []
         self._blocks: deque[_Work] = deque()
         self._expected: set[int] = set()  # slots that decoded in the last step: their next rows come soon
         self._streams: set[int] = set()   # slots with a stream running
+        self._decoding: set[int] = set()  # slots whose stream is decoding (sent rows since its last prompt block)
         self._compute = threading.Lock()  # one computation at a time: the scheduler's, or a lone stream's
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="step-scheduler", daemon=True)
@@ -87,6 +96,7 @@ class StepScheduler:
 
     def decode(self, slot: int, tokens: Sequence[int], pos: int) -> np.ndarray:
         with self._cond:
+            self._decoding.add(slot)
             alone = self._streams <= {slot} and not self._decodes and not self._blocks
         if alone and self._compute.acquire(blocking=False):
             try:
@@ -98,10 +108,21 @@ class StepScheduler:
                 self._compute.release()
         return self._submit(_Work(slot, tokens, pos), self._decodes)
 
+    def block_size(self, slot: int, largest: int) -> int:
+        """How many prompt tokens the slot's next block may hold: ``JOIN_PIECE`` while another stream decodes
+        (it waits for each block), else ``largest`` (the fewer the blocks, the fewer passes over the weights)."""
+        with self._cond:
+            others = bool(self._decoding - {slot})
+            if others and largest > JOIN_PIECE:
+                self.pieces += 1
+                return JOIN_PIECE
+            return largest
+
     def block(self, slot: int, run: Callable[[], object]):
         """Run ``run`` (a block of a prompt) on the scheduler's thread between two steps."""
         with self._cond:
             self._expected.discard(slot)
+            self._decoding.discard(slot)
         return self._submit(_Work(slot, run=run), self._blocks)
 
     def join(self, slot: int) -> None:
@@ -114,6 +135,7 @@ class StepScheduler:
         with self._cond:
             self._expected.discard(slot)
             self._streams.discard(slot)
+            self._decoding.discard(slot)
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -169,6 +191,7 @@ class StepScheduler:
                 if step:
                     self._step(step)
                 if block is not None:
+                    self.blocks += 1
                     try:
                         block.answer(block.run())
                     except BaseException as exc:  # noqa: BLE001 - handed to the stream that asked
@@ -223,8 +246,10 @@ class SlotExecutor(Executor):
 
     def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None,
                 progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """The prompt in the blocks the shared executor's own prefill uses (so the answer is the one a single
-        stream gets), each a turn of the scheduler; short ones go through the decode steps, with the others."""
+        """The prompt in blocks, each a turn of the scheduler: the shared executor's own 512-token blocks when
+        no other stream decodes, ``JOIN_PIECE`` tokens while one does (the logits and cache rows are the same
+        whatever the cut, so the answer is the one a single stream gets). Short prompts go through the decode
+        steps, with the others."""
         from engine.backends.cpu.cpu_executor import DECODE_PATH_MAX, PREFILL_BLOCK
 
         ids = np.asarray(ids, dtype=np.int64)
@@ -237,12 +262,14 @@ class SlotExecutor(Executor):
                     raise PrefillCancelled(n)
                 logits = self.decode(int(token), start_pos + n)
             return logits
-        for begin in range(0, len(ids), PREFILL_BLOCK):
+        begin = 0
+        while begin < len(ids):
             if cancel is not None and cancel.is_set():
                 raise PrefillCancelled(begin)
-            part = ids[begin:begin + PREFILL_BLOCK]
-            logits = self.scheduler.block(self.slot, lambda part=part, begin=begin: self.shared._prefill_block(
+            part = ids[begin:begin + self.scheduler.block_size(self.slot, min(PREFILL_BLOCK, len(ids) - begin))]
+            logits = self.scheduler.block(self.slot, lambda part=part, begin=begin: self.shared.prefill_block(
                 part, start_pos + begin, cancel, done=begin, progress=progress, slot=self.slot))
+            begin += len(part)
         return logits
 
     def export_kv(self, start: int, stop: int):

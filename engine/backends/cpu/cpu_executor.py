@@ -239,7 +239,7 @@ class CpuExecutor(Executor):
         self.decode(0, 0)
         if progress:
             progress(stage, 1, 2)
-        self._prefill_block(np.zeros(DECODE_PATH_MAX + 1, np.int64), 0, None)
+        self.prefill_block(np.zeros(DECODE_PATH_MAX + 1, np.int64), 0)
         self.warmup_s = time.perf_counter() - started
         try:
             marker.parent.mkdir(parents=True, exist_ok=True)
@@ -297,13 +297,15 @@ class CpuExecutor(Executor):
             matvec(data, scales, h, act, logits[first:first + rows])
         return logits.copy()
 
+    def _check_fits(self, tokens: int) -> None:
+        if tokens > self.max_seq_len:
+            raise EngineError(f"{tokens} tokens do not fit the context of {self.max_seq_len}",
+                              code="tokens_past_context", params={"tokens": tokens, "context": self.max_seq_len})
+
     def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None,
                 progress: Callable[[int], None] | None = None, slot: int = 0) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
-        if start_pos + len(ids) > self.max_seq_len:
-            raise EngineError(f"{start_pos + len(ids)} tokens do not fit the context of {self.max_seq_len}",
-                              code="tokens_past_context",
-                              params={"tokens": start_pos + len(ids), "context": self.max_seq_len})
+        self._check_fits(start_pos + len(ids))
         if len(ids) <= DECODE_PATH_MAX:
             logits = None
             for n, token in enumerate(ids):
@@ -313,16 +315,25 @@ class CpuExecutor(Executor):
             return logits
         logits = None
         for begin in range(0, len(ids), PREFILL_BLOCK):
-            logits = self._prefill_block(ids[begin:begin + PREFILL_BLOCK], start_pos + begin, cancel, done=begin,
-                                         progress=progress, slot=slot)
+            logits = self.prefill_block(ids[begin:begin + PREFILL_BLOCK], start_pos + begin, cancel, done=begin,
+                                        progress=progress, slot=slot)
         return logits
 
-    def _prefill_block(self, ids: np.ndarray, start: int, cancel, done: int = 0, progress=None,
-                       slot: int = 0) -> np.ndarray:
+    def prefill_block(self, ids: np.ndarray, start: int, cancel: threading.Event | None = None, *, done: int = 0,
+                      progress: Callable[[int], None] | None = None, slot: int = 0) -> np.ndarray:
+        """One block of a slot's prompt (``ids`` at positions start..): its cache rows, and the last token's logits.
+
+        Public for a caller that runs a prompt's blocks between other work (``step_scheduler`` puts them between
+        decode steps, cut small while other streams decode): no kernel's result depends on the other tokens of its
+        block, so any cut gives the logits and cache rows ``prefill`` gives. ``done`` counts the prompt's tokens
+        before this block, for ``progress`` and ``PrefillCancelled``. Blocks longer than ``PREFILL_BLOCK`` work
+        but need more scratch memory than ``estimate_memory`` counts.
+        """
         from . import jit
         from .decode_step import embed_row
         from .prefill import attend_block, matmul, rms_norm_rows, rope_rows, silu_times, write_cache
 
+        self._check_fits(start + len(ids))
         jit.use_threads(self.threads)
         cfg, act = self.config, self._block_act
         t, hd = len(ids), cfg.head_dim
