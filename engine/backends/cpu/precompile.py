@@ -77,7 +77,9 @@ def compile_in_child(cfg, source, options, progress=None, cancel: threading.Even
     if progress:
         progress(STAGE, 0, 3)
     try:
-        child = subprocess.Popen([sys.executable, "-c", _CHILD_CODE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        # the same interpreter with the same flags (-I in the installed app: no stray folder imported)
+        flags = subprocess._args_from_interpreter_flags()
+        child = subprocess.Popen([sys.executable, *flags, "-c", _CHILD_CODE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
                                  creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
     except OSError as exc:
