@@ -14,6 +14,7 @@ only loads them. If the child fails, the parent compiles in its own ``warmup`` a
 from __future__ import annotations
 
 import json
+import os
 import queue
 import subprocess
 import sys
@@ -66,6 +67,8 @@ def compile_in_child(cfg, source, options, progress=None, cancel: threading.Even
     Returns None when the kernels are cached (now or before), else why the child could not do it (the caller then
     compiles in-process). ``progress(stage, done, total)`` shows it; ``cancel`` stops it (raises ``Cancelled``).
     """
+    from . import jit
+
     variant = kernel_variant(cfg, source, options)
     if kernels_cached(variant):
         return None
@@ -79,9 +82,10 @@ def compile_in_child(cfg, source, options, progress=None, cancel: threading.Even
     try:
         # the same interpreter with the same flags (-I in the installed app: no stray folder imported)
         flags = subprocess._args_from_interpreter_flags()
-        child = subprocess.Popen([sys.executable, *flags, "-c", _CHILD_CODE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
-                                 creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+        env = dict(os.environ, **{jit.PARENTS_CACHE: str(jit.CACHE_DIR)})
+        child = subprocess.Popen([sys.executable, *flags, "-c", _CHILD_CODE], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+                                 errors="replace", env=env, creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
     except OSError as exc:
         return f"the child process did not start ({exc})"
     lines: queue.Queue = queue.Queue()
