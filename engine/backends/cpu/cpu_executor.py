@@ -82,11 +82,14 @@ class CpuExecutor(Executor):
         """On the first start, compile the kernels in a child process (``precompile``: the compiler's memory
         leaves with it); if that fails, ``warmup`` compiles them here as it always could."""
         from .precompile import compile_in_child
+        from .quantize import QUANTIZED
 
+        if options.weight_format not in ("stored",) + QUANTIZED:
+            return  # refused when built, with the reason
         failed = compile_in_child(cfg, source, options, progress, cancel)
-        if failed:
+        if failed:  # a log line (the app's log file), not a message: the load goes on, at most ~0.2 GB fuller
             import logging
-            logging.getLogger(__name__).warning("CPU kernels are compiled in this process instead: %s", failed)
+            logging.getLogger(__name__).info("CPU kernels are compiled in this process instead: %s", failed)
 
     @classmethod
     def estimate_memory(cls, cfg: ModelConfig, source, options) -> MemoryNeed:
