@@ -261,6 +261,7 @@ def load_engine(model: ModelSource, options: ExecutorOptions = ExecutorOptions()
         if cancel is not None and cancel.is_set():
             raise Cancelled("Loading was cancelled.",
                             code="load_cancelled")
+        entry.executor_class().prepare(cfg, source, options, progress, cancel)
     except BaseException:
         source.close()
         raise

@@ -19,7 +19,7 @@ import pytest
 
 import model_factory as mf
 import reference_llama as ref
-from fixtures import StopAfterChecks, assert_close, greedy_ids, make_executor, run_cli
+from fixtures import StopAfterChecks, assert_close, greedy_ids, make_executor
 
 from engine.backends.executor import PrefillCancelled
 
@@ -214,18 +214,6 @@ def test_memory_estimate_suggests_int8_when_only_that_fits(llama3_chunked, monke
                          ExecutorOptions(backend="cpu", weight_format="int8"))
     assert engine.info.weight_format == "int8" and engine.info.executor == "cpu"
     engine.close()
-
-
-def test_first_start_compiles_kernels_and_later_starts_load_them(tmp_path, llama2_tiny):
-    ckpt, yml = llama2_tiny[0], llama2_tiny[1]
-    args = ("run_model.py", "-V", "2", "-C", yml, "-M", ckpt, "--prompt-ids", "1,2,3", "--max-new-tokens", "2",
-            "--backend", "cpu", "--json")
-    first = run_cli(*args, home=tmp_path)
-    assert first.returncode == 0, first.stderr[-2000:]
-    assert "compiling CPU kernels once" in first.stderr
-    second = run_cli(*args, home=tmp_path)
-    assert second.returncode == 0 and "loading compiled CPU kernels" in second.stderr
-    assert "compiling" not in second.stderr
 
 
 def test_int8_product_matches_float64_within_rounding():

@@ -83,6 +83,12 @@ class Executor(abc.ABC):
     def estimate_memory(cls, cfg: ModelConfig, source, options) -> MemoryNeed:
         """RAM this executor will hold for ``cfg`` read from ``source`` with ``options``."""
 
+    @classmethod
+    def prepare(cls, cfg: ModelConfig, source, options, progress=None, cancel: threading.Event | None = None) -> None:
+        """One-time work before the weights load, where it costs the loaded process nothing (the cpu backend
+        compiles its kernels in a child process on the first start); ``progress(stage, done, total)`` shows it,
+        a set ``cancel`` raises errors.Cancelled."""
+
     @abc.abstractmethod
     def prefill(self, ids: Sequence[int], start_pos: int, cancel: threading.Event | None = None,
                 progress: Callable[[int], None] | None = None) -> np.ndarray:

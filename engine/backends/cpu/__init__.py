@@ -8,5 +8,6 @@ kernels; ``matvec`` the one-token products per format; ``matmul`` the
 several-token ones (prefill); ``decode_step`` one fused layer for one token;
 ``prefill`` a block of prompt tokens; ``quant_formats`` the block rules and
 packing, ``quantize`` which matrices get which; ``weights`` how the executor
-holds each matrix.
+holds each matrix; ``precompile`` the first start's compiling, in a child
+process.
 """

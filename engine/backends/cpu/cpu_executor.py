@@ -78,6 +78,20 @@ class CpuExecutor(Executor):
         return None
 
     @classmethod
+    def prepare(cls, cfg: ModelConfig, source, options, progress=None, cancel=None) -> None:
+        """On the first start, compile the kernels in a child process (``precompile``: the compiler's memory
+        leaves with it); if that fails, ``warmup`` compiles them here as it always could."""
+        from .precompile import compile_in_child
+        from .quantize import QUANTIZED
+
+        if options.weight_format not in ("stored",) + QUANTIZED:
+            return  # refused when built, with the reason
+        failed = compile_in_child(cfg, source, options, progress, cancel)
+        if failed:  # a log line (the app's log file), not a message: the load goes on, at most ~0.2 GB fuller
+            import logging
+            logging.getLogger(__name__).info("CPU kernels are compiled in this process instead: %s", failed)
+
+    @classmethod
     def estimate_memory(cls, cfg: ModelConfig, source, options) -> MemoryNeed:
         from .quantize import QUANTIZED, can_quantize, head_format, quantized_bytes
 
@@ -122,11 +136,13 @@ class CpuExecutor(Executor):
     # -- loading ------------------------------------------------------------
     def _build(self, options, progress, cancel) -> None:
         from . import jit
+        from .precompile import kernel_variant
         from .quantize import QUANTIZED, can_quantize, format_code, head_format
         from .weights import quantized_weight, stored_weight, vector
 
         jit.use_threads(self.threads)
         cfg, source = self.config, self.source
+        self.kernel_variant = kernel_variant(cfg, source, options)
         quantize = options.weight_format in QUANTIZED
         if options.weight_format not in ("stored",) + QUANTIZED:
             raise EngineError(f"The cpu backend computes from weights as stored, int8 or int4, not "
@@ -228,9 +244,10 @@ class CpuExecutor(Executor):
         """Compile (or load from the on-disk cache) every kernel this model uses, before the first answer."""
         from . import jit
 
-        marker = jit.compiled_marker(f"{self.weight_format.replace('/', '+')}-{self.kv_cache}")
-        stage = ("loading compiled CPU kernels" if marker.exists() else
-                 "compiling CPU kernels once (a minute or two; later starts take a second)")
+        from .precompile import STAGE
+
+        marker = jit.compiled_marker(self.kernel_variant)
+        stage = "loading compiled CPU kernels" if marker.exists() else STAGE
         if not marker.exists():
             jit.remove_stale_caches()
         if progress:

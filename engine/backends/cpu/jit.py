@@ -46,7 +46,9 @@ _inherited = os.environ.get("NUMBA_CACHE_DIR")
 if _inherited and _inherited != os.environ.get(_OURS):
     os.environ[_USERS] = os.environ.get(_USERS) or _inherited   # the user's own choice of base folder
 _base = Path(os.environ[_USERS]) / _OWN_FOLDER if os.environ.get(_USERS) else jit_cache_dir()
-CACHE_DIR = _base / _kernel_sources_digest()
+# A child compiling for its parent (``precompile``) fills the parent's folder, whatever its own home says.
+PARENTS_CACHE = "LLAMA_DESK_PARENTS_KERNEL_CACHE"
+CACHE_DIR = Path(os.environ.pop(PARENTS_CACHE, "") or _base / _kernel_sources_digest())
 os.environ["NUMBA_CACHE_DIR"] = os.environ[_OURS] = str(CACHE_DIR)
 try:
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
