@@ -120,9 +120,10 @@ def clients_at_once(url: str, kind: str, prompts: list[str], max_tokens: int) ->
     return sum(counts.values()) / (time.perf_counter() - started), answers
 
 
-def long_prompt(words: int) -> str:
-    """A prompt of about ``words`` words (a few more tokens): numbered sentences, no two alike."""
-    sentences, count = [], 0
+def long_prompt(words: int, run: int = 0) -> str:
+    """A prompt of about ``words`` words (a few more tokens): numbered sentences, no two alike; each ``run``'s differs
+    from its first words on, so no run finds an earlier one's prompt in the server's cache (nothing to compute)."""
+    sentences, count = [f"Day {run + 1} of the notes."], 0
     while count < words:
         sentences.append(f"Note {len(sentences) + 1}: the market opened early and the baker sold bread to "
                          f"{len(sentences) * 7 % 97} people.")
@@ -130,14 +131,14 @@ def long_prompt(words: int) -> str:
     return " ".join(sentences) + " Summarize the notes."
 
 
-def join_gap(url: str, kind: str, join_after: int, join_words: int, max_tokens: int) -> dict:
+def join_gap(url: str, kind: str, join_after: int, join_words: int, max_tokens: int, run: int = 0) -> dict:
     """One stream's token times while a second request with a long prompt joins (see the module's docstring)."""
     c = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=1200)
     times, joined = [], {}
 
     def joining() -> None:
         joined["at"] = time.perf_counter()
-        _, _, prompt_tokens = ask_counted(url, kind, long_prompt(join_words), 1)
+        _, _, prompt_tokens = ask_counted(url, kind, long_prompt(join_words, run), 1)
         joined["done"], joined["prompt_tokens"] = time.perf_counter(), prompt_tokens
 
     second = threading.Thread(target=joining)
@@ -184,8 +185,8 @@ def bench_join(name: str, model_args: list[str], kind: str, args, log_dir: Path)
     try:
         ask(server.url, kind, "Hello", 4)
         best = None
-        for _ in range(args.repeats):    # the best run counts: others on the machine only ever lengthen a gap
-            run = join_gap(server.url, kind, args.join_after, int(args.join_tokens / 1.4), args.join_max_tokens)
+        for i in range(args.repeats):    # the best run counts: others on the machine only ever lengthen a gap
+            run = join_gap(server.url, kind, args.join_after, int(args.join_tokens / 1.4), args.join_max_tokens, i)
             if best is None or run["longest_gap_s"] < best["longest_gap_s"]:
                 best = run
     finally:
