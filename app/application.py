@@ -39,6 +39,8 @@ def setup_logging(home: Path) -> Path:
 
 def prepare_qt(app: QApplication, prefs: Preferences) -> str:
     """Language, font and theme, before any widget exists; returns the language in use."""
+    from .main_thread_gc import install
+    install(app)                     # Qt objects in garbage cycles die on this thread, not the engine's
     app.setApplicationName("llama-desk")
     app.setOrganizationName("llama-desk")
     language = translations.install(app, prefs.language)
