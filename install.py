@@ -74,6 +74,43 @@ def run(cmd: list, **kw) -> None:
     subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT, **kw)
 
 
+# The Windows stage: the Windows build run under Wine (~12 minutes of one core: Wine computes on one thread).
+WINDOWS_STAGE = ("tests/test_installer_wine.py", "tests/test_windows_wine.py", "tests/test_windows_wine_files.py")
+
+
+def run_tests(python: Path, rest: list[str]) -> None:
+    """The test suite; without arguments, the Windows stage runs beside the rest, on the core Wine leaves idle.
+
+    Its output is printed after the rest's; the run fails if either part does. With arguments (a file, ``-k``),
+    one pytest runs just what was asked for.
+    """
+    pytest = [str(python), "-m", "pytest", "-q"]
+    durations = [] if any(a.startswith("--durations") for a in rest) else ["--durations=25"]  # where CI's time goes
+    if rest:
+        run(pytest + durations + rest)
+        return
+    import tempfile
+    stage_log = Path(tempfile.gettempdir()) / f"llama-desk-windows-stage-{os.getpid()}.log"
+    stage_command = pytest + ["-p", "no:cacheprovider", *WINDOWS_STAGE]
+    rest_command = pytest + durations + [f"--ignore={path}" for path in WINDOWS_STAGE]
+    print("+ " + " ".join(stage_command) + f"  (beside the rest; output: {stage_log})", flush=True)
+    with open(stage_log, "w", encoding="utf-8") as log:
+        stage = subprocess.Popen(stage_command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            print("+ " + " ".join(rest_command), flush=True)
+            rest_code = subprocess.run(rest_command, cwd=ROOT).returncode
+            stage_code = stage.wait()
+        except BaseException:
+            stage.terminate()
+            raise
+    print("=" * 30 + " the Windows stage (ran beside the rest) " + "=" * 30, flush=True)
+    print(stage_log.read_text(encoding="utf-8", errors="replace"), flush=True)
+    failed = [f"{name} (exit code {code})" for name, code in (("the tests", rest_code), ("the Windows stage",
+                                                                                             stage_code)) if code]
+    if failed:
+        raise subprocess.CalledProcessError(rest_code or stage_code, "pytest: " + ", ".join(failed) + " failed")
+
+
 def install_mindformers(pip: list) -> None:
     run(pip + ["install", *MINDFORMERS_REQUIREMENTS])
     print("MindFormers itself goes in with --no-deps; pip may then say that hyper-parallel is missing: "
@@ -108,8 +145,7 @@ def main() -> int:
         return 0
     if args.tests:
         run([python, "tests/assets.py"])
-        durations = [] if any(a.startswith("--durations") for a in args.rest) else ["--durations=25"]
-        run([python, "-m", "pytest", "-q", *durations, *args.rest])   # the slowest: where CI's time goes
+        run_tests(python, args.rest)
     else:
         run(start_command(python, args))
     return 0
