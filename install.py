@@ -74,14 +74,16 @@ def run(cmd: list, **kw) -> None:
     subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT, **kw)
 
 
-# The Windows stage: the Windows build run under Wine (~12 minutes of one core: Wine computes on one thread).
-WINDOWS_STAGE = ("tests/test_installer_wine.py", "tests/test_windows_wine.py", "tests/test_windows_wine_files.py")
+# The installers' tests: the Windows build run under Wine (~10 minutes of one core: Wine computes on one thread),
+# the Linux installer and the Windows installer's logic (pip and makensis: ~5 minutes, mostly waiting on files).
+INSTALLER_TESTS = ("tests/test_installer*.py", "tests/test_windows_wine*.py")
 
 
 def run_tests(python: Path, rest: list[str]) -> None:
-    """The test suite; without arguments, the Windows stage runs beside the rest, on the core Wine leaves idle.
+    """The test suite; without arguments, the installers' tests run in a second pytest beside the rest (Wine and
+    pip leave the second core idle: in sequence the suite took ~36 minutes on 2 cores, CI allows 30).
 
-    Its output is printed after the rest's; the run fails if either part does. With arguments (a file, ``-k``),
+    Their output is printed after the rest's; the run fails if either part does. With arguments (a file, ``-k``),
     one pytest runs just what was asked for.
     """
     pytest = [str(python), "-m", "pytest", "-q"]
@@ -90,9 +92,10 @@ def run_tests(python: Path, rest: list[str]) -> None:
         run(pytest + durations + rest)
         return
     import tempfile
-    stage_log = Path(tempfile.gettempdir()) / f"llama-desk-windows-stage-{os.getpid()}.log"
-    stage_command = pytest + ["-p", "no:cacheprovider", *WINDOWS_STAGE]
-    rest_command = pytest + durations + [f"--ignore={path}" for path in WINDOWS_STAGE]
+    stage_log = Path(tempfile.gettempdir()) / f"llama-desk-installer-tests-{os.getpid()}.log"
+    files = sorted(str(p.relative_to(ROOT).as_posix()) for pattern in INSTALLER_TESTS for p in ROOT.glob(pattern))
+    stage_command = pytest + durations + ["-p", "no:cacheprovider", *files]
+    rest_command = pytest + durations + [f"--ignore={path}" for path in files]
     print("+ " + " ".join(stage_command) + f"  (beside the rest; output: {stage_log})", flush=True)
     with open(stage_log, "w", encoding="utf-8") as log:
         stage = subprocess.Popen(stage_command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -103,9 +106,9 @@ def run_tests(python: Path, rest: list[str]) -> None:
         except BaseException:
             stage.terminate()
             raise
-    print("=" * 30 + " the Windows stage (ran beside the rest) " + "=" * 30, flush=True)
+    print("=" * 30 + " the installers' tests (ran beside the rest) " + "=" * 30, flush=True)
     print(stage_log.read_text(encoding="utf-8", errors="replace"), flush=True)
-    failed = [f"{name} (exit code {code})" for name, code in (("the tests", rest_code), ("the Windows stage",
+    failed = [f"{name} (exit code {code})" for name, code in (("the tests", rest_code), ("the installers' tests",
                                                                                              stage_code)) if code]
     if failed:
         raise subprocess.CalledProcessError(rest_code or stage_code, "pytest: " + ", ".join(failed) + " failed")
