@@ -5,7 +5,7 @@ crossed: in this app usually the engine thread, which allocates for every token.
 or other Qt object that became garbage in a reference cycle was then deleted there, from the wrong
 thread: Qt cannot stop a timer from another thread, so the timer stayed registered with the window
 thread's event loop and its next tick called into freed memory (the test suite's segfault in
-QTimerInfoList::activateTimers, 1 run in 2). Here automatic collection is off and a timer on the
+QTimerInfoList::activateTimers, 2 full runs in 3). Here automatic collection is off and a timer on the
 window's thread does the collector's work at the same thresholds: Qt objects die on their own thread.
 """
 
