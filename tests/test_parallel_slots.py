@@ -155,3 +155,67 @@ def test_a_long_prompt_joins_in_small_blocks_and_every_answer_stays_the_one_it_g
     assert scheduler.pieces == len(long) // JOIN_PIECE and scheduler.blocks - 3 == 1 + -(-len(long) // JOIN_PIECE)
     scheduler.close()
     ex.close()
+
+
+@pytest.mark.parametrize("fmt", ["stored", "int8", "int4"])
+def test_prompt_blocks_of_several_slots_in_one_pass_get_what_each_gets_alone(fmt, llama3_chunked):
+    """Streams that join together have their prompts computed in one pass (``prefill_pieces``): each block's logits
+    and cache rows are the ones ``prefill_block`` gives it alone, also a block that continues a prompt."""
+    from engine.backends.cpu.cpu_executor import PromptPiece
+
+    ckpt, yml, weights, spec = llama3_chunked
+    ex = make_executor("cpu", ckpt, yml, weight_format=fmt, parallel=3)
+    a, b, c = (np.asarray(p) for p in _prompts(spec, (11, 6, 23)))
+    ex.prefill_block(c[:9], 0, slot=2)          # slot 2's prompt began in an earlier block
+    pieces = [PromptPiece(a, 0, 0), PromptPiece(b, 0, 1), PromptPiece(c[9:], 9, 2, done=9)]
+    together = ex.prefill_pieces(pieces)
+    rows = [ex.export_kv(0, len(p), slot=s) for s, p in enumerate((a, b, c))]
+    for slot, piece in enumerate(pieces):          # each alone, in a slot of its own again
+        ex.import_kv(0, np.zeros_like(rows[slot][0]), np.zeros_like(rows[slot][1]), slot=slot)
+        if slot == 2:
+            ex.prefill_block(c[:9], 0, slot=2)
+        alone = ex.prefill_block(piece.ids, piece.start, slot=slot)
+        assert np.array_equal(together[slot], alone)
+        again = ex.export_kv(0, piece.start + len(piece.ids), slot=slot)
+        assert all(np.array_equal(x, y) for x, y in zip(rows[slot], again))
+    if fmt == "stored":
+        assert_close(together[1], ref.forward(weights, spec.hp, list(b))[-1], 1e-3)
+    ex.close()
+
+
+def test_streams_that_join_together_share_a_prompt_pass_and_get_the_answers_each_gets_alone(llama2_tiny):
+    from engine.backends.step_scheduler import StepScheduler
+    from engine.generation.loop import generate
+    from engine.generation.sampling import SamplingSettings
+
+    ckpt, yml, _, spec = llama2_tiny
+    ex = make_executor("cpu", ckpt, yml, parallel=3)
+    # a long gather: the test waits for every joined stream's block, however slowly the threads start
+    scheduler = StepScheduler(ex, gather_s=5.0)
+    greedy = SamplingSettings(greedy=True, repetition_penalty=1.0)
+    prompts = _prompts(spec, (9, 20, 14))
+
+    def answer(slot, out):
+        try:
+            out[slot] = generate(scheduler.slot_executor(slot), prompts[slot], max_new_tokens=12,
+                                 sampling=greedy).output_ids
+        finally:
+            scheduler.leave(slot)
+
+    alone = {}
+    for slot in range(3):
+        scheduler.join(slot)
+        answer(slot, alone)
+    assert scheduler.blocks == 3 and scheduler.joined_blocks == 0
+    together = {}
+    for slot in range(3):            # as StreamSlots does when the requests take their slots
+        scheduler.join(slot)
+    threads = [threading.Thread(target=answer, args=(slot, together)) for slot in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert together == alone
+    assert scheduler.blocks == 3 + 1 and scheduler.joined_blocks == 2   # the three prompts in one pass
+    scheduler.close()
+    ex.close()

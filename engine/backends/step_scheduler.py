@@ -10,7 +10,11 @@ and hands each stream its logits. Streams join and leave between steps; a
 joining stream's prompt is computed in blocks between steps. While other streams
 decode, those blocks are small (``JOIN_PIECE`` tokens, llama-server's and vLLM's
 chunked prefill), so a long prompt holds the others up for a few steps' time per
-token they make, not a whole 512-token block. A token's logits do not depend on
+token they make, not a whole 512-token block. Blocks of streams that join together
+(or while a pass runs) are computed in one pass, as one block of their rows: a
+short prompt's block is compute-bound, and four of them in separate passes cost
+the clients asking at once about twice the time of one pass of all their rows
+(``prefill_pieces``). A token's logits do not depend on
 what shares its step, nor a prompt's on the blocks it is cut into (the kernels
 are batch-invariant), so each answer is the one it gets alone.
 
@@ -46,10 +50,10 @@ JOIN_PIECE = 64
 class _Work:
     """One request to the scheduler's thread, answered through ``done``."""
 
-    __slots__ = ("slot", "tokens", "pos", "run", "done", "result", "error")
+    __slots__ = ("slot", "tokens", "pos", "piece", "cancel", "done", "result", "error")
 
-    def __init__(self, slot: int, tokens=(), pos: int = 0, run: Callable[[], object] | None = None):
-        self.slot, self.tokens, self.pos, self.run = slot, list(tokens), pos, run
+    def __init__(self, slot: int, tokens=(), pos: int = 0, piece=None, cancel: threading.Event | None = None):
+        self.slot, self.tokens, self.pos, self.piece, self.cancel = slot, list(tokens), pos, piece, cancel
         self.done = threading.Event()
         self.result = self.error = None
 
@@ -68,16 +72,21 @@ class StepScheduler:
     """Owns the model's compute: decode rows of every slot in one step, prompt blocks between steps."""
 
     def __init__(self, executor: Executor, gather_s: float = GATHER_S):
+        from engine.backends.cpu.cpu_executor import PREFILL_BLOCK
         from engine.backends.cpu.model_step import MAX_TOKENS
 
         self.executor = executor
         self.slots = executor.slots
         self.max_rows = MAX_TOKENS
+        self.max_block_rows = PREFILL_BLOCK   # prompt rows in one pass: the scratch memory counted is for one block
         self.gather_s = gather_s
         self.steps = 0                   # decode steps run, and the rows they carried (bench, tests)
         self.rows = 0
         self.blocks = 0                  # prompt blocks run, and how many of them were cut to JOIN_PIECE
         self.pieces = 0
+        self.joined_blocks = 0           # prompt blocks computed in the pass of another stream's block
+        # where the scheduler's time went (bench): steps' passes, prompt passes, waiting for streams' rows
+        self.seconds = {"steps": 0.0, "prompts": 0.0, "gather": 0.0}
         self._cond = threading.Condition()
         self._decodes: list[_Work] = []
         self._blocks: deque[_Work] = deque()
@@ -118,12 +127,13 @@ class StepScheduler:
                 return JOIN_PIECE
             return largest
 
-    def block(self, slot: int, run: Callable[[], object]):
-        """Run ``run`` (a block of a prompt) on the scheduler's thread between two steps."""
+    def block(self, piece, cancel: threading.Event | None = None) -> np.ndarray:
+        """A block of a prompt (``PromptPiece``) computed on the scheduler's thread between two steps, in one pass
+        with the blocks other streams sent meanwhile: its last token's logits."""
         with self._cond:
-            self._expected.discard(slot)
-            self._decoding.discard(slot)
-        return self._submit(_Work(slot, run=run), self._blocks)
+            self._expected.discard(piece.slot)
+            self._decoding.discard(piece.slot)
+        return self._submit(_Work(piece.slot, piece=piece, cancel=cancel), self._blocks)
 
     def join(self, slot: int) -> None:
         """A stream starts on the slot."""
@@ -162,16 +172,27 @@ class StepScheduler:
         return (self._expected <= sent or bool(self._blocks) or first_at is None
                 or time.monotonic() >= first_at + self.gather_s)
 
+    def _blocks_ready(self, blocks_at: float) -> bool:
+        """Run the prompt blocks now (no step waits): unless a stream that joined has sent nothing yet (streams
+        that arrive together: their prompts go in one pass), for at most ``gather_s``."""
+        coming = self._streams - self._decoding - {w.slot for w in self._blocks}
+        return not coming or time.monotonic() >= blocks_at + self.gather_s
+
     def _run(self) -> None:
-        first_at = None
+        first_at = blocks_at = gather_from = None
         while True:
             with self._cond:
                 while not self._closed:
                     if self._decodes and first_at is None:
                         first_at = time.monotonic()
-                    if self._ready(first_at) or (self._blocks and not self._decodes):
+                    if self._decodes and gather_from is None:
+                        gather_from = time.perf_counter()
+                    if self._blocks and blocks_at is None:
+                        blocks_at = time.monotonic()
+                    if self._ready(first_at) or (self._blocks and not self._decodes and self._blocks_ready(blocks_at)):
                         break
-                    timeout = None if not self._decodes else max(first_at + self.gather_s - time.monotonic(), 0)
+                    waits = ([first_at] if self._decodes else []) + ([blocks_at] if self._blocks else [])
+                    timeout = max(min(waits) + self.gather_s - time.monotonic(), 0) if waits else None
                     self._cond.wait(timeout)
                 if self._closed:
                     for work in list(self._decodes) + list(self._blocks):
@@ -186,23 +207,64 @@ class StepScheduler:
                 for work in step:
                     self._decodes.remove(work)
                 first_at = time.monotonic() if self._decodes else None
-                block = self._blocks.popleft() if self._blocks else None
+                if gather_from is not None and step:
+                    self.seconds["gather"] += time.perf_counter() - gather_from
+                gather_from = time.perf_counter() if self._decodes else None
+                blocks = self._take_blocks()
+                blocks_at = time.monotonic() if self._blocks else None
             with self._compute:
                 if step:
                     self._step(step)
-                if block is not None:
-                    self.blocks += 1
-                    try:
-                        block.answer(block.run())
-                    except BaseException as exc:  # noqa: BLE001 - handed to the stream that asked
-                        block.answer(error=exc)
+                if blocks:
+                    t0 = time.perf_counter()
+                    self._prefill(blocks)
+                    self.seconds["prompts"] += time.perf_counter() - t0
+
+    def _take_blocks(self) -> list[_Work]:
+        """The first prompt block waiting, and those of other streams after it that fit one pass with it."""
+        taken, rows = [], 0
+        for work in list(self._blocks):
+            if taken and (rows + len(work.piece.ids) > self.max_block_rows
+                          or work.slot in {w.slot for w in taken}):
+                break
+            taken.append(work)
+            rows += len(work.piece.ids)
+        for work in taken:
+            self._blocks.remove(work)
+        return taken
+
+    def _prefill(self, works: list[_Work]) -> None:
+        """Prompt blocks of several streams in one pass (``prefill_pieces``); a block alone may stop part-way when
+        its stream is cancelled, blocks together are cancelled before the pass (the stream stops after it)."""
+        if len(works) > 1:
+            for w in [w for w in works if w.cancel is not None and w.cancel.is_set()]:
+                w.answer(error=PrefillCancelled(w.piece.done))
+                works.remove(w)
+        if not works:
+            return
+        try:
+            results = self.executor.prefill_pieces([w.piece for w in works], works[0].cancel if len(works) == 1
+                                                   else None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the stream that asked
+            if len(works) == 1:
+                works[0].answer(error=exc)
+            else:
+                for w in works:   # find the one at fault: each alone
+                    self._prefill([w])
+            return
+        self.blocks += 1
+        self.joined_blocks += len(works) - 1
+        for w, logits in zip(works, results):
+            w.answer(logits)
 
     def _step(self, works: list[_Work]) -> None:
         tokens = [t for w in works for t in w.tokens]
         positions = [w.pos + i for w in works for i in range(len(w.tokens))]
         slots = [w.slot for w in works for _ in w.tokens]
         try:
+            t0 = time.perf_counter()
             logits = self.executor.decode_rows(tokens, positions, slots)
+            self.seconds["steps"] += time.perf_counter() - t0
         except BaseException as exc:  # noqa: BLE001 - a bad row must fail its stream, not the others
             if len(works) == 1:
                 works[0].answer(error=exc)
@@ -250,7 +312,7 @@ class SlotExecutor(Executor):
         no other stream decodes, ``JOIN_PIECE`` tokens while one does (the logits and cache rows are the same
         whatever the cut, so the answer is the one a single stream gets). Short prompts go through the decode
         steps, with the others."""
-        from engine.backends.cpu.cpu_executor import DECODE_PATH_MAX, PREFILL_BLOCK
+        from engine.backends.cpu.cpu_executor import DECODE_PATH_MAX, PREFILL_BLOCK, PromptPiece
 
         ids = np.asarray(ids, dtype=np.int64)
         if start_pos + len(ids) > self.max_seq_len:
@@ -267,8 +329,7 @@ class SlotExecutor(Executor):
             if cancel is not None and cancel.is_set():
                 raise PrefillCancelled(begin)
             part = ids[begin:begin + self.scheduler.block_size(self.slot, min(PREFILL_BLOCK, len(ids) - begin))]
-            logits = self.scheduler.block(self.slot, lambda part=part, begin=begin: self.shared.prefill_block(
-                part, start_pos + begin, cancel, done=begin, progress=progress, slot=self.slot))
+            logits = self.scheduler.block(PromptPiece(part, start_pos + begin, self.slot, begin, progress), cancel)
             begin += len(part)
         return logits
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -56,6 +56,16 @@ def _one_block(weight):
         return weight
     joined = np.concatenate([data for _, data, _ in weight.parts])
     return type(weight)(weight.shape, weight.format, [(0, joined, weight.parts[0][2])])
+
+
+class PromptPiece(NamedTuple):
+    """A block of one slot's prompt for ``prefill_pieces``: ``done`` prompt tokens before it, for ``progress``."""
+
+    ids: np.ndarray
+    start: int
+    slot: int = 0
+    done: int = 0
+    progress: Callable[[int], None] | None = None
 
 
 class _Layer:
@@ -346,20 +356,29 @@ class CpuExecutor(Executor):
         before this block, for ``progress`` and ``PrefillCancelled``. Blocks longer than ``PREFILL_BLOCK`` work
         but need more scratch memory than ``estimate_memory`` counts.
         """
+        return self.prefill_pieces([PromptPiece(np.asarray(ids), start, slot, done, progress)], cancel)[0]
+
+    def prefill_pieces(self, pieces: Sequence["PromptPiece"], cancel: threading.Event | None = None) -> list:
+        """Blocks of several slots' prompts in one pass over the weights (streams that join together): each
+        piece's cache rows and last token's logits, the ones ``prefill_block`` gives it alone, since no kernel's
+        result depends on the other rows of its block and attention runs per piece, over its own slot. A long
+        pass of one piece stops between layers when ``cancel`` is set (PrefillCancelled)."""
         from . import jit
         from .decode_step import embed_row
         from .prefill import attend_block, matmul, rms_norm_rows, rope_rows, silu_times, write_cache
 
-        self._check_fits(start + len(ids))
+        for piece in pieces:
+            self._check_fits(piece.start + len(piece.ids))
         jit.use_threads(self.threads)
         cfg, act = self.config, self._block_act
-        t, hd = len(ids), cfg.head_dim
-        k_cache, v_cache = self.slot_k[slot], self.slot_v[slot]
+        bounds = np.cumsum([0] + [len(p.ids) for p in pieces])
+        t, hd = int(bounds[-1]), cfg.head_dim
         x = np.empty((t, cfg.hidden_size), np.float32)
-        for n, token in enumerate(ids):
-            data, scales, row = self.embedding.find_row(int(token))
+        for n, token in enumerate(int(i) for p in pieces for i in p.ids):
+            data, scales, row = self.embedding.find_row(token)
             embed_row(data, scales, row, x[n])
-        cos, sin = self.cos[start:start + t], self.sin[start:start + t]
+        positions = np.concatenate([np.arange(p.start, p.start + len(p.ids)) for p in pieces])
+        cos, sin = self.cos[positions], self.sin[positions]
         q = np.empty((t, cfg.num_heads * hd), np.float32)
         k = np.empty((t, cfg.kv_heads * hd), np.float32)
         v = np.empty_like(k)
@@ -368,26 +387,29 @@ class CpuExecutor(Executor):
         up = np.empty_like(gate)
         for i, layer in enumerate(self.layers):
             if cancel is not None and cancel.is_set():
-                raise PrefillCancelled(done)
-            if progress is not None:
-                progress(done + t * i // len(self.layers))
+                raise PrefillCancelled(pieces[0].done)
+            for p in pieces:
+                if p.progress is not None:
+                    p.progress(p.done + len(p.ids) * i // len(self.layers))
             hn = rms_norm_rows(x, layer.attn_norm, cfg.rms_norm_eps)
             matmul(layer.wq, hn, q, act)
             matmul(layer.wk, hn, k, act)
             matmul(layer.wv, hn, v, act)
             rope_rows(q, cfg.num_heads, hd, cos, sin)
             rope_rows(k, cfg.kv_heads, hd, cos, sin)
-            write_cache(k_cache[i], v_cache[i], k, v, start, hd)
             attended = np.empty_like(q)
-            attend_block(q, k_cache[i], v_cache[i], start, cfg.num_heads, attended)
+            for p, a, b in zip(pieces, bounds, bounds[1:]):
+                k_cache, v_cache = self.slot_k[p.slot, i], self.slot_v[p.slot, i]
+                write_cache(k_cache, v_cache, k[a:b], v[a:b], p.start, hd)
+                attend_block(q[a:b], k_cache, v_cache, p.start, cfg.num_heads, attended[a:b])
             x += matmul(layer.wo, attended, o, act)
             hn = rms_norm_rows(x, layer.ffn_norm, cfg.rms_norm_eps)
             matmul(layer.w1, hn, gate, act)
             matmul(layer.w3, hn, up, act)
             silu_times(gate, up)
             x += matmul(layer.w2, gate, o, act)
-        last = rms_norm_rows(x[-1:], self.norm_out, cfg.rms_norm_eps)[0]
-        return self._project(np.ascontiguousarray(last))
+        lasts = [rms_norm_rows(x[b - 1:b], self.norm_out, cfg.rms_norm_eps)[0] for b in bounds[1:]]
+        return [self._project(np.ascontiguousarray(last)) for last in lasts]
 
     # -- the cache's rows (conversation state on disk, context shift): see kv_rows ---------------
     supports_kv_rows = True

@@ -4,7 +4,9 @@
 work is split into (token block, row step) pieces, token block first, so each
 thread keeps a block's activations in its cache while it streams the weights;
 inside a piece the tokens go through the widest tile this CPU's registers
-hold (``dot_wide``, ``dot_quant``), the rest one token at a time. Every tile
+hold (``dot_wide``, ``dot_quant``), the rest in tiles of half that, two, then one
+token (a decode step of 4 streams is one 4-token tile: its weights widened once,
+not once per token, which made it cost 1.5 one-token steps). Every tile
 computes each output exactly as the one-token kernel does, so prefill and a
 batch of tokens give the very logits decoding them one by one gives. Packed
 formats quantize the block's activations to 8 bits first (as decoding does).
@@ -25,12 +27,17 @@ from .quant_formats import quantize_activations
 # stay in registers: 32 vector registers with AVX-512, 16 otherwise.
 WIDE_TOKENS = 6 if LANES == 16 else 3
 QUANT_TOKENS = 8 if LANES == 16 else 4
+# The tiles for the tokens a block's widest tiles leave over (a decode step of a few streams is all left over).
+WIDE_MID, QUANT_MID = (4 if WIDE_TOKENS > 4 else 2), QUANT_TOKENS // 2
 TOKEN_BLOCK = 48          # tokens whose activations one thread keeps in cache while the weights stream by
 _wide_big, _wide_one = wide_tile(ROWS, WIDE_TOKENS), wide_tile(ROWS, 1)
+_wide_mid, _wide_two = wide_tile(ROWS, WIDE_MID), wide_tile(ROWS, 2)
 _wide_row = wide_tile(1, 1)
 _q8_big, _q8_one = quant_tile(Q8, QUANT_TOKENS), quant_tile(Q8, 1)
 _q4_0_big, _q4_0_one = quant_tile(Q4_0, QUANT_TOKENS), quant_tile(Q4_0, 1)
 _q4_1_big, _q4_1_one = quant_tile(Q4_1, QUANT_TOKENS), quant_tile(Q4_1, 1)
+_q8_mid, _q4_0_mid, _q4_1_mid = quant_tile(Q8, QUANT_MID), quant_tile(Q4_0, QUANT_MID), quant_tile(Q4_1, QUANT_MID)
+_q8_two, _q4_0_two, _q4_1_two = quant_tile(Q8, 2), quant_tile(Q4_0, 2), quant_tile(Q4_1, 2)
 
 
 def rows_block(W, S, X, act, out, r0, t0, t1):
@@ -48,9 +55,14 @@ def _wide_block(W, S, X, act, out, r0, t0, t1):
         while t + WIDE_TOKENS <= t1:
             _wide_big(W, r, X, t, out)
             t += WIDE_TOKENS
-        while t < t1:
+        if t + WIDE_MID <= t1:
+            _wide_mid(W, r, X, t, out)
+            t += WIDE_MID
+        while t + 2 <= t1:
+            _wide_two(W, r, X, t, out)
+            t += 2
+        if t < t1:
             _wide_one(W, r, X, t, out)
-            t += 1
         r += ROWS
     while r < r1:
         for t in range(t0, t1):
@@ -72,6 +84,22 @@ def _quant_block(W, S, X, act, out, r0, t0, t1):
         else:
             _q4_1_big(W, g, XQ, XD, XS, t, out)
         t += QUANT_TOKENS
+    if t + QUANT_MID <= t1:
+        if fmt == Q8:
+            _q8_mid(W, g, XQ, XD, XS, t, out)
+        elif fmt == Q4_0:
+            _q4_0_mid(W, g, XQ, XD, XS, t, out)
+        else:
+            _q4_1_mid(W, g, XQ, XD, XS, t, out)
+        t += QUANT_MID
+    while t + 2 <= t1:
+        if fmt == Q8:
+            _q8_two(W, g, XQ, XD, XS, t, out)
+        elif fmt == Q4_0:
+            _q4_0_two(W, g, XQ, XD, XS, t, out)
+        else:
+            _q4_1_two(W, g, XQ, XD, XS, t, out)
+        t += 2
     while t < t1:
         if fmt == Q8:
             _q8_one(W, g, XQ, XD, XS, t, out)
