@@ -128,24 +128,38 @@ def score_tile(rows: int, keys: int):
                 for j in range(keys):
                     accs[i * keys + j] = fmuladd(builder, qv, kv[j], accs[i * keys + j])
             accs = loop.close(accs)
-            if len(accs) > 1:
-                summed = horizontal_sums(builder, accs)
-                sums = [builder.extract_element(summed, i64(a)) for a in range(len(accs))]
-            else:
-                sums = [horizontal_sum(builder, accs[0])]
-            loop = Loop(builder, "qk_tail", main, hd, sums)
-            sums = list(loop.values)
-            for j in range(keys):
-                kd = builder.extract_element(_widen_vector(builder, kind, ks[j], loop.index, 1), i64(0))
-                for i in range(rows):
-                    qd = builder.load(builder.gep(qs[i], [loop.index]))
-                    sums[i * keys + j] = builder.fadd(sums[i * keys + j], builder.fmul(qd, kd))
-            sums = loop.close(sums)
-            for i in range(rows):
-                out = _f32_row(builder, s_data, s_strides[0], builder.add(args[1], i64(i)))
-                for j in range(keys):
-                    builder.store(builder.fmul(sums[i * keys + j], args[4]),
-                                  builder.gep(out, [builder.add(args[3], i64(j))]))
+            rows_out = [_f32_row(builder, s_data, s_strides[0], builder.add(args[1], i64(i))) for i in range(rows)]
+            summed = horizontal_sums(builder, accs) if len(accs) > 1 else None
+            with builder.if_else(builder.icmp_signed("==", main, hd)) as (whole_vectors, leftover_lanes):
+                with whole_vectors:     # head_dim a multiple of LANES (every real model): scale and store as vectors
+                    if summed is None:
+                        sums = [builder.fmul(horizontal_sum(builder, accs[0]), args[4])]
+                    else:
+                        scaled = builder.fmul(summed, splat(builder, args[4], len(accs)))
+                        sums = [shuffle(builder, scaled, range(i * keys, (i + 1) * keys)) for i in range(rows)]
+                    for i in range(rows):
+                        at = builder.gep(rows_out[i], [args[3]])
+                        if summed is None:
+                            builder.store(sums[0], at)
+                        else:
+                            builder.store(sums[i], builder.bitcast(at, sums[i].type.as_pointer()), align=4)
+                with leftover_lanes:    # the same sums, then the last head_dim % LANES products one by one
+                    if summed is None:
+                        sums = [horizontal_sum(builder, accs[0])]
+                    else:
+                        sums = [builder.extract_element(summed, i64(a)) for a in range(len(accs))]
+                    loop = Loop(builder, "qk_tail", main, hd, sums)
+                    sums = list(loop.values)
+                    for j in range(keys):
+                        kd = builder.extract_element(_widen_vector(builder, kind, ks[j], loop.index, 1), i64(0))
+                        for i in range(rows):
+                            qd = builder.load(builder.gep(qs[i], [loop.index]))
+                            sums[i * keys + j] = builder.fadd(sums[i * keys + j], builder.fmul(qd, kd))
+                    sums = loop.close(sums)
+                    for i in range(rows):
+                        for j in range(keys):
+                            builder.store(builder.fmul(sums[i * keys + j], args[4]),
+                                          builder.gep(rows_out[i], [builder.add(args[3], i64(j))]))
             return context.get_dummy_value()
 
         return types.none(Q, types.int64, K, types.int64, types.float32, S), codegen
