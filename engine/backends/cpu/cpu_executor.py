@@ -44,7 +44,8 @@ ProgressFn = Callable[[int, int], None]
 def _prefill_scratch_bytes(cfg: ModelConfig, max_seq_len: int) -> int:
     block = min(PREFILL_BLOCK, max_seq_len)
     activations = block * (4 * cfg.hidden_size + 3 * cfg.ffn_size) * 4
-    attention = block * cfg.num_heads * cfg.head_dim * 4 + 2 * max_seq_len * 4    # its output, two threads' scores
+    # its output; two threads' scores, query and output rows for a tile of 16 (prefill.TILE_ROWS) query rows
+    attention = block * cfg.num_heads * cfg.head_dim * 4 + 2 * 16 * (max_seq_len + 2 * cfg.head_dim) * 4
     eight_bit = block * max(cfg.ffn_size, cfg.hidden_size) * 3 // 2   # a block's activations in 8-bit blocks
     return activations + attention + eight_bit + cfg.num_heads * max_seq_len * 4
 

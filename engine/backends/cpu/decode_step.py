@@ -1,7 +1,7 @@
-"""The per-token pieces of a decode step: RMSNorm, RoPE, attention of one head, writing the KV cache, embedding.
+"""The per-token pieces of a decode step: RMSNorm, RoPE, writing the KV cache, embedding.
 
-``model_step`` strings them together with the weight products for a whole
-model; the KV cache holds fp16 bits (uint16) or float32.
+``model_step`` strings them together with the weight products and attention
+(``attention``) for a whole model; the KV cache holds fp16 bits (uint16) or float32.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, types
 
-from .jit import KERNEL, by_element_type, to_half_bits, widen
+from .jit import KERNEL, by_element_type, to_half_bits
 from .matvec import widen_rows
 
 
@@ -33,33 +33,6 @@ def rope(vec, heads, head_dim, cos, sin):
             x0, x1 = vec[base + i], vec[base + half + i]
             vec[base + i] = x0 * cos[i] - x1 * sin[i]
             vec[base + half + i] = x1 * cos[i] + x0 * sin[i]
-
-
-@njit(**KERNEL)
-def attend_head(q, keys, values, length, scale, scores, out):
-    """Softmax(q . K[:length] * scale) @ V[:length] for one head; K/V hold fp16 bits or float32."""
-    hd = q.size
-    best = np.float32(-np.inf)
-    for s in range(length):
-        key = keys[s]
-        acc = np.float32(0.0)
-        for d in range(hd):
-            acc += q[d] * widen(key[d])
-        acc *= scale
-        scores[s] = acc
-        best = max(best, acc)
-    total = np.float32(0.0)
-    for s in range(length):
-        e = np.exp(scores[s] - best)
-        scores[s] = e
-        total += e
-    for d in range(hd):
-        out[d] = 0.0
-    for s in range(length):
-        p = scores[s] / total
-        value = values[s]
-        for d in range(hd):
-            out[d] += p * widen(value[d])
 
 
 def store_kv(k_cache, v_cache, kv, pos, head_dim):

@@ -11,20 +11,19 @@ own cache slot (``decode_batch``: drafted tokens to verify; ``decode_rows``: the
 next tokens of several streams, one slot each): the weights stream from memory
 once for all of them, and each token's logits are bit-identical to decoding it
 alone at its position, because every kernel computes a token's outputs the same
-way whatever tokens share its tile (``dot_wide``, ``dot_quant``) and attention
-runs per token and head. The keys and values of all the tokens are written
+way whatever tokens share its tile (``dot_wide``, ``dot_quant``, and
+``attention`` for a token's heads of one KV group). The keys and values of all the tokens are written
 before any attends, and a token at position p of slot s sees that slot's
 positions 0..p, as it would decoded alone after the ones before it.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit, prange
 
-from .decode_step import attend_head, rms_norm, rope, store_kv
+from .attention import attend_rows
+from .decode_step import rms_norm, rope, store_kv
 from .jit import KERNEL, PARALLEL
 from .matmul import matmul, matmul_prepared, prepare_inputs, rows_block
 from .matvec import row_unit
@@ -64,15 +63,15 @@ def _gate_up(w1, s1, w3, s3, X, act, gate, up):
 
 @njit(**PARALLEL)
 def _attention(q, k_cache, v_cache, layer, positions, slots, n_heads, scores, out):
-    """Each token t and head over positions 0..positions[t] of its slot's cache."""
+    """Each token t's heads, a KV group at a time, over positions 0..positions[t] of its slot's cache."""
     tokens, kv_heads, head_dim = q.shape[0], k_cache.shape[2], k_cache.shape[4]
     rep = n_heads // kv_heads
-    scale = np.float32(1.0 / math.sqrt(head_dim))
-    for job in prange(tokens * n_heads):
-        t, h = job // n_heads, job % n_heads
-        g, s = h // rep, slots[t]
-        attend_head(q[t, h * head_dim:(h + 1) * head_dim], k_cache[s, layer, g], v_cache[s, layer, g],
-                    positions[t] + 1, scale, scores[job], out[t, h * head_dim:(h + 1) * head_dim])
+    for job in prange(tokens * kv_heads):
+        t, g = job // kv_heads, job % kv_heads
+        s = slots[t]
+        attend_rows(q[t].reshape(n_heads, head_dim)[g * rep:(g + 1) * rep], k_cache[s, layer, g],
+                    v_cache[s, layer, g], positions[t] + 1, rep, scores[job * rep:(job + 1) * rep],
+                    np.empty(rep, np.float32), out[t].reshape(n_heads, head_dim)[g * rep:(g + 1) * rep])
 
 
 @njit(**KERNEL)

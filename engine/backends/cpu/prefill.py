@@ -3,19 +3,18 @@
 Prefill is compute-bound. The weight products run in the weights' own
 format through ``matmul`` (tiles of several tokens per weight load; integer
 products for packed formats), so a prompt token gets the very projections
-decoding it would. Attention runs per token and head over the cache written so
-far, as decoding runs it (``decode_step.attend_head``), in parallel.
+decoding it would. Attention runs over the cache written so far for tiles of a
+few tokens x one KV group's heads (``attention.attend_rows``: each key and value
+row read once per tile), each row bit-identical to decoding that token alone.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
 from numba import njit, prange
 
-from .decode_step import attend_head
+from .attention import attend_rows
 from .jit import PARALLEL
 from .weights import Weight
 
@@ -83,23 +82,37 @@ def write_cache(k_cache: np.ndarray, v_cache: np.ndarray, k: np.ndarray, v: np.n
         cache[:, start:start + t, :] = heads_first
 
 
+# Query rows per attention tile: tokens x a KV group's heads (16 = 2 tokens of a 32/4-head GQA model, 16 of an
+# MHA one); each key and value row is loaded once for all of them.
+TILE_ROWS = 16
+
+
 @njit(**PARALLEL)
 def attend_block(q, k_cache, v_cache, start, n_heads, out):
     """Causal attention of a block (q [T, n_heads * hd], positions start..) over cache positions 0..start+T.
 
-    Each token and head goes through the decode step's ``attend_head``: a prompt token attends exactly
-    as it would decoded alone, over only the keys it sees. Token t is paired with token T-1-t in one job so
-    both threads get equal work (the later tokens see more keys).
+    A job is a tile of consecutive tokens x one KV group's heads (``attend_rows``); a token's row gets the bits
+    decoding it alone gives, over only the keys it sees. Tile i is paired with tile n-1-i in one job so both
+    threads get equal work (the later tokens see more keys).
     """
     tokens, kv_heads, head_dim = q.shape[0], k_cache.shape[0], k_cache.shape[2]
     rep = n_heads // kv_heads
-    scale = np.float32(1.0 / math.sqrt(head_dim))
-    pairs = (tokens + 1) // 2
-    for job in prange(pairs * n_heads):
-        first, h = job // n_heads, job % n_heads
-        g = h // rep
-        scores = np.empty(start + tokens, np.float32)
-        last = tokens - 1 - first
-        for t in range(first, last + 1, max(1, last - first)):
-            attend_head(q[t, h * head_dim:(h + 1) * head_dim], k_cache[g], v_cache[g], start + t + 1, scale,
-                        scores, out[t, h * head_dim:(h + 1) * head_dim])
+    per_tile = max(1, TILE_ROWS // rep)
+    tiles = (tokens + per_tile - 1) // per_tile
+    pairs = (tiles + 1) // 2
+    for job in prange(pairs * kv_heads):
+        first, g = job // kv_heads, job % kv_heads
+        rows = per_tile * rep
+        rows_q, rows_out = np.empty((rows, head_dim), np.float32), np.empty((rows, head_dim), np.float32)
+        scores, inv = np.empty((rows, start + tokens), np.float32), np.empty(rows, np.float32)
+        last = tiles - 1 - first
+        for tile in range(first, last + 1, max(1, last - first)):
+            t0 = tile * per_tile
+            n = (min(tokens, t0 + per_tile) - t0) * rep
+            for r in range(n):
+                t, h = t0 + r // rep, g * rep + r % rep
+                rows_q[r] = q[t, h * head_dim:(h + 1) * head_dim]
+            attend_rows(rows_q[:n], k_cache[g], v_cache[g], start + t0 + 1, rep, scores[:n], inv, rows_out[:n])
+            for r in range(n):
+                t, h = t0 + r // rep, g * rep + r % rep
+                out[t, h * head_dim:(h + 1) * head_dim] = rows_out[r]
