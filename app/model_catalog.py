@@ -253,14 +253,3 @@ def download_check(entry: CatalogEntry, free_disk: int, ram: int | None, streams
                             "({2}; the cpu backend).").format(human_bytes(total("auto")), human_bytes(ram),
                                                               human_bytes(total("int4")))
     return "", ""
-    stored, int8 = entry.plan.total(), entry.plan.total("int8")
-    if int8 > ram:
-        return "ask", QCoreApplication.translate(
-            "ModelsDialog", "{0} needs about {1} of memory even with 8-bit weights, and this PC has {2}: it would "
-                            "not load here. Download it anyway ({3})?").format(
-            entry.title, human_bytes(int8), human_bytes(ram), human_bytes(entry.missing_bytes))
-    if stored > ram:
-        return "note", QCoreApplication.translate(
-            "ModelsDialog", "As stored it needs {0} of memory and this PC has {1}: it will run with 8-bit weights "
-                            "({2}).").format(human_bytes(stored), human_bytes(ram), human_bytes(int8))
-    return "", ""

@@ -23,7 +23,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from .llvm_ir import (F16, F32, I16, I32, I64, LANES, Loop, array_parts, byte_pointer, const, fmuladd,
+from .llvm_ir import (F16, F32, I16, I32, LANES, Loop, array_parts, byte_pointer, const, fmuladd,
                       horizontal_sum, i64, load_vector, prefetch, vec)
 
 _ELEMENT = {types.uint16: "fp16", types.int16: "bf16", types.float32: "f32"}
@@ -81,6 +81,7 @@ def wide_tile(rows: int, tokens: int, ahead: bool = PREFETCH_NEXT_TILE):
             zero = const(vec(F32, LANES), None)
             accs = [zero] * (rows * tokens)
             # UNROLL chunks per trip, then single chunks: each output still takes its chunks in order
+            end = i64(0)  # the unrolled loop's end: where the single chunks start
             for step, name in ((LANES * UNROLL, "wide_unrolled"), (LANES, "wide_main")):
                 start = i64(0) if step != LANES else end
                 end = builder.mul(builder.sdiv(k, i64(step)), i64(step))

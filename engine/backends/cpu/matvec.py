@@ -17,7 +17,6 @@ Every kernel takes (x, act): the float32 input and its 8-bit blocks
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit, prange, types
 
 from .dot_quant import GROUP, Q4_0, Q4_1, Q8, quant_tile
