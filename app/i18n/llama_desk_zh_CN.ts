@@ -1072,10 +1072,6 @@
         <translation>按原格式需要 {0} 内存，而这台电脑有 {1}：它将以 4 位权重运行（{2}；cpu 后端）。</translation>
     </message>
     <message>
-        <source>{0} needs about {1} of memory even with 8-bit weights, and this PC has {2}: it would not load here. Download it anyway ({3})?</source>
-        <translation>即使使用 8 位权重，{0} 也需要约 {1} 内存，而这台电脑只有 {2}：它无法在这里加载。仍要下载（{3}）吗？</translation>
-    </message>
-    <message>
         <source>As stored it needs {0} of memory and this PC has {1}: it will run with 8-bit weights ({2}).</source>
         <translation>按原格式需要 {0} 内存，而这台电脑有 {1}：它将以 8 位权重运行（{2}）。</translation>
     </message>
