@@ -244,25 +244,31 @@ def _measure_model(args, config: Path, ckpt: Path, stored: str) -> dict:
     have_llama_cpp = __import__("importlib").util.find_spec("llama_cpp") is not None
     bandwidth = [_worker("bandwidth")["GBps"]]
     read_s = file_read_seconds(ckpt)
-    results = {}
+    results, tries = {}, {}
     for run in runs:
-        backend, fmt = run.split(":")
-        if backend == "llama.cpp" and not have_llama_cpp:
+        if run.startswith("llama.cpp:") and not have_llama_cpp:
             results[run] = {"skipped": f"llama-cpp-python is not installed: {LLAMA_CPP_HINT}"}
-            continue
-        tries = []
-        for attempt in range(args.repeat):
+        else:
+            tries[run] = []
+    # Round after round, every configuration once per round: a shared machine's memory bandwidth drifts over
+    # minutes, and repeats grouped per configuration gave one side the quiet minutes (llama.cpp once read 1.43x
+    # numpy's GEMV while ours, measured just before it, read 0.96x; interleaved, they were within 10%).
+    for attempt in range(args.repeat):
+        for run in tries:
+            backend, fmt = run.split(":")
             print(f"measuring {run} ({attempt + 1}/{args.repeat}) ...", file=sys.stderr, flush=True)
             if backend == "llama.cpp":
                 gguf_path = _ensure_gguf(config, ckpt, fmt, args.builtin, args.gguf_direct)
-                tries.append(_worker("llama.cpp", gguf_path=str(gguf_path), threads=args.threads, prompt_lens=lengths,
-                                     decode_tokens=args.decode, vocab=cfg.vocab_size, prefill_runs=args.prefill_runs))
+                tries[run].append(_worker("llama.cpp", gguf_path=str(gguf_path), threads=args.threads,
+                                          prompt_lens=lengths, decode_tokens=args.decode, vocab=cfg.vocab_size,
+                                          prefill_runs=args.prefill_runs))
             else:
-                tries.append(_worker("ours", config=str(config), checkpoint=str(ckpt), backend=backend, fmt=fmt,
-                                     threads=args.threads, prompt_lens=lengths, decode_tokens=args.decode,
-                                     builtin=args.builtin, prefill_runs=args.prefill_runs))
+                tries[run].append(_worker("ours", config=str(config), checkpoint=str(ckpt), backend=backend, fmt=fmt,
+                                          threads=args.threads, prompt_lens=lengths, decode_tokens=args.decode,
+                                          builtin=args.builtin, prefill_runs=args.prefill_runs))
             bandwidth.append(_worker("bandwidth")["GBps"])
-        results[run] = _best(tries)
+    results.update({run: _best(t) for run, t in tries.items()})
+    results = {run: results[run] for run in runs}   # the order asked for
     roofline = float(np.median(bandwidth))
     file_bytes = ckpt.stat().st_size
     for run, r in results.items():
@@ -329,6 +335,10 @@ def _print(report: dict) -> None:
                           for peer, v in r.get("vs_llama_cpp", {}).items())
         print(f"{run:16} {r['decode_tokens_per_s']:12.1f} {r['GBps']:6.1f} {r['vs_numpy_roofline']:6.2f} "
               f"{prefill:>20} {r['ttft_s']:7.2f} {r['load_s']:7.2f} {r['peak_rss_bytes'] / gb:7.2f}  {peers}")
+    runs = {run: r["decode_runs"] for run, r in report["results"].items() if len(r.get("decode_runs", ())) > 1}
+    if runs:
+        print("decode tok/s of each round (rounds in turns): "
+              + "; ".join(f"{run} " + ", ".join(f"{v:.1f}" for v in values) for run, values in runs.items()))
     print("per-token cost (stored weights):")
     for row in report["cost_model_stored"]:
         print(f"  {row['operation']:28} {row['MB_read']:10.1f} MB {row['M_multiply_adds']:10.1f} M MACs "

@@ -116,22 +116,59 @@ def test_int8_stays_close_to_the_stored_weights(llama3_chunked, llama3_int8):
     assert_close(llama3_int8.prefill(prompt, 0), ref.forward(weights, spec.hp, prompt)[-1], 0.03)
 
 
-def test_stored_weights_are_views_of_the_mapped_file(llama3_chunked):
+def _root(data: np.ndarray):
+    base = data
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    return base.obj if isinstance(base, memoryview) else base
+
+
+def test_stored_weights_are_views_of_the_mapped_file(llama3_chunked, monkeypatch):
+    monkeypatch.setenv("LLAMA_DESK_STORED_WEIGHTS", "map")
     ex = make_executor("cpu", llama3_chunked[0], llama3_chunked[1])
     layer = ex.layers[0]
     for weight in (layer.wq, layer.w2, ex.lm_head):
         for _, data, _ in weight.parts:
-            base = data
-            while isinstance(base, np.ndarray) and base.base is not None:
-                base = base.base
-            base = base.obj if isinstance(base, memoryview) else base
-            assert isinstance(base, mmap.mmap), f"{weight.format} weight was copied"
+            assert isinstance(_root(data), mmap.mmap), f"{weight.format} weight was copied"
     assert len(ex.lm_head.parts) >= 2  # MindSpore split it into records: used as is, rows in place
     assert layer.wq.data.dtype == np.int16 and ex.weight_format == "bfloat16"  # int16 carries bf16 bits
     source = ex.source
-    del layer, weight, data, base  # our own references to the views
+    del layer, weight, data  # our own references to the views
     ex.close()
     assert source.closed
+
+
+def test_copied_stored_weights_own_their_memory_and_give_the_maps_logits(llama3_chunked, monkeypatch):
+    """Where large arrays get 2 MB pages, matrices are read into copies (``copies_pay``): same bits, same answers,
+    the map's pages never made resident by them; the rarely read embedding rows stay mapped."""
+    ckpt, yml, weights, spec = llama3_chunked
+    prompt = [spec.bos, 5, 17, 99_999, 2_000_000, 42]
+    monkeypatch.setenv("LLAMA_DESK_STORED_WEIGHTS", "map")
+    mapped = make_executor("cpu", ckpt, yml)
+    monkeypatch.setenv("LLAMA_DESK_STORED_WEIGHTS", "copy")
+    copied = make_executor("cpu", ckpt, yml)
+    for short in ("wq", "wk", "w1", "w2"):
+        a, b = getattr(mapped.layers[1], short), getattr(copied.layers[1], short)
+        root = _root(b.data)
+        assert len(b.parts) == 1 and isinstance(root, np.ndarray) and root.flags.owndata
+        assert b.data.dtype == np.int16 and np.array_equal(np.concatenate([d for _, d, _ in a.parts]), b.data)
+    assert not isinstance(_root(copied.lm_head.data), mmap.mmap)
+    assert np.array_equal(mapped.prefill(prompt, 0), copied.prefill(prompt, 0))
+    assert np.array_equal(mapped.decode(7, len(prompt)), copied.decode(7, len(prompt)))
+    assert_close(copied.prefill(prompt, 0), ref.forward(weights, spec.hp, prompt)[-1], 1e-3)
+    del a, b
+    mapped.close()
+    copied.close()
+
+
+def test_weights_stay_mapped_where_copies_would_not_get_large_pages(monkeypatch):
+    from engine.backends.cpu import weights
+
+    monkeypatch.delenv("LLAMA_DESK_STORED_WEIGHTS", raising=False)
+    monkeypatch.setattr(weights.sys, "platform", "win32")
+    assert weights.copies_pay() is False
+    monkeypatch.setenv("LLAMA_DESK_STORED_WEIGHTS", "copy")
+    assert weights.copies_pay() is True
 
 
 def test_int8_weights_hold_about_half_the_bytes(llama3_chunked, llama3_int8):

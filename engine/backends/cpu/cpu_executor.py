@@ -149,7 +149,7 @@ class CpuExecutor(Executor):
         from . import jit
         from .precompile import kernel_variant
         from .quantize import QUANTIZED, can_quantize, format_code, head_format
-        from .weights import quantized_weight, stored_weight, vector
+        from .weights import copies_pay, quantized_weight, stored_weight, vector
 
         jit.use_threads(self.threads)
         cfg, source = self.config, self.source
@@ -167,7 +167,7 @@ class CpuExecutor(Executor):
         matrices = [layer_name(i, s) for i in range(cfg.num_layers) for s in _LINEAR]
         head = EMBEDDING if cfg.tie_word_embeddings else LM_HEAD
         total = sum(source.tensors[n].nbytes for n in matrices + [head])
-        done = 0
+        done, copy = 0, copies_pay()
 
         def load(name: str):
             nonlocal done
@@ -180,7 +180,7 @@ class CpuExecutor(Executor):
             elif quantize and can_quantize(info.shape):
                 weight = quantized_weight(source, name, format_code(head_format(name, cfg, options.weight_format)))
             else:
-                weight = stored_weight(source, name)
+                weight = stored_weight(source, name, copy)
             if name != head:
                 weight = _one_block(weight)
             done += info.nbytes
