@@ -168,10 +168,11 @@ def app_env(home: Path, **extra) -> dict:
     return env
 
 
-def share_builtin_model(home: Path) -> None:
+def share_builtin_model(home: Path, kernels: bool = True) -> None:
     """Let a subprocess with its own ``home`` use the already converted built-in model (no 20 s conversion)
-    and its compiled kernels (no 10 s compilation)."""
-    for folder in ("models", "jit-cache"):
+    and, with ``kernels``, its compiled kernels (no 10 s compilation). A subprocess that compiles another kernel
+    variant (``LLAMA_DESK_CPU_KERNELS``) must not share them: its first start clears the other variants' caches."""
+    for folder in ("models", "jit-cache") if kernels else ("models",):
         _share_folder(MODEL_HOME / folder, home / folder)
 
 
