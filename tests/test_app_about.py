@@ -62,12 +62,11 @@ def test_a_cpu_without_avx2_says_it_will_be_slower_and_the_kernels_built_for_it_
     other = tmp_path / "another home"                     # its own kernels, compiled for that CPU
     other.mkdir()
     share_builtin_model(other, kernels=False)
-    # the kernels such a CPU gets: compiled for its features, of the plain-vector variant llvm_ir picks where there
-    # is no AVX2 (it reads the host's features; the host's own variant, its wide vectors split for AVX, runs nowhere)
+    # the kernels such a CPU gets: compiled for its features, of the plain-vector variant llvm_ir picks from them
+    # where there is no AVX2 (not the host's AVX-512 variant, its wide vectors split for AVX: it runs nowhere)
     result = run_cli("run_model.py", "--builtin", "--prompt", "What is the capital of France?", "--greedy",
                      "--max-new-tokens", "12", "--json", home=other,
-                     env_extra={"NUMBA_CPU_NAME": "generic", "NUMBA_CPU_FEATURES": IVY_BRIDGE,
-                                "LLAMA_DESK_CPU_KERNELS": "generic"})
+                     env_extra={"NUMBA_CPU_NAME": "generic", "NUMBA_CPU_FEATURES": IVY_BRIDGE})
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["model"]["executor"] == "cpu" and "Paris" in report["text"]

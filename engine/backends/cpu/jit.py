@@ -28,7 +28,8 @@ def _kernel_sources_digest() -> str:
     from importlib.metadata import version
 
     digest = hashlib.sha256(version("numba").encode())
-    digest.update(os.environ.get("LLAMA_DESK_CPU_KERNELS", "").encode())  # a forced kernel variant (llvm_ir)
+    for forced in ("LLAMA_DESK_CPU_KERNELS", "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES"):  # a kernel variant or target
+        digest.update(f"{forced}={os.environ.get(forced, '')};".encode())           # CPU chosen (llvm_ir)
     for path in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

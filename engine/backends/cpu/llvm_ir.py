@@ -27,12 +27,16 @@ VARIANTS = ("avx512", "avxvnni", "avx2", "generic")
 
 
 def _host_isa() -> str:
-    import llvmlite.binding as llvm
-
-    features = set()
-    for flag in llvm.get_host_cpu_features().flatten().split(","):
-        if flag.startswith("+"):
-            features.add(flag[1:])
+    """The widest variant the CPU numba compiles for can run: this one, or the one ``NUMBA_CPU_FEATURES`` names
+    (numba then compiles for exactly those features: the host's AVX-512 kernels, their vectors split for an older
+    target, would make LLVM fail or run nowhere)."""
+    chosen = os.environ.get("NUMBA_CPU_FEATURES", "").strip()
+    if chosen:
+        flags = chosen
+    else:
+        import llvmlite.binding as llvm
+        flags = llvm.get_host_cpu_features().flatten()
+    features = {flag.strip()[1:] for flag in flags.split(",") if flag.strip().startswith("+")}
     if {"avx512f", "avx512bw", "avx512vl", "avx512vnni"} <= features:
         return "avx512"
     if {"avx2", "avxvnni", "fma", "f16c"} <= features:
