@@ -70,8 +70,12 @@ for name in ("Q8", "Q4_0", "Q4_1"):
     act16 = (np.zeros((t, k), np.int16), act[1].copy(), act[2].copy())
     y16 = np.zeros((t, n), np.float32)
     matmul(packed, meta, x, act16, y16)
+    single16 = [np.zeros((1, n), np.float32) for _ in range(t)]
+    for i in range(t):
+        matmul(packed, meta, x[i:i + 1], tuple(a[:1].copy() for a in act16), single16[i])
     out[name] = {"values": values.tolist(), "products": y.tolist(),
-                 "alone": np.concatenate(single).tolist(), "products16": y16.tolist()}
+                 "alone": np.concatenate(single).tolist(), "products16": y16.tolist(),
+                 "alone16": np.concatenate(single16).tolist()}
 print(json.dumps(out))
 """
 
@@ -115,6 +119,8 @@ def test_a_token_gets_the_same_bits_alone_and_in_a_batch(host_results):
     """Batch invariance: tiles of several tokens compute each row exactly as the one-token kernel does."""
     for name in RULES:
         assert host_results[name]["products"] == host_results[name]["alone"], name
+        # 16-bit activations (the built-in model's): its tiles of 8, 4, 2 and 1 tokens too
+        assert host_results[name]["products16"] == host_results[name]["alone16"], name
 
 
 @pytest.mark.parametrize("variant", ["avxvnni", "avx2", "generic"])
