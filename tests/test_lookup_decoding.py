@@ -155,6 +155,30 @@ def test_auto_drafts_only_what_pays_for_the_wider_step():
     assert auto.acceptance > 1.0 / 21.0 * 1.1
 
 
+def test_auto_trusts_each_match_length_by_its_own_record():
+    """Guesses from long matches (a copied line) and from short ones (", the") come true at very different rates:
+    auto drafts from each by its own, so chat's short matches stop costing wide steps while copying goes on."""
+    cost = StepCost()
+    for _ in range(3):
+        cost.record(1, 0.010)
+    cost.record(4, 0.016)                      # a step of 4 costs 1.6 one-token steps
+    four = [10, 11, 12, 13, 14, 10, 11, 12, 13]  # ends with a 4-token match: "10 11 12 13" went on with 14
+    auto = LookupDrafter("auto", cost, NgramIndex(four))
+    for _ in range(8):
+        sent, guess = auto.draft(3)
+        assert guess == [14, 10, 11]
+        auto.check(guess, len(sent), guess + [0])          # they come true
+    auto.index = NgramIndex([10, 11, 12, 30, 11, 12])      # only "11 12" matches now
+    for _ in range(8):
+        sent, guess = auto.draft(3)
+        assert guess == [30, 11, 12]
+        auto.check(guess, len(sent), [99])                 # they do not
+    assert auto.acceptance_of(4) > 0.8 and auto.acceptance_of(2) < 0.3 < auto.acceptance
+    assert auto.draft(3)[0] == []                          # a short match: not worth the wider step
+    auto.index = NgramIndex(four)
+    assert auto.draft(3)[0] == [14, 10, 11]                # a long one still is
+
+
 # -- the built-in model: real guesses, stop rules, sampling -------------------------------------------
 
 QUOTE = ("Quote the following paragraph exactly, then summarize it in one sentence.\n\n"

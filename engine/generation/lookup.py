@@ -35,6 +35,7 @@ _DECAY = 0.97        # acceptance follows the answer: copying a function, then e
 _PAYS = 1.05         # a draft must promise 5% more tokens per second than plain decoding
 _SAMPLES = 5        # timings kept per step width
 _PROBE_EVERY = 16    # auto: steps with a guess it did not send before it tries one anyway (see ``width``)
+_PRIOR_WEIGHT = 4.0  # guesses' worth of the overall acceptance in a match length's own (``acceptance_of``)
 
 
 class NgramIndex:
@@ -43,6 +44,7 @@ class NgramIndex:
     def __init__(self, tokens: Sequence[int] = ()):
         self.tokens: list[int] = []
         self._next: dict[tuple[int, ...], int] = {}   # n-gram -> index of the token that followed it last
+        self.last_match = 0
         self.extend(tokens)
 
     def extend(self, tokens: Sequence[int]) -> None:
@@ -55,13 +57,16 @@ class NgramIndex:
             self.tokens.append(int(token))
 
     def guess(self, limit: int) -> list[int]:
-        """Up to ``limit`` tokens that followed the longest earlier occurrence of the current suffix."""
+        """Up to ``limit`` tokens that followed the longest earlier occurrence of the current suffix
+        (``last_match``: the length of that suffix, 0 for none)."""
+        self.last_match = 0
         if limit <= 0:
             return []
         tokens, end = self.tokens, len(self.tokens)
         for n in range(min(MAX_NGRAM, end), MIN_NGRAM - 1, -1):
             at = self._next.get(tuple(tokens[end - n:]))
             if at is not None:
+                self.last_match = n
                 return tokens[at:at + limit]
         return []
 
@@ -118,12 +123,22 @@ class LookupDrafter:
         self.mode, self.cost = mode, cost or StepCost()
         self.index = index or NgramIndex()
         self.hits, self.misses = 1.0, 1.0    # checked guesses so far (decayed), from an even prior
+        # the same, by the length of the match a guess came from: a 4-token match that recurs (a copied line)
+        # comes true far more often than a 2-token one (", the"), so each drafts by its own record
+        self._by_match: dict[int, list[float]] = {}
+        self._match = 0                      # the match length of the latest draft
         self.drafted = self.accepted = 0
         self._idle = 0                       # steps with a guess that auto did not send
 
     @property
     def acceptance(self) -> float:
         return self.hits / (self.hits + self.misses)
+
+    def acceptance_of(self, match: int) -> float:
+        """Acceptance of guesses from matches of ``match`` tokens: their own record, which the overall
+        acceptance stands in for (worth ``_PRIOR_WEIGHT`` guesses) until they have one."""
+        hits, misses = self._by_match.get(match, (0.0, 0.0))
+        return (hits + _PRIOR_WEIGHT * self.acceptance) / (hits + misses + _PRIOR_WEIGHT)
 
     def begin(self, prompt: Sequence[int]) -> None:
         """The conversation so far (the prompt, checked): where guesses are looked up."""
@@ -136,6 +151,7 @@ class LookupDrafter:
     def draft(self, limit: int) -> tuple[list[int], list[int]]:
         """(guesses to send after the last token seen, every guess made: to ``check`` once chosen)."""
         guess = self.index.guess(min(limit, MAX_DRAFT))
+        self._match = getattr(self.index, "last_match", 0)
         return guess[:self.width(len(guess))], guess
 
     def width(self, available: int) -> int:
@@ -158,7 +174,7 @@ class LookupDrafter:
         return best
 
     def _best_width(self, available: int, ratio) -> int:
-        alpha, best, best_rate = self.acceptance, 0, _PAYS
+        alpha, best, best_rate = self.acceptance_of(self._match), 0, _PAYS
         for k in range(1, available + 1):
             rate = expected_tokens(alpha, k) / ratio(k + 1)
             if rate > best_rate:
@@ -169,14 +185,19 @@ class LookupDrafter:
         """Score the guesses made before a step against the tokens chosen in it (``sent`` of them were sent)."""
         if not guess:
             return
+        record = self._by_match.setdefault(self._match, [0.0, 0.0])
         self.hits *= _DECAY
         self.misses *= _DECAY
+        record[0] *= _DECAY
+        record[1] *= _DECAY
         right = 0
         for g, c in zip(guess, chosen):
             if g != c:
                 self.misses += 1
+                record[1] += 1
                 break
             right += 1
         self.hits += right
+        record[0] += right
         self.drafted += sent
         self.accepted += min(right, sent)
