@@ -141,7 +141,7 @@ def test_stored_weights_are_views_of_the_mapped_file(llama3_chunked, monkeypatch
 def test_copied_stored_weights_own_their_memory_and_give_the_maps_logits(llama3_chunked, monkeypatch):
     """Where large arrays get 2 MB pages, matrices are read into copies (``copies_pay``): same bits, same answers,
     the map's pages never made resident by them; the rarely read embedding rows stay mapped."""
-    ckpt, yml, weights, spec = llama3_chunked
+    ckpt, yml, _, spec = llama3_chunked
     prompt = [spec.bos, 5, 17, 99_999, 2_000_000, 42]
     monkeypatch.setenv("LLAMA_DESK_STORED_WEIGHTS", "map")
     mapped = make_executor("cpu", ckpt, yml)
@@ -153,9 +153,8 @@ def test_copied_stored_weights_own_their_memory_and_give_the_maps_logits(llama3_
         assert len(b.parts) == 1 and isinstance(root, np.ndarray) and root.flags.owndata
         assert b.data.dtype == np.int16 and np.array_equal(np.concatenate([d for _, d, _ in a.parts]), b.data)
     assert not isinstance(_root(copied.lm_head.data), mmap.mmap)
-    assert np.array_equal(mapped.prefill(prompt, 0), copied.prefill(prompt, 0))
+    assert np.array_equal(mapped.prefill(prompt, 0), copied.prefill(prompt, 0))   # the map's: see the tests above
     assert np.array_equal(mapped.decode(7, len(prompt)), copied.decode(7, len(prompt)))
-    assert_close(copied.prefill(prompt, 0), ref.forward(weights, spec.hp, prompt)[-1], 1e-3)
     del a, b
     mapped.close()
     copied.close()

@@ -111,8 +111,9 @@ def stored_weight(source: TensorSource, name: str, copy: bool = False) -> Weight
     rows, k = info.shape[0], int(prod(info.shape[1:]))
     view = _VIEW[info.dtype]
     if copy:
-        return Weight((rows, k), info.dtype, [(0, source.read_rows(name, 0, rows).view(view).reshape(rows, k),
-                                               NO_SCALES)])
+        data = source.read_rows(name, 0, rows).view(view).reshape(rows, k)
+        data.flags.writeable = False   # as the map's views are: the kernels compiled for them serve both
+        return Weight((rows, k), info.dtype, [(0, data, NO_SCALES)])
     parts, first = [], 0
     chunks = source.chunk_arrays(name)
     if any(c.size % k for c in chunks):
