@@ -3,6 +3,10 @@
     python bench/lookup.py                 # the built-in model, then the ~1B shape (gqa-0.85b, bf16)
     python bench/lookup.py --repeats 5 --json bench-lookup.json
 
+``free_step_bound`` is the ceiling an answer itself sets: tokens per step if
+every guess were sent and a wide step cost no more than one (the built-in
+model answers the copy task by rewriting the function: 1.82x at most).
+
 Tasks: two that repeat their input (copy a function changing one name; quote a
 paragraph and summarize it) and an ordinary chat question. Each is answered
 greedily with lookup off, auto and on, in turns, ``--repeats`` times; the best
@@ -82,6 +86,27 @@ class ForcedAnswer:
         return np.stack([self._row(pos + t) for t in range(len(tokens))])
 
 
+def free_step_bound(prompt: list[int], answer: list[int]) -> float:
+    """The most lookup can give this answer: tokens per step if every guess were sent and wide steps cost nothing.
+
+    What an answer repeats bounds the speed-up, whatever the kernels: each step yields its chosen token and the
+    guesses that come true, found as ``LookupDrafter`` finds them (longest earlier 2-4-token match, up to 15).
+    """
+    from engine.generation.lookup import MAX_DRAFT, NgramIndex
+
+    index, done, steps = NgramIndex(prompt), 1, 0      # the first answer token comes from the prompt's step
+    index.extend(answer[:1])
+    while done < len(answer):
+        guess, right = index.guess(MAX_DRAFT), 0
+        for g, token in zip(guess, answer[done:]):
+            if g != token:
+                break
+            right += 1
+        index.extend(answer[done:done + 1 + right])
+        done, steps = done + 1 + right, steps + 1
+    return (len(answer) - 1) / steps if steps else 1.0
+
+
 def measure_builtin(repeats: int, max_new_tokens: int) -> tuple[dict, dict]:
     """{task: {mode: best decode tok/s, ...}} and {task: (prompt ids, answer ids)}."""
     engine = load_engine(ModelSource(builtin=True), ExecutorOptions(backend="cpu", max_seq_len=2048))
@@ -104,7 +129,8 @@ def measure_builtin(repeats: int, max_new_tokens: int) -> tuple[dict, dict]:
                          "auto_x": round(best["auto"] / best["off"], 3), "on_x": round(best["on"] / best["off"], 3),
                          "on_kept": f"{s.accepted_tokens}/{s.drafted_tokens}", "auto_kept":
                          f"{row['auto'].accepted_tokens}/{row['auto'].drafted_tokens}",
-                         "step_slope": round(engine.step_cost.slope, 3)}
+                         "step_slope": round(engine.step_cost.slope, 3),
+                         "free_step_bound": round(free_step_bound(*replays[task]), 2)}
     engine.close()
     return results, replays
 
