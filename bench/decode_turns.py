@@ -147,11 +147,7 @@ def main() -> int:
         _serve(json.loads(sys.argv[2]))
         return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-C", "--config")
-    p.add_argument("-M", "--model")
-    p.add_argument("--builtin", action="store_true", help="the built-in model (llama.cpp: its own Q4_1 file)")
-    p.add_argument("--shape", action="append", help="shape:dtype of a synthetic checkpoint (default: "
-                   + ", ".join(speed.DEFAULT_SHAPES) + ")")
+    speed.add_model_arguments(p)
     p.add_argument("--only", help="comma-separated backend:format list (default: " + ",".join(DEFAULT_RUNS) + ")")
     p.add_argument("--threads", type=int)
     p.add_argument("--rounds", type=int, default=20)
@@ -163,16 +159,8 @@ def main() -> int:
     if any(r.startswith("llama.cpp:") for r in runs) and __import__("importlib").util.find_spec("llama_cpp") is None:
         print(f"llama-cpp-python is not installed: {speed.LLAMA_CPP_HINT}", file=sys.stderr)
         return 1
-    if args.builtin:
-        from engine.builtin_model import builtin_model_dir
-        folder = builtin_model_dir()
-        models = [(folder / "config.yaml", folder / "model.safetensors")]
-    elif args.model:
-        models = [(Path(args.config), Path(args.model))]
-    else:
-        models = [speed._ensure_model(*spec.split(":")) for spec in (args.shape or speed.DEFAULT_SHAPES)]
     results = []
-    for config, ckpt in models:
+    for config, ckpt, _ in speed.chosen_models(args):
         results.append(measure(config, ckpt, runs, args))
         _print(results[-1])
     if args.json:

@@ -177,16 +177,32 @@ def _ensure_gguf(config: Path, ckpt: Path, kind: str, builtin: bool, direct: boo
     return cached_gguf(ckpt, config, kind, CACHE, direct=direct)
 
 
-def main() -> int:
-    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        _run_worker(json.loads(sys.argv[2]))
-        return 0
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """-C/-M, --builtin, --shape: which models a bench runs on (``chosen_models``)."""
     p.add_argument("-C", "--config")
     p.add_argument("-M", "--model")
     p.add_argument("--builtin", action="store_true", help="the built-in model (llama.cpp: its own Q4_1 file)")
     p.add_argument("--shape", action="append", help="shape:dtype of a synthetic checkpoint (default: "
                    + ", ".join(DEFAULT_SHAPES) + ")")
+
+
+def chosen_models(args) -> list[tuple[Path, Path, str]]:
+    """(config, checkpoint, stored dtype) of each model ``add_model_arguments`` named (synthetic ones built once)."""
+    if args.builtin:
+        from engine.builtin_model import builtin_model_dir
+        folder = builtin_model_dir()
+        return [(folder / "config.yaml", folder / "model.safetensors", "float16")]
+    if args.model:
+        return [(Path(args.config), Path(args.model), "float16")]
+    return [(*_ensure_model(*spec.split(":")), spec.split(":")[1]) for spec in (args.shape or DEFAULT_SHAPES)]
+
+
+def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        _run_worker(json.loads(sys.argv[2]))
+        return 0
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(p)
     p.add_argument("--only", help="comma-separated backend:format list (default: " + ",".join(DEFAULT_RUNS) + ")")
     p.add_argument("--threads", type=int)
     p.add_argument("--prompt", default="512,2000", help="prefill prompt lengths (comma-separated)")
@@ -205,15 +221,7 @@ def main() -> int:
         CACHE = args.cache.resolve()
         os.environ["LLAMA_DESK_BENCH_CACHE"] = str(CACHE)   # the worker processes build nothing, but agree
     reports = []
-    if args.builtin:
-        from engine.builtin_model import builtin_model_dir
-        folder = builtin_model_dir()
-        models = [(folder / "config.yaml", folder / "model.safetensors", "float16")]
-    elif args.model:
-        models = [(Path(args.config), Path(args.model), "float16")]
-    else:
-        models = [(*_ensure_model(*spec.split(":")), spec.split(":")[1]) for spec in (args.shape or DEFAULT_SHAPES)]
-    for config, ckpt, stored in models:
+    for config, ckpt, stored in chosen_models(args):
         reports.append(_measure_model(args, config, ckpt, stored))
         _print(reports[-1])
     if args.json:
