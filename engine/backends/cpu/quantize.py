@@ -9,11 +9,13 @@ kernels are in ``quant_formats`` and ``dot_quant``.
 
 from __future__ import annotations
 
-from .dot_quant import BLOCK, Q4_0, Q4_1, Q8
+import os
+
+from .dot_quant import BLOCK, Q4_0, Q4_1, Q4_K, Q8
 from .quant_formats import packed_bytes
 
-INT4_LAYOUT = "q4_1"
-_CODES = {"int8": Q8, "q4_0": Q4_0, "q4_1": Q4_1}
+INT4_LAYOUT = os.environ.get("LLAMA_DESK_INT4_LAYOUT") or "q4_1"   # the variable: to measure layouts
+_CODES = {"int8": Q8, "q4_0": Q4_0, "q4_1": Q4_1, "q4_k": Q4_K}
 QUANTIZED = ("int8", "int4")
 
 
