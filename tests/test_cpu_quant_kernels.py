@@ -2,7 +2,8 @@
 
 References are written here from llama.cpp's rules (Q8_0, Q4_0, Q4_1 per block
 of 32, fp16 scales; Q4_K's search for each block's scale and minimum and its
-6-bit rounding under one fp16 pair per 256 weights) and the ``gguf`` package's
+6-bit rounding under one fp16 pair per 256 weights; Q6_K's symmetric search,
+here per block of 32, with 8-bit scales under one fp16 per 256) and the ``gguf`` package's
 own dequantizer; the kernels share no code with them.
 """
 
@@ -17,7 +18,8 @@ import numpy as np
 import pytest
 
 from fixtures import ROOT
-from test_cpu_executor import _fp16, _inverse, eight_bit_inputs, q4_1_reference, q8_0_reference
+from test_cpu_executor import (_fp16, _inverse, eight_bit_inputs, q4_1_reference, q4_k_reference, q6_reference,
+                               q8_0_reference)
 
 
 def q4_0_reference(w: np.ndarray) -> np.ndarray:
@@ -30,74 +32,8 @@ def q4_0_reference(w: np.ndarray) -> np.ndarray:
     return ((n - 8) * _fp16(scale)).reshape(rows, k).astype(np.float32)
 
 
-def _fit(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """llama.cpp's make_qkx2_quants(32, 15, x, w, rmin -1, rdelta 0.1, nstep 20) for every block (row of x) at
-    once: (scale, minimum <= 0). Each block's sums run over its 32 values in order, as llama.cpp's do; each
-    trial grid starts from the best minimum found so far, as llama.cpp's does."""
-    f = np.float32
-    lo, hi = np.minimum(x.min(axis=1), f(0)), x.max(axis=1)
-    flat = hi == lo
-    span = np.where(flat, f(1), hi - lo)
-    sum_w, sum_x = np.zeros_like(lo), np.zeros_like(lo)
-    for i in range(32):
-        sum_w += w[:, i]
-        sum_x += w[:, i] * x[:, i]
-    scale = np.where(flat, f(0), f(1) / (f(15) / span))
-    codes = np.clip(np.rint((f(15) / span)[:, None] * (x - lo[:, None])), 0, 15).astype(np.float32)
-    best = np.zeros_like(lo)
-    for i in range(32):
-        diff = scale * codes[:, i] + lo - x[:, i]
-        best += w[:, i] * (diff * diff)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for step in range(21):
-            inv = (f(-1) + f(0.1) * f(step) + f(15)) / np.where(flat, f(1), hi - lo)   # lo: the best fit's
-            n = np.clip(np.rint(inv[:, None] * (x - lo[:, None])), 0, 15).astype(np.float32)
-            sum_l, sum_l2, sum_xl = np.zeros_like(lo), np.zeros_like(lo), np.zeros_like(lo)
-            for i in range(32):
-                sum_l += w[:, i] * n[:, i]
-                sum_l2 += w[:, i] * n[:, i] * n[:, i]
-                sum_xl += w[:, i] * n[:, i] * x[:, i]
-            det = sum_w * sum_l2 - sum_l * sum_l
-            this_scale = (sum_w * sum_xl - sum_x * sum_l) / det
-            this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det
-            this_scale = np.where(this_min > 0, sum_xl / sum_l2, this_scale)
-            this_min = np.where(this_min > 0, f(0), this_min)
-            error = np.zeros_like(lo)
-            for i in range(32):
-                diff = this_scale * n[:, i] + this_min - x[:, i]
-                error += w[:, i] * (diff * diff)
-            better = ~flat & (det > 0) & (error < best)
-            best, scale, lo = np.where(better, error, best), np.where(better, this_scale, scale), \
-                np.where(better, this_min, lo)
-    return scale.astype(np.float32), lo.astype(np.float32)
-
-
-def q4_k_reference(w: np.ndarray) -> np.ndarray:
-    """llama.cpp's Q4_K (quantize_row_q4_K_ref): per block of 32 a searched scale and minimum, weighted by
-    |w| + the block's rms; per 256 (a shorter last group here) fp16 D = largest scale / 63, M = largest
-    minimum / 63 and 6-bit s, m; then n = clip(round((w + M m) / (D s)), 0, 15); value (D s) n - M m."""
-    f = np.float32
-    rows, k = w.shape
-    blocks = w.reshape(rows * (k // 32), 32).astype(np.float32)
-    rms = np.sqrt(np.cumsum(blocks * blocks, axis=1)[:, -1] / f(32)).astype(np.float32)
-    scale, lo = _fit(blocks, rms[:, None] + np.abs(blocks))
-    scale, minimum = scale.reshape(rows, k // 32), (-lo).reshape(rows, k // 32)
-    out = np.zeros((rows, k // 32, 32), np.float32)
-    for first in range(0, k // 32, 8):
-        part = slice(first, min(k // 32, first + 8))
-        top_s, top_m = scale[:, part].max(axis=1, keepdims=True), minimum[:, part].max(axis=1, keepdims=True)
-        with np.errstate(divide="ignore"):
-            s = np.minimum(63, np.rint(np.where(top_s > 0, f(63) / top_s, f(0)) * scale[:, part]))
-            m = np.minimum(63, np.rint(np.where(top_m > 0, f(63) / top_m, f(0)) * minimum[:, part]))
-        d, dm = (_fp16(top_s / f(63)) * s).astype(np.float32), (_fp16(top_m / f(63)) * m).astype(np.float32)
-        x = w.reshape(rows, k // 32, 32)[:, part].astype(np.float32)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            n = np.clip(np.rint((x + dm[..., None]) / d[..., None]), 0, 15)
-        out[:, part] = np.where(d[..., None] != 0, d[..., None] * n, 0) - dm[..., None]
-    return out.reshape(rows, k)
-
-
-RULES = {"Q8": q8_0_reference, "Q4_0": q4_0_reference, "Q4_1": q4_1_reference, "Q4_K": q4_k_reference}
+RULES = {"Q8": q8_0_reference, "Q4_0": q4_0_reference, "Q4_1": q4_1_reference, "Q4_K": q4_k_reference,
+         "Q6": q6_reference}
 
 
 def sixteen_bit_inputs(rows: np.ndarray) -> np.ndarray:
@@ -121,7 +57,7 @@ w = (rng.standard_normal((n, k)) * 0.05).astype(np.float16)
 x = rng.standard_normal((t, k)).astype(np.float32)
 x[2, 5] = 40.0
 out = {"isa": ISA}
-for name in ("Q8", "Q4_0", "Q4_1", "Q4_K"):
+for name in ("Q8", "Q4_0", "Q4_1", "Q4_K", "Q6"):
     fmt = getattr(dot_quant, name)
     packed = np.zeros(packed_shape(fmt, n, k), np.uint8)
     pack_rows(fmt, w.view(np.uint16), packed)
