@@ -27,7 +27,6 @@ STORED_FORMATS = {"llama2": "fp16 .ckpt (MindSpore)", "llama3": "bf16 .ckpt (Min
                   "llama2-hf": "fp16 safetensors", "llama3-hf": "bf16 safetensors"}
 INT8_BYTES_PER_WEIGHT = 34 / 32           # blocks of 32 int8 weights with one 2-byte scale
 INT4_BYTES_PER_WEIGHT = 18 / 32           # q4_k: 4-bit weights, a 6-bit scale and minimum per 32, 2 fp16 per 256
-INT4_HEAD_BYTES_PER_WEIGHT = 208 / 256    # q6 (the output matrix under int4): 6-bit weights, 8-bit scales, fp16 D
 RUNTIME_BYTES = 400_000_000               # Python, the runtime and the prefill's scratch, roughly
 
 
@@ -100,8 +99,8 @@ def plan_memory(config_path: str | Path, context: int | None = None) -> MemoryPl
     matrices, _rest = _parameters(cfg)  # only the embedding rows of tokens seen are ever read: they hardly count
     context = min(context or cfg.seq_length, cfg.seq_length)
     kv_cache = cfg.num_layers * 2 * cfg.kv_heads * cfg.head_dim * context * 2     # fp16 keys and values
-    # under int4 the output matrix gets 6 bits (engine/backends/cpu/quantize.py: head_format)
-    int4 = _layer_parameters(cfg) * INT4_BYTES_PER_WEIGHT + _head_parameters(cfg) * INT4_HEAD_BYTES_PER_WEIGHT
+    # under int4 the output matrix stays 8-bit (engine/backends/cpu/quantize.py: head_format)
+    int4 = _layer_parameters(cfg) * INT4_BYTES_PER_WEIGHT + _head_parameters(cfg) * INT8_BYTES_PER_WEIGHT
     return MemoryPlan(stored=matrices * 2, int8=int(matrices * INT8_BYTES_PER_WEIGHT), kv_cache=kv_cache,
                       context=context, int4=int(int4))
 

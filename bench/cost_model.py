@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 # int8/q4_0: + an fp16 scale per 32 weights; q4_1: + a scale and a minimum; q4_k: 6-bit ones, 2 fp16 per 256
 BYTES_PER_WEIGHT = {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0, "int8": 1.0 + 2.0 / 32, "q4_0": 0.5 + 2.0 / 32,
-                    "q4_1": 0.5 + 4.0 / 32, "q4_k": 0.5 + 16.0 / 256, "q6": 0.75 + 16.0 / 256}
+                    "q4_1": 0.5 + 4.0 / 32, "q4_k": 0.5 + 16.0 / 256, "q6_k": 0.75 + 18.0 / 256}
 
 
 @dataclass

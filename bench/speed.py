@@ -279,7 +279,7 @@ def _measure_model(args, config: Path, ckpt: Path, stored: str) -> dict:
     results = {run: results[run] for run in runs}   # the order asked for
     roofline = float(np.median(bandwidth))
     file_bytes = ckpt.stat().st_size
-    from engine.backends.cpu.quantize import INT4_HEAD, INT4_LAYOUT
+    from engine.backends.cpu.quantize import INT4_LAYOUT
     for run, r in results.items():
         if "decode_tokens_per_s" not in r:
             continue
@@ -288,8 +288,8 @@ def _measure_model(args, config: Path, ckpt: Path, stored: str) -> dict:
               "int4": "q4_1" if args.builtin else INT4_LAYOUT}[fmt]   # the built-in: its own Q4_1 blocks
         if backend == "mindspore":
             wf = "float32"
-        # the vocabulary matrix: ours under int4 INT4_HEAD; llama.cpp's 4-bit files keep it in Q6_K (the built-in's: Q8_0)
-        head = {"int4": INT4_HEAD, "Q4_0": "q6", "Q4_1": "q6"}.get(fmt)
+        # the vocabulary matrix: ours under int4 in 8 bits; llama.cpp's 4-bit files keep it in Q6_K (the built-in's: Q8_0)
+        head = {"int4": "int8", "Q4_0": "q6_k", "Q4_1": "q6_k"}.get(fmt)
         head = "int8" if head and args.builtin else head
         per_token = bytes_per_token(cfg, wf, 32 + args.decode // 2, head_format=head)
         r["weight_bytes_per_token"] = per_token

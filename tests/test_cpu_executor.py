@@ -119,53 +119,6 @@ def q4_k_reference(w: np.ndarray) -> np.ndarray:
     return out.reshape(rows, k)
 
 
-def _six_bit_sums(x: np.ndarray, inv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    n = np.clip(np.rint(inv[:, None] * x), -32, 31).astype(np.float32)
-    sum_lx, sum_l2 = np.zeros(len(x), np.float32), np.zeros(len(x), np.float32)
-    for i in range(32):
-        w = x[:, i] * x[:, i]
-        sum_lx += w * x[:, i] * n[:, i]
-        sum_l2 += w * n[:, i] * n[:, i]
-    return sum_lx, sum_l2
-
-
-def q6_reference(w: np.ndarray) -> np.ndarray:
-    """llama.cpp's Q6_K rule (quantize_row_q6_K_ref, make_qx_quants with weights x^2) with blocks of 32: per
-    block the scale of the best of 19 trial grids around (its largest-magnitude value) / -32; per 256 (a
-    shorter last group here) fp16 D = (the scale of largest magnitude) / -128, signed 8-bit s, and
-    q = clip(round(w / (D s)), -32, 31); value (D s) q."""
-    f = np.float32
-    rows, k = w.shape
-    x = w.reshape(rows * (k // 32), 32).astype(f)
-    top = x[np.arange(len(x)), np.abs(x).argmax(axis=1)]
-    flat = np.abs(top) < f(1e-15)
-    safe = np.where(flat, f(1), top)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sum_lx, sum_l2 = _six_bit_sums(x, -f(32) / safe)
-        scale = np.where(sum_l2 != 0, sum_lx / sum_l2, f(0)).astype(f)
-        best = scale * sum_lx
-        for step in list(range(-9, 0)) + list(range(1, 10)):
-            sum_lx, sum_l2 = _six_bit_sums(x, -(f(32) + f(0.1) * f(step)) / safe)
-            better = (sum_l2 > 0) & (sum_lx * sum_lx > best * sum_l2)
-            scale = np.where(better, sum_lx / sum_l2, scale).astype(f)
-            best = np.where(better, scale * sum_lx, best).astype(f)
-    scale = np.where(flat, f(0), scale).reshape(rows, k // 32)
-    out = np.zeros((rows, k // 32, 32), np.float32)
-    for first in range(0, k // 32, 8):
-        part = slice(first, min(k // 32, first + 8))
-        sc = scale[:, part]
-        chosen = sc[np.arange(rows), np.abs(sc).argmax(axis=1)][:, None]
-        zero = np.abs(chosen) < f(1e-15)
-        to_int = f(-128) / np.where(zero, f(1), chosen)
-        s = np.minimum(127, np.rint(to_int * sc))
-        d = np.where(zero, f(0), _fp16(f(1) / to_int) * s).astype(np.float32)
-        values = w.reshape(rows, k // 32, 32)[:, part].astype(np.float32)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            q = np.clip(np.rint(values / d[..., None]), -32, 31)
-        out[:, part] = np.where(d[..., None] != 0, d[..., None] * q, 0)
-    return out.reshape(rows, k)
-
-
 def eight_bit_inputs(rows: np.ndarray) -> np.ndarray:
     """What a product with quantized weights sees of its input: each row in 8-bit blocks (Q8_0, float32 scale)."""
     if rows.shape[-1] % 32:
@@ -173,14 +126,14 @@ def eight_bit_inputs(rows: np.ndarray) -> np.ndarray:
     return q8_0_reference(rows.reshape(-1, rows.shape[-1]), scale_type=lambda d: d).reshape(rows.shape)
 
 
-def quantized_weights(weights: dict, tied: bool = False, rule=q8_0_reference, head_rule=q8_0_reference) -> dict:
+def quantized_weights(weights: dict, tied: bool = False, rule=q8_0_reference) -> dict:
     """What the executor computes with: matrices with k % 32 == 0 quantized by ``rule`` (the vocabulary
-    projection by ``head_rule``), except an untied embedding, read as stored."""
+    projection by Q8_0 whatever the rule), except an untied embedding, read as stored."""
     out = {}
     for name, w in weights.items():
         keep = w.ndim == 1 or w.shape[1] % 32 or (name.endswith("embedding_weight") and not tied)
         head = name == "lm_head.weight" or (tied and name.endswith("embedding_weight"))
-        out[name] = w if keep else (head_rule(w) if head else rule(w))
+        out[name] = w if keep else (q8_0_reference(w) if head else rule(w))
     return out
 
 
@@ -197,19 +150,13 @@ def int4_reference(w: np.ndarray) -> np.ndarray:
     return {"q4_1": q4_1_reference, "q4_k": q4_k_reference}[INT4_LAYOUT](w)
 
 
-def int4_head_reference(w: np.ndarray) -> np.ndarray:
-    """The rule of the vocabulary matrix under int4 (``quantize.INT4_HEAD``)."""
-    from engine.backends.cpu.quantize import INT4_HEAD
-    return {"int8": q8_0_reference, "q6": q6_reference}[INT4_HEAD](w)
-
-
 @pytest.mark.parametrize("model", ["llama2_tiny", "llama3_chunked"])
 @pytest.mark.parametrize("fmt, rule", [("int8", q8_0_reference), ("int4", int4_reference)])
 def test_quantized_weights_match_a_numpy_reference(model, fmt, rule, request):
     """Prefill and greedy decoding against the reference with the same blocks and 8-bit inputs."""
     ckpt, yml, weights, spec = request.getfixturevalue(model)
     ex = make_executor("cpu", ckpt, yml, weight_format=fmt, kv_cache="float32")
-    want = quantized_weights(weights, rule=rule, head_rule=int4_head_reference if fmt == "int4" else q8_0_reference)
+    want = quantized_weights(weights, rule=rule)
     prompt = [spec.bos] + list(np.random.default_rng(5).integers(3, spec.vocab, 40))
     # float64: 8-bit input rounding turns a float32 reference's own summation error into a whole step at a
     # rounding boundary (seen: 2.4e-3 between the float32 and float64 references on int4's last prompt token)

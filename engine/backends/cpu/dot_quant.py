@@ -24,12 +24,6 @@ Formats (weight = value of the block's stored integers):
     whose length is not a multiple of 256 ends in a shorter super-block (same head, fewer blocks). The block's
     effective scale D * s and minimum M * m are exact in float32 (11-bit mantissa times 6 bits), so the
     kernel is Q4_1's with those two computed per block.
-  * ``Q6``: 6-bit q (0..63) in super-blocks of 8 blocks under one fp16 D per row, each block with a signed 8-bit
-    s (llama.cpp's Q6_K, with blocks of 32 instead of 16): weight = (D * s) * (q - 32); 6.5 bits a weight, for
-    the vocabulary matrix under int4 (Q4_K's 6-bit companion in llama.cpp's Q4 files). A super-block of a group
-    starts with ``SUPER_HEAD`` bytes: D per row, then per block one byte per row (s), then padding; each block's
-    codes are Q4's low four bits (16 bytes a row) followed by the high two bits (8 bytes a row): byte i of row
-    r's four-byte piece h holds the high bits of elements 4p + i (p = 4h..4h + 3) in bits 2(p - 4h).
 The offsets are exact integer corrections: sum(n * x) - 8 * sum(x) for Q4_0 and
 sum((q + 128) * x) - 128 * sum(x) for Q8 on the unsigned-byte instructions (the
 signed ones on AVX2 and elsewhere take q directly); Q4_1's minimum adds
@@ -50,20 +44,18 @@ from .llvm_ir import (F16, F32, I8, I16, I32, ISA, LANES, Loop, array_parts, byt
                       fence, fmuladd, i64, shuffle, splat, vec)
 
 BLOCK = 32
-Q8, Q4_0, Q4_1, Q4_K, Q6 = 3, 4, 5, 6, 7   # format codes (1-2 are the 2-byte formats, 0 float32)
+Q8, Q4_0, Q4_1, Q4_K = 3, 4, 5, 6   # format codes (1-2 are the 2-byte formats, 0 float32)
 GROUP = LANES                       # rows per group: one per float32 lane
-SUPER = 8                           # Q4_K, Q6: blocks per super-block
-SUPER_HEAD = 16 * GROUP             # Q4_K: D and M (2 x 2 bytes), low bits (8 x 1), high bits (4) per row; Q6: D, s
+SUPER = 8                           # Q4_K: blocks per super-block
+SUPER_HEAD = 16 * GROUP             # Q4_K: D and M (2 x 2 bytes), low bits (8 x 1), high bits (4) per row
 CODES = GROUP * BLOCK // 2          # bytes of one 4-bit block's codes of a group
-CODES6 = GROUP * BLOCK * 3 // 4     # bytes of one 6-bit block's codes of a group
 SUPER_BYTES = SUPER_HEAD + SUPER * CODES
-SUPER_BYTES6 = SUPER_HEAD + SUPER * CODES6
 
 
 @njit(**KERNEL)
 def header_bytes(fmt: int) -> int:
     """fp16 scales (and Q4_1's minimums) of one block of a group (Q4_K: none, its super-block has them)."""
-    if fmt == Q4_K or fmt == Q6:
+    if fmt == Q4_K:
         return 0
     return 2 * GROUP * (2 if fmt == Q4_1 else 1)
 
@@ -71,8 +63,6 @@ def header_bytes(fmt: int) -> int:
 @njit(**KERNEL)
 def block_bytes(fmt: int) -> int:
     """Bytes of one block (32 weights) of one group of rows (Q4_K: its codes; the head is the super-block's)."""
-    if fmt == Q6:
-        return CODES6
     return header_bytes(fmt) + GROUP * (BLOCK if fmt == Q8 else BLOCK // 2)
 
 
@@ -80,7 +70,7 @@ def block_bytes(fmt: int) -> int:
 def group_bytes(fmt: int, k: int) -> int:
     """Bytes of one group of rows of length k."""
     blocks = k // BLOCK
-    if fmt == Q4_K or fmt == Q6:
+    if fmt == Q4_K:
         supers = (blocks + SUPER - 1) // SUPER
         return supers * SUPER_HEAD + blocks * block_bytes(fmt)
     return blocks * block_bytes(fmt)
@@ -89,15 +79,15 @@ def group_bytes(fmt: int, k: int) -> int:
 @njit(**KERNEL)
 def codes_offset(fmt: int, b: int) -> int:
     """Where block b's codes start in a group's bytes."""
-    if fmt == Q4_K or fmt == Q6:
+    if fmt == Q4_K:
         return super_offset(fmt, b) + SUPER_HEAD + (b % SUPER) * block_bytes(fmt)
     return b * block_bytes(fmt) + header_bytes(fmt)
 
 
 @njit(**KERNEL)
 def super_offset(fmt: int, b: int) -> int:
-    """Q4_K, Q6: where the super-block holding block b starts in a group's bytes."""
-    return (b // SUPER) * (SUPER_BYTES if fmt == Q4_K else SUPER_BYTES6)
+    """Q4_K: where the super-block holding block b starts in a group's bytes."""
+    return (b // SUPER) * SUPER_BYTES
 
 
 # -- four-byte dot products per lane ---------------------------------------------------------------
@@ -198,32 +188,6 @@ def _super_block_scales(builder, sb, j):
     return fence(builder, d_w), fence(builder, m_w)   # exact products, used as Q4_1's loaded scale and minimum
 
 
-def _six_bit_scale(builder, sb, j):
-    """Q6: block j's D * s per row, from the super-block at byte pointer ``sb``."""
-    floats = vec(F32, GROUP)
-    big_d = builder.load(builder.bitcast(sb, vec(F16, GROUP).as_pointer()), align=1)
-    at = builder.gep(sb, [builder.add(i64(2 * GROUP), builder.mul(j, i64(GROUP)))])
-    s = builder.load(builder.bitcast(at, vec(I8, GROUP).as_pointer()), align=1)
-    return fence(builder, builder.fmul(builder.fpext(big_d, floats), builder.sitofp(s, floats)))
-
-
-def _six_bit_pieces(builder, load_codes):
-    """Q6: a block's eight four-byte pieces per row (elements 4p..4p + 3), 6-bit codes from low and high bits."""
-    n = 4 * GROUP
-
-    def bytes_of(value):
-        return const(vec(I8, n), [value] * n)
-
-    low = [load_codes(c * 4 * GROUP) for c in range(4)]
-    high = [load_codes(16 * GROUP + h * 4 * GROUP) for h in range(2)]
-    pieces = []
-    for p in range(8):
-        nibble = builder.and_(low[p], bytes_of(15)) if p < 4 else builder.lshr(low[p - 4], bytes_of(4))
-        top = builder.and_(builder.lshr(high[p // 4], bytes_of(2 * (p % 4))), bytes_of(3))
-        pieces.append((builder.or_(nibble, builder.shl(top, bytes_of(4))), 4 * p))
-    return pieces
-
-
 def _store_lanes(builder, values, o_row, first, limit):
     """out[first + l] = values[l] for the lanes l < limit (a group past the matrix's last row is cut)."""
     full = builder.icmp_signed(">=", limit, i64(GROUP))
@@ -255,7 +219,7 @@ def quant_tile(fmt: int, tokens: int):
             return None
         element = I8 if XQ.dtype == types.int8 else I16
         signed_w = fmt == Q8 and (element == I16 or not _UNSIGNED_BYTES)
-        offset = {Q8: 0 if signed_w else -128, Q4_0: -8, Q4_1: 0, Q4_K: 0, Q6: -32}[fmt]
+        offset = {Q8: 0 if signed_w else -128, Q4_0: -8, Q4_1: 0, Q4_K: 0}[fmt]
         dot4 = _dot4 if element == I8 else _dot4_wide
 
         def codegen(context, builder, signature, args):
@@ -278,14 +242,10 @@ def quant_tile(fmt: int, tokens: int):
             floats = vec(F32, GROUP)
             loop = Loop(builder, "quant_blocks", i64(0), blocks, [const(floats, None)] * tokens)
             b = loop.index
-            if fmt == Q4_K or fmt == Q6:
+            if fmt == Q4_K:
                 j = builder.and_(b, i64(SUPER - 1))
-                size = SUPER_BYTES if fmt == Q4_K else SUPER_BYTES6
-                sb = builder.gep(w_row, [builder.mul(builder.sdiv(b, i64(SUPER)), i64(size))])
-                if fmt == Q4_K:
-                    d_w, m_w = _super_block_scales(builder, sb, j)
-                else:
-                    d_w, m_w = _six_bit_scale(builder, sb, j), None
+                sb = builder.gep(w_row, [builder.mul(builder.sdiv(b, i64(SUPER)), i64(SUPER_BYTES))])
+                d_w, m_w = _super_block_scales(builder, sb, j)
                 codes = builder.gep(sb, [builder.add(i64(SUPER_HEAD), builder.mul(j, i64(per_block)))])
             else:
                 blk = builder.gep(w_row, [builder.mul(b, i64(per_block))])
@@ -294,7 +254,7 @@ def quant_tile(fmt: int, tokens: int):
             def load_at(base, offset_bytes, t):
                 return builder.load(builder.bitcast(builder.gep(base, [i64(offset_bytes)]), t.as_pointer()), align=1)
 
-            if fmt != Q4_K and fmt != Q6:
+            if fmt != Q4_K:
                 d_w = builder.fpext(load_at(blk, 0, vec(F16, GROUP)), floats)
                 m_w = builder.fpext(load_at(blk, 2 * GROUP, vec(F16, GROUP)), floats) if fmt == Q4_1 else None
             if fmt == Q8:
@@ -303,8 +263,6 @@ def quant_tile(fmt: int, tokens: int):
                     flip = const(vec(I8, 4 * GROUP), [-128] * (4 * GROUP))
                     weights = [builder.xor(w, flip) for w in weights]
                 pieces = [(weights[c], 4 * c) for c in range(8)]
-            elif fmt == Q6:
-                pieces = _six_bit_pieces(builder, lambda at: load_at(codes, at, vec(I8, 4 * GROUP)))
             else:
                 low = const(vec(I8, 4 * GROUP), [15] * (4 * GROUP))
                 four = const(vec(I8, 4 * GROUP), [4] * (4 * GROUP))

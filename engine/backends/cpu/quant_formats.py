@@ -11,10 +11,6 @@ integers llama.cpp would store:
     keeping the smallest weighted error); the 8 scales and 8 minimums are then rounded to 6-bit
     integers under the super-block's largest (fp16 D = largest / 63, M likewise), and every n is
     re-rounded against the block's final D * s and M * m.
-  * Q6 (super-blocks of 8 blocks, symmetric): each block's scale is searched (llama.cpp's make_qx_quants:
-    19 trial scales around max / -32, weighted by w^2, keeping the best least-squares fit); the 8 scales
-    become signed 8-bit s under fp16 D = (the scale of largest magnitude) / -128, and q = clip(round(w /
-    (D * s)), -32, 31) + 32 (llama.cpp's Q6_K with blocks of 32).
 Blocks of a group of ``GROUP`` rows are stored together (``dot_quant`` says
 why and how). The arithmetic here is exact IEEE (no fastmath): the rounding
 must be the rule's, not a reciprocal approximation's. A block holding NaN or
@@ -28,12 +24,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .dot_quant import (BLOCK, GROUP, Q4_0, Q4_1, Q4_K, Q6, Q8, SUPER, SUPER_HEAD, block_bytes, codes_offset,
-                        group_bytes, header_bytes, super_offset)
+from .dot_quant import (BLOCK, GROUP, Q4_0, Q4_1, Q4_K, Q8, SUPER, block_bytes, codes_offset, group_bytes,
+                        header_bytes, super_offset)
 from .jit import KERNEL, PARALLEL, to_half_bits, widen
 
 EXACT = dict(KERNEL, fastmath=False)
-FORMAT_NAMES = {Q8: "int8", Q4_0: "q4_0", Q4_1: "q4_1", Q4_K: "q4_k", Q6: "q6"}
+FORMAT_NAMES = {Q8: "int8", Q4_0: "q4_0", Q4_1: "q4_1", Q4_K: "q4_k"}
 
 
 def packed_shape(fmt: int, rows: int, k: int) -> tuple[int, int]:
@@ -206,74 +202,14 @@ def _quantize_super(X, blocks, out, base, work):
 
 
 @njit(**EXACT)
-def _six_bit_super(X, blocks, out, base, scales, work):
-    """Q6: ``blocks`` (1..8) blocks of a group's rows (``X`` float32 [blocks * 32, GROUP], finite) into the
-    super-block at ``base`` of the group's bytes (``scales`` [8, GROUP], ``work`` [5, GROUP]: scratch). Rows
-    sit in the inner loops (vectors); each row's sums run over its elements in order, as llama.cpp's do."""
-    top, inv, sum_lx, sum_l2, best = work[0], work[1], work[2], work[3], work[4]
-    for j in range(blocks):
-        x = X[j * BLOCK:(j + 1) * BLOCK]
-        top[:] = 0
-        for i in range(BLOCK):              # the value of largest magnitude (the first, on ties)
-            for l in range(GROUP):
-                if abs(x[i, l]) > abs(top[l]):
-                    top[l] = x[i, l]
-        for trial in range(19):             # 0: max / -32 itself, then 0.1 steps -9..-1 and 1..9 around it
-            step = np.float32(0 if trial == 0 else (trial - 10 if trial <= 9 else trial - 9))
-            for l in range(GROUP):
-                inv[l] = -(np.float32(32.0) + np.float32(0.1) * step) / top[l] if trial else \
-                    -np.float32(32.0) / top[l]
-            sum_lx[:], sum_l2[:] = 0, 0
-            for i in range(BLOCK):
-                for l in range(GROUP):
-                    n = min(np.float32(31.0), max(np.float32(-32.0), np.rint(inv[l] * x[i, l])))
-                    w = x[i, l] * x[i, l]
-                    sum_lx[l] += w * x[i, l] * n
-                    sum_l2[l] += w * n * n
-            for l in range(GROUP):
-                if trial == 0:
-                    scales[j, l] = sum_lx[l] / sum_l2[l] if sum_l2[l] != 0 else np.float32(0.0)
-                    best[l] = scales[j, l] * sum_lx[l]
-                elif sum_l2[l] > 0 and sum_lx[l] * sum_lx[l] > best[l] * sum_l2[l]:
-                    scales[j, l] = sum_lx[l] / sum_l2[l]
-                    best[l] = scales[j, l] * sum_lx[l]
-        for l in range(GROUP):
-            if abs(top[l]) < np.float32(1e-15):
-                scales[j, l] = 0
-    for l in range(GROUP):
-        largest, chosen = np.float32(0.0), np.float32(0.0)
-        for j in range(blocks):
-            if abs(scales[j, l]) > largest:
-                largest, chosen = abs(scales[j, l]), scales[j, l]
-        if largest < np.float32(1e-15):
-            continue                                # all zero: D = 0, codes 0
-        to_int = np.float32(-128.0) / chosen
-        _put_half(out, base + 2 * l, np.float32(1.0) / to_int)
-        big_d = widen(to_half_bits(np.float32(1.0) / to_int))
-        for j in range(blocks):
-            s = min(127, np.int32(np.rint(to_int * scales[j, l])))
-            out[base + 2 * GROUP + j * GROUP + l] = np.uint8(s & 255)
-            d = big_d * np.float32(s)
-            first = base + SUPER_HEAD + j * block_bytes(Q6)
-            for e in range(BLOCK):
-                q = np.int32(32)
-                if d != 0:
-                    q = min(31, max(-32, np.int32(np.rint(X[j * BLOCK + e, l] / d)))) + 32
-                out[first + _code_offset(Q4_1, l, e)] |= np.uint8((q & 15) << 4) if e >= 16 else np.uint8(q & 15)
-                p, i = e // 4, e % 4
-                out[first + 16 * GROUP + (p // 4) * 4 * GROUP + 4 * l + i] |= np.uint8((q >> 4) << (2 * (p % 4)))
-
-
-@njit(**EXACT)
-def _pack_super_group(fmt, W, g, out):
-    """Q4_K, Q6: rows of group g of W into ``out`` (the group's bytes); returns how many blocks held NaN or Inf."""
+def _pack_super_group(W, g, out):
+    """Q4_K: rows of group g of W into ``out`` (the group's bytes); returns how many blocks held NaN or Inf."""
     rows, k = W.shape
     X = np.zeros((SUPER * BLOCK, GROUP), np.float32)
     work = (np.zeros((SUPER * BLOCK, GROUP), np.uint8), np.zeros((BLOCK, GROUP), np.float32),
             np.zeros((BLOCK, GROUP), np.float32), np.zeros((6, SUPER, GROUP), np.float32))
     work = (work[0], work[1], work[2], (work[3][0], work[3][1], work[3][2, 0], work[3][3, 0], work[3][4, 0],
                                         work[3][5, 0]))
-    scales6, work6 = np.zeros((SUPER, GROUP), np.float32), np.zeros((5, GROUP), np.float32)
     bad = 0
     for first in range(0, k // BLOCK, SUPER):
         blocks = min(SUPER, k // BLOCK - first)
@@ -289,10 +225,7 @@ def _pack_super_group(fmt, W, g, out):
                 if not finite:
                     bad += 1
                     X[b * BLOCK:(b + 1) * BLOCK, l] = 0
-        if fmt == Q4_K:
-            _quantize_super(X, blocks, out, super_offset(fmt, first), work)
-        else:
-            _six_bit_super(X, blocks, out, super_offset(fmt, first), scales6, work6)
+        _quantize_super(X, blocks, out, super_offset(Q4_K, first), work)
     return bad
 
 
@@ -303,10 +236,10 @@ def pack_rows(fmt, W, out):
     rows, k = W.shape
     per_block = block_bytes(fmt)
     bad = np.zeros(rows, np.int64)
-    if fmt == Q4_K or fmt == Q6:   # a group of rows at a time: its rows are the vector lanes of the fit
+    if fmt == Q4_K:   # a group of rows at a time: its rows are the vector lanes of the fit
         groups = (rows + GROUP - 1) // GROUP
         for g in prange(groups):
-            bad[g] += _pack_super_group(fmt, W, g, out[g])
+            bad[g] += _pack_super_group(W, g, out[g])
         return bad.sum()
     for r in prange(rows):
         values = np.empty(BLOCK, np.float32)
@@ -331,17 +264,6 @@ def unpack_rows(fmt, P, r0, r1, k, out):
         group, lane = P[r // GROUP], r % GROUP
         for b in range(k // BLOCK):
             base = b * per_block
-            if fmt == Q6:
-                sb, j = super_offset(fmt, b), b % SUPER
-                d = _half(group, sb + 2 * lane) * np.float32(np.int8(group[sb + 2 * GROUP + j * GROUP + lane]))
-                first = codes_offset(fmt, b)
-                for e in range(BLOCK):
-                    byte = np.int32(group[first + _code_offset(fmt, lane, e)])
-                    p = e // 4
-                    top = np.int32(group[first + 16 * GROUP + (p // 4) * 4 * GROUP + 4 * lane + e % 4])
-                    q = ((byte >> 4) if e >= 16 else (byte & 15)) | (((top >> (2 * (p % 4))) & 3) << 4)
-                    out[i, b * BLOCK + e] = d * np.float32(q - 32)
-                continue
             if fmt == Q4_K:
                 sb, j = super_offset(fmt, b), b % SUPER
                 low = np.int32(group[sb + 4 * GROUP + j * GROUP + lane])

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import os
 
-from .dot_quant import BLOCK, Q4_0, Q4_1, Q4_K, Q6, Q8
+from .dot_quant import BLOCK, Q4_0, Q4_1, Q4_K, Q8
 from .quant_formats import packed_bytes
 
 INT4_LAYOUT = os.environ.get("LLAMA_DESK_INT4_LAYOUT") or "q4_k"   # the variable: to measure layouts
-# The vocabulary matrix under int4 (``head_format``): 6-bit blocks, or "int8".
-INT4_HEAD = os.environ.get("LLAMA_DESK_INT4_HEAD") or "q6"
-_CODES = {"int8": Q8, "q4_0": Q4_0, "q4_1": Q4_1, "q4_k": Q4_K, "q6": Q6}
+_CODES = {"int8": Q8, "q4_0": Q4_0, "q4_1": Q4_1, "q4_k": Q4_K}
 QUANTIZED = ("int8", "int4")
 
 
@@ -30,16 +28,17 @@ def format_code(weight_format: str) -> int:
 
 
 def head_format(name: str, cfg, weight_format: str) -> str:
-    """``weight_format`` for every matrix but the vocabulary projection, which gets 6 bits under int4 (``INT4_HEAD``).
+    """``weight_format`` for every matrix but the vocabulary projection, which stays 8-bit under int4.
 
-    The logits are the most sensitive product (llama.cpp keeps its output matrix in Q6_K in its 4-bit files
-    for the same reason): on the built-in model a 4-bit head alone moved perplexity by +8%. 6 bits read 24%
-    fewer bytes than 8 (at 8B: 0.42 against 0.56 GB a token) for a perplexity change measured in the README.
+    The logits are the most sensitive product (llama.cpp keeps its output matrix in 6 bits for the same
+    reason): on the built-in model a 4-bit head alone moved perplexity by +8%. A 6-bit head (llama.cpp's Q6_K
+    rule per 32) was measured: +0.11% against -0.63% with 8 bits, and its kernel read 18.8 GB/s against
+    int8's 28.3, so it saved memory (0.13 GB at 8B) but no time (README).
     """
     from engine.weights.names import EMBEDDING, LM_HEAD
 
     head = EMBEDDING if cfg.tie_word_embeddings else LM_HEAD
-    return INT4_HEAD if weight_format == "int4" and name == head else weight_format
+    return "int8" if weight_format == "int4" and name == head else weight_format
 
 
 def quantized_bytes(shape: tuple[int, int], weight_format: str) -> int:
