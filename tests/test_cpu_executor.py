@@ -52,44 +52,51 @@ def q4_1_reference(w: np.ndarray) -> np.ndarray:
     return (n * _fp16(scale) + _fp16(lo)).reshape(rows, k).astype(np.float32)
 
 
+def _grid_sums(x: np.ndarray, w: np.ndarray, inv: np.ndarray, lo: np.ndarray):
+    """Sums of w n, w n^2, w n x over each block (in order) for the grid n = clip(round(inv (x - lo)), 0, 15)."""
+    n = np.clip(np.rint(inv[:, None] * (x - lo[:, None])), 0, 15).astype(np.float32)
+    sum_l, sum_l2, sum_xl = np.zeros(len(x), np.float32), np.zeros(len(x), np.float32), np.zeros(len(x), np.float32)
+    for i in range(32):
+        sum_l += w[:, i] * n[:, i]
+        sum_l2 += w[:, i] * n[:, i] * n[:, i]
+        sum_xl += w[:, i] * n[:, i] * x[:, i]
+    return sum_l, sum_l2, sum_xl
+
+
 def _fit(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """llama.cpp's make_qkx2_quants(32, 15, x, w, rmin -1, rdelta 0.1, nstep 20) for every block (row of x) at
     once: (scale, minimum <= 0). Each block's sums run over its 32 values in order, as llama.cpp's do; each
-    trial grid starts from the best minimum found so far, as llama.cpp's does."""
+    trial grid starts from the best minimum found so far, as llama.cpp's does. A grid's weighted squared
+    error is computed from its sums: sum w (s n + m - x)^2 = s^2 A + 2 s m B - 2 s C + m^2 W - 2 m X + Q."""
     f = np.float32
     lo, hi = np.minimum(x.min(axis=1), f(0)), x.max(axis=1)
     flat = hi == lo
     span = np.where(flat, f(1), hi - lo)
-    sum_w, sum_x = np.zeros_like(lo), np.zeros_like(lo)
+    sum_w, sum_x, sum_x2 = np.zeros_like(lo), np.zeros_like(lo), np.zeros_like(lo)
     for i in range(32):
         sum_w += w[:, i]
         sum_x += w[:, i] * x[:, i]
-    scale = np.where(flat, f(0), f(1) / (f(15) / span))
-    codes = np.clip(np.rint((f(15) / span)[:, None] * (x - lo[:, None])), 0, 15).astype(np.float32)
-    best = np.zeros_like(lo)
-    for i in range(32):
-        diff = scale * codes[:, i] + lo - x[:, i]
-        best += w[:, i] * (diff * diff)
+        sum_x2 += w[:, i] * x[:, i] * x[:, i]
+
+    def error(s, m, sum_l, sum_l2, sum_xl):
+        return (s * s * sum_l2 + f(2) * s * m * sum_l - f(2) * s * sum_xl + m * m * sum_w - f(2) * m * sum_x
+                + sum_x2)
+
+    inv = f(15) / span
+    scale = np.where(flat, f(0), f(1) / inv)
+    best = error(scale, lo, *_grid_sums(x, w, np.where(flat, f(0), inv), lo))
     with np.errstate(divide="ignore", invalid="ignore"):
         for step in range(21):
             inv = (f(-1) + f(0.1) * f(step) + f(15)) / np.where(flat, f(1), hi - lo)   # lo: the best fit's
-            n = np.clip(np.rint(inv[:, None] * (x - lo[:, None])), 0, 15).astype(np.float32)
-            sum_l, sum_l2, sum_xl = np.zeros_like(lo), np.zeros_like(lo), np.zeros_like(lo)
-            for i in range(32):
-                sum_l += w[:, i] * n[:, i]
-                sum_l2 += w[:, i] * n[:, i] * n[:, i]
-                sum_xl += w[:, i] * n[:, i] * x[:, i]
+            sum_l, sum_l2, sum_xl = _grid_sums(x, w, inv, lo)
             det = sum_w * sum_l2 - sum_l * sum_l
             this_scale = (sum_w * sum_xl - sum_x * sum_l) / det
             this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det
             this_scale = np.where(this_min > 0, sum_xl / sum_l2, this_scale)
             this_min = np.where(this_min > 0, f(0), this_min)
-            error = np.zeros_like(lo)
-            for i in range(32):
-                diff = this_scale * n[:, i] + this_min - x[:, i]
-                error += w[:, i] * (diff * diff)
-            better = ~flat & (det > 0) & (error < best)
-            best, scale, lo = np.where(better, error, best), np.where(better, this_scale, scale), \
+            err = error(this_scale, this_min, sum_l, sum_l2, sum_xl)
+            better = ~flat & (det > 0) & (err < best)
+            best, scale, lo = np.where(better, err, best), np.where(better, this_scale, scale), \
                 np.where(better, this_min, lo)
     return scale.astype(np.float32), lo.astype(np.float32)
 

@@ -96,72 +96,75 @@ def _quantize_block(fmt, values, out, base, lane):
 
 
 @njit(**EXACT)
-def _fit_blocks(x, w, codes, trial, scale, lo):
-    """Q4_K: per lane (one row each), the (scale, minimum <= 0) of one block of 32 (``x``, ``w`` [32, lanes])
-    minimizing the w-weighted squared error of scale * n + minimum against x, n in 0..15 (left in ``codes``):
-    21 trial grids around (max - min) / 15, each fitted by least squares. Rows sit in the inner loops, so
-    they run as vectors, each row's sums still taken element by element in order (llama.cpp's arithmetic)."""
+def _grid_error(x, w, inv, lo, scale, minimum, sums, fixed):
+    """Per lane, the w-weighted squared error of the grid n = clip(round(inv * (x - lo)), 0, 15) under the fit
+    (scale, minimum): sum w (scale n + minimum - x)^2 from its sums (no second pass over the block). With
+    ``fixed`` False, scale and minimum become the grid's least-squares fit first (minimum <= 0)."""
     lanes = x.shape[1]
-    hi, sum_w, sum_x = x[0].copy(), w[0].copy(), w[0] * x[0]
-    lo[:] = x[0]
-    for i in range(1, BLOCK):
+    sum_l, sum_l2, sum_xl = sums[0], sums[1], sums[2]
+    sum_w, sum_x, sum_x2, error = sums[3], sums[4], sums[5], sums[6]
+    sum_l[:], sum_l2[:], sum_xl[:] = 0, 0, 0
+    for i in range(BLOCK):
+        for l in range(lanes):
+            n = min(np.float32(15.0), max(np.float32(0.0), np.rint(inv[l] * (x[i, l] - lo[l]))))
+            sum_l[l] += w[i, l] * n
+            sum_l2[l] += w[i, l] * n * n
+            sum_xl[l] += w[i, l] * n * x[i, l]
+    for l in range(lanes):
+        if not fixed:
+            det = sum_w[l] * sum_l2[l] - sum_l[l] * sum_l[l]
+            if not det > 0:
+                error[l] = np.float32(np.inf)
+                continue
+            fit_scale = (sum_w[l] * sum_xl[l] - sum_x[l] * sum_l[l]) / det
+            fit_min = (sum_l2[l] * sum_x[l] - sum_l[l] * sum_xl[l]) / det
+            scale[l] = sum_xl[l] / sum_l2[l] if fit_min > 0 else fit_scale
+            minimum[l] = np.float32(0.0) if fit_min > 0 else fit_min
+        s, m = scale[l], minimum[l]
+        error[l] = (s * s * sum_l2[l] + np.float32(2.0) * s * m * sum_l[l] - np.float32(2.0) * s * sum_xl[l]
+                    + m * m * sum_w[l] - np.float32(2.0) * m * sum_x[l] + sum_x2[l])
+
+
+@njit(**EXACT)
+def _fit_blocks(x, w, scale, lo, work):
+    """Q4_K: per lane (one row each), the (scale, minimum <= 0) of one block of 32 (``x``, ``w`` [32, lanes])
+    minimizing the w-weighted squared error of scale * n + minimum against x, n in 0..15: llama.cpp's search
+    (21 trial grids around (max - min) / 15, each fitted by least squares, each starting from the best
+    minimum so far), its errors computed from the grid's sums. Rows sit in the inner loops, so they run as
+    vectors, each row's sums still taken element by element in order."""
+    lanes = x.shape[1]
+    hi, inv, best, this_scale, this_min = work[0], work[1], work[2], work[3], work[4]
+    sums = work[5:12]
+    hi[:], lo[:] = x[0], x[0]
+    sum_w, sum_x, sum_x2 = sums[3], sums[4], sums[5]
+    sum_w[:], sum_x[:], sum_x2[:] = 0, 0, 0
+    for i in range(BLOCK):
         for l in range(lanes):
             lo[l] = min(lo[l], x[i, l])
             hi[l] = max(hi[l], x[i, l])
             sum_w[l] += w[i, l]
             sum_x[l] += w[i, l] * x[i, l]
-    inv, best = np.empty(lanes, np.float32), np.zeros(lanes, np.float32)
+            sum_x2[l] += w[i, l] * x[i, l] * x[i, l]
     for l in range(lanes):
         lo[l] = min(lo[l], np.float32(0.0))
         inv[l] = np.float32(15.0) / (hi[l] - lo[l]) if hi[l] != lo[l] else np.float32(0.0)
         scale[l] = np.float32(1.0) / inv[l] if hi[l] != lo[l] else np.float32(0.0)
-    for i in range(BLOCK):
-        for l in range(lanes):
-            n = min(np.float32(15.0), max(np.float32(0.0), np.rint(inv[l] * (x[i, l] - lo[l]))))
-            codes[i, l] = np.uint8(n)
-            diff = scale[l] * n + lo[l] - x[i, l]
-            best[l] += w[i, l] * (diff * diff)
-    sum_l, sum_l2, sum_xl = np.empty(lanes, np.float32), np.empty(lanes, np.float32), np.empty(lanes, np.float32)
-    this_scale, this_min, error = np.empty(lanes, np.float32), np.empty(lanes, np.float32), np.empty(lanes, np.float32)
+    _grid_error(x, w, inv, lo, scale, lo, sums, True)
+    best[:] = sums[6]
     for step in range(21):
         for l in range(lanes):
             inv[l] = (np.float32(-1.0) + np.float32(0.1) * np.float32(step) + np.float32(15.0)) / (hi[l] - lo[l])
-        sum_l[:], sum_l2[:], sum_xl[:] = 0, 0, 0
-        for i in range(BLOCK):
-            for l in range(lanes):
-                n = min(np.float32(15.0), max(np.float32(0.0), np.rint(inv[l] * (x[i, l] - lo[l]))))
-                trial[i, l] = n
-                sum_l[l] += w[i, l] * n
-                sum_l2[l] += w[i, l] * n * n
-                sum_xl[l] += w[i, l] * n * x[i, l]
+        _grid_error(x, w, inv, lo, this_scale, this_min, sums, False)
         for l in range(lanes):
-            det = sum_w[l] * sum_l2[l] - sum_l[l] * sum_l[l]
-            fit_scale = (sum_w[l] * sum_xl[l] - sum_x[l] * sum_l[l]) / det
-            fit_min = (sum_l2[l] * sum_x[l] - sum_l[l] * sum_xl[l]) / det
-            this_scale[l] = sum_xl[l] / sum_l2[l] if fit_min > 0 else fit_scale
-            this_min[l] = np.float32(0.0) if fit_min > 0 else fit_min
-            error[l] = np.float32(0.0)
-        for i in range(BLOCK):
-            for l in range(lanes):
-                diff = this_scale[l] * trial[i, l] + this_min[l] - x[i, l]
-                error[l] += w[i, l] * (diff * diff)
-        for l in range(lanes):
-            det = sum_w[l] * sum_l2[l] - sum_l[l] * sum_l[l]
-            if not (hi[l] != lo[l] and det > 0 and error[l] < best[l]):
-                error[l] = np.float32(np.nan)        # marks "keep the previous fit"
-                continue
-            best[l], scale[l], lo[l] = error[l], this_scale[l], this_min[l]
-        for i in range(BLOCK):
-            for l in range(lanes):
-                if error[l] == error[l]:
-                    codes[i, l] = np.uint8(trial[i, l])
+            if hi[l] != lo[l] and sums[6, l] < best[l]:
+                best[l], scale[l], lo[l] = sums[6, l], this_scale[l], this_min[l]
 
 
 @njit(**EXACT)
 def _quantize_super(X, blocks, out, base, work):
     """Q4_K: ``blocks`` (1..8) blocks of a group's rows (``X`` float32 [blocks * 32, GROUP], finite) into the
     super-block at ``base`` of the group's bytes."""
-    codes, trial, weights, fits = work
+    weights, fits, fit_work = work
     scales, minimums = fits[0], fits[1]
     top_scale, top_min, lo, rms = fits[2], fits[3], fits[4], fits[5]
     top_scale[:], top_min[:] = 0, 0
@@ -176,7 +179,7 @@ def _quantize_super(X, blocks, out, base, work):
         for i in range(BLOCK):
             for l in range(GROUP):
                 weights[i, l] = rms[l] + abs(x[i, l])
-        _fit_blocks(x, weights, codes[j * BLOCK:(j + 1) * BLOCK], trial, scales[j], lo)
+        _fit_blocks(x, weights, scales[j], lo, fit_work)
         for l in range(GROUP):
             minimums[j, l] = -lo[l]
             top_scale[l], top_min[l] = max(top_scale[l], scales[j, l]), max(top_min[l], -lo[l])
@@ -195,7 +198,7 @@ def _quantize_super(X, blocks, out, base, work):
             d, dm = big_d * np.float32(s), big_m * np.float32(m)
             first = base + (codes_offset(Q4_K, j) - super_offset(Q4_K, 0))
             for e in range(BLOCK):
-                n = np.int32(codes[j * BLOCK + e, l])
+                n = 0                         # d == 0: the value is -dm whatever n is
                 if d != 0:
                     n = min(15, max(0, np.int32(np.rint((X[j * BLOCK + e, l] + dm) / d))))
                 out[first + _code_offset(Q4_1, l, e)] |= np.uint8(n << 4) if e >= 16 else np.uint8(n)
@@ -206,10 +209,9 @@ def _pack_super_group(W, g, out):
     """Q4_K: rows of group g of W into ``out`` (the group's bytes); returns how many blocks held NaN or Inf."""
     rows, k = W.shape
     X = np.zeros((SUPER * BLOCK, GROUP), np.float32)
-    work = (np.zeros((SUPER * BLOCK, GROUP), np.uint8), np.zeros((BLOCK, GROUP), np.float32),
-            np.zeros((BLOCK, GROUP), np.float32), np.zeros((6, SUPER, GROUP), np.float32))
-    work = (work[0], work[1], work[2], (work[3][0], work[3][1], work[3][2, 0], work[3][3, 0], work[3][4, 0],
-                                        work[3][5, 0]))
+    fits = np.zeros((6, SUPER, GROUP), np.float32)
+    work = (np.zeros((BLOCK, GROUP), np.float32),
+            (fits[0], fits[1], fits[2, 0], fits[3, 0], fits[4, 0], fits[5, 0]), np.zeros((12, GROUP), np.float32))
     bad = 0
     for first in range(0, k // BLOCK, SUPER):
         blocks = min(SUPER, k // BLOCK - first)
