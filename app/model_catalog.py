@@ -26,7 +26,7 @@ TITLES = {"llama2": "LLaMA2-7B", "llama3": "LLaMA3-8B", "llama2-hf": "LLaMA2-7B-
 STORED_FORMATS = {"llama2": "fp16 .ckpt (MindSpore)", "llama3": "bf16 .ckpt (MindSpore)",
                   "llama2-hf": "fp16 safetensors", "llama3-hf": "bf16 safetensors"}
 INT8_BYTES_PER_WEIGHT = 34 / 32           # blocks of 32 int8 weights with one 2-byte scale
-INT4_BYTES_PER_WEIGHT = 20 / 32           # q4_1 blocks: 32 4-bit weights, a 2-byte scale and a 2-byte minimum
+INT4_BYTES_PER_WEIGHT = 18 / 32           # q4_k: 4-bit weights, a 6-bit scale and minimum per 32, 2 fp16 per 256
 RUNTIME_BYTES = 400_000_000               # Python, the runtime and the prefill's scratch, roughly
 
 

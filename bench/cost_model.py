@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# int8/q4_0: + an fp16 scale per 32 weights; q4_1: + a scale and a minimum
+# int8/q4_0: + an fp16 scale per 32 weights; q4_1: + a scale and a minimum; q4_k: 6-bit ones, 2 fp16 per 256
 BYTES_PER_WEIGHT = {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0, "int8": 1.0 + 2.0 / 32, "q4_0": 0.5 + 2.0 / 32,
-                    "q4_1": 0.5 + 4.0 / 32}
+                    "q4_1": 0.5 + 4.0 / 32, "q4_k": 0.5 + 16.0 / 256, "q6_k": 0.75 + 18.0 / 256}
 
 
 @dataclass
@@ -22,9 +22,11 @@ class Operation:
     multiply_adds: float
 
 
-def decode_cost(cfg, weight_format: str, context: int, kv_bytes: int = 2) -> list[Operation]:
-    """Per-token cost of a decode step at ``context`` cached positions."""
+def decode_cost(cfg, weight_format: str, context: int, kv_bytes: int = 2, head_format: str | None = None) -> list[Operation]:
+    """Per-token cost of a decode step at ``context`` cached positions (the vocabulary matrix in ``head_format``,
+    by default the others' format)."""
     w = BYTES_PER_WEIGHT[weight_format]
+    w_head = BYTES_PER_WEIGHT[head_format or weight_format]
     h, f, layers = cfg.hidden_size, cfg.ffn_size, cfg.num_layers
     kv = cfg.kv_heads * cfg.head_dim
     ops = [
@@ -35,7 +37,7 @@ def decode_cost(cfg, weight_format: str, context: int, kv_bytes: int = 2) -> lis
         Operation("output projection", layers * h * h * w, layers * h * h),
         Operation("feed-forward gate + up", layers * 2 * f * h * w, layers * 2 * f * h),
         Operation("feed-forward down", layers * f * h * w, layers * f * h),
-        Operation("vocabulary projection", cfg.vocab_size * h * w, cfg.vocab_size * h),
+        Operation("vocabulary projection", cfg.vocab_size * h * w_head, cfg.vocab_size * h),
     ]
     return ops
 
@@ -50,5 +52,5 @@ def table(ops: list[Operation], bandwidth_gbps: float) -> list[dict]:
     return rows
 
 
-def bytes_per_token(cfg, weight_format: str, context: int, kv_bytes: int = 2) -> float:
-    return sum(op.bytes_read for op in decode_cost(cfg, weight_format, context, kv_bytes))
+def bytes_per_token(cfg, weight_format: str, context: int, kv_bytes: int = 2, head_format: str | None = None) -> float:
+    return sum(op.bytes_read for op in decode_cost(cfg, weight_format, context, kv_bytes, head_format))

@@ -80,17 +80,22 @@ def main() -> int:
     p.add_argument("-M", "--model")
     p.add_argument("--builtin", action="store_true")
     p.add_argument("--text", type=Path, default=TEXT)
-    args = p.parse_args()
-    p.add_argument("--int4-layouts", default="q4_1,q4_0", help="the 4-bit layouts to measure")
+    p.add_argument("--int4-layouts", default="q4_k,q4_1,q4_0", help="the 4-bit layouts to measure")
     args = p.parse_args()
     import engine.backends.cpu.quantize as quantize
+    import engine.loader as loader
+    # int4 quantizes the float weights in the layout asked for, even for the built-in model (whose int4 normally
+    # takes its GGUF file's Q4_1 blocks as they are: the "int4" row then is that file's, "q4_1" our re-quantization)
 
     text = args.text.read_text(encoding="utf-8")
     results, ids, files = {}, None, None
-    runs = [("stored", None), ("int8", None)] + [("int4", layout) for layout in args.int4_layouts.split(",")]
+    layouts = [("int4", layout) for layout in args.int4_layouts.split(",")]
+    runs = [("stored", None), ("int8", None)] + ([("int4", None)] if args.builtin else []) + layouts
+    find_builtin_gguf = loader.find_builtin_gguf
     for fmt, layout in runs:
         if layout:
             quantize.INT4_LAYOUT = layout
+        loader.find_builtin_gguf = (lambda: None) if layout else find_builtin_gguf
         engine = load_engine(model_source(args), ExecutorOptions(backend="cpu", weight_format=fmt))
         ids = text_ids(engine, text)
         ckpt = Path(engine.info.checkpoint)

@@ -279,15 +279,19 @@ def _measure_model(args, config: Path, ckpt: Path, stored: str) -> dict:
     results = {run: results[run] for run in runs}   # the order asked for
     roofline = float(np.median(bandwidth))
     file_bytes = ckpt.stat().st_size
+    from engine.backends.cpu.quantize import INT4_LAYOUT
     for run, r in results.items():
         if "decode_tokens_per_s" not in r:
             continue
         backend, fmt = run.split(":")
         wf = {"F16": "float16", "Q8_0": "int8", "Q4_0": "q4_0", "Q4_1": "q4_1", "stored": stored, "int8": "int8",
-              "int4": "q4_1"}[fmt]
+              "int4": "q4_1" if args.builtin else INT4_LAYOUT}[fmt]   # the built-in: its own Q4_1 blocks
         if backend == "mindspore":
             wf = "float32"
-        per_token = bytes_per_token(cfg, wf, 32 + args.decode // 2)
+        # the vocabulary matrix: ours under int4 in 8 bits; llama.cpp's 4-bit files keep it in Q6_K (the built-in's: Q8_0)
+        head = {"int4": "int8", "Q4_0": "q6_k", "Q4_1": "q6_k"}.get(fmt)
+        head = "int8" if head and args.builtin else head
+        per_token = bytes_per_token(cfg, wf, 32 + args.decode // 2, head_format=head)
         r["weight_bytes_per_token"] = per_token
         r["GBps"] = per_token * r["decode_tokens_per_s"] / 1e9
         r["vs_numpy_roofline"] = r["GBps"] / roofline

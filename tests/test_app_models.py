@@ -122,9 +122,9 @@ def test_a_model_too_large_for_this_pcs_memory_asks_before_downloading(qtbot, ap
         assert "even with 4-bit weights, and this PC has 4.0 GB" in seen[0]
         assert not dialog.downloads.running and behaviour.requests == []
     entry = dialog.entries[_row(dialog, "llama3-hf")]
-    # LLaMA3-8B's 8,030 M parameters by hand: 6,980 M in the layers at 5 bits (q4_1), the 525 M of the output
+    # LLaMA3-8B's 8,030 M parameters by hand: 6,980 M in the layers at 4.5 bits (q4_k), the 525 M of the output
     # matrix at 8.5 (it stays 8-bit), its 8,192-token fp16 KV cache (1.07 GB) and the program's 0.4 GB
-    four_bit = 6_979_321_856 * 20 / 32 + 525_336_576 * 34 / 32 + 32 * 2 * 1024 * 8192 * 2 + 0.4 * GB
+    four_bit = 6_979_321_856 * 18 / 32 + 525_336_576 * 34 / 32 + 32 * 2 * 1024 * 8192 * 2 + 0.4 * GB
     assert abs(entry.plan.total("int4") - four_bit) < 0.01 * GB
     assert download_check(entry, 100 * GB, 12 * GB) == (            # a 12 GB PC: runs, in 8 bits
         "note", f"As stored it needs {entry.plan.total() / GB:.1f} GB of memory and this PC has 12.0 GB: it will "

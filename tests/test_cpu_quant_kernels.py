@@ -1,8 +1,9 @@
 """The cpu backend's packed-block kernels: llama.cpp's block rules, every CPU variant, batch invariance, GGUF blocks.
 
 References are written here from llama.cpp's rules (Q8_0, Q4_0, Q4_1 per block
-of 32, fp16 scales) and the ``gguf`` package's own dequantizer; the kernels
-share no code with them.
+of 32, fp16 scales; Q4_K's search for each block's scale and minimum and its
+6-bit rounding under one fp16 pair per 256 weights) and the ``gguf`` package's
+own dequantizer; the kernels share no code with them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from fixtures import ROOT
-from test_cpu_executor import _fp16, _inverse, eight_bit_inputs, q4_1_reference, q8_0_reference
+from test_cpu_executor import _fp16, _inverse, eight_bit_inputs, q4_1_reference, q4_k_reference, q8_0_reference
 
 
 def q4_0_reference(w: np.ndarray) -> np.ndarray:
@@ -29,7 +30,7 @@ def q4_0_reference(w: np.ndarray) -> np.ndarray:
     return ((n - 8) * _fp16(scale)).reshape(rows, k).astype(np.float32)
 
 
-RULES = {"Q8": q8_0_reference, "Q4_0": q4_0_reference, "Q4_1": q4_1_reference}
+RULES = {"Q8": q8_0_reference, "Q4_0": q4_0_reference, "Q4_1": q4_1_reference, "Q4_K": q4_k_reference}
 
 
 def sixteen_bit_inputs(rows: np.ndarray) -> np.ndarray:
@@ -53,7 +54,7 @@ w = (rng.standard_normal((n, k)) * 0.05).astype(np.float16)
 x = rng.standard_normal((t, k)).astype(np.float32)
 x[2, 5] = 40.0
 out = {"isa": ISA}
-for name in ("Q8", "Q4_0", "Q4_1"):
+for name in ("Q8", "Q4_0", "Q4_1", "Q4_K"):
     fmt = getattr(dot_quant, name)
     packed = np.zeros(packed_shape(fmt, n, k), np.uint8)
     pack_rows(fmt, w.view(np.uint16), packed)

@@ -16,6 +16,14 @@ Formats (weight = value of the block's stored integers):
   * ``Q8``: q in -127..127 stored as q + 128 (unsigned); weight = d * q.
   * ``Q4_0``: 4-bit n stored as n (0..15); weight = d * (n - 8).
   * ``Q4_1``: 4-bit n; weight = d * n + m.
+  * ``Q4_K``: 4-bit n in super-blocks of 8 blocks (256 weights) sharing one fp16 pair (D, M); each block has
+    6-bit integers s and m (llama.cpp's Q4_K): weight = (D * s) * n - (M * m). 4.5 bits a weight, Q4_0's bytes,
+    with Q4_1's minimum. A super-block of a group starts with ``SUPER_HEAD`` bytes: D and M (fp16, one per
+    row), then per block one byte per row (s & 15 | (m & 15) << 4), then one 32-bit word per row holding the
+    high two bits of every block's s and m (bits 4j, 4j + 2); then the blocks' codes as in Q4_0/Q4_1. A row
+    whose length is not a multiple of 256 ends in a shorter super-block (same head, fewer blocks). The block's
+    effective scale D * s and minimum M * m are exact in float32 (11-bit mantissa times 6 bits), so the
+    kernel is Q4_1's with those two computed per block.
 The offsets are exact integer corrections: sum(n * x) - 8 * sum(x) for Q4_0 and
 sum((q + 128) * x) - 128 * sum(x) for Q8 on the unsigned-byte instructions (the
 signed ones on AVX2 and elsewhere take q directly); Q4_1's minimum adds
@@ -33,23 +41,53 @@ from numba.extending import intrinsic
 from .jit import KERNEL
 
 from .llvm_ir import (F16, F32, I8, I16, I32, ISA, LANES, Loop, array_parts, byte_pointer, call_intrinsic, const,
-                      fmuladd, i64, shuffle, splat, vec)
+                      fence, fmuladd, i64, shuffle, splat, vec)
 
 BLOCK = 32
-Q8, Q4_0, Q4_1 = 3, 4, 5          # format codes (1-2 are the 2-byte formats, 0 float32)
+Q8, Q4_0, Q4_1, Q4_K = 3, 4, 5, 6   # format codes (1-2 are the 2-byte formats, 0 float32)
 GROUP = LANES                       # rows per group: one per float32 lane
+SUPER = 8                           # Q4_K: blocks per super-block
+SUPER_HEAD = 16 * GROUP             # Q4_K: D and M (2 x 2 bytes), low bits (8 x 1), high bits (4) per row
+CODES = GROUP * BLOCK // 2          # bytes of one 4-bit block's codes of a group
+SUPER_BYTES = SUPER_HEAD + SUPER * CODES
 
 
 @njit(**KERNEL)
 def header_bytes(fmt: int) -> int:
-    """fp16 scales (and Q4_1's minimums) of one block of a group."""
+    """fp16 scales (and Q4_1's minimums) of one block of a group (Q4_K: none, its super-block has them)."""
+    if fmt == Q4_K:
+        return 0
     return 2 * GROUP * (2 if fmt == Q4_1 else 1)
 
 
 @njit(**KERNEL)
 def block_bytes(fmt: int) -> int:
-    """Bytes of one block (32 weights) of one group of rows."""
+    """Bytes of one block (32 weights) of one group of rows (Q4_K: its codes; the head is the super-block's)."""
     return header_bytes(fmt) + GROUP * (BLOCK if fmt == Q8 else BLOCK // 2)
+
+
+@njit(**KERNEL)
+def group_bytes(fmt: int, k: int) -> int:
+    """Bytes of one group of rows of length k."""
+    blocks = k // BLOCK
+    if fmt == Q4_K:
+        supers = (blocks + SUPER - 1) // SUPER
+        return supers * SUPER_HEAD + blocks * block_bytes(fmt)
+    return blocks * block_bytes(fmt)
+
+
+@njit(**KERNEL)
+def codes_offset(fmt: int, b: int) -> int:
+    """Where block b's codes start in a group's bytes."""
+    if fmt == Q4_K:
+        return super_offset(fmt, b) + SUPER_HEAD + (b % SUPER) * block_bytes(fmt)
+    return b * block_bytes(fmt) + header_bytes(fmt)
+
+
+@njit(**KERNEL)
+def super_offset(fmt: int, b: int) -> int:
+    """Q4_K: where the super-block holding block b starts in a group's bytes."""
+    return (b // SUPER) * SUPER_BYTES
 
 
 # -- four-byte dot products per lane ---------------------------------------------------------------
@@ -127,6 +165,29 @@ def _dot_pairs(builder, acc, w, x):
     return builder.add(acc, pairs)
 
 
+def _super_block_scales(builder, sb, j):
+    """Q4_K: block j's (D * s, -(M * m)) per row, from the super-block at byte pointer ``sb``."""
+    floats, ints = vec(F32, GROUP), vec(I32, GROUP)
+
+    def load(offset, t):
+        return builder.load(builder.bitcast(builder.gep(sb, [offset]), t.as_pointer()), align=1)
+
+    big_d = builder.fpext(load(i64(0), vec(F16, GROUP)), floats)
+    big_m = builder.fpext(load(i64(2 * GROUP), vec(F16, GROUP)), floats)
+    low = builder.zext(load(builder.add(i64(4 * GROUP), builder.mul(j, i64(GROUP))), vec(I8, GROUP)), ints)
+    high = builder.lshr(load(i64(12 * GROUP), ints), splat(builder, builder.trunc(builder.mul(j, i64(4)), I32), GROUP))
+
+    def ints_of(value):
+        return const(ints, [value] * GROUP)
+
+    s = builder.or_(builder.and_(low, ints_of(15)), builder.shl(builder.and_(high, ints_of(3)), ints_of(4)))
+    m = builder.or_(builder.lshr(low, ints_of(4)),
+                    builder.shl(builder.and_(builder.lshr(high, ints_of(2)), ints_of(3)), ints_of(4)))
+    d_w = builder.fmul(big_d, builder.sitofp(s, floats))
+    m_w = builder.fmul(builder.fmul(big_m, builder.sitofp(m, floats)), const(floats, [-1.0] * GROUP))
+    return fence(builder, d_w), fence(builder, m_w)   # exact products, used as Q4_1's loaded scale and minimum
+
+
 def _store_lanes(builder, values, o_row, first, limit):
     """out[first + l] = values[l] for the lanes l < limit (a group past the matrix's last row is cut)."""
     full = builder.icmp_signed(">=", limit, i64(GROUP))
@@ -144,7 +205,7 @@ def _store_lanes(builder, values, o_row, first, limit):
 def quant_tile(fmt: int, tokens: int):
     """The intrinsic ``tile(W, g, XQ, XD, XS, t0, out)``: rows of group ``g`` against ``tokens`` activations.
 
-    W uint8 [groups, blocks * block_bytes]; XQ int8 [T, k] (or int16: 16-bit
+    W uint8 [groups, group_bytes]; XQ int8 [T, k] (or int16: 16-bit
     activation blocks, for small models whose answers 8-bit rounding would
     change); XD float32 [T, k/32] (activation scales); XS int32 [T, k/32]
     (activation block sums); out float32 [T, n]: out[t0 + t, g * GROUP + l]
@@ -158,7 +219,7 @@ def quant_tile(fmt: int, tokens: int):
             return None
         element = I8 if XQ.dtype == types.int8 else I16
         signed_w = fmt == Q8 and (element == I16 or not _UNSIGNED_BYTES)
-        offset = {Q8: 0 if signed_w else -128, Q4_0: -8, Q4_1: 0}[fmt]
+        offset = {Q8: 0 if signed_w else -128, Q4_0: -8, Q4_1: 0, Q4_K: 0}[fmt]
         dot4 = _dot4 if element == I8 else _dot4_wide
 
         def codegen(context, builder, signature, args):
@@ -181,15 +242,23 @@ def quant_tile(fmt: int, tokens: int):
             floats = vec(F32, GROUP)
             loop = Loop(builder, "quant_blocks", i64(0), blocks, [const(floats, None)] * tokens)
             b = loop.index
-            blk = builder.gep(w_row, [builder.mul(b, i64(per_block))])
+            if fmt == Q4_K:
+                j = builder.and_(b, i64(SUPER - 1))
+                sb = builder.gep(w_row, [builder.mul(builder.sdiv(b, i64(SUPER)), i64(SUPER_BYTES))])
+                d_w, m_w = _super_block_scales(builder, sb, j)
+                codes = builder.gep(sb, [builder.add(i64(SUPER_HEAD), builder.mul(j, i64(per_block)))])
+            else:
+                blk = builder.gep(w_row, [builder.mul(b, i64(per_block))])
+                codes = builder.gep(blk, [i64(head)])
 
-            def load_at(offset_bytes, t):
-                return builder.load(builder.bitcast(builder.gep(blk, [i64(offset_bytes)]), t.as_pointer()), align=1)
+            def load_at(base, offset_bytes, t):
+                return builder.load(builder.bitcast(builder.gep(base, [i64(offset_bytes)]), t.as_pointer()), align=1)
 
-            d_w = builder.fpext(load_at(0, vec(F16, GROUP)), floats)
-            m_w = builder.fpext(load_at(2 * GROUP, vec(F16, GROUP)), floats) if fmt == Q4_1 else None
+            if fmt != Q4_K:
+                d_w = builder.fpext(load_at(blk, 0, vec(F16, GROUP)), floats)
+                m_w = builder.fpext(load_at(blk, 2 * GROUP, vec(F16, GROUP)), floats) if fmt == Q4_1 else None
             if fmt == Q8:
-                weights = [load_at(head + c * 4 * GROUP, vec(I8, 4 * GROUP)) for c in range(8)]
+                weights = [load_at(codes, c * 4 * GROUP, vec(I8, 4 * GROUP)) for c in range(8)]
                 if signed_w:  # q + 128 -> q
                     flip = const(vec(I8, 4 * GROUP), [-128] * (4 * GROUP))
                     weights = [builder.xor(w, flip) for w in weights]
@@ -197,7 +266,7 @@ def quant_tile(fmt: int, tokens: int):
             else:
                 low = const(vec(I8, 4 * GROUP), [15] * (4 * GROUP))
                 four = const(vec(I8, 4 * GROUP), [4] * (4 * GROUP))
-                packed = [load_at(head + c * 4 * GROUP, vec(I8, 4 * GROUP)) for c in range(4)]
+                packed = [load_at(codes, c * 4 * GROUP, vec(I8, 4 * GROUP)) for c in range(4)]
                 pieces = [(builder.and_(p, low), 4 * c) for c, p in enumerate(packed)]
                 pieces += [(builder.lshr(p, four), 16 + 4 * c) for c, p in enumerate(packed)]
             accs = list(loop.values)

@@ -105,6 +105,12 @@ def fmuladd(builder, a, b, c):
     return call_intrinsic(builder, f"llvm.fmuladd.v{a.type.count}f32", a.type, [a, b, c])
 
 
+def fence(builder, value):
+    """``value`` unchanged, as a barrier fast-math reassociation cannot cross: a product computed in two steps
+    then rounds the same way in every tile (batch invariance), whatever the optimizer does around it."""
+    return call_intrinsic(builder, f"llvm.arithmetic.fence.v{value.type.count}f32", value.type, [value])
+
+
 def prefetch(builder, address, locality: int = 3):
     """Ask for the cache line at the byte pointer ``address`` (a hint: never faults, changes no value).
 

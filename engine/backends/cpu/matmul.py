@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from numba import njit, prange, types
 
-from .dot_quant import GROUP, Q4_0, Q4_1, Q8, quant_tile
+from .dot_quant import GROUP, Q4_0, Q4_1, Q4_K, Q8, quant_tile
 from .dot_wide import wide_tile
 from .jit import KERNEL, PARALLEL, by_element_type
 from .llvm_ir import LANES
@@ -38,6 +38,8 @@ _q4_0_big, _q4_0_one = quant_tile(Q4_0, QUANT_TOKENS), quant_tile(Q4_0, 1)
 _q4_1_big, _q4_1_one = quant_tile(Q4_1, QUANT_TOKENS), quant_tile(Q4_1, 1)
 _q8_mid, _q4_0_mid, _q4_1_mid = quant_tile(Q8, QUANT_MID), quant_tile(Q4_0, QUANT_MID), quant_tile(Q4_1, QUANT_MID)
 _q8_two, _q4_0_two, _q4_1_two = quant_tile(Q8, 2), quant_tile(Q4_0, 2), quant_tile(Q4_1, 2)
+_q4_k_big, _q4_k_mid = quant_tile(Q4_K, QUANT_TOKENS), quant_tile(Q4_K, QUANT_MID)
+_q4_k_two, _q4_k_one = quant_tile(Q4_K, 2), quant_tile(Q4_K, 1)
 
 
 def rows_block(W, S, X, act, out, r0, t0, t1):
@@ -81,6 +83,8 @@ def _quant_block(W, S, X, act, out, r0, t0, t1):
             _q8_big(W, g, XQ, XD, XS, t, out)
         elif fmt == Q4_0:
             _q4_0_big(W, g, XQ, XD, XS, t, out)
+        elif fmt == Q4_K:
+            _q4_k_big(W, g, XQ, XD, XS, t, out)
         else:
             _q4_1_big(W, g, XQ, XD, XS, t, out)
         t += QUANT_TOKENS
@@ -89,6 +93,8 @@ def _quant_block(W, S, X, act, out, r0, t0, t1):
             _q8_mid(W, g, XQ, XD, XS, t, out)
         elif fmt == Q4_0:
             _q4_0_mid(W, g, XQ, XD, XS, t, out)
+        elif fmt == Q4_K:
+            _q4_k_mid(W, g, XQ, XD, XS, t, out)
         else:
             _q4_1_mid(W, g, XQ, XD, XS, t, out)
         t += QUANT_MID
@@ -97,6 +103,8 @@ def _quant_block(W, S, X, act, out, r0, t0, t1):
             _q8_two(W, g, XQ, XD, XS, t, out)
         elif fmt == Q4_0:
             _q4_0_two(W, g, XQ, XD, XS, t, out)
+        elif fmt == Q4_K:
+            _q4_k_two(W, g, XQ, XD, XS, t, out)
         else:
             _q4_1_two(W, g, XQ, XD, XS, t, out)
         t += 2
@@ -105,6 +113,8 @@ def _quant_block(W, S, X, act, out, r0, t0, t1):
             _q8_one(W, g, XQ, XD, XS, t, out)
         elif fmt == Q4_0:
             _q4_0_one(W, g, XQ, XD, XS, t, out)
+        elif fmt == Q4_K:
+            _q4_k_one(W, g, XQ, XD, XS, t, out)
         else:
             _q4_1_one(W, g, XQ, XD, XS, t, out)
         t += 1

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from numba import njit, prange, types
 
-from .dot_quant import GROUP, Q4_0, Q4_1, Q8, quant_tile
+from .dot_quant import GROUP, Q4_0, Q4_1, Q4_K, Q8, quant_tile
 from .dot_wide import wide_tile
 from .jit import KERNEL, PARALLEL, by_element_type, widen
 from .quant_formats import quantize_activations, unpack_rows
@@ -27,7 +27,7 @@ from .quant_formats import quantize_activations, unpack_rows
 ROWS = 4     # rows per tile for the 2-byte and float32 formats (packed formats: one group)
 PIECE = 8 * ROWS  # rows per piece of parallel work for those formats: a thread's next piece follows on in memory
 _tile4, _tile1 = wide_tile(ROWS, 1), wide_tile(1, 1)
-_q8, _q4_0, _q4_1 = quant_tile(Q8, 1), quant_tile(Q4_0, 1), quant_tile(Q4_1, 1)
+_q8, _q4_0, _q4_1, _q4_k = quant_tile(Q8, 1), quant_tile(Q4_0, 1), quant_tile(Q4_1, 1), quant_tile(Q4_K, 1)
 
 
 def row_unit(W):
@@ -79,6 +79,8 @@ def _quant_rows(W, S, x, act, out, r0, r1):
             _q8(W, g, XQ, XD, XS, 0, O)
         elif fmt == Q4_0:
             _q4_0(W, g, XQ, XD, XS, 0, O)
+        elif fmt == Q4_K:
+            _q4_k(W, g, XQ, XD, XS, 0, O)
         else:
             _q4_1(W, g, XQ, XD, XS, 0, O)
 

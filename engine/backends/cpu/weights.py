@@ -7,7 +7,7 @@ element type telling the format (uint16 = fp16, int16 = bf16): views of the
 file, which cost no memory beyond its pages, or - where the OS gives large
 arrays 2 MB pages (``copies_pay``) - one copy per matrix read from the file,
 the same bytes in the same resident memory, streamed faster. Quantized weights (``int8``,
-``q4_0``, ``q4_1``: packed blocks, ``quant_formats``) are made slice by slice
+``q4_0``, ``q4_1``, ``q4_k``: packed blocks, ``quant_formats``) are made slice by slice
 from ordinary file reads, so the original never sits in memory beside its
 copy; a block holding NaN or Inf stops loading with the tensor's name.
 """
@@ -36,7 +36,7 @@ _SLICE_BYTES = 1 << 25  # rows read and quantized at a time (32 MiB of stored we
 @dataclass
 class Weight:
     shape: tuple[int, int]
-    format: str                                   # "float16", "bfloat16", "float32", "int8", "q4_0", "q4_1"
+    format: str                                   # "float16", "bfloat16", "float32", "int8", "q4_0", "q4_1", "q4_k"
     # (first row, data, scales): packed formats have one part, data uint8 [groups, bytes], scales
     # int64 (format code, rows, k)
     parts: list[tuple[int, np.ndarray, np.ndarray]] = field(default_factory=list)
