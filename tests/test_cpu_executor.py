@@ -253,6 +253,15 @@ def test_weights_stay_mapped_where_copies_would_not_get_large_pages(monkeypatch)
     assert weights.copies_pay() is True
 
 
+def test_an_unknown_int4_layout_stops_with_the_variable_to_fix(llama3_chunked, monkeypatch):
+    from engine.backends.cpu import quantize
+    from engine.errors import ConfigError
+
+    monkeypatch.setattr(quantize, "INT4_LAYOUT", "q5_0")   # as LLAMA_DESK_INT4_LAYOUT=q5_0 would set it
+    with pytest.raises(ConfigError, match="LLAMA_DESK_INT4_LAYOUT='q5_0'.*q4_k, q4_1 or q4_0"):
+        make_executor("cpu", llama3_chunked[0], llama3_chunked[1], weight_format="int4")
+
+
 def test_int8_weights_hold_about_half_the_bytes(llama3_chunked, llama3_int8):
     stored = make_executor("cpu", llama3_chunked[0], llama3_chunked[1])
     for short in ("wq", "wk", "w1", "w2"):

@@ -14,17 +14,25 @@ from __future__ import annotations
 
 import os
 
+from engine.errors import ConfigError
+
 from .dot_quant import BLOCK, Q4_0, Q4_1, Q4_K, Q8
 from .quant_formats import packed_bytes
 
-INT4_LAYOUT = os.environ.get("LLAMA_DESK_INT4_LAYOUT") or "q4_k"   # the variable: to measure layouts
+INT4_LAYOUT = os.environ.get("LLAMA_DESK_INT4_LAYOUT", "").strip().lower() or "q4_k"   # to measure layouts
 _CODES = {"int8": Q8, "q4_0": Q4_0, "q4_1": Q4_1, "q4_k": Q4_K}
 QUANTIZED = ("int8", "int4")
 
 
 def format_code(weight_format: str) -> int:
     """The packed format a ``weight_format`` choice ("int8", "int4") quantizes to."""
-    return _CODES[INT4_LAYOUT if weight_format == "int4" else weight_format]
+    name = INT4_LAYOUT if weight_format == "int4" else weight_format
+    if name not in _CODES:
+        raise ConfigError(f"LLAMA_DESK_INT4_LAYOUT={INT4_LAYOUT!r} is not a 4-bit layout: set it to q4_k, q4_1 or "
+                          "q4_0, or unset it for the default (q4_k)." if weight_format == "int4"
+                          else f"{weight_format!r} is not a weight format the cpu backend quantizes to (int8, int4).",
+                          code="unknown_weight_format", params={"format": name})
+    return _CODES[name]
 
 
 def head_format(name: str, cfg, weight_format: str) -> str:
