@@ -3,6 +3,7 @@
     python bench/decode_turns.py                        # TinyLlama fp16, 0.85B GQA bf16: cpu:stored vs llama.cpp:F16
     python bench/decode_turns.py --only cpu:int4,llama.cpp:Q4_0,cpu:int8,llama.cpp:Q8_0 --rounds 30
     python bench/decode_turns.py -C model.yaml -M model.ckpt --only cpu:int4,llama.cpp:Q4_0 --gguf-direct   # 7-8B
+    python bench/decode_turns.py --only cpu:int4,cpu:int4@../main,llama.cpp:Q4_0   # a change against another checkout
 
 Why a second decode benchmark beside ``speed.py``: on a shared machine (this
 VM among them) the memory's speed drifts by a third within seconds to minutes
@@ -83,7 +84,8 @@ def _serve(spec: dict) -> None:
 
 
 def _start(spec: dict) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)], stdin=subprocess.PIPE,
+    script = Path(spec["checkout"]) / "bench" / Path(__file__).name if spec.get("checkout") else Path(__file__)
+    proc = subprocess.Popen([sys.executable, str(script), "--worker", json.dumps(spec)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, encoding="utf-8", env=dict(os.environ, GLOG_v="3"))
     for line in proc.stdout:
         if line.strip() == "ready":
@@ -101,8 +103,10 @@ def measure(config: Path, ckpt: Path, runs: list[str], args) -> dict:
     workers = {}
     try:
         for run in runs:                     # loaded one at a time: loads do not compete
-            backend, fmt = run.split(":")
+            decoder, _, checkout = run.partition("@")       # "@folder": that checkout's code (a change's A/B)
+            backend, fmt = decoder.split(":")
             spec = {"run": run, "backend": backend, "format": fmt, "threads": args.threads, "vocab": vocab,
+                    "checkout": str(Path(checkout).resolve()) if checkout else "",
                     "steps": steps, "burst": args.burst, "builtin": args.builtin, "config": str(config),
                     "checkpoint": str(ckpt)}
             if backend == "llama.cpp":
@@ -123,8 +127,11 @@ def measure(config: Path, ckpt: Path, runs: list[str], args) -> dict:
     result = {"model": str(ckpt), "rounds": args.rounds, "burst": args.burst,
               "median_step_s": {run: statistics.median(v) for run, v in rounds.items()},
               "best_round_step_s": {run: min(v) for run, v in rounds.items()}, "round_steps_s": rounds, "vs": {}}
-    for ours, peer in speed.PEERS:
-        if ours in rounds and peer in rounds:
+    pairs = [(ours, peer) for ours, peer in speed.PEERS if peer in rounds
+             for ours in [ours] + [run for run in rounds if run.startswith(ours + "@")]]
+    pairs += [(run.partition("@")[0], run) for run in rounds if "@" in run and run.partition("@")[0] in rounds]
+    for ours, peer in pairs:
+        if ours in rounds:
             ratios = sorted(p / o for o, p in zip(rounds[ours], rounds[peer]))
             quart = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
             result["vs"][f"{ours} / {peer}"] = {"median": statistics.median(ratios), "quartiles": [quart[0], quart[2]],
