@@ -135,17 +135,36 @@ def test_a_cancelled_load_leaves_no_file(model_copy, cache_dir, monkeypatch):
     assert _kept(cache_dir) == []
 
 
-def test_the_folder_keeps_within_its_limit_most_recent_first(model_copy, cache_dir, monkeypatch):
+def _copy(model, tmp_path, name):
+    ckpt = tmp_path / name
+    ckpt.write_bytes(model[0].read_bytes())
+    return ckpt, model[1]
+
+
+def test_the_least_recently_loaded_file_goes_first_when_the_folder_is_full(model_copy, cache_dir, tmp_path,
+                                                                            monkeypatch):
+    first, second = model_copy, _copy(model_copy, tmp_path, "second.ckpt")
+    _load(first).close()
+    (first_file,) = _kept(cache_dir)
+    _load(second).close()
+    _load(first).close()                           # loaded again: now the most recently used
+    size = (cache_dir / first_file).stat().st_size
+    monkeypatch.setenv(weight_cache.LIMIT_ENV, str(2.5 * size / 1e9))    # room for two files, not three
+    third = _copy(model_copy, tmp_path, "third.ckpt")
+    _load(third).close()
+    kept = _kept(cache_dir)
+    assert len(kept) == 2 and first_file in kept and any(name.startswith("third-") for name in kept)
+
+
+def test_weights_bigger_than_the_limit_are_not_kept_and_the_others_stay(model_copy, cache_dir, monkeypatch):
     _load(model_copy, "int4").close()
-    (int4,) = cache_dir.iterdir()
-    monkeypatch.setenv(weight_cache.LIMIT_ENV, str(int4.stat().st_size * 1.5 / 1e9))   # room for the int4 file only
-    _load(model_copy, "int8").close()              # bigger than the limit: not kept, the int4 file stays
-    assert _kept(cache_dir) == [int4.name]
-    st = os.stat(model_copy[0])
-    os.utime(model_copy[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    _load(model_copy, "int4").close()              # a new int4 file: the old one is evicted to make room
-    (newer,) = cache_dir.iterdir()
-    assert newer.name != int4.name
+    (int4,) = _kept(cache_dir)
+    monkeypatch.setenv(weight_cache.LIMIT_ENV, str((cache_dir / int4).stat().st_size / 1e9))   # int8 is bigger
+    _load(model_copy, "int8").close()
+    assert _kept(cache_dir) == [int4]
+    again = _load(model_copy, "int4")
+    assert again.weights_from_cache
+    again.close()
 
 
 def test_off_keeps_nothing(model_copy, cache_dir, monkeypatch):

@@ -40,8 +40,6 @@ import numpy as np
 
 from engine.atomic_write import replace_with_retry
 
-from .weights import Weight
-
 log = logging.getLogger("engine.weight_cache")
 SUFFIX = ".qweights"
 TRAILER = b"LDQW-v1\n"
@@ -51,6 +49,7 @@ _ALIGN = 4096
 _FREE_MARGIN = 2 << 30          # never leave the disk with less than this free
 _STALE_TMP_S = 1800             # a temporary file untouched this long belongs to a load that was killed
 _CHUNK = 1 << 24                # bytes read (and checked) at a time
+_INDEX_BYTES = 256               # a tensor's entry in the index, at most (name, offset, shape, CRC)
 
 
 def limit_bytes() -> int:
@@ -207,7 +206,7 @@ class WeightCache:
             pass
         return index["tensors"]
 
-    def read(self, name: str) -> Weight | None:
+    def read(self, name: str):
         """The tensor's blocks from the kept file (CRC checked), or None: quantize it (and ``add`` it)."""
         if self._reader is None:
             return None
@@ -229,6 +228,7 @@ class WeightCache:
             self._discard(f"the tensor {name} does not match its checksum")
             return None
         from .quant_formats import FORMAT_NAMES
+        from .weights import Weight
         return Weight((rows, k), FORMAT_NAMES[fmt], [(0, data, np.array([fmt, rows, k], np.int64))])
 
     def _discard(self, why: str) -> None:
@@ -242,7 +242,8 @@ class WeightCache:
     def _start_writing(self) -> None:
         _evict(self.folder, self.limit, keep=None)
         from .quant_formats import packed_shape
-        need = sum(_ALIGN + int(np.prod(packed_shape(fmt, rows, k))) for fmt, rows, k in self.tensors.values())
+        need = sum(-(-int(np.prod(packed_shape(fmt, rows, k))) // _ALIGN) * _ALIGN
+                   for fmt, rows, k in self.tensors.values()) + _INDEX_BYTES * len(self.tensors)
         others = cache_size(self.folder)
         free = shutil.disk_usage(self.folder).free
         if need > self.limit or need + _FREE_MARGIN > free:
@@ -254,7 +255,7 @@ class WeightCache:
         self._tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
         self._writer = open(self._tmp, "wb")
 
-    def add(self, name: str, weight: Weight) -> None:
+    def add(self, name: str, weight) -> None:
         """Append a tensor just quantized (a failure to write only means no file this time)."""
         if self._writer is None:
             return
