@@ -180,8 +180,9 @@ def test_settings_show_the_saved_states_and_clear_them(qtbot, open_window, home,
     qtbot.waitUntil(lambda: status.text() == "" and not saved_states(home), timeout=10_000)
 
 
-def test_settings_show_the_kept_quantized_weights_and_clear_them(qtbot, home, llama3_chunked, monkeypatch):
+def test_settings_show_the_kept_quantized_weights_and_clear_them(qtbot, home, monkeypatch):
     """A real int4 load keeps its weights in the user-data folder; Settings shows their size, Clear deletes them."""
+    import model_factory as mf
     from fixtures import make_executor
 
     from app.preferences import Preferences
@@ -190,7 +191,8 @@ def test_settings_show_the_kept_quantized_weights_and_clear_them(qtbot, home, ll
     from engine.paths import quantized_weights_dir
 
     monkeypatch.setenv(weight_cache.LIMIT_ENV, "16")
-    make_executor("cpu", llama3_chunked[0], llama3_chunked[1], weight_format="int4").close()
+    ckpt, yml, _ = mf.cached_model(mf.ONE_LAYER_GQA)
+    make_executor("cpu", ckpt, yml, weight_format="int4").close()
     (kept,) = quantized_weights_dir().iterdir()
     dialog = SettingsDialog(Preferences())
     qtbot.addWidget(dialog)

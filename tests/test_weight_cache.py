@@ -13,6 +13,7 @@ import threading
 import numpy as np
 import pytest
 
+import model_factory as mf
 from fixtures import make_executor
 
 from engine.backends.cpu import weight_cache, weights
@@ -33,11 +34,12 @@ def cache_dir(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def model_copy(llama3_chunked, tmp_path):
-    """A copy of the GQA checkpoint this test may touch or change."""
+def model_copy(tmp_path):
+    """A copy of the one-layer bf16 GQA checkpoint (LLaMA3's vocabulary) this test may touch or change."""
+    source, yml, _ = mf.cached_model(mf.ONE_LAYER_GQA)
     ckpt = tmp_path / "model.ckpt"
-    ckpt.write_bytes(llama3_chunked[0].read_bytes())
-    return ckpt, llama3_chunked[1]
+    ckpt.write_bytes(source.read_bytes())
+    return ckpt, yml
 
 
 def _load(model, fmt="int4", **kw):
