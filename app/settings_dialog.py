@@ -5,12 +5,11 @@ from __future__ import annotations
 import copy
 import importlib.util
 
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout,
-                               QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QSpinBox, QTabWidget, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout, QLabel,
+                               QPlainTextEdit, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
 
-from .background import Task
 from .conversation_settings import GenerationForm, check_values
+from .disk_use_row import DiskUseRow
 from .model_setup import ModelSetupForm
 from .preferences import GENERATION_FIELDS, Preferences, generation_values
 from .theme import show_problem
@@ -26,7 +25,7 @@ class SettingsDialog(QDialog):
         """``states_shown(bytes)``: also told what the saved states take (the window's status bar), at once
         after Clear, even when this dialog has closed before the files were gone."""
         super().__init__(parent)
-        self.states_shown, self._closed = states_shown, False
+        self.states_shown = states_shown
         self.prefs = copy.deepcopy(prefs)
         self.setWindowTitle(self.tr("Settings"))
         self.resize(720, 560)
@@ -94,57 +93,35 @@ class SettingsDialog(QDialog):
         form.addRow(self.tr("Default system prompt"), self.system_prompt)
         form.addRow(self.tr("API"), api_row)
         form.addRow("", self.api_address)
-        form.addRow(self.tr("Saved conversations"), self._saved_states_row())
+        self.disk_rows = [self._saved_states_row(), self._quantized_weights_row()]
+        form.addRow(self.tr("Saved conversations"), self.disk_rows[0])
+        form.addRow(self.tr("Quantized weights"), self.disk_rows[1])
         return page
 
     def _show_api_address(self, port: int) -> None:
         self.api_address.setText(self.tr("Will listen on http://127.0.0.1:{0}").format(port))
 
-    def _saved_states_row(self) -> QWidget:
+    def _saved_states_row(self) -> DiskUseRow:
         """The size limit of the conversation states kept on disk, what they take now, and Clear."""
-        row = QWidget()
-        self.states_limit = QDoubleSpinBox(minimum=0.0, maximum=1000.0, singleStep=0.5, decimals=1,
-                                           value=self.prefs.saved_states_gb, suffix=" GB")
-        self.states_limit.setSpecialValueText(self.tr("Off"))
-        self.states_limit.setToolTip(self.tr("A reopened conversation continues at once instead of reading the whole "
-                                             "chat again; the least recently used are deleted beyond this size"))
-        self.states_used = QLabel()
-        self.states_clear = QPushButton(self.tr("Clear"))
-        self.states_clear.clicked.connect(self._clear_states)
-        line = QHBoxLayout(row)
-        line.setContentsMargins(0, 0, 0, 0)
-        for widget in (self.states_limit, self.states_used, self.states_clear):
-            line.addWidget(widget)
-        line.addStretch(1)
-        self._states_job(lambda: None)
+        from engine.generation.prompt_states import remove_states, states_size
+        from engine.paths import prompt_states_dir
+        row = DiskUseRow(lambda: states_size(prompt_states_dir()), lambda: remove_states(prompt_states_dir()),
+                         self.tr("A reopened conversation continues at once instead of reading the whole chat "
+                                 "again; the least recently used are deleted beyond this size"),
+                         limit_gb=self.prefs.saved_states_gb, shown=self.states_shown)
+        self.states_limit, self.states_used, self.states_clear = row.limit, row.used, row.clear
         return row
 
-    def _states_job(self, change) -> None:
-        """Run ``change`` on the saved states' folder off the UI thread, then show what they take."""
-        def job(_report):
-            from engine.generation.prompt_states import states_size
-            from engine.paths import prompt_states_dir
-            change()
-            return states_size(prompt_states_dir())
-        self._states_task = Task(job, then=self._states_measured).start()
-
-    def _states_measured(self, size: int) -> None:
-        if self.states_shown is not None:
-            self.states_shown(size)
-        if not self._closed:              # else its widgets are gone
-            self._show_states_size(size)
-
-    def _show_states_size(self, size: int) -> None:
-        used = (self.tr("{0:.2f} GB used").format(size / 1e9) if size >= 1e9
-                else self.tr("{0:.1f} MB used").format(size / 1e6))
-        self.states_used.setText(used)
-        self.states_clear.setEnabled(size > 0)
-
-    def _clear_states(self) -> None:
-        from engine.generation.prompt_states import remove_states
-        from engine.paths import prompt_states_dir
-        self.states_clear.setEnabled(False)
-        self._states_job(lambda: remove_states(prompt_states_dir()))
+    def _quantized_weights_row(self) -> DiskUseRow:
+        """What the 8-/4-bit weights kept from earlier loads take, and Clear (the engine keeps them in a limit)."""
+        from engine.backends.cpu.weight_cache import cache_size, limit_bytes, remove_all
+        from engine.paths import quantized_weights_dir
+        row = DiskUseRow(lambda: cache_size(quantized_weights_dir()), lambda: remove_all(quantized_weights_dir()),
+                         self.tr("8-bit and 4-bit weights made when a model was loaded, kept so that its next "
+                                 "load takes seconds instead of minutes; at most {0:.0f} GB, the least recently "
+                                 "loaded deleted first").format(limit_bytes() / 1e9))
+        self.weights_used, self.weights_clear = row.used, row.clear
+        return row
 
     def _answers(self) -> QWidget:
         page = QWidget()
@@ -174,7 +151,8 @@ class SettingsDialog(QDialog):
 
     def done(self, result: int) -> None:
         self.model.stop_work()
-        self._closed = True               # a running states job still tells ``states_shown``, not this dialog
+        for row in self.disk_rows:        # a running job still tells ``states_shown``, not these widgets
+            row.closing()
         super().done(result)
 
     def result_prefs(self) -> Preferences:

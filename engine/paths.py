@@ -38,10 +38,11 @@ CRASH_LOG = "crash.log"                    # in LOGS_FOLDER: Python's trace of a
 JIT_CACHE_FOLDER = "jit-cache"             # compiled CPU kernels
 CONVERTED_FOLDER = "models"                # the built-in model, converted from its GGUF
 PROMPT_STATES_FOLDER = "prompt-states"     # saved conversation states (KV caches), within a size limit
+QUANTIZED_FOLDER = "quantized-weights"     # int8/int4 copies of checkpoints made at load, within a size limit
 DOWNLOADS_FOLDER = "checkpoints"           # an installed copy's default models folder
 OUR_FILES = (HISTORY_FILE, HISTORY_FILE + "-wal", HISTORY_FILE + "-shm", SETTINGS_FILE, MODELS_CHOICE_FILE,
              VERIFIED_FILE, INSTANCE_LOCK_FILE)
-OUR_FOLDERS = (LOGS_FOLDER, JIT_CACHE_FOLDER, CONVERTED_FOLDER, PROMPT_STATES_FOLDER)
+OUR_FOLDERS = (LOGS_FOLDER, JIT_CACHE_FOLDER, CONVERTED_FOLDER, PROMPT_STATES_FOLDER, QUANTIZED_FOLDER)
 DOWNLOAD_FOLDERS = (DOWNLOADS_FOLDER,)
 
 # Windows: the named mutex the running app holds, so the installer can tell it is running before it
@@ -81,6 +82,11 @@ def converted_models_dir() -> Path:
 def prompt_states_dir() -> Path:
     """Where the app keeps one saved state (KV cache) per conversation and model."""
     return user_data_dir() / PROMPT_STATES_FOLDER
+
+
+def quantized_weights_dir() -> Path:
+    """Where the cpu backend keeps the 8-/4-bit copies it made, so the next load reads them instead."""
+    return user_data_dir() / QUANTIZED_FOLDER
 
 
 def verified_record() -> Path:

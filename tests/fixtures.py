@@ -22,6 +22,9 @@ import model_factory as mf
 ROOT = Path(__file__).resolve().parent.parent
 # Converted built-in models and settings go to the test cache, never the user's real folder.
 os.environ.setdefault("LLAMA_DESK_HOME", str(mf.CACHE / "home"))
+# Every load quantizes (the quantizer is what those tests check); tests/test_weight_cache.py turns the kept
+# quantized weights on for itself.
+os.environ.setdefault("LLAMA_DESK_WEIGHT_CACHE_GB", "0")
 
 
 @pytest.fixture(scope="session")

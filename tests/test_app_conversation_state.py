@@ -1,5 +1,5 @@
 """The app keeps each conversation's state on disk: reused after a restart, deleted with the conversation,
-bounded and cleared from Settings; and the two ways a conversation used to break (an empty answer in a
+bounded and cleared from Settings (as are the quantized weights a load kept); and the two ways a conversation used to break (an empty answer in a
 LLaMA2 chat, Stop while another request holds the model).
 
 Real window (offscreen), real engine thread, real SQLite; the built-in model (ChatML) and, for the LLaMA2
@@ -178,6 +178,31 @@ def test_settings_show_the_saved_states_and_clear_them(qtbot, open_window, home,
     act_on_next_dialog(SettingsDialog, clear_and_close)
     window.open_general_settings()
     qtbot.waitUntil(lambda: status.text() == "" and not saved_states(home), timeout=10_000)
+
+
+def test_settings_show_the_kept_quantized_weights_and_clear_them(qtbot, home, monkeypatch):
+    """A real int4 load keeps its weights in the user-data folder; Settings shows their size, Clear deletes them."""
+    import model_factory as mf
+    from fixtures import make_executor
+
+    from app.preferences import Preferences
+    from app.settings_dialog import SettingsDialog
+    from engine.backends.cpu import weight_cache
+    from engine.paths import quantized_weights_dir
+
+    monkeypatch.setenv(weight_cache.LIMIT_ENV, "16")
+    ckpt, yml, _ = mf.cached_model(mf.ONE_LAYER_GQA)
+    make_executor("cpu", ckpt, yml, weight_format="int4").close()
+    (kept,) = quantized_weights_dir().iterdir()
+    dialog = SettingsDialog(Preferences())
+    qtbot.addWidget(dialog)
+    shown = f"{kept.stat().st_size / 1e6:.1f} MB used"
+    qtbot.waitUntil(lambda: dialog.weights_used.text() == shown, timeout=10_000)
+    assert dialog.weights_clear.isEnabled()
+    dialog.weights_clear.click()
+    qtbot.waitUntil(lambda: dialog.weights_used.text() == "0.0 MB used", timeout=10_000)
+    assert not kept.exists() and not dialog.weights_clear.isEnabled()
+    dialog.reject()
 
 
 def test_the_size_limit_is_applied_to_what_is_saved(qtbot, open_window, home, engine_host):

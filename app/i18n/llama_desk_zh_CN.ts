@@ -251,6 +251,25 @@
     </message>
 </context>
 <context>
+    <name>DiskUseRow</name>
+    <message>
+        <source>Off</source>
+        <translation>关闭</translation>
+    </message>
+    <message>
+        <source>Clear</source>
+        <translation>清除</translation>
+    </message>
+    <message>
+        <source>{0:.2f} GB used</source>
+        <translation>已用 {0:.2f} GB</translation>
+    </message>
+    <message>
+        <source>{0:.1f} MB used</source>
+        <translation>已用 {0:.1f} MB</translation>
+    </message>
+</context>
+<context>
     <name>DownloadPanel</name>
     <message>
         <source>Download</source>
@@ -1177,24 +1196,16 @@
         <translation>已保存的对话状态</translation>
     </message>
     <message>
-        <source>Off</source>
-        <translation>关闭</translation>
+        <source>Quantized weights</source>
+        <translation>量化权重</translation>
+    </message>
+    <message>
+        <source>8-bit and 4-bit weights made when a model was loaded, kept so that its next load takes seconds instead of minutes; at most {0:.0f} GB, the least recently loaded deleted first</source>
+        <translation>加载模型时生成的 8 位和 4 位权重，保存下来后，下次加载只需几秒而不是几分钟；最多 {0:.0f} GB，最久未加载的先删除</translation>
     </message>
     <message>
         <source>A reopened conversation continues at once instead of reading the whole chat again; the least recently used are deleted beyond this size</source>
         <translation>重新打开的对话可立即继续，无需重新读取整个对话；超出此大小时，最久未使用的会被删除</translation>
-    </message>
-    <message>
-        <source>Clear</source>
-        <translation>清除</translation>
-    </message>
-    <message>
-        <source>{0:.2f} GB used</source>
-        <translation>已用 {0:.2f} GB</translation>
-    </message>
-    <message>
-        <source>{0:.1f} MB used</source>
-        <translation>已用 {0:.1f} MB</translation>
     </message>
     <message>
         <source>New conversations start with these settings; each conversation can change them (Conversation settings).</source>

@@ -138,6 +138,7 @@ class CpuExecutor(Executor):
         # rounding changed its greedy answers (to "What is the capital of France?", as llama.cpp's from
         # the same file), and at its size the extra integer work costs little.
         self.activation_type = np.int16 if options.blocks_file is not None else np.int8
+        self.weights_from_cache = False   # the quantized weights were read back from an earlier load's file
         try:
             self._build(options, progress, cancel)
         except BaseException:
@@ -149,6 +150,9 @@ class CpuExecutor(Executor):
         from . import jit
         from .precompile import kernel_variant
         from .quantize import QUANTIZED, can_quantize, format_code, head_format
+        from engine.paths import quantized_weights_dir
+
+        from .weight_cache import WeightCache
         from .weights import copies_pay, quantized_weight, stored_weight, vector
 
         jit.use_threads(self.threads)
@@ -168,6 +172,10 @@ class CpuExecutor(Executor):
         head = EMBEDDING if cfg.tie_word_embeddings else LM_HEAD
         total = sum(source.tensors[n].nbytes for n in matrices + [head])
         done, copy = 0, copies_pay()
+        packed = {n: (format_code(head_format(n, cfg, options.weight_format)), source.tensors[n].shape[0],
+                      int(np.prod(source.tensors[n].shape[1:])))
+                  for n in matrices + [head] if quantize and n not in blocks and can_quantize(source.tensors[n].shape)}
+        kept = WeightCache.open(quantized_weights_dir(), source, options.weight_format, packed)
 
         def load(name: str):
             nonlocal done
@@ -177,8 +185,12 @@ class CpuExecutor(Executor):
             info = source.tensors[name]
             if name in blocks:
                 weight = blocks.pop(name)
-            elif quantize and can_quantize(info.shape):
-                weight = quantized_weight(source, name, format_code(head_format(name, cfg, options.weight_format)))
+            elif name in packed:
+                weight = kept.read(name) if kept is not None else None
+                if weight is None:
+                    weight = quantized_weight(source, name, packed[name][0])
+                    if kept is not None:
+                        kept.add(name, weight)
             else:
                 weight = stored_weight(source, name, copy)
             if name != head:
@@ -189,15 +201,23 @@ class CpuExecutor(Executor):
             return weight
 
         self.layers = []
-        for i in range(cfg.num_layers):
-            layer = _Layer()
-            layer.attn_norm = vector(source, layer_name(i, "attention_norm"))
-            layer.ffn_norm = vector(source, layer_name(i, "ffn_norm"))
-            for short in _LINEAR:
-                setattr(layer, short, load(layer_name(i, short)))
-            self.layers.append(layer)
-        self.norm_out = vector(source, NORM_OUT)
-        self.lm_head = load(head)
+        try:
+            for i in range(cfg.num_layers):
+                layer = _Layer()
+                layer.attn_norm = vector(source, layer_name(i, "attention_norm"))
+                layer.ffn_norm = vector(source, layer_name(i, "ffn_norm"))
+                for short in _LINEAR:
+                    setattr(layer, short, load(layer_name(i, short)))
+                self.layers.append(layer)
+            self.norm_out = vector(source, NORM_OUT)
+            self.lm_head = load(head)
+        except BaseException:
+            if kept is not None:
+                kept.abandon()
+            raise
+        if kept is not None:
+            self.weights_from_cache = kept.hit
+            kept.finish()
         self.embedding = self.lm_head if cfg.tie_word_embeddings else stored_weight(source, EMBEDDING)
         formats = {getattr(layer, s).format for layer in self.layers for s in _LINEAR}
         self.weight_format = "/".join(sorted(formats))

@@ -67,7 +67,7 @@ def compile_in_child(cfg, source, options, progress=None, cancel: threading.Even
     Returns None when the kernels are cached (now or before), else why the child could not do it (the caller then
     compiles in-process). ``progress(stage, done, total)`` shows it; ``cancel`` stops it (raises ``Cancelled``).
     """
-    from . import jit
+    from . import jit, weight_cache
 
     variant = kernel_variant(cfg, source, options)
     if kernels_cached(variant):
@@ -82,7 +82,8 @@ def compile_in_child(cfg, source, options, progress=None, cancel: threading.Even
     try:
         # the same interpreter with the same flags (-I in the installed app: no stray folder imported)
         flags = subprocess._args_from_interpreter_flags()
-        env = dict(os.environ, **{jit.PARENTS_CACHE: str(jit.CACHE_DIR)})
+        # its one-layer model's quantized weights are of no use later: not kept (weight_cache's limit 0)
+        env = dict(os.environ, **{jit.PARENTS_CACHE: str(jit.CACHE_DIR), weight_cache.LIMIT_ENV: "0"})
         child = subprocess.Popen([sys.executable, *flags, "-c", _CHILD_CODE], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
                                  errors="replace", env=env, creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
