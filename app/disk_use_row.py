@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import shiboken6
 from PySide6.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from .background import Task
@@ -54,7 +55,8 @@ class DiskUseRow(QWidget):
     def _measured(self, size: int) -> None:
         if self._shown is not None:
             self._shown(size)
-        if not self._closed:
+        # closed, or deleted with a dialog that was never shown (its widgets are gone; this wrapper is not)
+        if not self._closed and shiboken6.isValid(self.used):
             self.used.setText(self.tr("{0:.2f} GB used").format(size / 1e9) if size >= 1e9
                               else self.tr("{0:.1f} MB used").format(size / 1e6))
             self.clear.setEnabled(size > 0)

@@ -179,6 +179,8 @@ ZH_CN = {
     "unknown_backend": "未知的后端 {name!r}。可用：auto、{choices}。",
     "unknown_chat_template": "未知的对话模板 {kind!r}。请使用：{choices}。",
     "unknown_device": "未知的设备 {device!r}。请使用：{choices}。",
+    "unknown_int4_layout":
+        "LLAMA_DESK_INT4_LAYOUT={layout!r} 不是 4 位布局：请设为 q4_k、q4_1 或 q4_0，或删除该变量以使用默认值（q4_k）。",
     "unknown_kv_cache": "未知的 KV 缓存类型 {kv_cache!r}。请使用：{choices}。",
     "unknown_weight_format": "未知的权重格式 {weight_format!r}。请使用：{choices}。",
     "verify_cancelled": "校验已取消。",

@@ -7,6 +7,7 @@ wrong (a changed checkpoint, a damaged or half-written file, a cancelled load) m
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 
@@ -98,7 +99,8 @@ def test_a_damaged_file_is_deleted_and_the_weights_quantized_again(model_copy, c
     raw[len(raw) // 3] ^= 0x10                     # one bit flipped inside the blocks
     kept.write_bytes(bytes(raw))
 
-    again = _load(model_copy)
+    with caplog.at_level(logging.WARNING, logger=weight_cache.log.name):   # whatever an earlier test set
+        again = _load(model_copy)
     assert all(np.array_equal(a, b) for a, b in zip(made, _blocks(again)))
     again.close()
     assert "does not match its checksum" in caplog.text and _kept(cache_dir) == []

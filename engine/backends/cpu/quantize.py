@@ -27,12 +27,14 @@ QUANTIZED = ("int8", "int4")
 def format_code(weight_format: str) -> int:
     """The packed format a ``weight_format`` choice ("int8", "int4") quantizes to."""
     name = INT4_LAYOUT if weight_format == "int4" else weight_format
-    if name not in _CODES:
+    if name in _CODES:
+        return _CODES[name]
+    if weight_format == "int4":
         raise ConfigError(f"LLAMA_DESK_INT4_LAYOUT={INT4_LAYOUT!r} is not a 4-bit layout: set it to q4_k, q4_1 or "
-                          "q4_0, or unset it for the default (q4_k)." if weight_format == "int4"
-                          else f"{weight_format!r} is not a weight format the cpu backend quantizes to (int8, int4).",
-                          code="unknown_weight_format", params={"format": name})
-    return _CODES[name]
+                          "q4_0, or unset it for the default (q4_k).", code="unknown_int4_layout",
+                          params={"layout": INT4_LAYOUT})
+    raise ConfigError(f"{weight_format!r} is not a weight format the cpu backend quantizes to (int8, int4).",
+                      code="unknown_weight_format", params={"weight_format": weight_format, "choices": "int8, int4"})
 
 
 def head_format(name: str, cfg, weight_format: str) -> str:
