@@ -13,7 +13,6 @@ is written or read back).
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -21,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from engine.kept_files import evict_least_recent, kept_files, kept_size, remove_kept
 
 from .kv_cache import shared_prefix
 from .prompt_cache import PromptStateFile
@@ -38,62 +39,22 @@ def state_file_name(key: str, identity: str) -> str:
 
 def states_size(folder: Path) -> int:
     """Bytes the saved states in ``folder`` take."""
-    return sum(size for _, size, _ in _states(folder))
+    return kept_size(folder, SUFFIX)
 
 
 def remove_states(folder: Path, key: str | None = None) -> int:
-    """Delete the states of conversation ``key`` (every model's), or all of them; how many were deleted."""
+    """Delete the states of conversation ``key`` (every model's), or all of them; how many were deleted.
+    One held open (Windows) stays, with a warning: it goes with the next eviction."""
     prefix = None if key is None else state_file_name(key, "")[:-len(SUFFIX)]
-    removed = 0
-    for path, _, _ in _states(folder):
-        if prefix is None or path.name.startswith(prefix):
-            try:
-                path.unlink()
-                removed += 1
-            except OSError as exc:           # held open on Windows: it goes with the next eviction
-                log.warning("cannot delete the saved state %s: %s", path, exc)
-    return removed
-
-
-def _states(folder: Path) -> list[tuple[Path, int, float]]:
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return []
-    out = []
-    for entry in entries:
-        if entry.name.endswith(SUFFIX) and entry.is_file():
-            try:
-                st = entry.stat()
-            except OSError:
-                continue
-            out.append((Path(entry.path), st.st_size, st.st_mtime))
-    return out
+    return remove_kept(path for path, _, _ in kept_files(folder, SUFFIX)
+                       if prefix is None or path.name.startswith(prefix))
 
 
 def evict(folder: Path, budget: int, busy: set[Path] = frozenset()) -> None:
     """Delete the least recently used states until the folder's states fit in ``budget`` bytes."""
-    now = time.time()
-    for entry in Path(folder).glob(f"*{SUFFIX}.*.tmp"):
-        try:
-            if now - entry.stat().st_mtime > _STALE_TMP_S:
-                entry.unlink()
-        except OSError:
-            pass
-    states = sorted(_states(folder), key=lambda s: s[2])
-    total = sum(size for _, size, _ in states)
-    for path, size, _ in states:
-        if total <= budget:
-            return
-        if path in busy:
-            continue
-        try:
-            path.unlink()
-            total -= size
-            log.info("evicted the saved state %s (%d MB) to keep the folder under %d MB", path.name, size >> 20,
-                     budget >> 20)
-        except OSError as exc:
-            log.warning("cannot evict the saved state %s: %s", path, exc)
+    for path, size in evict_least_recent(folder, SUFFIX, budget, keep=busy, stale_tmp_s=_STALE_TMP_S):
+        log.info("evicted the saved state %s (%d MB) to keep the folder under %d MB", path.name, size >> 20,
+                 budget >> 20)
 
 
 @dataclass

@@ -32,13 +32,13 @@ import os
 import shutil
 import struct
 import threading
-import time
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from engine.atomic_write import replace_with_retry
+from engine.kept_files import evict_least_recent, kept_files, kept_size, remove_kept
 
 log = logging.getLogger("engine.weight_cache")
 SUFFIX = ".qweights"
@@ -65,35 +65,12 @@ def limit_bytes() -> int:
 
 def cache_size(folder: Path) -> int:
     """Bytes the kept quantized weights in ``folder`` take."""
-    return sum(size for _, size, _ in _files(folder))
+    return kept_size(folder, SUFFIX)
 
 
 def remove_all(folder: Path) -> int:
     """Delete every kept file (those another program holds open stay); how many were deleted."""
-    removed = 0
-    for path, _, _ in _files(folder):
-        try:
-            path.unlink()
-            removed += 1
-        except OSError as exc:
-            log.warning("cannot delete %s: %s", path, exc)
-    return removed
-
-
-def _files(folder: Path) -> list[tuple[Path, int, float]]:
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return []
-    found = []
-    for entry in entries:
-        if entry.name.endswith(SUFFIX):
-            try:
-                st = entry.stat()
-            except OSError:
-                continue
-            found.append((Path(entry.path), st.st_size, st.st_mtime))
-    return found
+    return remove_kept(path for path, _, _ in kept_files(folder, SUFFIX))
 
 
 def _packing_digest() -> str:
@@ -116,25 +93,7 @@ def _packing_digest() -> str:
 
 def _evict(folder: Path, budget: int, keep: Path | None) -> None:
     """Delete the least recently used files until the folder fits ``budget`` (never ``keep``), and dead temps."""
-    now = time.time()
-    for entry in folder.glob(f"*{SUFFIX}.*.tmp"):
-        try:
-            if now - entry.stat().st_mtime > _STALE_TMP_S:
-                entry.unlink()
-        except OSError:
-            pass
-    files = sorted(_files(folder), key=lambda f: f[2])
-    total = sum(size for _, size, _ in files)
-    for path, size, _ in files:
-        if total <= budget:
-            break
-        if keep is not None and path == keep:
-            continue
-        try:
-            path.unlink()
-            total -= size
-        except OSError as exc:       # open in another program (Windows): it goes next time
-            log.warning("cannot delete %s: %s", path, exc)
+    evict_least_recent(folder, SUFFIX, budget, keep=frozenset() if keep is None else {keep}, stale_tmp_s=_STALE_TMP_S)
 
 
 class WeightCache:
