@@ -243,6 +243,53 @@ def test_copied_stored_weights_own_their_memory_and_give_the_maps_logits(llama3_
     copied.close()
 
 
+# fp16, MHA, every matrix packable (k a multiple of 16, rows of 4): the packed kernels' fp16 widening
+PACKABLE_FP16 = mf.TinySpec("packable_mha_fp16", dim=64, layers=2, heads=4, kv_heads=4, vocab=1000, ffn=176,
+                            theta=10000.0, dtype="float16")
+
+
+@pytest.mark.parametrize("model", ["llama3_chunked", "packable_fp16"])
+def test_packed_layer_matrices_give_the_numpy_references_tokens_and_the_maps_logits_bit_for_bit(model, llama3_chunked,
+                                                                                                 monkeypatch):
+    """Packed stored matrices (``dot_wide.pack_rows``: 4 rows side by side) hold the same values and the kernels
+    take each row's products in the same order: prefill, decode and batched steps give the map's very logits,
+    and greedy decoding gives the independent numpy forward pass's tokens."""
+    if model == "llama3_chunked":
+        ckpt, yml, weights, spec = llama3_chunked
+    else:
+        spec = PACKABLE_FP16
+        ckpt, yml, weights = mf.cached_model(spec)
+    prompt = [spec.bos, 5, 17, 99, 200, 42]
+    monkeypatch.setenv("LLAMA_DESK_STORED_WEIGHTS", "map")
+    mapped = make_executor("cpu", ckpt, yml)
+    monkeypatch.setenv("LLAMA_DESK_STORED_WEIGHTS", "packed")
+    packed = make_executor("cpu", ckpt, yml)
+    try:
+        for short in ("wq", "wk", "wo", "w1", "w2"):
+            w = getattr(packed.layers[0], short)
+            assert w.data.ndim == 3 and w.data.shape[0] * 4 == w.shape[0], short
+        assert packed.lm_head.data.ndim == 2   # the vocabulary matrix (also the tied embedding) stays in rows
+        assert np.array_equal(mapped.prefill(prompt, 0), packed.prefill(prompt, 0))
+        assert np.array_equal(mapped.decode(7, len(prompt)), packed.decode(7, len(prompt)))
+        assert np.array_equal(mapped.decode_batch([9, 11, 13], len(prompt) + 1),
+                              packed.decode_batch([9, 11, 13], len(prompt) + 1))
+        expected = ref.greedy(weights, spec.hp, prompt, 6)
+        assert greedy_ids(packed, prompt, 6) == expected
+    finally:
+        mapped.close()
+        packed.close()
+
+
+def test_a_model_with_an_unpackable_matrix_keeps_every_layer_in_rows(llama2_tiny, monkeypatch):
+    """ffn 172 is no multiple of 16: the step takes one array type per matrix kind, so no layer is packed."""
+    monkeypatch.setenv("LLAMA_DESK_STORED_WEIGHTS", "packed")
+    ex = make_executor("cpu", llama2_tiny[0], llama2_tiny[1])
+    try:
+        assert all(getattr(layer, s).data.ndim == 2 for layer in ex.layers for s in ("wq", "w1", "w2"))
+    finally:
+        ex.close()
+
+
 def test_weights_stay_mapped_where_copies_would_not_get_large_pages(monkeypatch):
     from engine.backends.cpu import weights
 

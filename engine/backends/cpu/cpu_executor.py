@@ -153,7 +153,7 @@ class CpuExecutor(Executor):
         from engine.paths import quantized_weights_dir
 
         from .weight_cache import WeightCache
-        from .weights import copies_pay, quantized_weight, stored_weight, vector
+        from .weights import packs_layers, quantized_weight, stored_layout, stored_weight, vector
 
         jit.use_threads(self.threads)
         cfg, source = self.config, self.source
@@ -171,10 +171,13 @@ class CpuExecutor(Executor):
         matrices = [layer_name(i, s) for i in range(cfg.num_layers) for s in _LINEAR]
         head = EMBEDDING if cfg.tie_word_embeddings else LM_HEAD
         total = sum(source.tensors[n].nbytes for n in matrices + [head])
-        done, copy = 0, copies_pay()
+        done, copy = 0, stored_layout() != "map"
         packed = {n: (format_code(head_format(n, cfg, options.weight_format)), source.tensors[n].shape[0],
                       int(np.prod(source.tensors[n].shape[1:])))
                   for n in matrices + [head] if quantize and n not in blocks and can_quantize(source.tensors[n].shape)}
+        # stored layer matrices side by side in 4-row groups (the vocabulary matrix stays in rows: its rows are
+        # also the tied embedding's)
+        pack_layers = packs_layers(source, [n for n in matrices if n not in packed and n not in blocks])
         kept = WeightCache.open(quantized_weights_dir(), source, options.weight_format, packed)
 
         def load(name: str):
@@ -192,7 +195,7 @@ class CpuExecutor(Executor):
                     if kept is not None:
                         kept.add(name, weight)
             else:
-                weight = stored_weight(source, name, copy)
+                weight = stored_weight(source, name, copy, pack=pack_layers and name != head)
             if name != head:
                 weight = _one_block(weight)
             done += info.nbytes

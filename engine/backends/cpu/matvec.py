@@ -5,7 +5,8 @@ kernel walks four rows at a time and shares every ``x[j]`` among them; the
 2-byte and float32 rows go through ``dot_wide``'s LLVM vector code, the same
 for fp16 and bf16 but for the one widening instruction.
 Formats:
-  * 2-byte (fp16 as uint16, bf16 as int16) and float32: ``W[n, k]``;
+  * 2-byte (fp16 as uint16, bf16 as int16) and float32: ``W[n, k]``, or packed 4 rows
+    side by side (3-D, ``dot_wide.pack_rows``);
   * packed 8-bit and 4-bit blocks (``quant_formats``): ``W`` uint8 [groups,
     bytes], ``S`` int64 (format, rows, k). The input vector is quantized to
     8-bit blocks first (``prepare_input``), so the inner loop is integer
@@ -20,11 +21,11 @@ from __future__ import annotations
 from numba import njit, prange, types
 
 from .dot_quant import GROUP, Q4_0, Q4_1, Q4_K, Q8, quant_tile
-from .dot_wide import wide_tile
+from .dot_wide import PACK_ROWS, wide_tile
 from .jit import KERNEL, PARALLEL, by_element_type, widen
 from .quant_formats import quantize_activations, unpack_rows
 
-ROWS = 4     # rows per tile for the 2-byte and float32 formats (packed formats: one group)
+ROWS = PACK_ROWS  # rows per tile for the 2-byte and float32 formats (packed formats: one group)
 PIECE = 8 * ROWS  # rows per piece of parallel work for those formats: a thread's next piece follows on in memory
 _tile4, _tile1 = wide_tile(ROWS, 1), wide_tile(1, 1)
 _q8, _q4_0, _q4_1, _q4_k = quant_tile(Q8, 1), quant_tile(Q4_0, 1), quant_tile(Q4_1, 1), quant_tile(Q4_K, 1)
@@ -57,8 +58,7 @@ def _group_unit(W):
 
 @njit(**KERNEL)
 def _wide_rows(W, S, x, act, out, r0, r1):
-    k = W.shape[1]
-    X, O = x.reshape(1, k), out.reshape(1, out.size)
+    X, O = x.reshape(1, x.size), out.reshape(1, out.size)
     r = r0
     while r + ROWS <= r1:
         _tile4(W, r, X, 0, O)

@@ -38,6 +38,7 @@ def kernel_variant(cfg, source, options) -> str:
     """What decides the kernels' argument types, as a file name: the layers' and the vocabulary matrix's formats,
     the embedding's, the KV cache's and the activations' (16-bit for the built-in model's own blocks)."""
     from .quantize import QUANTIZED, can_quantize, head_format
+    from .weights import packs_layers
 
     head = EMBEDDING if cfg.tie_word_embeddings else LM_HEAD
     own_blocks = options.weight_format == "int4" and options.blocks_file is not None
@@ -50,7 +51,10 @@ def kernel_variant(cfg, source, options) -> str:
             return head_format(name, cfg, options.weight_format)
         return info.dtype
 
-    layers = sorted({planned(layer_name(i, s)) for i in range(cfg.num_layers) for s in _LINEAR})
+    names = [layer_name(i, s) for i in range(cfg.num_layers) for s in _LINEAR]
+    layers = sorted({planned(n) for n in names})
+    if packs_layers(source, [n for n in names if planned(n) == source.tensors[n].dtype]):
+        layers = [f + "_packed" for f in layers]
     embedding = "tied" if cfg.tie_word_embeddings else source.tensors[EMBEDDING].dtype
     activations = "act16" if options.blocks_file is not None else "act8"
     return "-".join(["+".join(layers), f"head_{planned(head)}", f"emb_{embedding}", options.kv_cache, activations])
