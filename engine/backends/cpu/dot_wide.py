@@ -43,6 +43,10 @@ UNROLL = 4  # chunks of LANES per loop trip: more loads in flight per row
 PREFETCH_NEXT_TILE = True
 _L2 = 2   # llvm.prefetch locality: 3 = all levels (prefetcht0), 2 = L2 and out (prefetcht1)
 _BYTES = {"fp16": 2, "bf16": 2, "f32": 4}
+# A packed tile of several tokens (prefill, batched steps) prefetches the next group as it reads its own; a one-token
+# tile does not. Same matrices, 2 threads, in turns, 2026-12-04: one token 1.02-1.09x the GB/s without the prefetch;
+# 512 tokens 0.92-0.96x the row tile's GFLOP/s without it, 0.99-1.02x with it.
+PACKED_AHEAD_TOKENS = 2
 PACK_ROWS = 4  # rows side by side in a packed matrix: the decode tile's rows (``matvec.ROWS``)
 
 
@@ -56,7 +60,7 @@ def pack_rows(W):
     """``W[n, k]`` packed: each LANES-wide chunk of PACK_ROWS consecutive rows side by side (see the module).
 
     Measured on 2 threads, one matrix after another of 5632 x 2048 to 14336 x 4096 fp16 (more than the caches
-    hold), best of 20 in turns: 1.04-1.10x the GB/s of the same tile over rows as stored, whose PACK_ROWS
+    hold), best of 15-20 in turns: 1.02-1.10x the GB/s of the same tile over rows as stored, whose PACK_ROWS
     streams, each restarting the hardware prefetcher at every 4 KiB page, are what the packed stream avoids."""
     import numpy as np
 
@@ -87,7 +91,8 @@ def wide_tile(rows: int, tokens: int, ahead: bool = PREFETCH_NEXT_TILE):
     """The intrinsic ``tile(W, r0, X, t0, out)`` for a ``rows`` x ``tokens`` tile (both compile-time).
 
     ``ahead``: prefetch the next tile's rows as this one is read (``PREFETCH_NEXT_TILE``); it changes no result.
-    A packed ``W`` (3-D, ``pack_rows``) is one stream already: no prefetch; a tile's rows never cross a group.
+    A packed ``W`` (3-D, ``pack_rows``) is one stream: a tile of PACKED_AHEAD_TOKENS or more prefetches the next
+    group; a tile's rows never cross a group.
     """
     assert PACK_ROWS % rows == 0
 
@@ -131,6 +136,11 @@ def wide_tile(rows: int, tokens: int, ahead: bool = PREFETCH_NEXT_TILE):
                     for i in range(rows):
                         for line in range(0, step * size, 64):
                             prefetch(builder, builder.gep(w_rows[i], [builder.add(at, i64(line))]), locality=_L2)
+                if ahead and step != LANES and packed and rows == PACK_ROWS and tokens >= PACKED_AHEAD_TOKENS:
+                    size = _BYTES[kind] * PACK_ROWS   # the next group, at the same chunk: one stream read ahead
+                    at = builder.add(builder.mul(loop.index, i64(size)), w_strides[0])
+                    for line in range(0, step * size, 64):
+                        prefetch(builder, builder.gep(w_rows[0], [builder.add(at, i64(line))]), locality=_L2)
                 for u in range(step // LANES):
                     j = builder.add(loop.index, i64(u * LANES))
                     xs = [load_vector(builder, x_rows[t], j, F32, LANES, align=4) for t in range(tokens)]
