@@ -290,6 +290,34 @@ def test_a_model_with_an_unpackable_matrix_keeps_every_layer_in_rows(llama2_tiny
         ex.close()
 
 
+def test_by_default_only_rows_of_a_page_or_more_are_packed(llama3_chunked, monkeypatch):
+    """Packing pays where a tile's rows are streams a page apart; these 128-weight rows are not packed unless
+    asked for, and the large-page default packs a LLaMA-sized layer (rows of 4,096 bf16 weights)."""
+    from engine.backends.cpu import weights
+    from engine.weights.validation import open_weights
+
+    source = open_weights(llama3_chunked[0])
+    try:
+        names = [n for n in source.tensors if n.endswith(("wq.weight", "w2.weight"))]
+        monkeypatch.delenv("LLAMA_DESK_STORED_WEIGHTS", raising=False)
+        monkeypatch.setattr(weights, "copies_pay", lambda: True)
+        assert weights.stored_layout() == "packed" and not weights.packs_layers(source, names)
+        monkeypatch.setenv("LLAMA_DESK_STORED_WEIGHTS", "packed")
+        assert weights.packs_layers(source, names)
+        monkeypatch.setenv("LLAMA_DESK_STORED_WEIGHTS", "copy")
+        assert not weights.packs_layers(source, names)
+    finally:
+        source.close()
+    monkeypatch.delenv("LLAMA_DESK_STORED_WEIGHTS")
+
+    class Info:
+        shape, dtype = (14336, 4096), "bfloat16"
+
+    class Big:
+        tensors = {"layer": Info()}
+    assert weights.packs_layers(Big(), ["layer"])
+
+
 def test_weights_stay_mapped_where_copies_would_not_get_large_pages(monkeypatch):
     from engine.backends.cpu import weights
 
