@@ -185,6 +185,7 @@ ZH_CN = {
     "unknown_weight_format": "未知的权重格式 {weight_format!r}。请使用：{choices}。",
     "verify_cancelled": "校验已取消。",
     "version_invalid": "LLaMA 版本必须是 2 或 3（实际是 {version!r}）。",
+    "weight_cache_invalid": "保留的量化权重的大小上限必须是 0 或更大的 GB 数，实际是 {value!r}。",
     "weights_invalid_numbers":
         "模型在第 {token} 个输出词元处算出了无效数字（NaN 或 Inf）：它的权重很可能已损坏。请检查检查点中的坏张量，"
         "或重新下载。",

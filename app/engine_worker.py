@@ -64,8 +64,10 @@ class EngineWorker(QObject):
 
     # -- loading ------------------------------------------------------------------------------------
 
-    @Slot(object, object)
-    def load(self, choice: ModelChoice, cancel: threading.Event) -> None:
+    @Slot(object, object, object)
+    def load(self, choice: ModelChoice, cancel: threading.Event, weights_gb: float | None = None) -> None:
+        """Load ``choice`` (``weights_gb``: the size limit of the quantized weights kept on disk, None: the
+        engine's default)."""
         if self.engine is not None and choice == self.choice and self.streams == self.loaded_streams:
             self.loaded.emit(self.engine.info)
             return
@@ -75,7 +77,7 @@ class EngineWorker(QObject):
         try:
             self._check(choice)            # bad files are refused while the current model keeps working
             self._close_engine()           # then memory is freed before the next model takes it
-            self.engine = self._load(choice, cancel)
+            self.engine = self._load(choice, cancel, weights_gb)
             self.choice, self.loaded_streams = choice, self.streams
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message in the window
             from engine import EngineError
@@ -106,7 +108,7 @@ class EngineWorker(QObject):
                                       "free. Close other programs, or choose 8-bit weights or a smaller model.")
                               .format(need / 1e9, free / 1e9), subject="memory")
 
-    def _load(self, choice: ModelChoice, cancel: threading.Event):
+    def _load(self, choice: ModelChoice, cancel: threading.Event, weights_gb: float | None = None):
         from engine import load_engine
         last = [0.0, ""]
 
@@ -115,7 +117,8 @@ class EngineWorker(QObject):
             if stage != last[1] or done >= total or now - last[0] >= PROGRESS_S:
                 last[:] = [now, stage]
                 self.progress.emit(stage, int(done), int(total))
-        return load_engine(choice.model_source(), choice.run_options(self.streams), progress=report, cancel=cancel)
+        return load_engine(choice.model_source(), choice.run_options(self.streams, weights_gb), progress=report,
+                           cancel=cancel)
 
     def _close_engine(self) -> None:
         if self.engine is not None:
@@ -221,7 +224,7 @@ class EngineWorker(QObject):
 class EngineHost(QObject):
     """The window's handle on the engine thread. Only ``stop``/``cancel_load`` touch shared state."""
 
-    _load = Signal(object, object)
+    _load = Signal(object, object, object)
     _chat = Signal(str, object, object, str, object, object)
     _api = Signal(bool, int, str, int)
     _shutdown = Signal()
@@ -248,6 +251,7 @@ class EngineHost(QObject):
         self.failed_choice: ModelChoice | None = None   # the last choice that could not be loaded
         self._load_cancel: threading.Event | None = None
         self._requested: list[ModelChoice] = []  # loads asked for: each ends with one loaded or loadFailed
+        self.weights_gb: float | None = None  # the quantized weights kept on disk, at most (Settings > General)
         self._answers: dict[str, threading.Event] = {}
         self.thread.start()
 
@@ -264,7 +268,7 @@ class EngineHost(QObject):
             self._load_cancel.set()
         self._load_cancel = threading.Event()
         self._requested.append(choice)
-        self._load.emit(choice, self._load_cancel)
+        self._load.emit(choice, self._load_cancel, self.weights_gb)
 
     def cancel_load(self) -> None:
         if self._load_cancel is not None:

@@ -182,6 +182,7 @@ class MainWindow(QMainWindow):
         self.storage.call("conversations", then=self._conversations_read)
         if self.engine.info is not None:
             self.model_status.on_loaded(self.engine.info)
+        self.engine.weights_gb = self.prefs.quantized_weights_gb
         if self.prefs.api_server:  # the server follows the model: it starts once one is loaded
             self.engine.set_api_server(True, self.prefs.api_port, self.prefs.api_key, self.prefs.api_streams)
         if load_model:
@@ -350,10 +351,20 @@ class MainWindow(QMainWindow):
         api = (new.api_server, new.api_port, new.api_key, new.api_streams)
         if api != (old.api_server, old.api_port, old.api_key, old.api_streams):   # first: a model loading next
             self.engine.set_api_server(*api)                                    # loads with its streams
+        self.engine.weights_gb = new.quantized_weights_gb
+        if new.quantized_weights_gb < old.quantized_weights_gb:   # a lowered limit applies now, not at a load
+            self._trim_quantized_weights(new.quantized_weights_gb)
         if new.model != old.model or self.engine.info is None:
             self.load_model(new.model)
         if new.language != old.language:
             self.rebuildRequested.emit()
+
+    def _trim_quantized_weights(self, gb: float) -> None:
+        from engine.backends.cpu.weight_cache import trim
+        from engine.paths import quantized_weights_dir
+
+        from .background import Task
+        Task(lambda _report: trim(quantized_weights_dir(), gb)).start()   # (a running Task keeps itself)
 
     def edit_conversation_settings(self) -> None:
         from .conversation_settings import ConversationSettingsDialog

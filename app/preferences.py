@@ -52,12 +52,14 @@ class ModelChoice:
         return ModelSource(version=self.version, checkpoint=self.checkpoint or None, tokenizer=self.tokenizer or None,
                            config=self.config or None, template=self.template)
 
-    def run_options(self, parallel: int = 1):
+    def run_options(self, parallel: int = 1, weight_cache_gb: float | None = None):
         """The engine's ``ExecutorOptions`` (0 threads or context: the default); ``parallel``: answers computed
-        together (a KV cache each: the app's chat beside the local API's clients)."""
+        together (a KV cache each: the app's chat beside the local API's clients); ``weight_cache_gb``: the
+        size limit of the quantized weights kept on disk (Settings > General)."""
         from engine import ExecutorOptions
         return ExecutorOptions(backend=self.backend, weight_format=self.weight_format, threads=self.threads or None,
-                               max_seq_len=self.context_length or None, parallel=parallel)
+                               max_seq_len=self.context_length or None, parallel=parallel,
+                               weight_cache_gb=weight_cache_gb)
 
 
 @dataclass
@@ -88,6 +90,7 @@ class Preferences:
     last_conversation: str = ""          # the conversation shown at exit, shown again at the next start
     added_models: list = field(default_factory=list)   # models added by their files: {"name", "choice": {...}}
     saved_states_gb: float = 4.0         # conversation states kept on disk (reopened chats resume at once)
+    quantized_weights_gb: float = 16.0   # 8-/4-bit weights kept on disk (the next load skips quantizing)
 
     @property
     def saved_states_bytes(self) -> int:
@@ -100,7 +103,7 @@ _TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), 
 _RANGES = {"api_port": (1024, 65535), "api_streams": (1, 4), "threads": (0, 1024), "context_length": (0, 1 << 20),
            "temperature": (0, 2), "top_k": (0, 1000), "top_p": (0.01, 1), "repetition_penalty": (0.5, 2),
            "max_new_tokens": (1, 32768), "seed": (0, 2 ** 31 - 1),
-           "saved_states_gb": (0, 1000)}     # (the ranges Settings offers)
+           "saved_states_gb": (0, 1000), "quantized_weights_gb": (0, 1000)}     # (the ranges Settings offers)
 
 
 def _valid(f, value) -> bool:

@@ -114,13 +114,13 @@ class SettingsDialog(QDialog):
 
     def _quantized_weights_row(self) -> DiskUseRow:
         """What the 8-/4-bit weights kept from earlier loads take, and Clear (the engine keeps them in a limit)."""
-        from engine.backends.cpu.weight_cache import cache_size, limit_bytes, remove_all
+        from engine.backends.cpu.weight_cache import cache_size, remove_all
         from engine.paths import quantized_weights_dir
         row = DiskUseRow(lambda: cache_size(quantized_weights_dir()), lambda: remove_all(quantized_weights_dir()),
                          self.tr("8-bit and 4-bit weights made when a model was loaded, kept so that its next "
-                                 "load takes seconds instead of minutes; at most {0:.0f} GB, the least recently "
-                                 "loaded deleted first").format(limit_bytes() / 1e9))
-        self.weights_used, self.weights_clear = row.used, row.clear
+                                 "load takes seconds instead of minutes; the least recently loaded are deleted "
+                                 "beyond this size"), limit_gb=self.prefs.quantized_weights_gb)
+        self.weights_limit, self.weights_used, self.weights_clear = row.limit, row.used, row.clear
         return row
 
     def _answers(self) -> QWidget:
@@ -167,5 +167,6 @@ class SettingsDialog(QDialog):
         prefs.api_port = self.port.value()
         prefs.api_streams = self.api_streams.value()
         prefs.saved_states_gb = self.states_limit.value()
+        prefs.quantized_weights_gb = self.weights_limit.value()
         prefs.model = self.model.choice()
         return prefs

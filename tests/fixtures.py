@@ -42,7 +42,7 @@ def llama3_chunked():
 
 
 def make_executor(backend: str, ckpt, yml, *, max_seq_len=None, weight_format="stored", threads=None,
-                  kv_cache="float16", parallel=1):
+                  kv_cache="float16", parallel=1, weight_cache_gb=None):
     """An executor from the registry, built the way load_engine builds it (it owns the source)."""
     from engine.backends.registry import ExecutorOptions, get_backend
     from engine.config import load_config
@@ -53,7 +53,7 @@ def make_executor(backend: str, ckpt, yml, *, max_seq_len=None, weight_format="s
     validate_weights(source, cfg)
     options = ExecutorOptions(max_seq_len=max_seq_len or cfg.seq_length, device="CPU",
                               weight_format=weight_format, threads=threads, kv_cache=kv_cache,
-                              config_path=Path(yml), parallel=parallel)
+                              config_path=Path(yml), parallel=parallel, weight_cache_gb=weight_cache_gb)
     return get_backend(backend).executor_class()(cfg, source, options)
 
 

@@ -205,6 +205,43 @@ def test_settings_show_the_kept_quantized_weights_and_clear_them(qtbot, home, mo
     dialog.reject()
 
 
+def test_the_settings_limit_of_kept_weights_goes_with_the_load_and_a_lower_one_trims_at_once(
+        qtbot, app_qt, open_window, home, llama2_tiny, spm_model):
+    """Settings > General > Quantized weights: its limit reaches the engine with the load (the tests' environment
+    turns the cache off: the setting wins), and lowering it to Off deletes what was kept at once."""
+    from app.engine_worker import EngineHost
+    from app.preferences import ModelChoice
+    from app.settings_dialog import SettingsDialog
+    from engine.paths import quantized_weights_dir
+
+    ckpt, yml, _, _ = llama2_tiny
+    host = EngineHost()
+    host.weights_gb = 16.0
+    host.load(ModelChoice(source="llama2", checkpoint=str(ckpt), tokenizer=str(spm_model), config=str(yml),
+                          backend="cpu", weight_format="int4", template="llama2"))
+    qtbot.waitUntil(lambda: host.info is not None or not host.loading, timeout=300_000)
+    assert host.info is not None and host.info.weight_format.endswith("q4_k")       # quantized at this load
+    (kept,) = quantized_weights_dir().glob("*.qweights")
+    prefs = quick_prefs()
+    prefs.model, prefs.quantized_weights_gb = host.worker.choice, 16.0
+    window = open_window(prefs, engine=host)
+
+    chosen = []
+
+    def lower(dialog) -> None:
+        assert dialog.weights_limit.value() == 16.0
+        dialog.weights_limit.setValue(0.0)
+        assert dialog.weights_limit.text() == "Off"
+        chosen.append(dialog.result_prefs())
+    act_on_next_dialog(SettingsDialog, lower)
+    window.open_general_settings()
+    assert host.weights_gb == 16.0 and chosen[0].quantized_weights_gb == 0.0
+    window.apply_prefs(chosen[0])                                       # what OK does with them
+    assert host.weights_gb == 0.0 and window.prefs.quantized_weights_gb == 0.0
+    qtbot.waitUntil(lambda: not kept.exists(), timeout=10_000)
+    assert host.info is not None                                        # the model stays loaded
+
+
 def test_the_size_limit_is_applied_to_what_is_saved(qtbot, open_window, home, engine_host):
     prefs = quick_prefs()
     prefs.saved_states_gb = 0.000_01                                 # 10 kB: less than one state

@@ -171,6 +171,40 @@ def test_weights_bigger_than_the_limit_are_not_kept_and_the_others_stay(model_co
     again.close()
 
 
+def test_the_loads_own_limit_wins_over_the_environment(model_copy, cache_dir, tmp_path, monkeypatch):
+    """The app's Settings pass the limit with the load (``weight_cache_gb``): it decides, whatever the variable says."""
+    monkeypatch.setenv(weight_cache.LIMIT_ENV, "0")                     # off, as far as the environment goes
+    _load(model_copy, weight_cache_gb=16).close()
+    (first,) = _kept(cache_dir)
+    monkeypatch.setenv(weight_cache.LIMIT_ENV, "16")
+    _load(_copy(model_copy, tmp_path, "second.ckpt"), weight_cache_gb=0).close()    # off: nothing new kept
+    assert _kept(cache_dir) == [first]
+    again = _load(model_copy, weight_cache_gb=16)
+    assert again.weights_from_cache
+    again.close()
+
+
+def test_a_lowered_limit_trims_the_folder_at_once_oldest_first(model_copy, cache_dir, tmp_path):
+    _load(model_copy).close()
+    (oldest,) = _kept(cache_dir)
+    _load(_copy(model_copy, tmp_path, "second.ckpt")).close()
+    (newest,) = set(_kept(cache_dir)) - {oldest}
+    size = (cache_dir / newest).stat().st_size
+    weight_cache.trim(cache_dir, 1.5 * size / 1e9)                          # room for one of the two
+    assert _kept(cache_dir) == [newest]
+    weight_cache.trim(cache_dir, 0)                                        # "Off": none kept
+    assert _kept(cache_dir) == []
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), True, "16"])
+def test_a_limit_that_is_no_size_is_refused_with_the_setting_named(bad):
+    from engine import EngineError, ExecutorOptions
+
+    with pytest.raises(EngineError) as caught:
+        ExecutorOptions(weight_cache_gb=bad)
+    assert caught.value.code == "weight_cache_invalid" and "quantized weights" in str(caught.value)
+
+
 def test_off_keeps_nothing(model_copy, cache_dir, monkeypatch):
     monkeypatch.setenv(weight_cache.LIMIT_ENV, "0")
     _load(model_copy).close()

@@ -1200,12 +1200,12 @@
         <translation>量化权重</translation>
     </message>
     <message>
-        <source>8-bit and 4-bit weights made when a model was loaded, kept so that its next load takes seconds instead of minutes; at most {0:.0f} GB, the least recently loaded deleted first</source>
-        <translation>加载模型时生成的 8 位和 4 位权重，保存下来后，下次加载只需几秒而不是几分钟；最多 {0:.0f} GB，最久未加载的先删除</translation>
-    </message>
-    <message>
         <source>A reopened conversation continues at once instead of reading the whole chat again; the least recently used are deleted beyond this size</source>
         <translation>重新打开的对话可立即继续，无需重新读取整个对话；超出此大小时，最久未使用的会被删除</translation>
+    </message>
+    <message>
+        <source>8-bit and 4-bit weights made when a model was loaded, kept so that its next load takes seconds instead of minutes; the least recently loaded are deleted beyond this size</source>
+        <translation>加载模型时生成的 8 位和 4 位权重，保存下来后，下次加载只需几秒而不是几分钟；超出此大小时，最久未加载的会被删除</translation>
     </message>
     <message>
         <source>New conversations start with these settings; each conversation can change them (Conversation settings).</source>

@@ -45,6 +45,9 @@ class ExecutorOptions:
     # Requests computed together, each with its own KV cache (``step_scheduler``): the cpu backend only; the
     # memory estimate counts one cache per stream.
     parallel: int = 1
+    # int8/int4 copies kept on disk so that the next load of the same model skips quantizing: at most this many GB
+    # (least recently loaded deleted first; 0: none kept). None: ``LLAMA_DESK_WEIGHT_CACHE_GB``, else 16.
+    weight_cache_gb: float | None = None
 
     def __post_init__(self):
         check_choice(self.backend, self.device, self.weight_format, self.kv_cache)
@@ -57,6 +60,12 @@ class ExecutorOptions:
                                          or self.threads < 1):
             raise EngineError(f"threads must be a whole number of at least 1, got {self.threads!r}.",
                               subject="settings", code="threads_invalid", params={"value": self.threads})
+        if self.weight_cache_gb is not None and (isinstance(self.weight_cache_gb, bool)
+                                                 or not isinstance(self.weight_cache_gb, (int, float))
+                                                 or not 0 <= self.weight_cache_gb < float("inf")):
+            raise EngineError(f"The size limit of the kept quantized weights must be a number of GB, 0 or more, got "
+                              f"{self.weight_cache_gb!r}.", subject="settings", code="weight_cache_invalid",
+                              params={"value": self.weight_cache_gb})
         if isinstance(self.parallel, bool) or not isinstance(self.parallel, int) or not 1 <= self.parallel <= 16:
             raise EngineError(f"parallel must be a whole number from 1 to 16, got {self.parallel!r}.",
                               subject="settings", code="parallel_invalid", params={"value": self.parallel})

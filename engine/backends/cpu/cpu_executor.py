@@ -178,7 +178,7 @@ class CpuExecutor(Executor):
         # stored layer matrices side by side in 4-row groups (the vocabulary matrix stays in rows: its rows are
         # also the tied embedding's)
         pack_layers = packs_layers(source, [n for n in matrices if n not in packed and n not in blocks])
-        kept = WeightCache.open(quantized_weights_dir(), source, options.weight_format, packed)
+        kept = WeightCache.open(quantized_weights_dir(), source, options.weight_format, packed, options.weight_cache_gb)
 
         def load(name: str):
             nonlocal done

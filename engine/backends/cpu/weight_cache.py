@@ -52,8 +52,11 @@ _CHUNK = 1 << 24                # bytes read (and checked) at a time
 _INDEX_BYTES = 256               # a tensor's entry in the index, at most (name, offset, shape, CRC)
 
 
-def limit_bytes() -> int:
-    """The folder's size limit from ``LLAMA_DESK_WEIGHT_CACHE_GB`` (default 16 GB; 0 or a bad value: off)."""
+def limit_bytes(gb: float | None = None) -> int:
+    """The folder's size limit: ``gb`` (the load's ``weight_cache_gb``), else ``LLAMA_DESK_WEIGHT_CACHE_GB``
+    (default 16 GB; 0 or a bad value: off)."""
+    if gb is not None:
+        return max(0, int(gb * 1e9))
     raw = os.environ.get(LIMIT_ENV, "").strip()
     try:
         gb = float(raw) if raw else DEFAULT_LIMIT_GB
@@ -66,6 +69,12 @@ def limit_bytes() -> int:
 def cache_size(folder: Path) -> int:
     """Bytes the kept quantized weights in ``folder`` take."""
     return kept_size(folder, SUFFIX)
+
+
+def trim(folder: Path, gb: float | None = None) -> None:
+    """Bring the folder within its limit now (a lowered limit need not wait for the next load): the least
+    recently loaded files go first; 0 deletes them all (those another program holds open stay)."""
+    _evict(Path(folder), limit_bytes(gb), None)
 
 
 def remove_all(folder: Path) -> int:
@@ -122,9 +131,11 @@ class WeightCache:
             self._start_writing()
 
     @classmethod
-    def open(cls, folder: Path, source, weight_format: str, tensors: dict[str, tuple[int, int, int]]):
-        """The cache for this load, or None when it is off or there is nothing to quantize."""
-        limit = limit_bytes()
+    def open(cls, folder: Path, source, weight_format: str, tensors: dict[str, tuple[int, int, int]],
+             limit_gb: float | None = None):
+        """The cache for this load, or None when it is off or there is nothing to quantize (``limit_gb``:
+        ``limit_bytes``)."""
+        limit = limit_bytes(limit_gb)
         if limit <= 0 or not tensors or not getattr(source, "files", None):
             return None
         try:
