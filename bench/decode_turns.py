@@ -4,6 +4,7 @@
     python bench/decode_turns.py --only cpu:int4,llama.cpp:Q4_0,cpu:int8,llama.cpp:Q8_0 --rounds 30
     python bench/decode_turns.py -C model.yaml -M model.ckpt --only cpu:int4,llama.cpp:Q4_0 --gguf-direct   # 7-8B
     python bench/decode_turns.py --only cpu:int4,cpu:int4@../main,llama.cpp:Q4_0   # a change against another checkout
+    python bench/decode_turns.py --together             # both default shapes' decoders alive at once, in the same turns
 
 Why a second decode benchmark beside ``speed.py``: on a shared machine (this
 VM among them) the memory's speed drifts by a third within seconds to minutes
@@ -96,34 +97,47 @@ def _start(spec: dict) -> subprocess.Popen:
 
 def measure(config: Path, ckpt: Path, runs: list[str], args) -> dict:
     """Rounds of bursts in turns; per run the median step of each round."""
+    return measure_together([(config, ckpt)], runs, args)[0]
+
+
+def measure_together(models: list[tuple[Path, Path]], runs: list[str], args) -> list[dict]:
+    """``measure`` for several models' decoders all alive at once, bursts in turns: their ratios come from the
+    same moments (two shapes measured one after the other compare two states of a drifting machine)."""
     from engine.config import load_config
 
-    vocab = load_config(config).vocab_size
     steps = args.rounds * args.burst + 1
-    workers = {}
+    workers, order = {}, []                     # (model index, run) -> worker process
     try:
-        for run in runs:                     # loaded one at a time: loads do not compete
-            decoder, _, checkout = run.partition("@")       # "@folder": that checkout's code (a change's A/B)
-            backend, fmt = decoder.split(":")
-            spec = {"run": run, "backend": backend, "format": fmt, "threads": args.threads, "vocab": vocab,
-                    "checkout": str(Path(checkout).resolve()) if checkout else "",
-                    "steps": steps, "burst": args.burst, "builtin": args.builtin, "config": str(config),
-                    "checkpoint": str(ckpt)}
-            if backend == "llama.cpp":
-                spec["gguf"] = str(speed._ensure_gguf(config, ckpt, fmt, args.builtin, args.gguf_direct))
-            print(f"loading {run} ...", file=sys.stderr, flush=True)
-            workers[run] = _start(spec)
-        rounds = {run: [] for run in runs}
+        for index, (config, ckpt) in enumerate(models):
+            vocab = load_config(config).vocab_size
+            for run in runs:                     # loaded one at a time: loads do not compete
+                decoder, _, checkout = run.partition("@")       # "@folder": that checkout's code (a change's A/B)
+                backend, fmt = decoder.split(":")
+                spec = {"run": run, "backend": backend, "format": fmt, "threads": args.threads, "vocab": vocab,
+                        "checkout": str(Path(checkout).resolve()) if checkout else "",
+                        "steps": steps, "burst": args.burst, "builtin": args.builtin, "config": str(config),
+                        "checkpoint": str(ckpt)}
+                if backend == "llama.cpp":
+                    spec["gguf"] = str(speed._ensure_gguf(config, ckpt, fmt, args.builtin, args.gguf_direct))
+                print(f"loading {run} ({Path(ckpt).name}) ...", file=sys.stderr, flush=True)
+                workers[index, run] = _start(spec)
+                order.append((index, run))
+        steps_of = {key: [] for key in order}
         for r in range(args.rounds):
-            for run in (runs if r % 2 == 0 else runs[::-1]):
-                proc = workers[run]
+            for key in (order if r % 2 == 0 else order[::-1]):
+                proc = workers[key]
                 proc.stdin.write("go\n")
                 proc.stdin.flush()
-                rounds[run].append(statistics.median(json.loads(proc.stdout.readline())))
+                steps_of[key].append(statistics.median(json.loads(proc.stdout.readline())))
     finally:
         for proc in workers.values():
             proc.stdin.close()
             proc.wait()
+    return [_result(ckpt, {run: steps_of[index, run] for run in runs}, args)
+            for index, (_, ckpt) in enumerate(models)]
+
+
+def _result(ckpt: Path, rounds: dict, args) -> dict:
     result = {"model": str(ckpt), "rounds": args.rounds, "burst": args.burst,
               "median_step_s": {run: statistics.median(v) for run, v in rounds.items()},
               "best_round_step_s": {run: min(v) for run, v in rounds.items()}, "round_steps_s": rounds, "vs": {}}
@@ -137,6 +151,16 @@ def measure(config: Path, ckpt: Path, runs: list[str], args) -> dict:
             result["vs"][f"{ours} / {peer}"] = {"median": statistics.median(ratios), "quartiles": [quart[0], quart[2]],
                                                "best_rounds": min(rounds[peer]) / min(rounds[ours])}
     return result
+
+
+def _print_between(results: list[dict]) -> None:
+    """Each run's step time on each model against the first model's, round by round (same moments)."""
+    first = results[0]
+    for other in results[1:]:
+        for run in first["round_steps_s"]:
+            ratio = statistics.median(o / f for f, o in zip(first["round_steps_s"][run], other["round_steps_s"][run]))
+            print(f"  {run}: a step of {Path(other['model']).name} takes {ratio:.3f}x one of "
+                  f"{Path(first['model']).name} (median of the rounds' ratios)")
 
 
 def _print(result: dict) -> None:
@@ -160,16 +184,25 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--burst", type=int, default=8, help="decode steps per turn (their median counts)")
     p.add_argument("--gguf-direct", action="store_true", help="llama.cpp's Q4_0 copy straight from the checkpoint")
+    p.add_argument("--together", action="store_true", help="every model's decoders alive at once, all in the same "
+                   "turns (ratios of the shapes from the same moments; needs the memory for all of them)")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
     runs = args.only.split(",") if args.only else list(DEFAULT_RUNS)
     if any(r.startswith("llama.cpp:") for r in runs) and __import__("importlib").util.find_spec("llama_cpp") is None:
         print(f"llama-cpp-python is not installed: {speed.LLAMA_CPP_HINT}", file=sys.stderr)
         return 1
-    results = []
-    for config, ckpt, _ in speed.chosen_models(args):
-        results.append(measure(config, ckpt, runs, args))
-        _print(results[-1])
+    models = [(config, ckpt) for config, ckpt, _ in speed.chosen_models(args)]
+    if args.together:
+        results = measure_together(models, runs, args)
+        for result in results:
+            _print(result)
+        _print_between(results)
+    else:
+        results = []
+        for config, ckpt in models:
+            results.append(measure(config, ckpt, runs, args))
+            _print(results[-1])
     if args.json:
         args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
     return 0
