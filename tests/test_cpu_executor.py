@@ -383,6 +383,25 @@ def test_one_thread_gives_the_same_tokens(llama2_tiny):
     one.close()
 
 
+@pytest.mark.parametrize("fmt", ["stored", "int8", "int4"])
+def test_steps_on_one_or_two_threads_give_bit_identical_logits(llama3_chunked, fmt):
+    """The decode thread count changes with the machine's load (thread_tuner): no answer may change with it."""
+    from engine.backends.cpu.thread_tuner import ThreadTuner
+
+    ckpt, yml, weights, spec = llama3_chunked
+    ex = make_executor("cpu", ckpt, yml, weight_format=fmt)
+    prompt = [spec.bos] + list(np.random.default_rng(3).integers(3, spec.vocab, 30))
+    tokens = [7, 300, 12, 45, 999, 4]
+    runs = []
+    for threads in (1, 2):
+        ex.tuner = ThreadTuner(threads, fixed=True)
+        ex.prefill(prompt, 0)
+        runs.append(np.stack([ex.decode(t, len(prompt) + i) for i, t in enumerate(tokens)] +
+                             list(ex.decode_batch(tokens, len(prompt)))))
+    assert np.array_equal(runs[0], runs[1])
+    ex.close()
+
+
 def test_close_releases_the_checkpoint_file(llama2_tiny):
     ex = make_executor("cpu", llama2_tiny[0], llama2_tiny[1])
     source = ex.source

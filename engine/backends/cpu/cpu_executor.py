@@ -155,7 +155,8 @@ class CpuExecutor(Executor):
         from .weight_cache import WeightCache
         from .weights import packs_layers, quantized_weight, stored_layout, stored_weight, vector
 
-        jit.use_threads(self.threads)
+        from .thread_tuner import ThreadTuner
+        self.tuner = ThreadTuner(jit.use_threads(self.threads), fixed=self.threads is not None)
         cfg, source = self.config, self.source
         self.kernel_variant = kernel_variant(cfg, source, options)
         quantize = options.weight_format in QUANTIZED
@@ -330,13 +331,15 @@ class CpuExecutor(Executor):
                               code="position_past_context", params={"position": bad, "context": self.max_seq_len})
         if slots.min() < 0 or slots.max() >= self.slots:
             raise ValueError(f"cache slots are 0..{self.slots - 1}, not {slots.tolist()}")
-        jit.use_threads(self.threads)  # numba's thread count is per calling thread
+        jit.use_threads(self.tuner.threads())  # numba's thread count is per calling thread
+        start = time.perf_counter()
         cfg, x = self.config, self._x[:count]
         for t, token in enumerate(tokens):
             data, scales, row = self.embedding.find_row(int(token))
             embed_row(data, scales, row, x[t])
         forward_tokens(x, positions, slots, *self._model, self.slot_k, self.slot_v, self.cos, self.sin,
                        cfg.rms_norm_eps, cfg.num_heads, self._buffers, self._act, self._logits)
+        self.tuner.record(count, time.perf_counter() - start)
         return self._logits[:count].copy()
 
     def _project(self, h: np.ndarray) -> np.ndarray:
@@ -393,7 +396,7 @@ class CpuExecutor(Executor):
 
         for piece in pieces:
             self._check_fits(piece.start + len(piece.ids))
-        jit.use_threads(self.threads)
+        jit.use_threads(self.tuner.steady())
         cfg, act = self.config, self._block_act
         bounds = np.cumsum([0] + [len(p.ids) for p in pieces])
         t, hd = int(bounds[-1]), cfg.head_dim
