@@ -30,10 +30,10 @@ def test_a_quiet_machine_keeps_every_thread_and_probes_less_and_less():
 def test_a_busy_core_moves_decode_to_one_thread_soon_and_back_when_it_is_free():
     tuner = ThreadTuner(2, fixed=False)
     run(tuner, 1000, QUIET)
-    used = run(tuner, 40, BUSY)                       # something else starts: steps slow down 3.4x
-    assert tuner.chosen == 1 and used[-10:] == [1] * 10
-    run(tuner, 500, BUSY)
-    assert tuner.chosen == 1                          # probes of 2 threads keep losing
+    run(tuner, 20, BUSY)                              # something else starts: steps slow down 3.4x
+    assert tuner.chosen == 1
+    used = run(tuner, 1000, BUSY)
+    assert tuner.chosen == 1 and used.count(2) / len(used) < 0.04   # probes of 2 threads keep losing
     used = run(tuner, 200, QUIET)                     # the other program ends
     assert tuner.chosen == 2 and used[-10:] == [2] * 10
 

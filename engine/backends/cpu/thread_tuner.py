@@ -90,7 +90,6 @@ class ThreadTuner:
         if wins and all(wins):
             self.chosen = probe
             self.switches += 1
-            self.period = FIRST_PERIOD
             self._times.clear()
             self._best.clear()
         else:   # below the full count, keep asking for it back (the other program may have finished)
