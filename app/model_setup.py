@@ -88,7 +88,10 @@ class ModelSetupForm(QWidget):
         self.weight_format.addItem(self.tr("8-bit (int8, cpu backend; about half the memory)"), "int8")
         self.weight_format.addItem(self.tr("4-bit (int4, cpu backend; under a third of the memory)"), "int4")
         self.threads = QSpinBox(minimum=0, maximum=max(os.cpu_count() or 1, 1))
-        self.threads.setSpecialValueText(self.tr("Automatic (one per core)"))
+        self.threads.setSpecialValueText(self.tr("Automatic (one per core, fewer while other programs are busy)"))
+        self.threads.setToolTip(self.tr("Automatic: the cpu backend times its steps and drops a thread while another "
+                                        "program keeps a core busy (twice as fast then), taking it back when the "
+                                        "core is free. A number fixes the count."))
         self.context_length = QSpinBox(minimum=0, maximum=131072, singleStep=512)
         self.context_length.setSpecialValueText(self.tr("The model's own"))
         self.context_length.setToolTip(self.tr("Tokens the model sees at once: less needs less memory, and older "

@@ -781,8 +781,12 @@
         <translation>4 位（int4，cpu 后端；内存不到三分之一）</translation>
     </message>
     <message>
-        <source>Automatic (one per core)</source>
-        <translation>自动（每个核心一个）</translation>
+        <source>Automatic (one per core, fewer while other programs are busy)</source>
+        <translation>自动（每个核心一个，其他程序繁忙时减少）</translation>
+    </message>
+    <message>
+        <source>Automatic: the cpu backend times its steps and drops a thread while another program keeps a core busy (twice as fast then), taking it back when the core is free. A number fixes the count.</source>
+        <translation>自动：cpu 后端会为每一步计时，当其他程序占满一个核心时减少一个线程（此时速度约快一倍），核心空闲后再恢复。填写数字则固定线程数。</translation>
     </message>
     <message>
         <source>The model&apos;s own</source>
