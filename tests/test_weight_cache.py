@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 
 import numpy as np
@@ -31,6 +32,9 @@ def cache_dir(tmp_path, monkeypatch):
     folder = tmp_path / "quantized-weights"
     monkeypatch.setattr(engine.paths, "quantized_weights_dir", lambda: folder)
     monkeypatch.setenv(weight_cache.LIMIT_ENV, "16")
+    # these files are MBs: the margin left free (2 GB) must not make them depend on the machine's free disk space
+    # (a CI machine near full kept none); the margin itself is tested on its own below
+    monkeypatch.setattr(weight_cache, "_FREE_MARGIN", 0)
     return folder
 
 
@@ -203,6 +207,15 @@ def test_a_limit_that_is_no_size_is_refused_with_the_setting_named(bad):
     with pytest.raises(EngineError) as caught:
         ExecutorOptions(weight_cache_gb=bad)
     assert caught.value.code == "weight_cache_invalid" and "quantized weights" in str(caught.value)
+
+
+def test_nothing_is_kept_that_would_leave_the_disk_under_its_margin(model_copy, cache_dir, monkeypatch, caplog):
+    monkeypatch.setattr(weight_cache, "_FREE_MARGIN", shutil.disk_usage(model_copy[0].parent).free)
+    with caplog.at_level(logging.INFO, logger=weight_cache.log.name):
+        loaded = _load(model_copy)
+    assert not loaded.weights_from_cache
+    loaded.close()
+    assert _kept(cache_dir) == [] and "not kept" in caplog.text and "GB free" in caplog.text
 
 
 def test_off_keeps_nothing(model_copy, cache_dir, monkeypatch):
