@@ -149,6 +149,8 @@ class MainWindow(QMainWindow):
         # released from inside Qt's destructor of that child: the window's wrapper then deletes the window
         # a second time (the crash at exit after a settings change).
         self.storage.error.connect(self._on_storage_error)
+        self.storage.unsaved.connect(self._on_storage_unsaved)
+        self.storage.saved_again.connect(self._on_storage_saved_again)
         self.messages.copied.connect(self._on_copied)
         self.composer.send.connect(self.session.send)
         self.composer.stop.connect(self.session.stop)
@@ -292,6 +294,15 @@ class MainWindow(QMainWindow):
 
     def _on_storage_error(self, message: str) -> None:
         self.notice.show_message(self.tr("The chat could not be saved: {0}").format(message))
+
+    def _on_storage_unsaved(self, reason: str) -> None:
+        self.notice.show_message(self.tr("The chat is not saved yet ({0}). It is kept, and saved as soon as the "
+                                         "disk takes it: free some disk space.").format(reason), kind="unsaved")
+
+    def _on_storage_saved_again(self) -> None:
+        if self.notice.kind == "unsaved":
+            self.notice.clear()
+        self.status.showMessage(self.tr("The chat is saved."), 5000)
 
     def _on_copied(self, _uid: str) -> None:
         self.status.showMessage(self.tr("Copied."), 2000)

@@ -5,6 +5,11 @@ which owns the only SQLite connection. Replies come back as signals and run the 
 callback on the UI thread. Streamed answer text may be sent straight from the engine's thread
 (``append_text``); it is gathered and committed every ``FLUSH_MS``, so a killed process loses at
 most the last quarter second of an answer.
+
+When the disk refuses a write (full, or failing), nothing is dropped: the streamed text and the
+writes nobody waits for (an answer's end, a rename, a delete) are kept in order and tried again
+before every later request and every ``RETRY_MS``, so freeing disk space saves the whole chat. The
+window is told once (``unsaved``) and again when all is written (``saved_again``).
 """
 
 from __future__ import annotations
@@ -22,12 +27,18 @@ from .storage import ChatStore, StorageError
 from .worker_thread import WorkerThread
 
 FLUSH_MS = 250
+RETRY_MS = 5000
+# ChatStore's writes the window sends without waiting for them: kept for a retry when the disk refuses them
+WRITES = frozenset({"create_conversation", "add_messages", "finish_message", "rename_conversation",
+                    "delete_conversation", "reopen_message", "set_conversation_settings"})
 log = logging.getLogger(__name__)
 
 
 class StorageWorker(QObject):
     replied = Signal(int, object)        # request id, result
     failed = Signal(int, str)            # request id (0: nobody waits), message for the user
+    unsaved = Signal(str)                # the disk refused a write; it is kept and retried (the reason)
+    saved_again = Signal()               # everything kept after ``unsaved`` is written
 
     def __init__(self, path: Path):
         super().__init__()
@@ -38,6 +49,12 @@ class StorageWorker(QObject):
         self._timer.setSingleShot(True)
         self._timer.setInterval(FLUSH_MS)
         self._timer.timeout.connect(self._flush)
+        self._waiting: list[tuple[str, tuple]] = []   # writes the disk refused, in the order they were sent
+        self._refused = False                          # the window was told of unsaved work (``unsaved``)
+        self._retry = QTimer(self)
+        self._retry.setSingleShot(True)
+        self._retry.setInterval(RETRY_MS)
+        self._retry.timeout.connect(self._save_waiting)
 
     def _open(self) -> ChatStore:
         if self.store is None:
@@ -46,16 +63,57 @@ class StorageWorker(QObject):
 
     @Slot(str, object, int)
     def run(self, op: str, args: tuple, request_id: int) -> None:
+        self._save_waiting()   # earlier refused writes and streamed text first: the order they were sent in
+        if op in WRITES and not request_id and self._waiting:
+            self._waiting.append((op, args))           # behind the writes the disk refused
+            return
         try:
-            self._flush()  # earlier streamed text first: requests apply in the order they were sent
             handler = getattr(self, "op_" + op, None)
             result = handler(*args) if handler else getattr(self._open(), op)(*args)
-        except (StorageError, sqlite3.Error, OSError) as exc:
-            log.warning("storage %s failed: %s", op, exc)
-            self.failed.emit(request_id, str(exc))
+        except (sqlite3.OperationalError, OSError) as exc:
+            if op in WRITES and not request_id:
+                self._keep([(op, args)], exc)
+                return
+            self._fail(op, request_id, exc)
+            return
+        except (StorageError, sqlite3.Error) as exc:
+            self._fail(op, request_id, exc)
             return
         if request_id:
             self.replied.emit(request_id, result)
+
+    def _fail(self, op: str, request_id: int, exc: Exception) -> None:
+        log.warning("storage %s failed: %s", op, exc)
+        self.failed.emit(request_id, str(exc))
+
+    def _keep(self, writes: list[tuple[str, tuple]], exc: Exception) -> None:
+        """The disk refused these writes: keep them for a retry, and tell the window once."""
+        self._waiting.extend(writes)
+        self._retry.start()
+        if not self._refused:
+            self._refused = True
+            log.warning("the chat history could not be written (%s): kept, retried every %d ms", exc, RETRY_MS)
+            self.unsaved.emit(str(exc))
+
+    @Slot()
+    def _save_waiting(self) -> bool:
+        """Write what the disk refused before, in order, then the streamed text; True when nothing is left."""
+        while self._waiting:
+            op, args = self._waiting[0]
+            try:
+                getattr(self._open(), op)(*args)
+            except (sqlite3.OperationalError, OSError):
+                self._retry.start()
+                return False
+            except (StorageError, sqlite3.Error) as exc:   # not the disk: retrying cannot help
+                log.warning("storage %s failed: %s", op, exc)
+            self._waiting.pop(0)
+        self._flush()
+        if self._refused and not self._waiting and not self._pending:
+            self._refused = False
+            log.info("the chat history is written again")
+            self.saved_again.emit()
+        return not self._waiting and not self._pending
 
     @Slot(str, str)
     def append_text(self, message_uid: str, text: str) -> None:
@@ -65,11 +123,15 @@ class StorageWorker(QObject):
 
     @Slot()
     def _flush(self) -> None:
-        if not self._pending:
+        if not self._pending or self._waiting:   # an answer's text waits for its refused message row
             return
         pieces, self._pending = self._pending, {}
         try:
             self._open().append_texts(pieces)
+        except (sqlite3.OperationalError, OSError) as exc:
+            for uid, text in pieces.items():       # kept, before whatever streamed in since
+                self._pending[uid] = text + self._pending.get(uid, "")
+            self._keep([], exc)
         except (StorageError, sqlite3.Error) as exc:
             self.failed.emit(0, str(exc))
 
@@ -97,6 +159,10 @@ class StorageWorker(QObject):
 
     def op_close(self) -> None:
         self._timer.stop()
+        self._retry.stop()
+        if not self._save_waiting():
+            log.error("closing with %d refused writes and %d answers' streamed text not written: the disk still "
+                      "refuses them", len(self._waiting), len(self._pending))
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -109,6 +175,8 @@ class Storage(QObject):
     """The UI thread's handle: ``call(op, *args, then=callback)``; errors go to ``error``."""
 
     error = Signal(str)
+    unsaved = Signal(str)        # the disk refused a write: kept and retried (``StorageWorker``)
+    saved_again = Signal()       # and now it is written
     _request = Signal(str, object, int)
 
     def __init__(self, path: Path, parent: QObject | None = None):
@@ -122,6 +190,8 @@ class Storage(QObject):
         self._request.connect(self.worker.run)
         self.worker.replied.connect(self._on_reply)
         self.worker.failed.connect(self._on_failed)
+        self.worker.unsaved.connect(self.unsaved)
+        self.worker.saved_again.connect(self.saved_again)
         self.thread.start()
 
     def call(self, op: str, *args, then: Callable | None = None, otherwise: Callable | None = None) -> None:

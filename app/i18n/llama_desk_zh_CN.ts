@@ -552,6 +552,14 @@
         <translation>无法保存对话：{0}</translation>
     </message>
     <message>
+        <source>The chat is not saved yet ({0}). It is kept, and saved as soon as the disk takes it: free some disk space.</source>
+        <translation>聊天内容尚未保存（{0}）。内容已保留，磁盘一旦可以写入就会立即保存：请腾出一些磁盘空间。</translation>
+    </message>
+    <message>
+        <source>The chat is saved.</source>
+        <translation>聊天内容已保存。</translation>
+    </message>
+    <message>
         <source>Copied.</source>
         <translation>已复制。</translation>
     </message>

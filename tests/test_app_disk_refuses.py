@@ -1,0 +1,138 @@
+"""When the disk refuses the chat history's writes (full, failing), nothing of the chat is lost: the window says
+so once, keeps what it could not write, and writes all of it, in order, as soon as the disk takes it again.
+
+The refusal is SQLite's own: the history's connection is switched to ``PRAGMA query_only`` on its thread, so
+every write fails inside SQLite with an ``OperationalError``, the error a full disk gives ("database or disk is
+full"); the test's own connection reads what reached the file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from PySide6.QtCore import QObject, QTimer, Signal
+
+import app.storage_worker as storage_worker
+from app.storage import Message
+from app.storage_worker import Storage
+from app_fixtures import quick_prefs, send, stored, wait_idle
+
+LONG_QUESTION = "Count from 1 to 300, one number per line."
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch):
+    monkeypatch.setattr(storage_worker, "RETRY_MS", 100)
+
+
+def on_storage_thread(qtbot, storage: Storage, action):
+    """Run ``action(connection)`` on the history's own thread, between its requests, and wait for it."""
+    done = []
+    QTimer.singleShot(0, storage.worker, lambda: done.append(action(storage.worker._open().db)))
+    qtbot.waitUntil(lambda: bool(done), timeout=10_000)
+
+
+def refuse_writes(qtbot, storage: Storage, refuse: bool) -> None:
+    on_storage_thread(qtbot, storage, lambda db: db.execute(f"PRAGMA query_only = {int(refuse)}"))
+
+
+class Tokens(QObject):
+    """The engine thread's signal of streamed answer text, as the window connects it."""
+    tokens = Signal(str, str)
+
+
+def test_refused_writes_are_kept_and_written_in_order_once_the_disk_takes_them(qtbot, tmp_path):
+    path = tmp_path / "聊天 chats.sqlite3"
+    storage = Storage(path)
+    stream = Tokens()
+    stream.tokens.connect(storage.worker.append_text)
+    told, saved = [], []
+    storage.unsaved.connect(told.append)
+    storage.saved_again.connect(lambda: saved.append(True))
+    try:
+        storage.call("create_conversation", "c1", "长城")
+        question = Message("q1", "user", "请介绍长城。", 1.0)
+        answer = Message("a1", "assistant", "", 2.0, complete=False)
+        added = []
+        storage.call("add_messages", "c1", [question, answer], then=added.append)
+        qtbot.waitUntil(lambda: bool(added), timeout=10_000)
+        stream.tokens.emit("a1", "长城是")
+
+        refuse_writes(qtbot, storage, True)                # the disk is full from here on
+        for piece in ("中国古代的", "军事防御工程。"):
+            stream.tokens.emit("a1", piece)
+        storage.call("finish_message", "a1", "长城是中国古代的军事防御工程。", "stop", {"generated_tokens": 9}, True)
+        storage.call("rename_conversation", "c1", "长城 (已保存)")
+        qtbot.waitUntil(lambda: bool(told), timeout=10_000)
+        assert "readonly" in told[0] and saved == []
+
+        listed = []
+        storage.call("conversations", then=listed.append)  # reads go on meanwhile
+        qtbot.waitUntil(lambda: bool(listed), timeout=10_000)
+        on_disk = sqlite3.connect(path)
+        assert on_disk.execute("SELECT content, complete FROM messages WHERE uid = 'a1'").fetchone()[1] == 0
+        assert on_disk.execute("SELECT title FROM conversations").fetchone() == ("长城",)
+
+        refuse_writes(qtbot, storage, False)               # space freed: the next retry writes everything
+        qtbot.waitUntil(lambda: bool(saved), timeout=10_000)
+        assert len(told) == 1                              # told once, not at every retry
+        assert on_disk.execute("SELECT content, complete, finish_reason FROM messages WHERE uid = 'a1'").fetchone() \
+            == ("长城是中国古代的军事防御工程。", 1, "stop")
+        assert on_disk.execute("SELECT title FROM conversations").fetchone() == ("长城 (已保存)",)
+        on_disk.close()
+    finally:
+        storage.close()
+
+
+def test_text_streamed_while_the_disk_refuses_is_kept_in_order_for_an_unfinished_answer(qtbot, tmp_path):
+    """An answer cut short by a crash after the disk came back keeps every piece, in the order streamed."""
+    path = tmp_path / "chats.sqlite3"
+    storage = Storage(path)
+    stream = Tokens()
+    stream.tokens.connect(storage.worker.append_text)
+    saved = []
+    storage.saved_again.connect(lambda: saved.append(True))
+    try:
+        storage.call("create_conversation", "c1", "t")
+        added = []
+        storage.call("add_messages", "c1", [Message("q1", "user", "q", 1.0),
+                                            Message("a1", "assistant", "", 2.0, complete=False)], then=added.append)
+        qtbot.waitUntil(lambda: bool(added), timeout=10_000)
+        refuse_writes(qtbot, storage, True)
+        pieces = [f"{i}、" for i in range(40)]
+        for piece in pieces[:20]:
+            stream.tokens.emit("a1", piece)
+        qtbot.wait(3 * storage_worker.FLUSH_MS)             # several flushes refused
+        refuse_writes(qtbot, storage, False)
+        for piece in pieces[20:]:
+            stream.tokens.emit("a1", piece)
+        qtbot.waitUntil(lambda: bool(saved), timeout=10_000)
+        on_disk = sqlite3.connect(path)
+        assert on_disk.execute("SELECT content, complete FROM messages WHERE uid = 'a1'").fetchone() \
+            == ("".join(pieces), 0)
+        on_disk.close()
+    finally:
+        storage.close()
+
+
+def test_the_window_says_the_chat_is_not_saved_yet_and_saves_the_answer_when_the_disk_takes_it(
+        qtbot, open_window, home):
+    window = open_window(quick_prefs(max_new_tokens=200))
+    send(qtbot, window, "Hello")
+    send(qtbot, window, LONG_QUESTION, wait=False)
+    qtbot.waitUntil(lambda: window.session.answering, timeout=10_000)
+    refuse_writes(qtbot, window.storage, True)             # the question is on disk; its answer cannot be
+    qtbot.waitUntil(lambda: window.notice.kind == "unsaved", timeout=60_000)
+    assert "not saved yet" in window.notice.label.text() and "free some disk space" in window.notice.label.text()
+    window.stop_answer()
+    wait_idle(qtbot, window)
+    shown = window.session.messages[-1]
+    assert shown.role == "assistant" and shown.content
+    assert stored(home)[-1][1:] != (shown.content, 1, shown.finish_reason)   # not on disk yet
+
+    refuse_writes(qtbot, window.storage, False)
+    qtbot.waitUntil(lambda: window.notice.kind != "unsaved", timeout=10_000)
+    assert window.status.currentMessage() == "The chat is saved."
+    assert stored(home)[-2:] == [("user", LONG_QUESTION, 1, None), ("assistant", shown.content, int(shown.complete),
+                                                                      shown.finish_reason)]
