@@ -7,9 +7,9 @@ callback on the UI thread. Streamed answer text may be sent straight from the en
 most the last quarter second of an answer.
 
 When the disk refuses a write (full, or failing), nothing is dropped: the streamed text and the
-writes nobody waits for (an answer's end, a rename, a delete) are kept in order and tried again
-before every later request and every ``RETRY_MS``, so freeing disk space saves the whole chat. The
-window is told once (``unsaved``) and again when all is written (``saved_again``).
+writes (a question, an answer's end, a rename, a delete) are kept in order and tried again before
+every later request and every ``RETRY_MS``, so freeing disk space saves the whole chat as the window
+shows it. The window is told once (``unsaved``) and again when all is written (``saved_again``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from .worker_thread import WorkerThread
 
 FLUSH_MS = 250
 RETRY_MS = 5000
-# ChatStore's writes the window sends without waiting for them: kept for a retry when the disk refuses them
+# ChatStore's writes: kept for a retry when the disk refuses them (one that is waited for is also answered
+# with the refusal: the model does not answer a question that is not on disk yet)
 WRITES = frozenset({"create_conversation", "add_messages", "finish_message", "rename_conversation",
                     "delete_conversation", "reopen_message", "set_conversation_settings"})
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class StorageWorker(QObject):
         self._timer.timeout.connect(self._flush)
         self._waiting: list[tuple[str, tuple]] = []   # writes the disk refused, in the order they were sent
         self._refused = False                          # the window was told of unsaved work (``unsaved``)
+        self._refusal = ""                             # the disk's last refusal, for who waits for a write
         self._retry = QTimer(self)
         self._retry.setSingleShot(True)
         self._retry.setInterval(RETRY_MS)
@@ -64,15 +66,19 @@ class StorageWorker(QObject):
     @Slot(str, object, int)
     def run(self, op: str, args: tuple, request_id: int) -> None:
         self._save_waiting()   # earlier refused writes and streamed text first: the order they were sent in
-        if op in WRITES and not request_id and self._waiting:
-            self._waiting.append((op, args))           # behind the writes the disk refused
+        if op in WRITES and self._waiting:             # the disk still refuses: behind the writes it refused
+            self._waiting.append((op, args))
+            if request_id:     # who waits for it hears that it is not written (no answer to an unsaved question)
+                self.failed.emit(request_id, self._refusal)
             return
         try:
             handler = getattr(self, "op_" + op, None)
             result = handler(*args) if handler else getattr(self._open(), op)(*args)
         except (sqlite3.OperationalError, OSError) as exc:
-            if op in WRITES and not request_id:
+            if op in WRITES:                           # kept all the same: the window shows what it sent
                 self._keep([(op, args)], exc)
+                if request_id:
+                    self.failed.emit(request_id, str(exc))
                 return
             self._fail(op, request_id, exc)
             return
@@ -89,6 +95,7 @@ class StorageWorker(QObject):
     def _keep(self, writes: list[tuple[str, tuple]], exc: Exception) -> None:
         """The disk refused these writes: keep them for a retry, and tell the window once."""
         self._waiting.extend(writes)
+        self._refusal = str(exc)
         self._retry.start()
         if not self._refused:
             self._refused = True

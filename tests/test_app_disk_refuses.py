@@ -85,6 +85,33 @@ def test_refused_writes_are_kept_and_written_in_order_once_the_disk_takes_them(q
         storage.close()
 
 
+def test_a_question_the_disk_refuses_gets_no_answer_but_is_kept_with_its_error(qtbot, tmp_path):
+    """The window shows the question and the error in place of an answer: once written, the file says the same."""
+    path = tmp_path / "chats.sqlite3"
+    storage = Storage(path)
+    saved = []
+    storage.saved_again.connect(lambda: saved.append(True))
+    try:
+        storage.call("create_conversation", "c1", "t")
+        refuse_writes(qtbot, storage, True)
+        for turn in ("1", "2"):                            # refused by SQLite, then queued behind the first
+            replies, errors = [], []
+            storage.call("add_messages", "c1", [Message(f"q{turn}", "user", f"问题 {turn}", 1.0),
+                                                Message(f"a{turn}", "assistant", "", 2.0, complete=False)],
+                         then=replies.append, otherwise=errors.append)
+            qtbot.waitUntil(lambda: bool(errors or replies), timeout=10_000)
+            assert replies == [] and "readonly" in errors[0]    # the session then ends the answer with it:
+            storage.call("finish_message", f"a{turn}", "", "error", {"error": errors[0]}, False)
+        refuse_writes(qtbot, storage, False)
+        qtbot.waitUntil(lambda: bool(saved), timeout=10_000)
+        on_disk = sqlite3.connect(path)
+        assert on_disk.execute("SELECT uid, content, finish_reason FROM messages ORDER BY id").fetchall() == [
+            ("q1", "问题 1", None), ("a1", "", "error"), ("q2", "问题 2", None), ("a2", "", "error")]
+        on_disk.close()
+    finally:
+        storage.close()
+
+
 def test_text_streamed_while_the_disk_refuses_is_kept_in_order_for_an_unfinished_answer(qtbot, tmp_path):
     """An answer cut short by a crash after the disk came back keeps every piece, in the order streamed."""
     path = tmp_path / "chats.sqlite3"
@@ -107,7 +134,9 @@ def test_text_streamed_while_the_disk_refuses_is_kept_in_order_for_an_unfinished
         refuse_writes(qtbot, storage, False)
         for piece in pieces[20:]:
             stream.tokens.emit("a1", piece)
-        qtbot.waitUntil(lambda: bool(saved), timeout=10_000)
+        synced = []
+        storage.call("conversations", then=synced.append)  # a request writes the streamed text before it
+        qtbot.waitUntil(lambda: bool(saved and synced), timeout=10_000)
         on_disk = sqlite3.connect(path)
         assert on_disk.execute("SELECT content, complete FROM messages WHERE uid = 'a1'").fetchone() \
             == ("".join(pieces), 0)
