@@ -80,7 +80,7 @@ def run(cmd: list, **kw) -> None:
 INSTALLER_TESTS = ("tests/test_installer*.py", "tests/test_windows_wine*.py")
 # Free disk space the whole suite needs, measured (CI, 2026-12-04): its cache in tests/.cache (2.3 GB: Wine, its
 # prefix, the Windows wheels, the test models) and, at the same time, the Linux installer's environment in the temp
-# folder (3.3 GB, removed by its own test) beside the other tests' temporary files.
+# folder (3.4 GB, removed by its own test) beside the other tests' temporary files.
 TESTS_NEED_BYTES = 6_500_000_000
 
 

