@@ -80,7 +80,8 @@ def test_refused_writes_are_kept_and_written_in_order_once_the_disk_takes_them(q
     refuse_writes(qtbot, history.storage, True)            # the disk is full from here on
     for piece in ("中国古代的", "军事防御工程。"):
         history.stream.tokens.emit("a1", piece)
-    history.storage.call("finish_message", "a1", "长城是中国古代的军事防御工程。", "stop", {"generated_tokens": 9}, True)
+    history.storage.call("finish_message", "a1", "长城是中国古代的军事防御工程。", "stop",
+                         {"generated_tokens": 9}, True)
     history.storage.call("rename_conversation", "c1", "长城 (已保存)")
     qtbot.waitUntil(lambda: bool(history.told), timeout=10_000)
     assert "readonly" in history.told[0] and history.saved == []

@@ -1,6 +1,6 @@
 """What install.py and the Linux installer check before they start anything: free disk space for the
-environment, room for the venv's deepest path on Windows, and on Linux the system libraries Qt needs for a real window (with the one apt-get line that adds
-them, and the terminal chat meanwhile)."""
+environment, room for the venv's deepest path on Windows, and on Linux the system libraries Qt needs for a real
+window (with the one apt-get line that adds them, and the terminal chat meanwhile)."""
 
 from __future__ import annotations
 
